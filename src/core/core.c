@@ -1,0 +1,106 @@
+/* core.c: status strings, panic, logging, aligned allocation, clocks. */
+#include "core.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const status_names[] = {
+    "CST_OK",           "CST_ERR_NOMEM",     "CST_ERR_IO",       "CST_ERR_BAD_FORMAT",
+    "CST_ERR_UNSUPPORTED", "CST_ERR_INVALID_ARG", "CST_ERR_CTX_FULL", "CST_ERR_CANCELLED",
+    "CST_ERR_BUSY",     "CST_ERR_NOT_FOUND", "CST_ERR_CONFLICT", "CST_ERR_STORE",
+    "CST_ERR_INTERNAL",
+};
+_Static_assert(CST_ARRAY_LEN(status_names) == CST_STATUS_LAST, "status_names out of date");
+
+const char *cst_status_str(cst_status st) {
+    if ((unsigned)st >= CST_STATUS_LAST) return "CST_ERR_UNKNOWN";
+    return status_names[st];
+}
+
+_Noreturn void cst_panic(const char *file, int line, const char *what) {
+    fprintf(stderr, "castor: %s:%d: assertion failed: %s\n", file, line, what);
+    abort();
+}
+
+void cst_errf(char *buf, size_t len, const char *fmt, ...) {
+    if (!buf || !len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static int log_level = -1;
+
+void cst_log(int level, const char *fmt, ...) {
+    if (log_level < 0) {
+        const char *e = getenv("CST_LOG");
+        log_level = CST_LOG_INFO;
+        if (e) {
+            if (!strcmp(e, "debug")) log_level = CST_LOG_DEBUG;
+            else if (!strcmp(e, "warn")) log_level = CST_LOG_WARN;
+            else if (!strcmp(e, "error")) log_level = CST_LOG_ERROR;
+        }
+    }
+    if (level < log_level) return;
+    static const char *const tags[] = {"debug", "info", "warn", "error"};
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "castor %s: %s\n", tags[level], msg);
+}
+
+void *cst_alloc_aligned(size_t size, size_t align) {
+    void *p = NULL;
+    if (align < sizeof(void *)) align = sizeof(void *);
+    if (size == 0) size = align;
+    if (posix_memalign(&p, align, size) != 0) return NULL;
+    return p;
+}
+
+void cst_free_aligned(void *p) { free(p); }
+
+double cst_time_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+cst_status cst_read_file(const char *path, char **out, size_t *out_len) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return CST_ERR_IO;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        return CST_ERR_NOMEM;
+    }
+    for (;;) {
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (len < cap) break;
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) {
+            free(buf);
+            fclose(f);
+            return CST_ERR_NOMEM;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return CST_ERR_IO;
+    }
+    buf[len] = 0;
+    *out = buf;
+    if (out_len) *out_len = len;
+    return CST_OK;
+}

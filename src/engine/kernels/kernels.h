@@ -1,0 +1,72 @@
+/* kernels.h: CPU compute kernels, dispatched per tensor type and per ISA.
+ *
+ * For every weight type there is a table entry (ggml's type_traits_cpu idea):
+ * how to dequantize a row, how to quantize a float row into the type, which
+ * type activations are converted to for dot products (Q8_0 for Q4_0/Q8_0,
+ * Q8_K for the K-quants, F16 for F16, BF16 for BF16, F32 for F32 -- exactly as
+ * llama.cpp, so results match it), and the dot product of one weight row with
+ * one converted activation row.
+ *
+ * The scalar implementations in ref/ are the specification. x86/ holds AVX2
+ * and AVX-512 (VNNI) versions chosen at run time from CPUID; the environment
+ * variable CST_ISA=ref|avx2|avx512 forces one (an unavailable one is refused
+ * with a warning and the best available is used).
+ */
+#ifndef CST_KERNELS_H
+#define CST_KERNELS_H
+
+#include "../tensor/types.h"
+#include "../../core/pool.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef void (*cst_to_float_fn)(const void *x, float *y, int64_t n);
+typedef void (*cst_from_float_fn)(const float *x, void *y, int64_t n);
+/* s = dot(x, y) over n elements; x is a row of the weight type, y a row of its vec_dot_type. */
+typedef void (*cst_vec_dot_fn)(int n, float *s, const void *x, const void *y);
+
+typedef struct cst_kernel_traits {
+    cst_type vec_dot_type;
+    cst_to_float_fn to_float;     /* dequantize */
+    cst_from_float_fn from_float; /* quantize (fast, as used for activations) */
+    cst_vec_dot_fn vec_dot;
+} cst_kernel_traits;
+
+typedef enum { CST_ISA_REF = 0, CST_ISA_AVX2 = 1, CST_ISA_AVX512 = 2 } cst_isa;
+
+/* Detect the CPU and install the dispatch tables (idempotent, thread-safe). */
+void cst_kernels_init(void);
+cst_isa cst_kernels_isa(void);
+const char *cst_isa_name(cst_isa isa);
+bool cst_isa_available(cst_isa isa);
+/* Switch the active ISA (tests); false if not available on this CPU. */
+bool cst_kernels_set_isa(cst_isa isa);
+
+/* Table entry for type t under the active ISA; NULL if t is not supported. */
+const cst_kernel_traits *cst_kernel_traits_for(cst_type t);
+/* Table entry of a given ISA (tests compare fast paths with ref). */
+const cst_kernel_traits *cst_kernel_traits_isa(cst_type t, cst_isa isa);
+
+/* Reference quantization of weights (llama.cpp's quantize_row_*_ref
+ * algorithms: same scale search, same rounding), used by `castor quantize`.
+ * n must be a multiple of the type's block size. */
+bool cst_quantize_row_ref(cst_type t, const float *x, void *y, int64_t n);
+
+/* ---- matrix multiply --------------------------------------------------
+ * y[t*ldy + o] = sum_i W[o][i] * x[t*n_in + i]  for t < n_tok, o < n_out.
+ * W holds n_out rows of n_in elements of type wt (cst_row_size(wt, n_in) bytes
+ * each). The activations are converted once into wdata (scratch of at least
+ * cst_matmul_wsize bytes, 64-byte aligned), then rows are split across the
+ * pool's threads. Prompt batches use a tiled path that reuses each weight row
+ * for several tokens. */
+size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok);
+void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
+                const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata);
+
+/* ---- vector helpers used by the model code --------------------------- */
+/* dot of two f16 vectors, accumulated in f32 (ggml_vec_dot_f16) */
+void cst_vec_dot_f16(int n, float *s, const cst_f16 *x, const cst_f16 *y);
+void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n);
+void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n);
+
+#endif

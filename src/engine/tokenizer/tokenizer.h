@@ -1,0 +1,67 @@
+/* tokenizer.h: vocabularies from GGUF metadata and the two tokenizer families
+ * llama.cpp supports for our models: SentencePiece-style (tokenizer.ggml.model
+ * "llama": scores, byte fallback) and byte-level BPE ("gpt2": merges, with the
+ * pre-tokenizer regexes chosen by tokenizer.ggml.pre, run with PCRE2).
+ * Output matches llama_tokenize / llama_detokenize exactly.
+ */
+#ifndef CST_TOKENIZER_H
+#define CST_TOKENIZER_H
+
+#include "castor.h"
+#include "../gguf/gguf.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef int32_t cst_token;
+typedef struct cst_vocab cst_vocab;
+
+typedef enum { CST_VOCAB_SPM = 1, CST_VOCAB_BPE = 2 } cst_vocab_type;
+
+/* token attributes (llama.cpp's llama_token_attr bits) */
+enum {
+    CST_TOKEN_ATTR_UNKNOWN = 1 << 0,
+    CST_TOKEN_ATTR_UNUSED = 1 << 1,
+    CST_TOKEN_ATTR_NORMAL = 1 << 2,
+    CST_TOKEN_ATTR_CONTROL = 1 << 3,
+    CST_TOKEN_ATTR_USER_DEFINED = 1 << 4,
+    CST_TOKEN_ATTR_BYTE = 1 << 5,
+};
+
+/* Build the vocabulary from a GGUF's tokenizer.* keys. The vocab copies what it
+ * needs; the gguf may be closed afterwards. */
+cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen);
+void cst_vocab_free(cst_vocab *v); /* NULL ok */
+
+cst_vocab_type cst_vocab_kind(const cst_vocab *v);
+int32_t cst_vocab_n_tokens(const cst_vocab *v);
+cst_token cst_vocab_bos(const cst_vocab *v); /* -1 if none */
+cst_token cst_vocab_eos(const cst_vocab *v);
+cst_token cst_vocab_eot(const cst_vocab *v);
+bool cst_vocab_add_bos(const cst_vocab *v);
+bool cst_vocab_add_eos(const cst_vocab *v);
+bool cst_vocab_is_eog(const cst_vocab *v, cst_token t); /* end-of-generation set, as llama.cpp builds it */
+bool cst_vocab_is_control(const cst_vocab *v, cst_token t);
+int cst_vocab_attr(const cst_vocab *v, cst_token t);
+/* The token's text as stored in the vocabulary (e.g. "▁the", "Ġthe"). */
+const char *cst_vocab_text(const cst_vocab *v, cst_token t);
+/* Find a token whose stored text is exactly s; -1 if none. */
+cst_token cst_vocab_find(const cst_vocab *v, const char *s, size_t len);
+
+/* Tokenize text (len bytes). add_special: add BOS/EOS as the vocab says;
+ * parse_special: recognise control/user-defined token texts in the input.
+ * On success *out is malloc'd (caller frees) and *n_out its length. */
+cst_status cst_tokenize(const cst_vocab *v, const char *text, size_t len, bool add_special,
+                        bool parse_special, cst_token **out, size_t *n_out);
+
+/* The bytes a token contributes to text (llama_token_to_piece with lstrip 0):
+ * special tokens are written as their text only when `special` is true.
+ * Returns the number of bytes the piece has (may exceed cap: then nothing
+ * beyond cap is written and the caller should retry with a bigger buffer). */
+size_t cst_token_to_piece(const cst_vocab *v, cst_token t, char *buf, size_t cap, bool special);
+
+/* llama_detokenize(remove_special=false, unparse_special=true). *out is
+ * malloc'd and NUL-terminated. */
+cst_status cst_detokenize(const cst_vocab *v, const cst_token *ids, size_t n, char **out, size_t *out_len);
+
+#endif
