@@ -1,0 +1,182 @@
+/* engine.h: the inference engine's public contract (the only engine header
+ * src/api and src/cli include besides tokenizer.h / sampler.h / gguf.h).
+ *
+ * cst_model: a GGUF model mapped read-only; weights are views into the
+ * mapping. cst_ctx: KV cache for up to n_seq sequences, scratch buffers and a
+ * thread pool, all allocated at cst_ctx_new (the token loop never mallocs).
+ * cst_ctx_decode runs one forward pass over a batch that may mix tokens of
+ * several sequences. cst_generate is a simple prompt -> text loop on top.
+ *
+ * Threading: a cst_model is immutable after load and may be shared by several
+ * contexts (and threads). A cst_ctx is driven by one thread at a time.
+ */
+#ifndef CST_ENGINE_H
+#define CST_ENGINE_H
+
+#include "castor.h"
+#include "gguf/gguf.h"
+#include "sampler/sampler.h"
+#include "tokenizer/tokenizer.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ======================================================================
+ * Model
+ * ====================================================================== */
+typedef struct cst_model cst_model;
+
+typedef struct cst_model_params {
+    bool vocab_only; /* load metadata + vocabulary only (no tensor checks, no ctx possible) */
+} cst_model_params;
+
+cst_model_params cst_model_default_params(void);
+
+/* Open path (mmap through the gguf reader), read the architecture's
+ * hyper-parameters from metadata, bind every tensor (views into the mapping,
+ * never copied) and build the vocabulary. p may be NULL (defaults).
+ * Errors: CST_ERR_IO (open/mmap), CST_ERR_BAD_FORMAT (missing/misshaped
+ * tensor or key), CST_ERR_UNSUPPORTED (architecture or tensor type we cannot
+ * run), CST_ERR_NOMEM; err gets a one-line message. */
+cst_status cst_model_load(const char *path, const cst_model_params *p, cst_model **out, char *err,
+                          size_t errlen);
+void cst_model_free(cst_model *m); /* NULL ok; all contexts must be freed first */
+
+/* Borrowed pointers, valid until cst_model_free. */
+const cst_vocab *cst_model_vocab(const cst_model *m);
+const cst_gguf *cst_model_gguf(const cst_model *m);
+const char *cst_model_arch(const cst_model *m);          /* "llama", "qwen2", "qwen3", "gemma3" */
+const char *cst_model_chat_template(const cst_model *m); /* tokenizer.chat_template, NUL-terminated; NULL if none */
+const char *cst_model_desc(const cst_model *m);          /* e.g. "llama 1.2B Q4_K (1.23 GiB)" */
+const char *cst_model_name(const cst_model *m);          /* general.name, or the file's base name */
+int32_t cst_model_n_ctx_train(const cst_model *m);
+int32_t cst_model_n_vocab(const cst_model *m);
+int32_t cst_model_n_embd(const cst_model *m);
+int32_t cst_model_n_layer(const cst_model *m);
+uint64_t cst_model_n_params(const cst_model *m);
+size_t cst_model_file_size(const cst_model *m);
+/* Bytes of KV cache one token position takes (all layers, K and V) for kv_type. */
+size_t cst_model_kv_bytes_per_token(const cst_model *m, cst_type kv_type);
+
+/* ======================================================================
+ * Context: KV cache + scratch + threads
+ * ====================================================================== */
+typedef struct cst_ctx cst_ctx;
+
+typedef struct cst_ctx_params {
+    int32_t n_ctx;     /* positions per sequence; <= 0: min(n_ctx_train, 4096) */
+    int32_t n_seq;     /* independent sequences (server slots); default 1 */
+    int32_t n_batch;   /* max tokens in one cst_ctx_decode call; default 512 */
+    int32_t n_threads; /* <= 0: number of CPUs */
+    cst_type kv_type;  /* CST_TYPE_F16 (default, as llama.cpp) or CST_TYPE_F32 */
+} cst_ctx_params;
+
+cst_ctx_params cst_ctx_default_params(void);
+
+/* Allocate the KV cache (n_seq * n_ctx positions), scratch sized by n_batch,
+ * and a thread pool. The model must outlive the context.
+ * Errors: CST_ERR_INVALID_ARG, CST_ERR_NOMEM (message says how much). */
+cst_status cst_ctx_new(cst_model *m, const cst_ctx_params *p, cst_ctx **out, char *err, size_t errlen);
+void cst_ctx_free(cst_ctx *ctx); /* NULL ok */
+
+const cst_model *cst_ctx_model(const cst_ctx *ctx);
+cst_ctx_params cst_ctx_get_params(const cst_ctx *ctx); /* resolved values */
+size_t cst_ctx_kv_size(const cst_ctx *ctx);            /* bytes of KV cache */
+/* Message of the last failed call on ctx (borrowed, valid until the next call). */
+const char *cst_ctx_errmsg(const cst_ctx *ctx);
+
+/* ---- batches ---------------------------------------------------------
+ * Caller-owned arrays of n entries. Rules checked by cst_ctx_decode:
+ *  - seq[i] in [0, n_seq);
+ *  - within a sequence, the batch's tokens have consecutive positions in
+ *    batch order, starting at cst_ctx_seq_len(ctx, seq) (append-only; use
+ *    cst_ctx_seq_truncate first to rewrite a suffix);
+ *  - a position >= n_ctx gives CST_ERR_CTX_FULL and nothing is changed. */
+typedef struct cst_batch {
+    int32_t n;
+    cst_token *token;     /* [n] */
+    int32_t *pos;         /* [n] */
+    int32_t *seq;         /* [n] */
+    int8_t *want_logits;  /* [n] non-zero: keep logits for entry i */
+    int32_t cap;          /* capacity when made by cst_batch_new (0 otherwise) */
+} cst_batch;
+
+/* Heap batch with capacity cap (one allocation); NULL on failure. */
+cst_batch *cst_batch_new(int32_t cap);
+void cst_batch_free(cst_batch *b); /* NULL ok */
+static inline void cst_batch_clear(cst_batch *b) { b->n = 0; }
+/* Append; false if the batch is full. */
+bool cst_batch_add(cst_batch *b, cst_token tok, int32_t pos, int32_t seq, bool want_logits);
+
+/* Run the model over the batch: embeddings, then each layer's matmuls over
+ * all n tokens at once, attention per token against its own sequence's cache
+ * (causal, sliding window where the layer has one). K/V of every token are
+ * stored; sequence lengths advance. b->n may be at most n_batch.
+ * Errors: CST_ERR_INVALID_ARG (bad token id, seq, position order, n),
+ * CST_ERR_CTX_FULL (a position >= n_ctx; the cache is left unchanged). */
+cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b);
+
+/* Logits (n_vocab floats) of batch entry i of the last successful decode,
+ * or NULL if entry i did not ask for logits. Valid until the next decode. */
+const float *cst_ctx_logits(const cst_ctx *ctx, int32_t i);
+
+/* ---- sequence KV management (prefix reuse) ---------------------------- */
+int32_t cst_ctx_seq_len(const cst_ctx *ctx, int32_t seq); /* positions stored; -1 if seq invalid */
+/* Drop positions >= n_keep (n_keep >= len: no-op). */
+cst_status cst_ctx_seq_truncate(cst_ctx *ctx, int32_t seq, int32_t n_keep);
+/* Make dst hold a copy of src's first n positions (dst's old content is dropped). */
+cst_status cst_ctx_seq_copy(cst_ctx *ctx, int32_t src, int32_t dst, int32_t n);
+/* Tokens stored for seq (the context records every decoded token), borrowed;
+ * *n gets cst_ctx_seq_len. Useful to find a reusable common prefix. */
+const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n);
+
+/* ======================================================================
+ * Generation helper (castor run, simple callers)
+ * ====================================================================== */
+typedef enum cst_finish {
+    CST_FINISH_NONE = 0,
+    CST_FINISH_EOG = 1,       /* the model produced an end-of-generation token */
+    CST_FINISH_STOP = 2,      /* a stop sequence matched */
+    CST_FINISH_LENGTH = 3,    /* max_tokens reached, or the context is full */
+    CST_FINISH_CANCELLED = 4, /* the callback asked to stop */
+} cst_finish;
+
+const char *cst_finish_str(cst_finish f); /* "eog", "stop", "length", "cancelled" */
+
+typedef struct cst_gen_params {
+    cst_sampler_params sampling;
+    int32_t max_tokens;       /* <= 0: until EOG or context full */
+    const char *const *stops; /* stop sequences (may be NULL) */
+    size_t n_stops;
+    int32_t seq;              /* sequence to use (default 0) */
+    bool reuse_prefix;        /* keep the KV of the longest common prefix with what seq holds (default true) */
+    bool render_special;      /* emit the text of control tokens (default false) */
+} cst_gen_params;
+
+cst_gen_params cst_gen_default_params(void);
+
+/* Called for each generated token with the text that may be emitted now
+ * (complete UTF-8, never part of a stop sequence; may be empty). Return true
+ * to stop generation (finish CST_FINISH_CANCELLED). */
+typedef bool (*cst_gen_token_fn)(void *ud, cst_token tok, const char *text, size_t len);
+
+typedef struct cst_gen_result {
+    cst_finish finish;
+    int32_t n_prompt;       /* prompt tokens */
+    int32_t n_prompt_reused;/* of which taken from the cache */
+    int32_t n_gen;          /* generated tokens (EOG token not counted) */
+    double t_prompt_s;      /* prompt processing time */
+    double t_gen_s;         /* generation time */
+} cst_gen_result;
+
+/* Decode prompt into sequence p->seq (in n_batch chunks), then sample up to
+ * max_tokens tokens, streaming text through cb (may be NULL). Stops at an EOG
+ * token of the vocabulary, a stop sequence, max_tokens, a full context, or
+ * when cb returns true; the text held back by the stop matcher is flushed
+ * through one last cb call (tok -1) unless a stop sequence ended it.
+ * Errors: those of cst_ctx_decode except CTX_FULL during generation, which
+ * ends with CST_FINISH_LENGTH; a prompt that does not fit gives CST_ERR_CTX_FULL. */
+cst_status cst_generate(cst_ctx *ctx, const cst_token *prompt, size_t n_prompt,
+                        const cst_gen_params *p, cst_gen_token_fn cb, void *ud, cst_gen_result *res);
+
+#endif
