@@ -601,6 +601,11 @@ cst_strv cst_gguf_kv_str(const cst_gguf *g, int64_t i) {
     return str_at(g, (size_t)(kv->val - g->base));
 }
 
+const void *cst_gguf_kv_data(const cst_gguf *g, int64_t i) {
+    const gguf_kv *kv = kv_at(g, i);
+    return kv && scalar_size(kv->type) ? kv->val : NULL;
+}
+
 cst_gguf_type cst_gguf_arr_type(const cst_gguf *g, int64_t i) {
     const gguf_kv *kv = kv_at(g, i);
     return kv && kv->type == CST_GGUF_ARRAY ? kv->arr_type : CST_GGUF_TYPE_COUNT;

@@ -76,6 +76,8 @@ cst_gguf_type cst_gguf_kv_type(const cst_gguf *g, int64_t i);
 bool cst_gguf_kv_i64(const cst_gguf *g, int64_t i, int64_t *out);
 bool cst_gguf_kv_f64(const cst_gguf *g, int64_t i, double *out);
 cst_strv cst_gguf_kv_str(const cst_gguf *g, int64_t i); /* {NULL,0} if not a string */
+/* Raw little-endian bytes of a scalar (non-string, non-array) value; NULL otherwise. */
+const void *cst_gguf_kv_data(const cst_gguf *g, int64_t i);
 /* Arrays */
 cst_gguf_type cst_gguf_arr_type(const cst_gguf *g, int64_t i); /* element type */
 uint64_t cst_gguf_arr_n(const cst_gguf *g, int64_t i);
@@ -116,6 +118,12 @@ void cst_gguf_set_u64(cst_gguf_writer *w, const char *key, uint64_t v);
 void cst_gguf_set_f32(cst_gguf_writer *w, const char *key, float v);
 void cst_gguf_set_bool(cst_gguf_writer *w, const char *key, bool v);
 void cst_gguf_set_str(cst_gguf_writer *w, const char *key, const char *v);
+void cst_gguf_set_u8(cst_gguf_writer *w, const char *key, uint8_t v);
+void cst_gguf_set_i8(cst_gguf_writer *w, const char *key, int8_t v);
+void cst_gguf_set_u16(cst_gguf_writer *w, const char *key, uint16_t v);
+void cst_gguf_set_i16(cst_gguf_writer *w, const char *key, int16_t v);
+void cst_gguf_set_i64(cst_gguf_writer *w, const char *key, int64_t v);
+void cst_gguf_set_f64(cst_gguf_writer *w, const char *key, double v);
 void cst_gguf_set_arr(cst_gguf_writer *w, const char *key, cst_gguf_type elem_type, const void *data, uint64_t n);
 void cst_gguf_set_arr_str(cst_gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 /* Copy one KV (any type, arrays included) from a reader. */
@@ -123,6 +131,14 @@ void cst_gguf_copy_kv(cst_gguf_writer *w, const cst_gguf *src, int64_t i);
 /* Tensor data is copied. ne as in cst_gguf_tensor; nbytes must match type and shape. */
 cst_status cst_gguf_add_tensor(cst_gguf_writer *w, const char *name, cst_type type, int n_dims,
                                const int64_t *ne, const void *data, size_t nbytes);
+/* A tensor whose data is produced at write time, n_rows rows (ne[1]*ne[2]*ne[3]
+ * rows of cst_row_size(type, ne[0]) bytes) at a time, so that large files are
+ * written without holding all weights in memory. ctx must stay valid until
+ * cst_gguf_write returns; fill returns false to abort the write. */
+typedef bool (*cst_gguf_fill_fn)(void *ctx, int64_t row0, int64_t n_rows, void *dst);
+cst_status cst_gguf_add_tensor_fill(cst_gguf_writer *w, const char *name, cst_type type, int n_dims,
+                                    const int64_t *ne, cst_gguf_fill_fn fill, void *ctx);
+/* Writes GGUF v3 (alignment from a u32 general.alignment KV if set, else 32). */
 cst_status cst_gguf_write(cst_gguf_writer *w, const char *path, char *err, size_t errlen);
 
 #endif
