@@ -1,0 +1,155 @@
+/* dispatch.c: CPU feature detection and the per-ISA kernel tables.
+ *
+ * One table per ISA, indexed by weight type. The ref table is filled here;
+ * the AVX2 and AVX-512 tables start as copies of it and the x86/ files
+ * overwrite the entries they accelerate. CST_ISA=ref|avx2|avx512 forces one.
+ */
+#include "kernels_int.h"
+
+#include "../../core/core.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <strings.h>
+
+static cst_kernel_traits tables[3][CST_TYPE_COUNT];
+static bool isa_ok[3];
+static _Atomic int active_isa = CST_ISA_REF;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void fill_ref(cst_kernel_traits *t) {
+    t[CST_TYPE_F32] = (cst_kernel_traits){CST_TYPE_F32, cst_to_float_f32_ref, cst_from_float_f32_ref,
+                                          cst_vec_dot_f32_ref};
+    t[CST_TYPE_F16] = (cst_kernel_traits){CST_TYPE_F16, cst_to_float_f16_ref, cst_from_float_f16_ref,
+                                          cst_vec_dot_f16_ref};
+    t[CST_TYPE_BF16] = (cst_kernel_traits){CST_TYPE_BF16, cst_to_float_bf16_ref,
+                                           cst_from_float_bf16_ref, cst_vec_dot_bf16_ref};
+    t[CST_TYPE_Q8_0] = (cst_kernel_traits){CST_TYPE_Q8_0, cst_to_float_q8_0_ref,
+                                           cst_from_float_q8_0_ref, cst_vec_dot_q8_0_q8_0_ref};
+    t[CST_TYPE_Q4_0] = (cst_kernel_traits){CST_TYPE_Q8_0, cst_to_float_q4_0_ref,
+                                           cst_quantize_q4_0_ref, cst_vec_dot_q4_0_q8_0_ref};
+    t[CST_TYPE_Q4_K] = (cst_kernel_traits){CST_TYPE_Q8_K, cst_to_float_q4_K_ref,
+                                           cst_quantize_q4_K_ref, cst_vec_dot_q4_K_q8_K_ref};
+    t[CST_TYPE_Q5_K] = (cst_kernel_traits){CST_TYPE_Q8_K, cst_to_float_q5_K_ref,
+                                           cst_quantize_q5_K_ref, cst_vec_dot_q5_K_q8_K_ref};
+    t[CST_TYPE_Q6_K] = (cst_kernel_traits){CST_TYPE_Q8_K, cst_to_float_q6_K_ref,
+                                           cst_quantize_q6_K_ref, cst_vec_dot_q6_K_q8_K_ref};
+    /* Q8_K only as an activation type: no vec_dot of its own */
+    t[CST_TYPE_Q8_K] = (cst_kernel_traits){CST_TYPE_Q8_K, cst_to_float_q8_K_ref,
+                                           cst_from_float_q8_K_ref, NULL};
+}
+
+static void detect(void) {
+    isa_ok[CST_ISA_REF] = true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    isa_ok[CST_ISA_AVX2] = avx2;
+    isa_ok[CST_ISA_AVX512] = avx2 && __builtin_cpu_supports("avx512f") &&
+                             __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") &&
+                             __builtin_cpu_supports("avx512dq") &&
+                             __builtin_cpu_supports("avx512vnni");
+#endif
+}
+
+static void init_tables(void) {
+    detect();
+    fill_ref(tables[CST_ISA_REF]);
+    memcpy(tables[CST_ISA_AVX2], tables[CST_ISA_REF], sizeof(tables[0]));
+    memcpy(tables[CST_ISA_AVX512], tables[CST_ISA_REF], sizeof(tables[0]));
+    if (isa_ok[CST_ISA_AVX2]) cst_kernels_fill_avx2(tables[CST_ISA_AVX2]);
+    if (isa_ok[CST_ISA_AVX512]) {
+        cst_kernels_fill_avx2(tables[CST_ISA_AVX512]);
+        cst_kernels_fill_avx512(tables[CST_ISA_AVX512]);
+    }
+    int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
+    const char *env = getenv("CST_ISA");
+    if (env && *env) {
+        int want = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcasecmp(env, cst_isa_name((cst_isa)i))) want = i;
+        if (want < 0)
+            cst_warn("CST_ISA=%s is not one of ref|avx2|avx512; using %s", env, cst_isa_name((cst_isa)best));
+        else if (!isa_ok[want])
+            cst_warn("CST_ISA=%s is not available on this CPU; using %s", env, cst_isa_name((cst_isa)best));
+        else
+            best = want;
+    }
+    active_isa = best;
+}
+
+void cst_kernels_init(void) { pthread_once(&init_once, init_tables); }
+
+cst_isa cst_kernels_isa(void) {
+    cst_kernels_init();
+    return (cst_isa)active_isa;
+}
+
+const char *cst_isa_name(cst_isa isa) {
+    switch (isa) {
+    case CST_ISA_REF: return "ref";
+    case CST_ISA_AVX2: return "avx2";
+    case CST_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+bool cst_isa_available(cst_isa isa) {
+    cst_kernels_init();
+    return (int)isa >= 0 && (int)isa < 3 && isa_ok[isa];
+}
+
+bool cst_kernels_set_isa(cst_isa isa) {
+    if (!cst_isa_available(isa)) return false;
+    active_isa = isa;
+    return true;
+}
+
+const cst_kernel_traits *cst_kernel_traits_isa(cst_type t, cst_isa isa) {
+    cst_kernels_init();
+    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= 3) return NULL;
+    const cst_kernel_traits *e = &tables[isa][t];
+    return e->to_float ? e : NULL;
+}
+
+const cst_kernel_traits *cst_kernel_traits_for(cst_type t) {
+    return cst_kernel_traits_isa(t, cst_kernels_isa());
+}
+
+bool cst_quantize_row_ref(cst_type t, const float *x, void *y, int64_t n) {
+    const cst_type_info *ti = cst_type_get_info((int)t);
+    if (!ti->name || ti->blck_size <= 0 || n % ti->blck_size) return false;
+    switch (t) {
+    case CST_TYPE_F32: cst_from_float_f32_ref(x, y, n); return true;
+    case CST_TYPE_F16: cst_from_float_f16_ref(x, y, n); return true;
+    case CST_TYPE_BF16: cst_from_float_bf16_ref(x, y, n); return true;
+    case CST_TYPE_Q8_0: cst_quantize_q8_0_ref(x, y, n); return true;
+    case CST_TYPE_Q4_0: cst_quantize_q4_0_ref(x, y, n); return true;
+    case CST_TYPE_Q4_K: cst_quantize_q4_K_ref(x, y, n); return true;
+    case CST_TYPE_Q5_K: cst_quantize_q5_K_ref(x, y, n); return true;
+    case CST_TYPE_Q6_K: cst_quantize_q6_K_ref(x, y, n); return true;
+    default: return false;
+    }
+}
+
+/* ---- vector helpers ---- */
+
+void cst_vec_dot_f16(int n, float *s, const cst_f16 *x, const cst_f16 *y) {
+    cst_kernel_traits_for(CST_TYPE_F16)->vec_dot(n, s, x, y);
+}
+
+void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n) {
+    if (cst_kernels_isa() != CST_ISA_REF)
+        cst_fp32_to_fp16_row_avx2(x, y, n);
+    else
+        cst_from_float_f16_ref(x, y, n);
+}
+
+void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n) {
+    if (cst_kernels_isa() != CST_ISA_REF)
+        cst_fp16_to_fp32_row_avx2(x, y, n);
+    else
+        cst_to_float_f16_ref(x, y, n);
+}

@@ -1,0 +1,74 @@
+/* kernels_int.h: declarations shared inside the kernels module: the scalar
+ * reference kernels (ref/), the x86 fast paths (x86/) and small helpers the
+ * dispatcher and matmul use. Nothing outside src/engine/kernels includes it.
+ */
+#ifndef CST_KERNELS_INT_H
+#define CST_KERNELS_INT_H
+
+#include "kernels.h"
+
+#include <string.h>
+
+/* Round to nearest, ties to even, for |x| < 2^22 (ggml's nearest_int: adding
+ * 1.5*2^23 leaves the rounded integer in the low mantissa bits). */
+static inline int cst_nearest_int(float x) {
+    float v = x + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof(i));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* K-quant 6-bit scale/min packing (12 bytes for 8 pairs). */
+static inline void cst_get_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* ---- ref: float types ---- */
+void cst_to_float_f32_ref(const void *x, float *y, int64_t n);
+void cst_from_float_f32_ref(const float *x, void *y, int64_t n);
+void cst_vec_dot_f32_ref(int n, float *s, const void *x, const void *y);
+void cst_to_float_f16_ref(const void *x, float *y, int64_t n);
+void cst_from_float_f16_ref(const float *x, void *y, int64_t n);
+void cst_vec_dot_f16_ref(int n, float *s, const void *x, const void *y);
+void cst_to_float_bf16_ref(const void *x, float *y, int64_t n);
+void cst_from_float_bf16_ref(const float *x, void *y, int64_t n);
+void cst_vec_dot_bf16_ref(int n, float *s, const void *x, const void *y);
+
+/* ---- ref: quantized types ---- */
+void cst_to_float_q8_0_ref(const void *x, float *y, int64_t n);
+void cst_to_float_q4_0_ref(const void *x, float *y, int64_t n);
+void cst_to_float_q4_K_ref(const void *x, float *y, int64_t n);
+void cst_to_float_q5_K_ref(const void *x, float *y, int64_t n);
+void cst_to_float_q6_K_ref(const void *x, float *y, int64_t n);
+void cst_to_float_q8_K_ref(const void *x, float *y, int64_t n);
+
+/* activation quantizers, rounding exactly as llama.cpp's x86 CPU backend */
+void cst_from_float_q8_0_ref(const float *x, void *y, int64_t n);
+void cst_from_float_q8_K_ref(const float *x, void *y, int64_t n);
+
+/* weight quantizers (llama.cpp's quantize_row_*_ref) */
+void cst_quantize_q8_0_ref(const float *x, void *y, int64_t n);
+void cst_quantize_q4_0_ref(const float *x, void *y, int64_t n);
+void cst_quantize_q4_K_ref(const float *x, void *y, int64_t n);
+void cst_quantize_q5_K_ref(const float *x, void *y, int64_t n);
+void cst_quantize_q6_K_ref(const float *x, void *y, int64_t n);
+
+void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *x, const void *y);
+
+/* ---- x86 fast paths (compiled with ISA flags; call only after CPUID) ---- */
+void cst_kernels_fill_avx2(cst_kernel_traits *tab);   /* tab indexed by cst_type */
+void cst_kernels_fill_avx512(cst_kernel_traits *tab);
+void cst_fp32_to_fp16_row_avx2(const float *x, cst_f16 *y, int64_t n);
+void cst_fp16_to_fp32_row_avx2(const cst_f16 *x, float *y, int64_t n);
+
+#endif

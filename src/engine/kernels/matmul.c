@@ -1,0 +1,116 @@
+/* matmul.c: y = W x for one weight matrix and a batch of activation rows.
+ *
+ * Phase 1 converts the activations to the weight type's vec_dot_type (Q8_0,
+ * Q8_K, F16, BF16; F32 is used in place) into wdata, split by blocks across
+ * the pool's threads. After a barrier, phase 2 splits the output rows evenly
+ * across threads; batches are walked in token tiles so that each weight row
+ * is read once per tile while the tile's activations stay in cache.
+ */
+#include "kernels_int.h"
+
+#include "../../core/core.h"
+
+/* Tokens per tile in phase 2 (activations of a tile stay in L2). */
+#define TOK_TILE 16
+/* Weight rows per tile in phase 2 (their bytes stay in L1/L2 across the tile). */
+#define ROW_TILE 8
+
+typedef struct {
+    const cst_kernel_traits *tr;
+    const cst_kernel_traits *vtr; /* traits of the activation type */
+    const char *W;
+    size_t w_row; /* bytes per weight row */
+    int64_t n_in, n_out, n_tok, ldy;
+    const float *x;
+    float *y;
+    const char *act; /* converted activations (or x itself for F32) */
+    size_t a_row;    /* bytes per converted activation row */
+    char *wdata;
+    cst_pool *pool;
+} mm_ctx;
+
+static void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    *b = n * ith / nth;
+    *e = n * (ith + 1) / nth;
+}
+
+static void mm_convert(mm_ctx *c, int ith, int nth) {
+    const cst_type vt = c->tr->vec_dot_type;
+    const int bs = cst_type_get_info((int)vt)->blck_size;
+    const size_t ts = cst_type_get_info((int)vt)->type_size;
+    const int64_t nb_row = c->n_in / bs;
+    const int64_t nb = nb_row * c->n_tok;
+    int64_t b0, b1;
+    split(nb, ith, nth, &b0, &b1);
+    if (b1 > b0) c->vtr->from_float(c->x + b0 * bs, c->wdata + b0 * ts, (b1 - b0) * bs);
+}
+
+static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
+    const cst_vec_dot_fn dot = c->tr->vec_dot;
+    const int n = (int)c->n_in;
+    if (c->n_tok == 1) {
+        for (int64_t o = r0; o < r1; o++) dot(n, &c->y[o], c->W + o * c->w_row, c->act);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < c->n_tok; t0 += TOK_TILE) {
+        const int64_t t1 = CST_MIN(t0 + TOK_TILE, c->n_tok);
+        for (int64_t o0 = r0; o0 < r1; o0 += ROW_TILE) {
+            const int64_t o1 = CST_MIN(o0 + ROW_TILE, r1);
+            for (int64_t t = t0; t < t1; t++) {
+                const char *a = c->act + t * c->a_row;
+                float *yt = c->y + t * c->ldy;
+                for (int64_t o = o0; o < o1; o++) dot(n, &yt[o], c->W + o * c->w_row, a);
+            }
+        }
+    }
+}
+
+static void mm_worker(void *p, int ith, int nth) {
+    mm_ctx *c = p;
+    if (c->wdata) {
+        mm_convert(c, ith, nth);
+        if (nth > 1) cst_pool_barrier(c->pool);
+    }
+    int64_t r0, r1;
+    split(c->n_out, ith, nth, &r0, &r1);
+    mm_rows(c, r0, r1);
+}
+
+size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok) {
+    const cst_kernel_traits *tr = cst_kernel_traits_for(wt);
+    if (!tr || tr->vec_dot_type == CST_TYPE_F32) return 0;
+    return cst_row_size(tr->vec_dot_type, n_in) * (size_t)n_tok;
+}
+
+void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
+                const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata) {
+    const cst_kernel_traits *tr = cst_kernel_traits_for(wt);
+    CST_ASSERT(tr && tr->vec_dot);
+    mm_ctx c = {
+        .tr = tr,
+        .vtr = cst_kernel_traits_for(tr->vec_dot_type),
+        .W = W,
+        .w_row = cst_row_size(wt, n_in),
+        .n_in = n_in,
+        .n_out = n_out,
+        .n_tok = n_tok,
+        .ldy = ldy,
+        .x = x,
+        .y = y,
+        .pool = pool,
+    };
+    if (tr->vec_dot_type == CST_TYPE_F32) {
+        c.act = (const char *)x;
+        c.a_row = (size_t)n_in * sizeof(float);
+    } else {
+        CST_ASSERT(wdata && c.vtr && c.vtr->from_float);
+        c.wdata = wdata;
+        c.act = wdata;
+        c.a_row = cst_row_size(tr->vec_dot_type, n_in);
+    }
+    if (!pool || cst_pool_size(pool) <= 1) {
+        mm_worker(&c, 0, 1);
+        return;
+    }
+    cst_pool_run(pool, mm_worker, &c);
+}

@@ -1,0 +1,279 @@
+/* ref_quants.c: scalar reference kernels for the block-quantized types:
+ * dequantization (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_K), activation
+ * quantization to Q8_0 / Q8_K rounded exactly as llama.cpp's x86 CPU backend
+ * does, and the integer dot products of each weight type with its activation
+ * type. Weight quantizers (scale searches) live in ref_quantize.c.
+ */
+#include "../kernels_int.h"
+
+#include <math.h>
+
+/* ---------------------------------------------------------------- Q8_0 */
+
+void cst_to_float_q8_0_ref(const void *vx, float *y, int64_t n) {
+    const block_q8_0 *x = vx;
+    const int64_t nb = n / QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = cst_f16_to_f32(x[i].d);
+        for (int j = 0; j < QK8_0; j++) y[i * QK8_0 + j] = x[i].qs[j] * d;
+    }
+}
+
+/* Activation quantization as ggml-cpu's AVX quantize_row_q8_0: d = amax/127
+ * stored as f16, multiplier 127/amax (not 1/d), round half to even. */
+void cst_from_float_q8_0_ref(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    const int64_t nb = n / QK8_0;
+    for (int64_t i = 0; i < nb; i++, x += QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) {
+            const float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float d = amax / 127.f;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[i].d = cst_f32_to_f16(d);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)cst_nearest_int(x[j] * id);
+    }
+}
+
+void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx, *y = vy;
+    const int nb = n / QK8_0;
+    float sum = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < QK8_0; j++) sumi += x[i].qs[j] * y[i].qs[j];
+        sum += sumi * (cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
+    }
+    *s = sum;
+}
+
+/* ---------------------------------------------------------------- Q4_0 */
+
+void cst_to_float_q4_0_ref(const void *vx, float *y, int64_t n) {
+    const block_q4_0 *x = vx;
+    const int64_t nb = n / QK4_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = cst_f16_to_f32(x[i].d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            y[i * QK4_0 + j] = ((x[i].qs[j] & 0x0F) - 8) * d;
+            y[i * QK4_0 + j + QK4_0 / 2] = ((x[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    float sum = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            sumi += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
+            sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+        }
+        sum += sumi * (cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
+    }
+    *s = sum;
+}
+
+/* ---------------------------------------------------------------- Q8_K */
+
+void cst_to_float_q8_K_ref(const void *vx, float *y, int64_t n) {
+    const block_q8_K *x = vx;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i++)
+        for (int j = 0; j < QK_K; j++) y[i * QK_K + j] = x[i].d * x[i].qs[j];
+}
+
+/* ggml's quantize_row_q8_K_ref (used by the x86 backend as is): scale from
+ * the signed value of largest magnitude, -127/max, clamp at 127. */
+void cst_from_float_q8_K_ref(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            const float a = fabsf(x[j]);
+            if (a > amax) {
+                amax = a;
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; j++) {
+            const int v = cst_nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += y[i].qs[g * 16 + j];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* ---------------------------------------------------------------- Q4_K */
+
+/* Element e of a Q4_K block: 64-element chunk c = e/64 uses bytes
+ * qs[32c .. 32c+31]; the first 32 elements are the low nibbles, the next 32
+ * the high nibbles; sub-block e/32 has its own 6-bit scale and min. */
+void cst_to_float_q4_K_ref(const void *vx, float *y, int64_t n) {
+    const block_q4_K *x = vx;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = cst_f16_to_f32(x[i].d);
+        const float dmin = cst_f16_to_f32(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        for (int c = 0; c < QK_K / 64; c++, q += 32) {
+            uint8_t sc, m;
+            cst_get_scale_min_k4(2 * c, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = dmin * m;
+            cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = dmin * m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+        }
+    }
+}
+
+void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    float sum = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        for (int c = 0; c < QK_K / 64; c++, q += 32, a += 64) {
+            uint8_t sc0, m0, sc1, m1;
+            cst_get_scale_min_k4(2 * c, x[i].scales, &sc0, &m0);
+            cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc1, &m1);
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += (q[l] & 0xF) * a[l];
+                s1 += (q[l] >> 4) * a[l + 32];
+            }
+            sumi += sc0 * s0 + sc1 * s1;
+            summ += m0 * (y[i].bsums[4 * c] + y[i].bsums[4 * c + 1]) +
+                    m1 * (y[i].bsums[4 * c + 2] + y[i].bsums[4 * c + 3]);
+        }
+        const float d = y[i].d * cst_f16_to_f32(x[i].d);
+        const float dmin = y[i].d * cst_f16_to_f32(x[i].dmin);
+        sum += d * sumi - dmin * summ;
+    }
+    *s = sum;
+}
+
+/* ---------------------------------------------------------------- Q5_K */
+
+/* As Q4_K plus a fifth bit: element 64c+l takes bit 2c of qh[l], element
+ * 64c+32+l bit 2c+1. */
+void cst_to_float_q5_K_ref(const void *vx, float *y, int64_t n) {
+    const block_q5_K *x = vx;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = cst_f16_to_f32(x[i].d);
+        const float dmin = cst_f16_to_f32(x[i].dmin);
+        const uint8_t *q = x[i].qs, *qh = x[i].qh;
+        for (int c = 0; c < QK_K / 64; c++, q += 32) {
+            uint8_t sc, m;
+            cst_get_scale_min_k4(2 * c, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = dmin * m;
+            cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = dmin * m;
+            const uint8_t u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
+            for (int l = 0; l < 32; l++) *y++ = d1 * ((q[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        }
+    }
+}
+
+void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    float sum = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        const uint8_t *q = x[i].qs, *qh = x[i].qh;
+        const int8_t *a = y[i].qs;
+        for (int c = 0; c < QK_K / 64; c++, q += 32, a += 64) {
+            uint8_t sc0, m0, sc1, m1;
+            cst_get_scale_min_k4(2 * c, x[i].scales, &sc0, &m0);
+            cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc1, &m1);
+            const uint8_t u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += ((q[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) * a[l];
+                s1 += ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) * a[l + 32];
+            }
+            sumi += sc0 * s0 + sc1 * s1;
+            summ += m0 * (y[i].bsums[4 * c] + y[i].bsums[4 * c + 1]) +
+                    m1 * (y[i].bsums[4 * c + 2] + y[i].bsums[4 * c + 3]);
+        }
+        const float d = y[i].d * cst_f16_to_f32(x[i].d);
+        const float dmin = y[i].d * cst_f16_to_f32(x[i].dmin);
+        sum += d * sumi - dmin * summ;
+    }
+    *s = sum;
+}
+
+/* ---------------------------------------------------------------- Q6_K */
+
+/* Two 128-element halves; in half h, for l < 32:
+ *   e = l      : ql[64h+l] low,  qh[32h+l] bits 0-1
+ *   e = l + 32 : ql[64h+l+32] low, bits 2-3
+ *   e = l + 64 : ql[64h+l] high, bits 4-5
+ *   e = l + 96 : ql[64h+l+32] high, bits 6-7
+ * value = 6-bit code - 32, scaled by the int8 scale of its 16-group. */
+static inline void q6_K_unpack(const block_q6_K *b, int8_t *q) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        int8_t *o = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
+void cst_to_float_q6_K_ref(const void *vx, float *y, int64_t n) {
+    const block_q6_K *x = vx;
+    const int64_t nb = n / QK_K;
+    int8_t q[QK_K];
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = cst_f16_to_f32(x[i].d);
+        q6_K_unpack(&x[i], q);
+        for (int j = 0; j < QK_K; j++) y[i * QK_K + j] = d * x[i].scales[j / 16] * q[j];
+    }
+}
+
+void cst_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    int8_t q[QK_K];
+    float sum = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        q6_K_unpack(&x[i], q);
+        int sumi = 0;
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sg = 0;
+            for (int j = 0; j < 16; j++) sg += q[16 * g + j] * y[i].qs[16 * g + j];
+            sumi += x[i].scales[g] * sg;
+        }
+        sum += cst_f16_to_f32(x[i].d) * y[i].d * sumi;
+    }
+    *s = sum;
+}

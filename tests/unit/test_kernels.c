@@ -1,0 +1,325 @@
+/* test_kernels.c: the kernels module: ref dot products against float64 on
+ * dequantized values, quantize/dequantize round-trip error limits, exact
+ * llama.cpp activation rounding, fast paths (every available ISA) against ref,
+ * matmul against per-element dot products for odd shapes and thread counts.
+ */
+#include "test.h"
+
+#include "core/core.h"
+#include "engine/kernels/kernels.h"
+
+#include <stdlib.h>
+
+static const cst_type all_types[] = {CST_TYPE_F32,  CST_TYPE_F16,  CST_TYPE_BF16,
+                                     CST_TYPE_Q8_0, CST_TYPE_Q4_0, CST_TYPE_Q4_K,
+                                     CST_TYPE_Q5_K, CST_TYPE_Q6_K};
+
+/* deterministic xorshift + Box-Muller */
+static uint64_t rng_state = 88172645463325252ull;
+static double urand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static float nrand(void) {
+    double u1 = urand(), u2 = urand();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+static void fill_normal(float *x, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = scale * nrand();
+}
+
+static void *xalloc(size_t n) {
+    void *p = cst_alloc_aligned(n ? n : 64, 64);
+    ASSERT(p);
+    memset(p, 0, n ? n : 64);
+    return p;
+}
+
+/* Quantize x as weights of type t (the file quantizer). */
+static void *quant_weights(cst_type t, const float *x, int64_t n) {
+    void *q = xalloc(cst_row_size(t, n));
+    ASSERT(cst_quantize_row_ref(t, x, q, n));
+    return q;
+}
+
+TEST(ref_vec_dot_matches_float64) {
+    const int n = 1024;
+    float *w = xalloc(n * 4), *a = xalloc(n * 4), *wd = xalloc(n * 4), *ad = xalloc(n * 4);
+    for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
+        const cst_type t = all_types[k];
+        const cst_kernel_traits *tr = cst_kernel_traits_isa(t, CST_ISA_REF);
+        ASSERT_MSG(tr, "no traits for %s", cst_type_name(t));
+        const cst_kernel_traits *vt = cst_kernel_traits_isa(tr->vec_dot_type, CST_ISA_REF);
+        ASSERT(vt && vt->from_float);
+        for (int rep = 0; rep < 4; rep++) {
+            fill_normal(w, n, 0.05f);
+            fill_normal(a, n, rep == 3 ? 300.0f : 1.0f);
+            void *qw = quant_weights(t, w, n);
+            void *qa = xalloc(cst_row_size(tr->vec_dot_type, n));
+            vt->from_float(a, qa, n);
+            tr->to_float(qw, wd, n);
+            vt->to_float(qa, ad, n);
+            double exact = 0, mag = 0;
+            for (int i = 0; i < n; i++) {
+                exact += (double)wd[i] * ad[i];
+                mag += fabs((double)wd[i] * ad[i]);
+            }
+            float got = 0;
+            tr->vec_dot(n, &got, qw, qa);
+            ASSERT_MSG(fabs(got - exact) <= 2e-6 * mag + 1e-30, "%s: vec_dot %.9g vs float64 %.9g",
+                       cst_type_name(t), got, exact);
+            cst_free_aligned(qw);
+            cst_free_aligned(qa);
+        }
+    }
+    cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(wd), cst_free_aligned(ad);
+}
+
+/* relative RMS error of to_float(quantize(x)) */
+static double roundtrip_err(cst_type t, const float *x, int64_t n, bool activation) {
+    const cst_kernel_traits *tr = cst_kernel_traits_isa(t, CST_ISA_REF);
+    ASSERT(tr);
+    void *q = xalloc(cst_row_size(t, n));
+    if (activation)
+        tr->from_float(x, q, n);
+    else
+        ASSERT(cst_quantize_row_ref(t, x, q, n));
+    float *y = xalloc(n * 4);
+    tr->to_float(q, y, n);
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        s += (double)x[i] * x[i];
+    }
+    cst_free_aligned(q);
+    cst_free_aligned(y);
+    return s > 0 ? sqrt(e / s) : sqrt(e);
+}
+
+TEST(roundtrip_error_limits) {
+    static const struct {
+        cst_type t;
+        bool act;
+        double limit;
+    } cases[] = {
+        {CST_TYPE_F32, false, 0.0},     {CST_TYPE_F16, false, 3e-4},    {CST_TYPE_BF16, false, 2.5e-3},
+        {CST_TYPE_Q8_0, false, 0.008},  {CST_TYPE_Q8_0, true, 0.008},   {CST_TYPE_Q8_K, true, 0.009},
+        {CST_TYPE_Q4_0, false, 0.10},   {CST_TYPE_Q4_K, false, 0.085},  {CST_TYPE_Q5_K, false, 0.045},
+        {CST_TYPE_Q6_K, false, 0.022},
+    };
+    const int64_t n = 4096;
+    float *x = xalloc(n * 4);
+    for (int shape = 0; shape < 2; shape++) {
+        if (shape == 0)
+            fill_normal(x, n, 0.02f);
+        else /* ggml's test pattern: 0.1 + 2 cos(i) */
+            for (int64_t i = 0; i < n; i++) x[i] = 0.1f + 2.0f * cosf((float)i + 0.3f);
+        for (size_t k = 0; k < CST_ARRAY_LEN(cases); k++) {
+            const double e = roundtrip_err(cases[k].t, x, n, cases[k].act);
+            if (getenv("CST_TEST_VERBOSE")) printf("  %s act=%d shape %d err %.5g\n", cst_type_name(cases[k].t), cases[k].act, shape, e);
+            ASSERT_MSG(e <= cases[k].limit, "%s%s shape %d: rel rms err %.6g > %.6g",
+                       cst_type_name(cases[k].t), cases[k].act ? " (activation)" : "", shape, e,
+                       cases[k].limit);
+        }
+    }
+    /* all zeros stay zeros */
+    memset(x, 0, n * 4);
+    for (size_t k = 0; k < CST_ARRAY_LEN(cases); k++)
+        ASSERT_EQ(roundtrip_err(cases[k].t, x, n, cases[k].act) == 0.0, 1);
+    cst_free_aligned(x);
+}
+
+TEST(q8_activation_rounding_is_llama_cpp) {
+    /* Q8_0: amax 127 -> multiplier 1, ties to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2) */
+    float x[QK_K];
+    memset(x, 0, sizeof(x));
+    x[0] = 127.0f, x[1] = 2.5f, x[2] = 3.5f, x[3] = -2.5f, x[4] = 0.5f, x[5] = 1.5f;
+    block_q8_0 b[QK_K / QK8_0];
+    cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(x, b, QK8_0);
+    ASSERT_EQ(b[0].qs[0], 127);
+    ASSERT_EQ(b[0].qs[1], 2);
+    ASSERT_EQ(b[0].qs[2], 4);
+    ASSERT_EQ(b[0].qs[3], -2);
+    ASSERT_EQ(b[0].qs[4], 0);
+    ASSERT_EQ(b[0].qs[5], 2);
+    ASSERT_EQ(b[0].d, cst_f32_to_f16(1.0f));
+    /* the file quantizer rounds half away from zero instead */
+    ASSERT(cst_quantize_row_ref(CST_TYPE_Q8_0, x, b, QK8_0));
+    ASSERT_EQ(b[0].qs[1], 3);
+    ASSERT_EQ(b[0].qs[3], -3);
+    /* Q8_K: scale from the signed max: -127/max; here max = -127 -> iscale 1 */
+    x[0] = -127.0f;
+    block_q8_K k;
+    cst_kernel_traits_isa(CST_TYPE_Q8_K, CST_ISA_REF)->from_float(x, &k, QK_K);
+    ASSERT_EQ(k.qs[0], -127);
+    ASSERT_EQ(k.qs[1], 2);
+    ASSERT_EQ(k.qs[2], 4);
+    ASSERT_EQ(k.qs[3], -2);
+    ASSERT_EQ(k.bsums[0], -127 + 2 + 4 - 2 + 0 + 2);
+    ASSERT_EQ(k.bsums[1], 0);
+    ASSERT(k.d == 1.0f);
+    /* max positive: iscale = -127/127 = -1, d = -1 */
+    x[0] = 127.0f;
+    cst_kernel_traits_isa(CST_TYPE_Q8_K, CST_ISA_REF)->from_float(x, &k, QK_K);
+    ASSERT_EQ(k.qs[0], -127);
+    ASSERT_EQ(k.qs[1], -2);
+    ASSERT(k.d == -1.0f);
+}
+
+/* ---- fast paths vs ref ---- */
+
+static void check_isa_against_ref(cst_isa isa) {
+    static const int sizes[] = {256, 512, 768, 2048, 4352};
+    for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
+        const cst_type t = all_types[k];
+        const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
+        const cst_kernel_traits *ft = cst_kernel_traits_isa(t, isa);
+        ASSERT(rt && ft && rt->vec_dot_type == ft->vec_dot_type);
+        const cst_type vt = rt->vec_dot_type;
+        const cst_kernel_traits *rv = cst_kernel_traits_isa(vt, CST_ISA_REF);
+        const cst_kernel_traits *fv = cst_kernel_traits_isa(vt, isa);
+        for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+            for (int pat = 0; pat < 4; pat++) {
+                const int n = sizes[si];
+                float *w = xalloc(n * 4), *a = xalloc(n * 4), *y1 = xalloc(n * 4), *y2 = xalloc(n * 4);
+                fill_normal(w, n, 0.05f);
+                fill_normal(a, n, 1.0f);
+                if (pat == 1) memset(a, 0, n * 4);                       /* zeros */
+                if (pat == 2) for (int i = 0; i < n; i++) a[i] *= 1e4f;  /* large */
+                if (pat == 3) for (int i = 0; i < n; i += 3) a[i] = 0;   /* sparse */
+                const size_t vsz = cst_row_size(vt, n);
+                void *qa1 = xalloc(vsz), *qa2 = xalloc(vsz);
+                rv->from_float(a, qa1, n);
+                fv->from_float(a, qa2, n);
+                ASSERT_MSG(!memcmp(qa1, qa2, vsz), "%s: %s activation conversion differs from ref (n=%d pat=%d)",
+                           cst_isa_name(isa), cst_type_name(vt), n, pat);
+                void *qw = quant_weights(t, w, n);
+                /* dequantization */
+                rt->to_float(qw, y1, n);
+                ft->to_float(qw, y2, n);
+                ASSERT_MSG(!memcmp(y1, y2, (size_t)n * 4), "%s: %s to_float differs", cst_isa_name(isa),
+                           cst_type_name(t));
+                /* weight from_float (same as ref quantizer for quantized weight types) */
+                const size_t wsz = cst_row_size(t, n);
+                void *qw2 = xalloc(wsz);
+                ft->from_float(w, qw2, n);
+                void *qw3 = xalloc(wsz);
+                rt->from_float(w, qw3, n);
+                ASSERT_MSG(!memcmp(qw2, qw3, wsz), "%s: %s from_float differs", cst_isa_name(isa),
+                           cst_type_name(t));
+                float s1 = 0, s2 = 0;
+                rt->vec_dot(n, &s1, qw, qa1);
+                ft->vec_dot(n, &s2, qw, qa1);
+                double mag = 0;
+                rv->to_float(qa1, y2, n);
+                for (int i = 0; i < n; i++) mag += fabs((double)y1[i] * y2[i]);
+                ASSERT_MSG(fabs((double)s1 - s2) <= 1e-5 * mag + 1e-30, "%s: %s vec_dot %.9g vs ref %.9g (n=%d pat=%d)",
+                           cst_isa_name(isa), cst_type_name(t), s2, s1, n, pat);
+                cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(y1), cst_free_aligned(y2);
+                cst_free_aligned(qa1), cst_free_aligned(qa2), cst_free_aligned(qw), cst_free_aligned(qw2);
+                cst_free_aligned(qw3);
+            }
+        }
+    }
+    /* f16 row helpers */
+    const int n = 1003;
+    float *x = xalloc(n * 4), *y = xalloc(n * 4);
+    cst_f16 *h1 = xalloc(n * 2), *h2 = xalloc(n * 2);
+    fill_normal(x, n, 10.0f);
+    x[0] = 65504.0f, x[1] = 1e-7f, x[2] = -0.0f, x[3] = -60000.0f;
+    cst_isa prev = cst_kernels_isa();
+    ASSERT(cst_kernels_set_isa(isa));
+    cst_fp32_to_fp16_row(x, h1, n);
+    for (int i = 0; i < n; i++) h2[i] = cst_f32_to_f16(x[i]);
+    ASSERT(!memcmp(h1, h2, n * 2));
+    cst_fp16_to_fp32_row(h1, y, n);
+    for (int i = 0; i < n; i++) ASSERT_EQ(cst_f32_bits(y[i]), cst_f32_bits(cst_f16_to_f32(h1[i])));
+    float d1 = 0, d2 = 0;
+    cst_vec_dot_f16(n, &d1, h1, h2);
+    cst_kernel_traits_isa(CST_TYPE_F16, CST_ISA_REF)->vec_dot(n, &d2, h1, h2);
+    ASSERT_NEAR(d1, d2, 1e-5 * fabs(d2));
+    ASSERT(cst_kernels_set_isa(prev));
+    cst_free_aligned(x), cst_free_aligned(y), cst_free_aligned(h1), cst_free_aligned(h2);
+}
+
+TEST(avx2_matches_ref) {
+    if (!cst_isa_available(CST_ISA_AVX2)) {
+        cst_test_skip("no AVX2");
+        return;
+    }
+    check_isa_against_ref(CST_ISA_AVX2);
+}
+
+TEST(avx512_matches_ref) {
+    if (!cst_isa_available(CST_ISA_AVX512)) {
+        cst_test_skip("no AVX-512");
+        return;
+    }
+    check_isa_against_ref(CST_ISA_AVX512);
+}
+
+TEST(isa_names_and_selection) {
+    ASSERT_STREQ(cst_isa_name(CST_ISA_REF), "ref");
+    ASSERT_STREQ(cst_isa_name(CST_ISA_AVX2), "avx2");
+    ASSERT_STREQ(cst_isa_name(CST_ISA_AVX512), "avx512");
+    ASSERT(cst_isa_available(CST_ISA_REF));
+    cst_isa prev = cst_kernels_isa();
+    ASSERT(cst_kernels_set_isa(CST_ISA_REF));
+    ASSERT_EQ(cst_kernels_isa(), CST_ISA_REF);
+    ASSERT(cst_kernels_set_isa(prev));
+    ASSERT(cst_kernel_traits_for(CST_TYPE_Q4_1) == NULL);
+    ASSERT(cst_kernel_traits_for((cst_type)39) == NULL);
+    ASSERT(!cst_quantize_row_ref(CST_TYPE_Q4_K, (const float *)NULL, NULL, 100)); /* not a multiple */
+}
+
+/* ---- matmul ---- */
+
+static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out, int64_t n_tok) {
+    const cst_kernel_traits *tr = cst_kernel_traits_for(t);
+    const cst_kernel_traits *vt = cst_kernel_traits_for(tr->vec_dot_type);
+    float *wf = xalloc(n_in * n_out * 4), *x = xalloc(n_in * n_tok * 4);
+    fill_normal(wf, n_in * n_out, 0.05f);
+    fill_normal(x, n_in * n_tok, 1.0f);
+    const size_t wrow = cst_row_size(t, n_in);
+    char *W = xalloc(wrow * n_out);
+    for (int64_t o = 0; o < n_out; o++) ASSERT(cst_quantize_row_ref(t, wf + o * n_in, W + o * wrow, n_in));
+    const int64_t ldy = n_out + 3;
+    float *y = xalloc(ldy * n_tok * 4);
+    for (int64_t i = 0; i < ldy * n_tok; i++) y[i] = -999.0f;
+    const size_t ws = cst_matmul_wsize(t, n_in, n_tok);
+    void *wdata = xalloc(ws);
+    cst_matmul(pool, W, t, n_in, n_out, x, n_tok, y, ldy, wdata);
+    const size_t arow = tr->vec_dot_type == CST_TYPE_F32 ? (size_t)n_in * 4 : cst_row_size(tr->vec_dot_type, n_in);
+    char *qa = xalloc(arow);
+    for (int64_t tk = 0; tk < n_tok; tk++) {
+        vt->from_float(x + tk * n_in, qa, n_in);
+        for (int64_t o = 0; o < n_out; o++) {
+            float e = 0;
+            tr->vec_dot((int)n_in, &e, W + o * wrow, qa);
+            ASSERT_MSG(fabsf(y[tk * ldy + o] - e) <= 1e-5f * (fabsf(e) + 1e-3f),
+                       "%s n_in %lld n_out %lld n_tok %lld: y[%lld][%lld] = %.9g, expected %.9g", cst_type_name(t),
+                       (long long)n_in, (long long)n_out, (long long)n_tok, (long long)tk, (long long)o,
+                       y[tk * ldy + o], e);
+        }
+        for (int64_t o = n_out; o < ldy; o++) ASSERT(y[tk * ldy + o] == -999.0f);
+    }
+    cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(y);
+    cst_free_aligned(wdata), cst_free_aligned(qa);
+}
+
+TEST(matmul_odd_shapes_and_threads) {
+    static const int64_t toks[] = {1, 3, 17, 40};
+    static const int64_t outs[] = {1, 7, 37};
+    for (int nth = 1; nth <= 3; nth++) {
+        cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
+        ASSERT(nth == 1 || pool);
+        for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++)
+            for (size_t a = 0; a < CST_ARRAY_LEN(toks); a++)
+                for (size_t b = 0; b < CST_ARRAY_LEN(outs); b++)
+                    check_matmul(pool, all_types[k], 512, outs[b], toks[a]);
+        cst_pool_free(pool);
+    }
+}
