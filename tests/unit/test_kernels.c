@@ -323,3 +323,61 @@ TEST(matmul_odd_shapes_and_threads) {
         cst_pool_free(pool);
     }
 }
+
+/* ---- weight quantizers reproduce llama-quantize output ---- */
+
+#include "engine/gguf/gguf.h"
+
+/* Quantize every tensor of `ref` that is not F32 from the F32 master row by
+ * row and compare bytes. Returns the number of differing rows. */
+static int64_t requantize_and_compare(const char *ref_name, int64_t *n_rows_out, int64_t *n_tensors_out) {
+    char err[256];
+    cst_gguf *master = NULL, *ref = NULL;
+    if (cst_gguf_open(cst_test_shared("models/tiny-llama-F32.gguf"), &master, err, sizeof err) != CST_OK ||
+        cst_gguf_open(cst_test_shared(ref_name), &ref, err, sizeof err) != CST_OK) {
+        cst_gguf_close(master);
+        cst_test_skip("cannot open models: %s", err);
+        return -1;
+    }
+    int64_t bad = 0, rows = 0, tensors = 0;
+    for (int64_t i = 0; i < cst_gguf_n_tensors(ref); i++) {
+        const cst_gguf_tensor *rt = cst_gguf_tensor_at(ref, i);
+        if (rt->type == CST_TYPE_F32) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)rt->name.len, rt->name.ptr);
+        const cst_gguf_tensor *mt = cst_gguf_find_tensor(master, name);
+        ASSERT_MSG(mt && mt->type == CST_TYPE_F32 && mt->ne[0] == rt->ne[0], "master lacks %s", name);
+        const int64_t n = rt->ne[0], nr = rt->nbytes / cst_row_size(rt->type, n);
+        const size_t rs = cst_row_size(rt->type, n);
+        char *buf = xalloc(rs);
+        for (int64_t r = 0; r < nr; r++) {
+            ASSERT(cst_quantize_row_ref(rt->type, (const float *)mt->data + r * n, buf, n));
+            if (memcmp(buf, (const char *)rt->data + r * rs, rs)) {
+                if (bad < 3) printf("  %s: %s row %lld differs\n", ref_name, name, (long long)r);
+                bad++;
+            }
+            rows++;
+        }
+        tensors++;
+        cst_free_aligned(buf);
+    }
+    cst_gguf_close(master);
+    cst_gguf_close(ref);
+    *n_rows_out = rows;
+    *n_tensors_out = tensors;
+    return bad;
+}
+
+TEST(quantizers_reproduce_llama_quantize) {
+    static const char *files[] = {"models/tiny-llama-Q8_0.gguf", "models/tiny-llama-Q4_0.gguf",
+                                  "models/tiny-llama-Q6_K.gguf", "models/tiny-llama-Q4_K.gguf",
+                                  "models/tiny-llama-Q5_K.gguf", "models/tiny-llama-F16.gguf",
+                                  "models/tiny-llama-Q4_K_M.gguf"};
+    for (size_t f = 0; f < CST_ARRAY_LEN(files); f++) {
+        int64_t rows = 0, tensors = 0;
+        const int64_t bad = requantize_and_compare(files[f], &rows, &tensors);
+        if (bad < 0) return;
+        ASSERT_MSG(tensors > 0, "%s: no quantized tensors", files[f]);
+        ASSERT_MSG(bad == 0, "%s: %lld of %lld rows differ", files[f], (long long)bad, (long long)rows);
+    }
+}
