@@ -18,6 +18,7 @@ static const struct {
     {"detokenize", cmd_detokenize, "print the text of token ids"},
     {"template", cmd_template, "render a chat template"},
     {"quantize", cmd_quantize, "convert a GGUF model to a quantized type"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight model (tests, benchmarks)"},
 };
 
 static void usage(FILE *f) {
