@@ -556,3 +556,147 @@ TEST(truncated_at_every_byte) {
     ASSERT(cst_gguf_open(path, &g, err, sizeof err) != CST_OK && err[0] && strstr(err, path));
     ASSERT(cst_gguf_open("/nonexistent/x.gguf", &g, err, sizeof err) != CST_OK && err[0]);
 }
+
+/* ---- castor mkmodel output ------------------------------------------- */
+
+static const char *castor_bin(void) {
+    static char path[4096];
+    const char *b = getenv("CST_BUILD");
+    snprintf(path, sizeof path, "%s/castor", b ? b : ".");
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return path;
+}
+
+static void mkmodel(const char *args, const char *out) {
+    const char *bin = castor_bin();
+    if (!bin) cst_test_skip("castor binary not built (CST_BUILD)");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' mkmodel %s -o '%s' 2>/dev/null", bin, args, out);
+    ASSERT_MSG(system(cmd) == 0, "failed: %s", cmd);
+}
+
+/* Same tensor names/types/shapes and the same key set as the shared tiny models. */
+TEST(mkmodel_mirrors_tiny_models) {
+    static const char *archs[] = {"llama", "qwen2", "qwen3", "gemma3"};
+    for (int a = 0; a < 4; a++) {
+        char ref[256], out[4096], args[512];
+        snprintf(ref, sizeof ref, "models/tiny-%s-F32.gguf", archs[a]);
+        snprintf(out, sizeof out, "%s/mk-%s.gguf", cst_test_tmpdir(), archs[a]);
+        snprintf(args, sizeof args, "--arch %s --vocab-from '%s' --seed 7", archs[a], cst_test_shared(ref));
+        mkmodel(args, out);
+        cst_gguf *r = open_ok(cst_test_shared(ref)), *g = open_ok(out);
+        ASSERT_EQ(cst_gguf_n_kv(g), cst_gguf_n_kv(r));
+        for (int64_t i = 0; i < cst_gguf_n_kv(r); i++) {
+            cst_strv k = cst_gguf_key(r, i);
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)k.len, k.ptr);
+            int64_t j = cst_gguf_find_key(g, key);
+            ASSERT_MSG(j >= 0, "%s: key %s missing", archs[a], key);
+            ASSERT_EQ(cst_gguf_kv_type(g, j), cst_gguf_kv_type(r, i));
+            double x, y;
+            if (strcmp(key, "general.name") && cst_gguf_kv_f64(r, i, &x)) {
+                ASSERT(cst_gguf_kv_f64(g, j, &y));
+                ASSERT_MSG(x == y, "%s: %s %g vs %g", archs[a], key, y, x);
+            }
+        }
+        ASSERT_EQ(cst_gguf_n_tensors(g), cst_gguf_n_tensors(r));
+        for (int64_t i = 0; i < cst_gguf_n_tensors(r); i++) {
+            const cst_gguf_tensor *t = cst_gguf_tensor_at(r, i);
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+            const cst_gguf_tensor *u = cst_gguf_find_tensor(g, name);
+            ASSERT_MSG(u, "%s: tensor %s missing", archs[a], name);
+            ASSERT(u->type == t->type && u->n_dims == t->n_dims);
+            for (int d = 0; d < 4; d++) ASSERT_EQ(u->ne[d], t->ne[d]);
+        }
+        /* weights look like the documented draws: embedding N(0, 0.1 or 0.01), norms around 1 */
+        const cst_gguf_tensor *e = cst_gguf_find_tensor(g, "token_embd.weight");
+        const float *x = e->data;
+        int64_t n = e->ne[0] * e->ne[1];
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
+        double mean = s / n, sd = sqrt(s2 / n - mean * mean), want = a == 3 ? 0.01 : 0.1;
+        ASSERT_NEAR(mean, 0, want * 0.02);
+        ASSERT_NEAR(sd, want, want * 0.02);
+        const cst_gguf_tensor *nw = cst_gguf_find_tensor(g, "blk.0.attn_norm.weight");
+        s = 0;
+        for (int64_t i = 0; i < nw->ne[0]; i++) s += ((const float *)nw->data)[i];
+        ASSERT_NEAR(s / nw->ne[0], 1.0, 0.05);
+        cst_gguf_close(r);
+        cst_gguf_close(g);
+    }
+}
+
+TEST(mkmodel_types_and_presets) {
+    char out[4096], out2[4096];
+    snprintf(out, sizeof out, "%s/mk-q.gguf", cst_test_tmpdir());
+    snprintf(out2, sizeof out2, "%s/mk-q2.gguf", cst_test_tmpdir());
+    const char *vocab = cst_test_shared("models/stories260K.gguf");
+    static const char *types[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"};
+    static const cst_type ids[] = {CST_TYPE_F16, CST_TYPE_BF16, CST_TYPE_Q8_0, CST_TYPE_Q4_0, CST_TYPE_Q4_K, CST_TYPE_Q5_K, CST_TYPE_Q6_K};
+    for (int k = 0; k < 7; k++) {
+        char args[1024];
+        snprintf(args, sizeof args, "--arch qwen2 --type %s --n-layer 1 --vocab-from '%s'", types[k], vocab);
+        mkmodel(args, out);
+        cst_gguf *g = open_ok(out);
+        const cst_gguf_tensor *t = cst_gguf_find_tensor(g, "blk.0.ffn_down.weight");
+        ASSERT(t && t->type == ids[k] && t->ne[0] == 768 && t->ne[1] == 256);
+        ASSERT(cst_gguf_find_tensor(g, "token_embd.weight")->type == ids[k]);
+        ASSERT(cst_gguf_find_tensor(g, "blk.0.attn_q.bias")->type == CST_TYPE_F32);
+        ASSERT(cst_gguf_find_tensor(g, "output_norm.weight")->type == CST_TYPE_F32);
+        ASSERT(cst_gguf_find_tensor(g, "blk.1.attn_q.weight") == NULL);
+        cst_gguf_close(g);
+    }
+    /* same seed -> same bytes; other seed -> other weights */
+    char args[1024];
+    snprintf(args, sizeof args, "--arch llama --n-layer 1 --seed 3 --vocab-from '%s'", vocab);
+    mkmodel(args, out);
+    mkmodel(args, out2);
+    cst_gguf *a = open_ok(out), *b = open_ok(out2);
+    ASSERT(!memcmp(cst_gguf_find_tensor(a, "blk.0.attn_q.weight")->data, cst_gguf_find_tensor(b, "blk.0.attn_q.weight")->data,
+                   cst_gguf_find_tensor(a, "blk.0.attn_q.weight")->nbytes));
+    cst_gguf_close(b);
+    snprintf(args, sizeof args, "--arch llama --n-layer 1 --seed 4 --vocab-from '%s'", vocab);
+    mkmodel(args, out2);
+    b = open_ok(out2);
+    ASSERT(memcmp(cst_gguf_find_tensor(a, "blk.0.attn_q.weight")->data, cst_gguf_find_tensor(b, "blk.0.attn_q.weight")->data,
+                  cst_gguf_find_tensor(a, "blk.0.attn_q.weight")->nbytes));
+    cst_gguf_close(a);
+    cst_gguf_close(b);
+    /* presets (shrunk to 1 layer to stay small): shapes and keys of the real models */
+    snprintf(args, sizeof args, "--preset qwen3-0.6b --n-layer 1 --type Q8_0 --vocab-from '%s'", vocab);
+    mkmodel(args, out);
+    cst_gguf *g = open_ok(out);
+    ASSERT(sv_eq(cst_gguf_get_str(g, "general.architecture"), "qwen3"));
+    ASSERT_EQ(cst_gguf_get_i64(g, "qwen3.embedding_length", 0), 1024);
+    ASSERT_EQ(cst_gguf_get_i64(g, "qwen3.attention.key_length", 0), 128);
+    ASSERT_EQ(cst_gguf_get_i64(g, "qwen3.attention.head_count_kv", 0), 8);
+    ASSERT_EQ(cst_gguf_get_i64(g, "qwen3.feed_forward_length", 0), 3072);
+    ASSERT_EQ(cst_gguf_get_i64(g, "qwen3.block_count", 0), 1);
+    const cst_gguf_tensor *t = cst_gguf_find_tensor(g, "blk.0.attn_q.weight");
+    ASSERT(t && t->ne[0] == 1024 && t->ne[1] == 16 * 128);
+    t = cst_gguf_find_tensor(g, "blk.0.attn_k.weight");
+    ASSERT(t && t->ne[1] == 8 * 128);
+    ASSERT(cst_gguf_find_tensor(g, "blk.0.attn_q_norm.weight")->ne[0] == 128);
+    ASSERT(cst_gguf_find_tensor(g, "output.weight") == NULL); /* tied */
+    cst_gguf_close(g);
+    /* smollm2: n_embd 576 is not a multiple of 256, so Q4_K rows of 576 fall back to Q8_0 */
+    snprintf(args, sizeof args, "--preset smollm2-135m --n-layer 1 --type Q4_K --vocab-from '%s'", vocab);
+    mkmodel(args, out);
+    g = open_ok(out);
+    ASSERT_EQ(cst_gguf_get_i64(g, "llama.attention.head_count", 0), 9);
+    t = cst_gguf_find_tensor(g, "blk.0.attn_q.weight");
+    ASSERT(t && t->ne[0] == 576 && t->ne[1] == 576 && t->type == CST_TYPE_Q8_0);
+    t = cst_gguf_find_tensor(g, "blk.0.ffn_down.weight"); /* rows of 1536 = 6 x 256 */
+    ASSERT(t && t->ne[0] == 1536 && t->type == CST_TYPE_Q4_K);
+    cst_gguf_close(g);
+    /* bad arguments fail with exit status != 0 */
+    const char *bin = castor_bin();
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' mkmodel --arch nope --vocab-from '%s' -o '%s' 2>/dev/null", bin, vocab, out);
+    ASSERT(system(cmd) != 0);
+    snprintf(cmd, sizeof cmd, "'%s' mkmodel --vocab-from /nonexistent.gguf -o '%s' 2>/dev/null", bin, out);
+    ASSERT(system(cmd) != 0);
+}
