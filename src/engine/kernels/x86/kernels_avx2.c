@@ -260,15 +260,30 @@ static void from_float_q8_K_avx2(const float *x, void *vy, int64_t n) {
 
 /* ------------------------------------------------------------ K-quants */
 
-/* the 8 (scale, min) pairs of a Q4_K/Q5_K block */
-static inline void k4_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
-    for (int j = 0; j < 8; j++) cst_get_scale_min_k4(j, q, &sc[j], &mn[j]);
+/* Unpack the 12 packed bytes of Q4_K/Q5_K scales: bytes 0-7 of the result
+ * are the 8 sub-block scales, bytes 8-15 the 8 mins. */
+static inline __m128i k4_unpack_scales(const uint8_t *q) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    const uint32_t m47 = ((u2 >> 4) & km2) | (((u1 >> 6) & km3) << 4);
+    const uint32_t m03 = u1 & km1;
+    const uint32_t s47 = (u2 & km2) | (((u0 >> 6) & km3) << 4);
+    const uint32_t s03 = u0 & km1;
+    return _mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03);
 }
 
-static inline int k4_min_sum(const uint8_t *mn, const int16_t *bsums) {
-    int s = 0;
-    for (int j = 0; j < 8; j++) s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-    return s;
+/* shuffle controls broadcasting int16 element j of a 128-bit lane */
+static inline __m256i bcast16_ctl(int j) { return _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)); }
+
+/* sum_j min_j * (bsums[2j] + bsums[2j+1]) as 4 int32 lanes */
+static inline __m128i k4_mins_dot(__m128i sm, const int16_t *bsums) {
+    const __m128i mins16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+    const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    const __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    return _mm_madd_epi16(mins16, _mm_hadd_epi16(b0, b1));
 }
 
 static void vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *vx, const void *vy) {
@@ -277,13 +292,13 @@ static void vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *vx, const void *
     const int nb = n / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(x[i].scales, sc, mn);
+        const __m128i sm = k4_unpack_scales(x[i].scales);
         const float d = y[i].d * f16(x[i].d);
         const float dmin = y[i].d * f16(x[i].dmin);
-        summ += dmin * k4_min_sum(mn, y[i].bsums);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_mins_dot(sm, y[i].bsums)), accm);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
@@ -293,86 +308,96 @@ static void vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *vx, const void *
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
             const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
             const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c + 1))));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum8(acc) - summ;
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum8(acc) - _mm_cvtss_f32(m);
 }
 
 static void vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    const __m256i m4 = _mm256_set1_epi8(0xF), b4 = _mm256_set1_epi8(16);
     __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int i = 0; i < nb; i++) {
-        uint8_t sc[8], mn[8];
-        k4_scales(x[i].scales, sc, mn);
+        const __m128i sm = k4_unpack_scales(x[i].scales);
         const float d = y[i].d * f16(x[i].d);
         const float dmin = y[i].d * f16(x[i].dmin);
-        summ += dmin * k4_min_sum(mn, y[i].bsums);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_mins_dot(sm, y[i].bsums)), accm);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        /* qh bit 2c -> 16 for the low half of chunk c, bit 2c+1 for the high half */
+        __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
         for (int c = 0; c < 4; c++, q += 32, a += 64) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)q);
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), _mm256_slli_epi16(h1, 4));
+            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(qh, 4), b4);
+            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(qh, 3), b4);
+            qh = _mm256_srli_epi16(qh, 2);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), h0);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), h1);
             const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
             const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c + 1))));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum8(acc) - summ;
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum8(acc) - _mm_cvtss_f32(m);
+}
+
+/* shuffle controls for Q6_K: low 128-bit lane broadcasts int16 element 2k,
+ * the high lane element 2k+1 (the two 16-groups of a 32-byte chunk) */
+static inline __m256i q6_scale_ctl(int k) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * (2 * k + 1))),
+                            _mm_set1_epi16((short)(0x0100 + 0x0202 * (2 * k))));
 }
 
 static void vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
-    float corr = 0.0f;
     for (int i = 0; i < nb; i++) {
         const float d = y[i].d * f16(x[i].d);
-        const int8_t *sc = x[i].scales;
-        int off = 0; /* codes are stored +32: subtract 32 * sum(sc * bsum) */
-        for (int g = 0; g < 16; g++) off += sc[g] * y[i].bsums[g];
-        corr += d * (float)(32 * off);
-        __m256i sumi = _mm256_setzero_si256();
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        /* codes are stored +32: subtract 32 * sum_g sc_g * bsum_g */
+        const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8),
+                                              _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
         const int8_t *a = y[i].qs;
         for (int h = 0; h < 2; h++, a += 128) {
+            const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2));
             const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-            const int8_t *s8 = sc + 8 * h;
+                                               _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
             const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)a));
             const __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(a + 32)));
             const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(a + 64)));
             const __m256i p4 = _mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(a + 96)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set_m128i(_mm_set1_epi16(s8[1]), _mm_set1_epi16(s8[0]))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set_m128i(_mm_set1_epi16(s8[3]), _mm_set1_epi16(s8[2]))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p3, _mm256_set_m128i(_mm_set1_epi16(s8[5]), _mm_set1_epi16(s8[4]))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p4, _mm256_set_m128i(_mm_set1_epi16(s8[7]), _mm_set1_epi16(s8[6]))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, q6_scale_ctl(0))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_shuffle_epi8(sc, q6_scale_ctl(1))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p3, _mm256_shuffle_epi8(sc, q6_scale_ctl(2))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p4, _mm256_shuffle_epi8(sc, q6_scale_ctl(3))));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum8(acc) - corr;
+    *s = hsum8(acc);
 }
 
 void cst_kernels_fill_avx2(cst_kernel_traits *tab) {
