@@ -302,6 +302,7 @@ static void vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *vx, const void *
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t *q = x[i].qs;
         const int8_t *a = y[i].qs;
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++, q += 32, a += 64) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)q);
             const __m256i lo = _mm256_and_si256(b, m4);
@@ -336,6 +337,7 @@ static void vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *vx, const void *
         const int8_t *a = y[i].qs;
         /* qh bit 2c -> 16 for the low half of chunk c, bit 2c+1 for the high half */
         __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++, q += 32, a += 64) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)q);
             const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(qh, 4), b4);
@@ -376,6 +378,7 @@ static void vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *vx, const void *
                                               _mm256_loadu_si256((const __m256i *)y[i].bsums));
         __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
         const int8_t *a = y[i].qs;
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++, a += 128) {
             const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
