@@ -26,6 +26,10 @@ enum {
     CST_TOKEN_ATTR_CONTROL = 1 << 3,
     CST_TOKEN_ATTR_USER_DEFINED = 1 << 4,
     CST_TOKEN_ATTR_BYTE = 1 << 5,
+    CST_TOKEN_ATTR_NORMALIZED = 1 << 6,
+    CST_TOKEN_ATTR_LSTRIP = 1 << 7, /* strip whitespace before it when matched in text */
+    CST_TOKEN_ATTR_RSTRIP = 1 << 8, /* strip whitespace after it (phi-3's special tokens) */
+    CST_TOKEN_ATTR_SINGLE_WORD = 1 << 9,
 };
 
 /* Build the vocabulary from a GGUF's tokenizer.* keys. The vocab copies what it
@@ -38,9 +42,13 @@ int32_t cst_vocab_n_tokens(const cst_vocab *v);
 cst_token cst_vocab_bos(const cst_vocab *v); /* -1 if none */
 cst_token cst_vocab_eos(const cst_vocab *v);
 cst_token cst_vocab_eot(const cst_vocab *v);
+cst_token cst_vocab_pad(const cst_vocab *v); /* -1 if none */
+cst_token cst_vocab_nl(const cst_vocab *v);  /* the newline token, -1 if none */
 bool cst_vocab_add_bos(const cst_vocab *v);
 bool cst_vocab_add_eos(const cst_vocab *v);
 bool cst_vocab_is_eog(const cst_vocab *v, cst_token t); /* end-of-generation set, as llama.cpp builds it */
+/* The whole end-of-generation set, ascending; *ids stays owned by the vocab. */
+size_t cst_vocab_eog_ids(const cst_vocab *v, const cst_token **ids);
 bool cst_vocab_is_control(const cst_vocab *v, cst_token t);
 int cst_vocab_attr(const cst_vocab *v, cst_token t);
 /* The token's text as stored in the vocabulary (e.g. "▁the", "Ġthe"). */

@@ -1,0 +1,360 @@
+/* test_tokenizer.c: tokenizer against llama.cpp's own output: the golden JSONL
+ * files (ids and detokenized text, three special-token modes), llama.cpp's
+ * phi-3 test vectors, the vocab-info.json facts (special ids, EOG sets,
+ * attribute counts), plus robustness (invalid UTF-8, empty input, a 100 KB
+ * input) and token_to_piece behaviour. */
+#include "core/core.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "test.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+typedef struct {
+    const char *name, *model;
+    cst_vocab *v;
+    bool tried;
+} vocab_slot;
+
+static vocab_slot g_vocabs[] = {
+    {"qwen3", "models/vocab-qwen3.gguf", NULL, false},
+    {"llama3", "models/vocab-llama3.gguf", NULL, false},
+    {"gemma3", "models/vocab-gemma3.gguf", NULL, false},
+    {"phi3", "models/ggml-vocab-phi-3.gguf", NULL, false},
+    {"llama2-spm", "models/llama-2-tiny-random.gguf", NULL, false},
+    {"stories260K", "models/stories260K.gguf", NULL, false},
+};
+
+/* loaded once per process and shared by the tests */
+static cst_vocab *get_vocab(const char *name) {
+    for (size_t i = 0; i < sizeof g_vocabs / sizeof g_vocabs[0]; i++) {
+        vocab_slot *s = &g_vocabs[i];
+        if (strcmp(s->name, name)) continue;
+        if (!s->tried) {
+            s->tried = true;
+            char err[256];
+            cst_gguf *g = NULL;
+            const char *path = cst_test_shared(s->model);
+            if (cst_gguf_open(path, &g, err, sizeof err) != CST_OK) return NULL;
+            cst_status st = cst_vocab_load(g, &s->v, err, sizeof err);
+            cst_gguf_close(g);
+            ASSERT_MSG(st == CST_OK, "%s: %s", path, err);
+        }
+        return s->v;
+    }
+    return NULL;
+}
+
+static cst_vocab *need_vocab(const char *name) {
+    cst_vocab *v = get_vocab(name);
+    if (!v) cst_test_skip("vocab %s not available", name);
+    return v;
+}
+
+static void print_ids(const char *what, const cst_token *ids, size_t n) {
+    fprintf(stderr, "    %s [", what);
+    for (size_t i = 0; i < n; i++) fprintf(stderr, "%s%d", i ? "," : "", ids[i]);
+    fprintf(stderr, "]\n");
+}
+
+/* Runs one golden file; returns the number of failing lines. */
+static int run_golden(const char *name) {
+    cst_vocab *v = need_vocab(name);
+    char rel[128];
+    snprintf(rel, sizeof rel, "golden/tokenizer/%s.jsonl", name);
+    FILE *f = fopen(cst_test_shared(rel), "r");
+    if (!f) cst_test_skip("no %s", rel);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int n = 0, bad_ids = 0, bad_detok = 0;
+    while ((got = getline(&line, &cap, f)) > 0) {
+        json_error_t je;
+        json_t *j = json_loadb(line, (size_t)got, 0, &je);
+        ASSERT_MSG(j, "%s line %d: %s", rel, n + 1, je.text);
+        n++;
+        json_t *jt = json_object_get(j, "text");
+        const char *text = json_string_value(jt);
+        size_t tlen = json_string_length(jt);
+        bool add_special = json_is_true(json_object_get(j, "add_special"));
+        bool parse_special = json_is_true(json_object_get(j, "parse_special"));
+        json_t *jids = json_object_get(j, "ids");
+        size_t ne = json_array_size(jids);
+        cst_token *exp = malloc((ne + 1) * sizeof *exp);
+        for (size_t i = 0; i < ne; i++) exp[i] = (cst_token)json_integer_value(json_array_get(jids, i));
+        cst_token *ids = NULL;
+        size_t nids = 0;
+        ASSERT_OK(cst_tokenize(v, text, tlen, add_special, parse_special, &ids, &nids));
+        bool same = nids == ne && (ne == 0 || memcmp(ids, exp, ne * sizeof *ids) == 0);
+        if (!same) {
+            if (bad_ids < 5) {
+                fprintf(stderr, "  %s line %d (add_special=%d parse_special=%d) text=%s\n", name, n, add_special,
+                        parse_special, text);
+                print_ids("want", exp, ne);
+                print_ids("got ", ids, nids);
+            }
+            bad_ids++;
+        }
+        json_t *jd = json_object_get(j, "detok");
+        if (json_is_string(jd)) {
+            char *out = NULL;
+            size_t olen = 0;
+            ASSERT_OK(cst_detokenize(v, exp, ne, &out, &olen));
+            if (olen != json_string_length(jd) || memcmp(out, json_string_value(jd), olen) != 0) {
+                if (bad_detok < 5)
+                    fprintf(stderr, "  %s line %d detok: want \"%s\" got \"%s\"\n", name, n, json_string_value(jd), out);
+                bad_detok++;
+            }
+            free(out);
+        }
+        free(ids);
+        free(exp);
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    fprintf(stderr, "  %s: %d lines, %d id mismatches, %d detok mismatches\n", name, n, bad_ids, bad_detok);
+    ASSERT(n > 0);
+    return bad_ids + bad_detok;
+}
+
+TEST(golden_qwen3) { ASSERT_EQ(run_golden("qwen3"), 0); }
+TEST(golden_llama3) { ASSERT_EQ(run_golden("llama3"), 0); }
+TEST(golden_gemma3) { ASSERT_EQ(run_golden("gemma3"), 0); }
+TEST(golden_phi3) { ASSERT_EQ(run_golden("phi3"), 0); }
+TEST(golden_llama2_spm) { ASSERT_EQ(run_golden("llama2-spm"), 0); }
+TEST(golden_stories260K) { ASSERT_EQ(run_golden("stories260K"), 0); }
+
+/* llama.cpp's test-tokenizer-0 vectors: inputs separated by
+ * "\n__ggml_vocab_test__\n", one line of space-separated ids per input,
+ * tokenized with add_special=false, parse_special=false. */
+TEST(phi3_llamacpp_vectors) {
+    cst_vocab *v = need_vocab("phi3");
+    char *inp = NULL, *outp = NULL;
+    size_t inl = 0, outl = 0;
+    if (cst_read_file(cst_test_shared("models/ggml-vocab-phi-3.gguf.inp"), &inp, &inl) != CST_OK)
+        cst_test_skip("no .inp");
+    ASSERT_OK(cst_read_file(cst_test_shared("models/ggml-vocab-phi-3.gguf.out"), &outp, &outl));
+    const char *sep = "\n__ggml_vocab_test__\n";
+    char *p = inp, *o = outp;
+    int n = 0, bad = 0;
+    for (;;) {
+        char *e = strstr(p, sep);
+        if (!e) break;
+        char *ol = strchr(o, '\n');
+        ASSERT(ol);
+        *ol = 0;
+        cst_token exp[512];
+        size_t ne = 0;
+        for (char *q = o; *q;) {
+            char *end;
+            long x = strtol(q, &end, 10);
+            if (end == q) break;
+            ASSERT(ne < 512);
+            exp[ne++] = (cst_token)x;
+            q = end;
+        }
+        cst_token *ids = NULL;
+        size_t nids = 0;
+        ASSERT_OK(cst_tokenize(v, p, (size_t)(e - p), false, false, &ids, &nids));
+        if (nids != ne || (ne && memcmp(ids, exp, ne * sizeof *ids))) {
+            if (bad < 5) {
+                fprintf(stderr, "  vector %d: \"%.*s\"\n", n, (int)(e - p), p);
+                print_ids("want", exp, ne);
+                print_ids("got ", ids, nids);
+            }
+            bad++;
+        }
+        free(ids);
+        n++;
+        p = e + strlen(sep);
+        o = ol + 1;
+    }
+    fprintf(stderr, "  phi3 vectors: %d, %d mismatches\n", n, bad);
+    ASSERT_EQ(n, 46);
+    ASSERT_EQ(bad, 0);
+    free(inp);
+    free(outp);
+}
+
+static const char *type_name(cst_vocab_type t) { return t == CST_VOCAB_SPM ? "SPM" : t == CST_VOCAB_BPE ? "BPE" : "?"; }
+
+TEST(vocab_info_facts) {
+    char *js = NULL;
+    size_t jl = 0;
+    if (cst_read_file(cst_test_shared("golden/tokenizer/vocab-info.json"), &js, &jl) != CST_OK)
+        cst_test_skip("no vocab-info.json");
+    json_error_t je;
+    json_t *root = json_loadb(js, jl, 0, &je);
+    ASSERT(root);
+    const char *key;
+    json_t *info;
+    int checked = 0;
+    json_object_foreach(root, key, info) {
+        cst_vocab *v = get_vocab(key);
+        ASSERT_MSG(v, "vocab %s not loadable", key);
+        ASSERT_EQ(cst_vocab_n_tokens(v), json_integer_value(json_object_get(info, "n_tokens")));
+        ASSERT_STREQ(type_name(cst_vocab_kind(v)), json_string_value(json_object_get(info, "type")));
+        ASSERT_EQ(cst_vocab_bos(v), json_integer_value(json_object_get(info, "bos")));
+        ASSERT_EQ(cst_vocab_eos(v), json_integer_value(json_object_get(info, "eos")));
+        ASSERT_EQ(cst_vocab_eot(v), json_integer_value(json_object_get(info, "eot")));
+        ASSERT_EQ(cst_vocab_pad(v), json_integer_value(json_object_get(info, "pad")));
+        ASSERT_EQ(cst_vocab_nl(v), json_integer_value(json_object_get(info, "nl")));
+        ASSERT_EQ(cst_vocab_add_bos(v), json_is_true(json_object_get(info, "add_bos")));
+        ASSERT_EQ(cst_vocab_add_eos(v), json_is_true(json_object_get(info, "add_eos")));
+        json_t *eog = json_object_get(info, "eog_ids");
+        const cst_token *ids;
+        size_t ne = cst_vocab_eog_ids(v, &ids);
+        ASSERT_MSG(ne == json_array_size(eog), "%s: %zu EOG ids, want %zu", key, ne, json_array_size(eog));
+        for (size_t i = 0; i < ne; i++) {
+            cst_token t = (cst_token)json_integer_value(json_array_get(eog, i));
+            ASSERT_MSG(cst_vocab_is_eog(v, t), "%s: %d should be EOG", key, t);
+        }
+        ASSERT(!cst_vocab_is_eog(v, -1));
+        /* attribute histogram */
+        json_t *ac = json_object_get(info, "attr_counts");
+        int32_t nt = cst_vocab_n_tokens(v);
+        int *seen_attrs = calloc(1024, sizeof(int));
+        for (int32_t t = 0; t < nt; t++) {
+            int a = cst_vocab_attr(v, t);
+            ASSERT(a >= 0 && a < 1024);
+            seen_attrs[a]++;
+        }
+        const char *ak;
+        json_t *av;
+        size_t total = 0;
+        json_object_foreach(ac, ak, av) {
+            int a = atoi(ak);
+            ASSERT_MSG(seen_attrs[a] == json_integer_value(av), "%s: attr %d: %d tokens, want %lld", key, a,
+                       seen_attrs[a], (long long)json_integer_value(av));
+            total += (size_t)seen_attrs[a];
+        }
+        ASSERT_MSG(total == (size_t)nt, "%s: tokens with unexpected attributes", key);
+        free(seen_attrs);
+        checked++;
+    }
+    ASSERT_EQ(checked, 6);
+    json_decref(root);
+    free(js);
+}
+
+TEST(empty_and_invalid_input) {
+    const char *names[] = {"qwen3", "llama3", "gemma3", "stories260K"};
+    for (size_t k = 0; k < 4; k++) {
+        cst_vocab *v = need_vocab(names[k]);
+        cst_token *ids = NULL;
+        size_t n = 99;
+        ASSERT_OK(cst_tokenize(v, "", 0, false, false, &ids, &n));
+        ASSERT_EQ(n, 0);
+        free(ids);
+        ASSERT_OK(cst_tokenize(v, "", 0, true, true, &ids, &n));
+        ASSERT_EQ(n, cst_vocab_add_bos(v) ? 1 : 0);
+        if (n) ASSERT_EQ(ids[0], cst_vocab_bos(v));
+        free(ids);
+        /* invalid UTF-8, NULs, lone continuation bytes, truncated sequences */
+        const char bad[] = "a\xff\xfe\x80 b\xc3\0c\xe2\x82 \xf0\x9f\x98 \xed\xa0\x80 \xf7\xbf\xbf\xbf z\xc3";
+        ASSERT_OK(cst_tokenize(v, bad, sizeof bad - 1, true, true, &ids, &n));
+        ASSERT(n > 0);
+        for (size_t i = 0; i < n; i++) ASSERT(ids[i] >= 0 && ids[i] < cst_vocab_n_tokens(v));
+        char *out = NULL;
+        size_t olen = 0;
+        ASSERT_OK(cst_detokenize(v, ids, n, &out, &olen));
+        ASSERT(out && out[olen] == 0);
+        free(out);
+        free(ids);
+        cst_token badid = cst_vocab_n_tokens(v);
+        ASSERT(cst_detokenize(v, &badid, 1, &out, &olen) != CST_OK);
+    }
+}
+
+/* SPM (gemma3: no space prefix, byte fallback) and qwen3 (byte-level BPE, no
+ * space clean-up) are lossless: detokenize(tokenize(x)) == x. */
+TEST(large_input_roundtrip) {
+    const char *chunk = "The quick brown fox  jumps\tover 12345 lazy dogs; caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 "
+                        "\xf0\x9f\x98\x80 don't STOP!!\n\n    def f(x): return x**2  # comment\r\n";
+    size_t cl = strlen(chunk), total = 100 * 1024;
+    char *big = malloc(total + 1);
+    size_t n = 0;
+    while (n + cl <= total) {
+        memcpy(big + n, chunk, cl);
+        n += cl;
+    }
+    /* and one very long "word" and a long run of spaces */
+    memset(big + n - 3000, 'a', 1500);
+    memset(big + n - 1500, ' ', 1500);
+    big[n] = 0;
+    const char *names[] = {"qwen3", "gemma3", "llama3"};
+    for (size_t k = 0; k < 3; k++) {
+        cst_vocab *v = need_vocab(names[k]);
+        cst_token *ids = NULL;
+        size_t nids = 0;
+        ASSERT_OK(cst_tokenize(v, big, n, false, false, &ids, &nids));
+        ASSERT(nids > n / 20 && nids < n);
+        char *out = NULL;
+        size_t olen = 0;
+        ASSERT_OK(cst_detokenize(v, ids, nids, &out, &olen));
+        if (k < 2) {
+            ASSERT_EQ(olen, n);
+            ASSERT(memcmp(out, big, n) == 0);
+        }
+        free(out);
+        free(ids);
+    }
+    free(big);
+}
+
+TEST(token_to_piece) {
+    cst_vocab *v = need_vocab("llama2-spm");
+    char buf[64];
+    /* BOS is control: no text unless special */
+    ASSERT_EQ(cst_token_to_piece(v, 1, buf, sizeof buf, false), 0);
+    ASSERT_EQ(cst_token_to_piece(v, 1, buf, sizeof buf, true), 3);
+    ASSERT(memcmp(buf, "<s>", 3) == 0);
+    /* byte token <0x0A> is a newline */
+    cst_token nl = cst_vocab_find(v, "<0x0A>", 6);
+    ASSERT_EQ(nl, 13);
+    ASSERT_EQ(cst_token_to_piece(v, nl, buf, sizeof buf, false), 1);
+    ASSERT_EQ(buf[0], '\n');
+    /* U+2581 becomes a space */
+    cst_token hello = cst_vocab_find(v, "\xe2\x96\x81Hello", 8);
+    ASSERT(hello > 0);
+    ASSERT_EQ(cst_token_to_piece(v, hello, buf, sizeof buf, false), 6);
+    ASSERT(memcmp(buf, " Hello", 6) == 0);
+    /* too small a buffer: the size is reported, nothing beyond cap written */
+    buf[0] = 'X';
+    ASSERT_EQ(cst_token_to_piece(v, hello, buf, 2, false), 6);
+    ASSERT_EQ(buf[0], 'X');
+    ASSERT_EQ(cst_token_to_piece(v, -5, buf, sizeof buf, true), 0);
+
+    cst_vocab *q = need_vocab("qwen3");
+    cst_token t = cst_vocab_find(q, "\xc4\xa0the", 5); /* "Ġthe" */
+    ASSERT(t >= 0);
+    ASSERT_EQ(cst_token_to_piece(q, t, buf, sizeof buf, false), 4);
+    ASSERT(memcmp(buf, " the", 4) == 0);
+    ASSERT_STREQ(cst_vocab_text(q, t), "\xc4\xa0the");
+    ASSERT(cst_vocab_is_control(q, 151645));
+    ASSERT(!cst_vocab_is_control(q, t));
+}
+
+TEST(parse_special_modes) {
+    cst_vocab *v = need_vocab("qwen3");
+    const char *s = "<|im_start|>user\nhi<|im_end|>";
+    cst_token *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(cst_tokenize(v, s, strlen(s), false, true, &ids, &n));
+    ASSERT(n >= 3);
+    ASSERT_EQ(ids[0], 151644);
+    ASSERT_EQ(ids[n - 1], 151645);
+    free(ids);
+    ASSERT_OK(cst_tokenize(v, s, strlen(s), false, false, &ids, &n));
+    for (size_t i = 0; i < n; i++) ASSERT(ids[i] < 151643);
+    free(ids);
+    /* user-defined tokens (<think>) are matched even without parse_special */
+    cst_token think = cst_vocab_find(v, "<think>", 7);
+    ASSERT(think > 0);
+    ASSERT(cst_vocab_attr(v, think) & CST_TOKEN_ATTR_USER_DEFINED);
+    ASSERT_OK(cst_tokenize(v, "a<think>b", 9, false, false, &ids, &n));
+    ASSERT_EQ(n, 3);
+    ASSERT_EQ(ids[1], think);
+    free(ids);
+}
