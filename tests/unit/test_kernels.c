@@ -381,3 +381,46 @@ TEST(quantizers_reproduce_llama_quantize) {
         ASSERT_MSG(bad == 0, "%s: %lld of %lld rows differ", files[f], (long long)bad, (long long)rows);
     }
 }
+
+/* cst_quantize_file (castor quantize) reproduces llama-quantize --pure */
+static void check_quantize_file(const char *ref_rel, cst_type type) {
+    char out[512], err[256] = "";
+    snprintf(out, sizeof out, "%s/q-%s.gguf", cst_test_tmpdir(), cst_type_name(type));
+    ASSERT_MSG(cst_quantize_file(cst_test_shared("models/tiny-llama-F32.gguf"), out, type, 2, err, sizeof err) == CST_OK,
+               "quantize: %s", err);
+    cst_gguf *a = NULL, *b = NULL;
+    ASSERT_OK(cst_gguf_open(out, &a, err, sizeof err));
+    ASSERT_OK(cst_gguf_open(cst_test_shared(ref_rel), &b, err, sizeof err));
+    ASSERT_EQ(cst_gguf_n_tensors(a), cst_gguf_n_tensors(b));
+    ASSERT_EQ(cst_gguf_n_kv(a), cst_gguf_n_kv(b));
+    ASSERT_EQ(cst_gguf_get_i64(a, "general.file_type", -1), cst_gguf_get_i64(b, "general.file_type", -2));
+    ASSERT_EQ(cst_gguf_get_i64(a, "general.quantization_version", -1),
+              cst_gguf_get_i64(b, "general.quantization_version", -1));
+    for (int64_t i = 0; i < cst_gguf_n_tensors(b); i++) {
+        const cst_gguf_tensor *tb = cst_gguf_tensor_at(b, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)tb->name.len, tb->name.ptr);
+        const cst_gguf_tensor *ta = cst_gguf_find_tensor(a, name);
+        ASSERT_MSG(ta, "%s missing", name);
+        ASSERT_MSG(ta->type == tb->type, "%s: type %s vs %s", name, cst_type_name(ta->type), cst_type_name(tb->type));
+        ASSERT_EQ(ta->n_dims, tb->n_dims);
+        for (int d = 0; d < CST_MAX_DIMS; d++) ASSERT_EQ(ta->ne[d], tb->ne[d]);
+        ASSERT_EQ(ta->nbytes, tb->nbytes);
+        ASSERT_MSG(!memcmp(ta->data, tb->data, ta->nbytes), "%s: bytes differ", name);
+    }
+    cst_gguf_close(a);
+    cst_gguf_close(b);
+}
+
+TEST(quantize_file_matches_llama_quantize) {
+    check_quantize_file("models/tiny-llama-Q8_0.gguf", CST_TYPE_Q8_0);
+    check_quantize_file("models/tiny-llama-Q4_0.gguf", CST_TYPE_Q4_0);
+    check_quantize_file("models/tiny-llama-Q6_K.gguf", CST_TYPE_Q6_K);
+    check_quantize_file("models/tiny-llama-Q4_K.gguf", CST_TYPE_Q4_K);
+    check_quantize_file("models/tiny-llama-Q5_K.gguf", CST_TYPE_Q5_K);
+    check_quantize_file("models/tiny-llama-F16.gguf", CST_TYPE_F16);
+    char err[256];
+    ASSERT(cst_quantize_file("/nonexistent.gguf", "/tmp/x.gguf", CST_TYPE_Q8_0, 1, err, sizeof err) != CST_OK);
+    ASSERT(cst_quantize_file(cst_test_shared("models/tiny-llama-F32.gguf"), "/tmp/x.gguf", CST_TYPE_Q4_1, 1, err,
+                             sizeof err) == CST_ERR_UNSUPPORTED);
+}

@@ -15,6 +15,7 @@
 #ifndef CST_KERNELS_H
 #define CST_KERNELS_H
 
+#include "castor.h"
 #include "../tensor/types.h"
 #include "../../core/pool.h"
 #include <stdbool.h>
@@ -51,6 +52,14 @@ const cst_kernel_traits *cst_kernel_traits_isa(cst_type t, cst_isa isa);
  * algorithms: same scale search, same rounding), used by `castor quantize`.
  * n must be a multiple of the type's block size. */
 bool cst_quantize_row_ref(cst_type t, const float *x, void *y, int64_t n);
+
+/* Rewrite the GGUF model `in` as `out` with every 2-D weight matrix converted
+ * to `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) by the reference
+ * quantizers, like llama-quantize --pure without an importance matrix: the
+ * tensor bytes match llama-quantize's. 1-D tensors become F32; metadata is
+ * copied; general.file_type is set. n_threads <= 0: all CPUs. */
+cst_status cst_quantize_file(const char *in, const char *out, cst_type type, int n_threads, char *err,
+                             size_t errlen);
 
 /* ---- matrix multiply --------------------------------------------------
  * y[t*ldy + o] = sum_i W[o][i] * x[t*n_in + i]  for t < n_tok, o < n_out.
