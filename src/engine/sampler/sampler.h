@@ -20,13 +20,18 @@ typedef struct cst_sampler_params {
     uint64_t seed;
 } cst_sampler_params;
 
+/* seed value meaning "pick a random seed when the sampler is created" */
+#define CST_SAMPLER_SEED_RANDOM UINT64_MAX
+
 cst_sampler_params cst_sampler_default_params(void); /* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, seed random */
 
 typedef struct cst_sampler cst_sampler;
 cst_sampler *cst_sampler_new(const cst_sampler_params *p, int32_t n_vocab);
 void cst_sampler_free(cst_sampler *s); /* NULL ok */
 int32_t cst_sampler_sample(cst_sampler *s, const float *logits);
-int32_t cst_argmax(const float *logits, int32_t n);
+int32_t cst_argmax(const float *logits, int32_t n); /* NaN ignored; 0 if nothing is comparable */
+/* The seed in use (the drawn one when CST_SAMPLER_SEED_RANDOM was asked for). */
+uint64_t cst_sampler_seed(const cst_sampler *s);
 
 /* Stop sequences matched on generated text across token boundaries.
  * Feed each token's text; the matcher holds back bytes that could still be
