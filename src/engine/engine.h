@@ -68,14 +68,16 @@ typedef struct cst_ctx_params {
     int32_t n_seq;     /* independent sequences (server slots); default 1 */
     int32_t n_batch;   /* max tokens in one cst_ctx_decode call; default 512 */
     int32_t n_threads; /* <= 0: number of CPUs */
-    cst_type kv_type;  /* CST_TYPE_F16 (default, as llama.cpp) or CST_TYPE_F32 */
+    int32_t n_outputs; /* max batch entries per decode that may ask for logits; <= 0: n_seq */
+    cst_type kv_type;  /* CST_TYPE_F16 (the default, as llama.cpp; the only one for now) */
 } cst_ctx_params;
 
 cst_ctx_params cst_ctx_default_params(void);
 
 /* Allocate the KV cache (n_seq * n_ctx positions), scratch sized by n_batch,
  * and a thread pool. The model must outlive the context.
- * Errors: CST_ERR_INVALID_ARG, CST_ERR_NOMEM (message says how much). */
+ * Errors: CST_ERR_INVALID_ARG, CST_ERR_UNSUPPORTED (kv_type), CST_ERR_NOMEM
+ * (message says how much). */
 cst_status cst_ctx_new(cst_model *m, const cst_ctx_params *p, cst_ctx **out, char *err, size_t errlen);
 void cst_ctx_free(cst_ctx *ctx); /* NULL ok */
 
@@ -112,7 +114,8 @@ bool cst_batch_add(cst_batch *b, cst_token tok, int32_t pos, int32_t seq, bool w
  * all n tokens at once, attention per token against its own sequence's cache
  * (causal, sliding window where the layer has one). K/V of every token are
  * stored; sequence lengths advance. b->n may be at most n_batch.
- * Errors: CST_ERR_INVALID_ARG (bad token id, seq, position order, n),
+ * Errors: CST_ERR_INVALID_ARG (bad token id, seq, position order, n, more
+ * than n_outputs entries asking for logits),
  * CST_ERR_CTX_FULL (a position >= n_ctx; the cache is left unchanged). */
 cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b);
 

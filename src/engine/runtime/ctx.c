@@ -1,0 +1,285 @@
+/* ctx.c: inference contexts: the F16 KV cache for n_seq sequences, every
+ * scratch buffer the forward pass needs (sized by n_batch, allocated once),
+ * the thread pool, batch validation before a decode, and the per-sequence
+ * cache operations used for prefix reuse (truncate, copy).
+ */
+#include "model_int.h"
+
+#include <string.h>
+
+cst_ctx_params cst_ctx_default_params(void) {
+    cst_ctx_params p = {
+        .n_ctx = 0, .n_seq = 1, .n_batch = 512, .n_threads = 0, .n_outputs = 0, .kv_type = CST_TYPE_F16};
+    return p;
+}
+
+/* Buffers are carved from a few allocations; untouched pages of large ones
+ * are never made resident. */
+static void *xalloc(size_t n, size_t *total) {
+    *total += n;
+    return cst_alloc_aligned(n ? n : 64, 64);
+}
+
+cst_status cst_ctx_new(cst_model *m, const cst_ctx_params *pp, cst_ctx **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (m->vocab_only) {
+        cst_errf(err, errlen, "model was loaded vocab-only");
+        return CST_ERR_INVALID_ARG;
+    }
+    cst_ctx_params p = pp ? *pp : cst_ctx_default_params();
+    const cst_hparams *hp = &m->hp;
+    if (p.n_ctx <= 0) p.n_ctx = CST_MIN(hp->n_ctx_train, 4096);
+    if (p.n_seq <= 0) p.n_seq = 1;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_threads <= 0) p.n_threads = cst_cpu_count();
+    if (p.n_outputs <= 0) p.n_outputs = p.n_seq;
+    p.n_outputs = CST_MIN(p.n_outputs, p.n_batch);
+    if (p.kv_type != CST_TYPE_F16) {
+        cst_errf(err, errlen, "KV cache type %s is not supported (F16 only)", cst_type_name(p.kv_type));
+        return CST_ERR_UNSUPPORTED;
+    }
+    if (p.n_ctx > (1 << 24) || p.n_seq > 4096 || p.n_batch > (1 << 16) || p.n_threads > 512) {
+        cst_errf(err, errlen, "context parameters out of range (n_ctx %d, n_seq %d, n_batch %d, threads %d)",
+                 p.n_ctx, p.n_seq, p.n_batch, p.n_threads);
+        return CST_ERR_INVALID_ARG;
+    }
+
+    cst_ctx *c = calloc(1, sizeof *c);
+    if (!c) return CST_ERR_NOMEM;
+    c->m = m;
+    c->p = p;
+    size_t total = 0;
+    const size_t nb = (size_t)p.n_batch, nctx = (size_t)p.n_ctx, nseq = (size_t)p.n_seq;
+    const size_t kdim = (size_t)hp->n_head_kv * hp->head_dim, vdim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    const size_t qdim = (size_t)hp->n_head * hp->head_dim, odim = (size_t)hp->n_head * hp->head_dim_v;
+
+    c->k_layer = nseq * nctx * kdim;
+    c->v_layer = nseq * nctx * vdim;
+    c->kv_bytes = (c->k_layer + c->v_layer) * (size_t)hp->n_layer * sizeof(cst_f16);
+    c->kv = xalloc(c->kv_bytes, &total);
+    c->k = calloc((size_t)hp->n_layer, sizeof *c->k);
+    c->v = calloc((size_t)hp->n_layer, sizeof *c->v);
+    c->seq_len = calloc(nseq, sizeof *c->seq_len);
+    c->tmp_len = calloc(nseq, sizeof *c->tmp_len);
+    c->tokens = xalloc(nseq * nctx * sizeof(cst_token), &total);
+
+    c->x = xalloc(nb * hp->n_embd * sizeof(float), &total);
+    c->xb = xalloc(nb * hp->n_embd * sizeof(float), &total);
+    c->q = xalloc(nb * qdim * sizeof(float), &total);
+    c->kt = xalloc(nb * kdim * sizeof(float), &total);
+    c->vt = xalloc(nb * vdim * sizeof(float), &total);
+    c->att = xalloc(nb * odim * sizeof(float), &total);
+    c->ff_g = xalloc(nb * hp->n_ff * sizeof(float), &total);
+    c->ff_u = xalloc(nb * hp->n_ff * sizeof(float), &total);
+
+    size_t ws = cst_matmul_wsize(m->output.type, hp->n_embd, p.n_outputs);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const cst_layer *L = &m->layers[il];
+        const cst_weight *ws_list[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < CST_ARRAY_LEN(ws_list); i++)
+            ws = CST_MAX(ws, cst_matmul_wsize(ws_list[i]->type, ws_list[i]->n_in, p.n_batch));
+    }
+    c->wsize = ws;
+    c->wdata = xalloc(ws, &total);
+
+    const size_t nth = (size_t)p.n_threads;
+    c->att_scores = xalloc(nth * nctx * sizeof(float), &total);
+    c->att_p16 = xalloc(nth * nctx * sizeof(cst_f16), &total);
+    c->att_q16 = xalloc(nth * (size_t)hp->head_dim * sizeof(cst_f16), &total);
+    c->out_idx = xalloc(nb * sizeof(int32_t), &total);
+    c->out_rows = xalloc((size_t)p.n_outputs * sizeof(int32_t), &total);
+    c->n_outputs = p.n_outputs;
+    c->logits = xalloc((size_t)p.n_outputs * hp->n_vocab * sizeof(float), &total);
+    c->rope_cache = xalloc(2 * nb * (size_t)hp->n_rot * sizeof(float), &total);
+    c->pool = cst_pool_new(p.n_threads);
+
+    if (!c->kv || !c->k || !c->v || !c->seq_len || !c->tmp_len || !c->tokens || !c->x || !c->xb || !c->q ||
+        !c->kt || !c->vt || !c->att || !c->ff_g || !c->ff_u || !c->wdata || !c->att_scores || !c->att_p16 ||
+        !c->att_q16 || !c->out_idx || !c->out_rows || !c->logits || !c->rope_cache || !c->pool) {
+        cst_errf(err, errlen, "out of memory allocating a context of %.1f MiB (KV cache %.1f MiB)",
+                 (double)total / 1048576.0, (double)c->kv_bytes / 1048576.0);
+        cst_ctx_free(c);
+        return CST_ERR_NOMEM;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        c->k[il] = c->kv + (size_t)il * (c->k_layer + c->v_layer);
+        c->v[il] = c->k[il] + c->k_layer;
+    }
+    for (size_t i = 0; i < nb; i++) c->out_idx[i] = -1;
+    *out = c;
+    return CST_OK;
+}
+
+void cst_ctx_free(cst_ctx *c) {
+    if (!c) return;
+    cst_pool_free(c->pool);
+    cst_free_aligned(c->kv);
+    free(c->k);
+    free(c->v);
+    free(c->seq_len);
+    free(c->tmp_len);
+    cst_free_aligned(c->tokens);
+    cst_free_aligned(c->x);
+    cst_free_aligned(c->xb);
+    cst_free_aligned(c->q);
+    cst_free_aligned(c->kt);
+    cst_free_aligned(c->vt);
+    cst_free_aligned(c->att);
+    cst_free_aligned(c->ff_g);
+    cst_free_aligned(c->ff_u);
+    cst_free_aligned(c->wdata);
+    cst_free_aligned(c->att_scores);
+    cst_free_aligned(c->att_p16);
+    cst_free_aligned(c->att_q16);
+    cst_free_aligned(c->out_idx);
+    cst_free_aligned(c->out_rows);
+    cst_free_aligned(c->logits);
+    cst_free_aligned(c->rope_cache);
+    free(c);
+}
+
+const cst_model *cst_ctx_model(const cst_ctx *ctx) { return ctx->m; }
+cst_ctx_params cst_ctx_get_params(const cst_ctx *ctx) { return ctx->p; }
+size_t cst_ctx_kv_size(const cst_ctx *ctx) { return ctx->kv_bytes; }
+const char *cst_ctx_errmsg(const cst_ctx *ctx) { return ctx->err; }
+
+/* ---- batches ------------------------------------------------------------- */
+cst_batch *cst_batch_new(int32_t cap) {
+    if (cap <= 0 || cap > (1 << 24)) return NULL;
+    const size_t n = (size_t)cap;
+    cst_batch *b = calloc(1, sizeof *b + n * (sizeof(cst_token) + 2 * sizeof(int32_t) + sizeof(int8_t)));
+    if (!b) return NULL;
+    char *p = (char *)(b + 1);
+    b->token = (cst_token *)p;
+    b->pos = (int32_t *)(p + n * sizeof(cst_token));
+    b->seq = (int32_t *)(p + n * (sizeof(cst_token) + sizeof(int32_t)));
+    b->want_logits = (int8_t *)(p + n * (sizeof(cst_token) + 2 * sizeof(int32_t)));
+    b->cap = cap;
+    return b;
+}
+
+void cst_batch_free(cst_batch *b) { free(b); }
+
+bool cst_batch_add(cst_batch *b, cst_token tok, int32_t pos, int32_t seq, bool want_logits) {
+    if (b->n >= b->cap) return false;
+    b->token[b->n] = tok;
+    b->pos[b->n] = pos;
+    b->seq[b->n] = seq;
+    b->want_logits[b->n] = want_logits ? 1 : 0;
+    b->n++;
+    return true;
+}
+
+/* ---- decode ----------------------------------------------------------------- */
+static cst_status check_batch(cst_ctx *ctx, const cst_batch *b) {
+    const cst_ctx_params *p = &ctx->p;
+    if (b->n <= 0 || b->n > p->n_batch) {
+        cst_errf(ctx->err, sizeof ctx->err, "batch of %d tokens (must be 1..%d)", b->n, p->n_batch);
+        return CST_ERR_INVALID_ARG;
+    }
+    memcpy(ctx->tmp_len, ctx->seq_len, (size_t)p->n_seq * sizeof(int32_t));
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        const int32_t s = b->seq[i];
+        if (s < 0 || s >= p->n_seq) {
+            cst_errf(ctx->err, sizeof ctx->err, "batch entry %d: sequence %d out of range [0, %d)", i, s, p->n_seq);
+            return CST_ERR_INVALID_ARG;
+        }
+        if (b->token[i] < 0 || b->token[i] >= ctx->m->hp.n_vocab) {
+            cst_errf(ctx->err, sizeof ctx->err, "batch entry %d: token %d out of range [0, %d)", i, b->token[i],
+                     ctx->m->hp.n_vocab);
+            return CST_ERR_INVALID_ARG;
+        }
+        if (b->pos[i] >= p->n_ctx) {
+            cst_errf(ctx->err, sizeof ctx->err, "sequence %d: position %d does not fit the context (%d)", s,
+                     b->pos[i], p->n_ctx);
+            return CST_ERR_CTX_FULL;
+        }
+        if (b->pos[i] != ctx->tmp_len[s]) {
+            cst_errf(ctx->err, sizeof ctx->err, "batch entry %d: sequence %d expects position %d, got %d", i, s,
+                     ctx->tmp_len[s], b->pos[i]);
+            return CST_ERR_INVALID_ARG;
+        }
+        ctx->tmp_len[s]++;
+        if (b->want_logits[i]) n_out++;
+    }
+    if (n_out > ctx->n_outputs) {
+        cst_errf(ctx->err, sizeof ctx->err, "%d batch entries ask for logits (at most %d)", n_out, ctx->n_outputs);
+        return CST_ERR_INVALID_ARG;
+    }
+    return CST_OK;
+}
+
+cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b) {
+    ctx->err[0] = 0;
+    if (!b) return CST_ERR_INVALID_ARG;
+    cst_status st = check_batch(ctx, b);
+    if (st) return st;
+    for (int32_t i = 0; i < b->n; i++) ctx->out_idx[i] = -1;
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (b->want_logits[i]) {
+            ctx->out_idx[i] = n_out;
+            ctx->out_rows[n_out++] = i;
+        }
+        ctx->tokens[(size_t)b->seq[i] * ctx->p.n_ctx + b->pos[i]] = b->token[i];
+    }
+    st = cst_forward(ctx, b);
+    if (st) return st;
+    memcpy(ctx->seq_len, ctx->tmp_len, (size_t)ctx->p.n_seq * sizeof(int32_t));
+    return CST_OK;
+}
+
+const float *cst_ctx_logits(const cst_ctx *ctx, int32_t i) {
+    if (i < 0 || i >= ctx->p.n_batch || ctx->out_idx[i] < 0) return NULL;
+    return ctx->logits + (size_t)ctx->out_idx[i] * ctx->m->hp.n_vocab;
+}
+
+/* ---- sequences ------------------------------------------------------------- */
+int32_t cst_ctx_seq_len(const cst_ctx *ctx, int32_t seq) {
+    if (seq < 0 || seq >= ctx->p.n_seq) return -1;
+    return ctx->seq_len[seq];
+}
+
+cst_status cst_ctx_seq_truncate(cst_ctx *ctx, int32_t seq, int32_t n_keep) {
+    if (seq < 0 || seq >= ctx->p.n_seq || n_keep < 0) {
+        cst_errf(ctx->err, sizeof ctx->err, "seq_truncate: bad sequence %d or length %d", seq, n_keep);
+        return CST_ERR_INVALID_ARG;
+    }
+    if (n_keep < ctx->seq_len[seq]) ctx->seq_len[seq] = n_keep;
+    return CST_OK;
+}
+
+cst_status cst_ctx_seq_copy(cst_ctx *ctx, int32_t src, int32_t dst, int32_t n) {
+    const cst_ctx_params *p = &ctx->p;
+    if (src < 0 || src >= p->n_seq || dst < 0 || dst >= p->n_seq || n < 0 || n > ctx->seq_len[src]) {
+        cst_errf(ctx->err, sizeof ctx->err, "seq_copy: bad sequences %d -> %d or length %d", src, dst, n);
+        return CST_ERR_INVALID_ARG;
+    }
+    if (src == dst) {
+        ctx->seq_len[dst] = n;
+        return CST_OK;
+    }
+    const cst_hparams *hp = &ctx->m->hp;
+    const size_t nctx = (size_t)p->n_ctx;
+    const size_t kdim = (size_t)hp->n_head_kv * hp->head_dim, vdim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    for (int il = 0; il < hp->n_layer; il++) {
+        memcpy(ctx->k[il] + (size_t)dst * nctx * kdim, ctx->k[il] + (size_t)src * nctx * kdim,
+               (size_t)n * kdim * sizeof(cst_f16));
+        for (size_t d = 0; d < vdim; d++)
+            memcpy(ctx->v[il] + ((size_t)dst * vdim + d) * nctx, ctx->v[il] + ((size_t)src * vdim + d) * nctx,
+                   (size_t)n * sizeof(cst_f16));
+    }
+    memcpy(ctx->tokens + (size_t)dst * nctx, ctx->tokens + (size_t)src * nctx, (size_t)n * sizeof(cst_token));
+    ctx->seq_len[dst] = n;
+    return CST_OK;
+}
+
+const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n) {
+    if (seq < 0 || seq >= ctx->p.n_seq) {
+        if (n) *n = 0;
+        return NULL;
+    }
+    if (n) *n = ctx->seq_len[seq];
+    return ctx->tokens + (size_t)seq * ctx->p.n_ctx;
+}
