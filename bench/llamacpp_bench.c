@@ -24,7 +24,7 @@ static double now(void) {
 
 static void quiet_log(enum ggml_log_level level, const char *text, void *ud) {
     (void)ud;
-    if (level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
 }
 
 static bool no_progress(float p, void *ud) {

@@ -24,13 +24,14 @@ typedef struct {
     int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, head_dim, ctx;
     double rope_base; /* 0: the arch default */
     int tied;         /* -1: the arch default */
+    int64_t n_vocab;  /* 0: the whole vocabulary of --vocab-from */
 } preset_t;
 
 static const preset_t presets[] = {
-    {"tiny", -1, 256, 2, 4, 2, 768, 64, 2048, 0, -1},
-    {"smollm2-135m", ARCH_LLAMA, 576, 30, 9, 3, 1536, 64, 8192, 100000, 1},
-    {"llama3.2-1b", ARCH_LLAMA, 2048, 16, 32, 8, 8192, 64, 131072, 500000, 1},
-    {"qwen3-0.6b", ARCH_QWEN3, 1024, 28, 16, 8, 3072, 128, 40960, 1000000, 1},
+    {"tiny", -1, 256, 2, 4, 2, 768, 64, 2048, 0, -1, 0},
+    {"smollm2-135m", ARCH_LLAMA, 576, 30, 9, 3, 1536, 64, 8192, 100000, 1, 49152},
+    {"llama3.2-1b", ARCH_LLAMA, 2048, 16, 32, 8, 8192, 64, 131072, 500000, 1, 0},
+    {"qwen3-0.6b", ARCH_QWEN3, 1024, 28, 16, 8, 3072, 128, 40960, 1000000, 1, 0},
 };
 
 /* ---- random weights ------------------------------------------------------ */
@@ -231,6 +232,115 @@ static void add_kvs(cst_gguf_writer *w, const spec_t *sp, const char *label) {
     cst_gguf_set_u32(w, "general.file_type", ft);
 }
 
+/* ---- tokenizer ------------------------------------------------------------ */
+
+static int cmp_strv(const void *a, const void *b) {
+    const cst_strv *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->ptr, y->ptr, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static bool in_sorted(const cst_strv *sorted, int64_t n, const char *p, size_t len) {
+    cst_strv key = {p, len};
+    return bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_strv) != NULL;
+}
+
+/* Copies every tokenizer.* key. With n_keep below the vocabulary size, keeps
+ * the first n_keep tokens (a model shaped like one with a smaller vocabulary):
+ * per-token arrays are cut, BPE merges are kept only when both parts and the
+ * result survive, and special-token ids that fall outside are dropped. */
+static cst_status copy_tokenizer(cst_gguf_writer *w, const cst_gguf *vg, int64_t n_keep) {
+    int64_t ti = cst_gguf_find_key(vg, "tokenizer.ggml.tokens");
+    int64_t n_all = (int64_t)cst_gguf_arr_n(vg, ti);
+    cst_strv *sorted = NULL;
+    const char **strs = NULL;
+    char *buf = NULL;
+    cst_status st = CST_ERR_NOMEM;
+    if (n_keep < n_all) {
+        sorted = malloc(sizeof *sorted * (size_t)n_keep);
+        if (!sorted) goto out;
+        for (int64_t j = 0; j < n_keep; j++) sorted[j] = cst_gguf_arr_str(vg, ti, (uint64_t)j);
+        qsort(sorted, (size_t)n_keep, sizeof *sorted, cmp_strv);
+    }
+    for (int64_t i = 0; i < cst_gguf_n_kv(vg); i++) {
+        cst_strv k = cst_gguf_key(vg, i);
+        if (k.len <= 10 || memcmp(k.ptr, "tokenizer.", 10)) continue;
+        if (!sorted) {
+            cst_gguf_copy_kv(w, vg, i);
+            continue;
+        }
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)k.len, k.ptr);
+        size_t kl = strlen(key);
+        int64_t idv;
+        if (kl > 9 && !strcmp(key + kl - 9, "_token_id") && cst_gguf_kv_i64(vg, i, &idv)) {
+            if (idv >= 0 && idv < n_keep) cst_gguf_copy_kv(w, vg, i);
+            continue;
+        }
+        if (cst_gguf_kv_type(vg, i) != CST_GGUF_ARRAY) {
+            cst_gguf_copy_kv(w, vg, i);
+            continue;
+        }
+        uint64_t n = cst_gguf_arr_n(vg, i);
+        cst_gguf_type et = cst_gguf_arr_type(vg, i);
+        if (!strcmp(key, "tokenizer.ggml.merges") && et == CST_GGUF_STRING) {
+            free(strs);
+            free(buf);
+            size_t total = 0;
+            for (uint64_t j = 0; j < n; j++) total += cst_gguf_arr_str(vg, i, j).len + 1;
+            strs = malloc(sizeof *strs * (n ? n : 1));
+            buf = malloc(total ? total : 1);
+            if (!strs || !buf) goto out;
+            uint64_t kept = 0;
+            char *bp = buf;
+            for (uint64_t j = 0; j < n; j++) {
+                cst_strv m = cst_gguf_arr_str(vg, i, j);
+                const char *sp = memchr(m.ptr, ' ', m.len);
+                if (!sp) continue;
+                size_t la = (size_t)(sp - m.ptr), lb = m.len - la - 1;
+                memcpy(bp, m.ptr, la);
+                memcpy(bp + la, sp + 1, lb);
+                if (!in_sorted(sorted, n_keep, m.ptr, la) || !in_sorted(sorted, n_keep, sp + 1, lb) ||
+                    !in_sorted(sorted, n_keep, bp, la + lb))
+                    continue;
+                memcpy(bp, m.ptr, m.len);
+                bp[m.len] = 0;
+                strs[kept++] = bp;
+                bp += m.len + 1;
+            }
+            cst_gguf_set_arr_str(w, key, strs, kept);
+        } else if (n == (uint64_t)n_all && et == CST_GGUF_STRING) {
+            free(strs);
+            free(buf);
+            size_t total = 0;
+            for (int64_t j = 0; j < n_keep; j++) total += cst_gguf_arr_str(vg, i, (uint64_t)j).len + 1;
+            strs = malloc(sizeof *strs * (size_t)n_keep);
+            buf = malloc(total);
+            if (!strs || !buf) goto out;
+            char *bp = buf;
+            for (int64_t j = 0; j < n_keep; j++) {
+                cst_strv t = cst_gguf_arr_str(vg, i, (uint64_t)j);
+                memcpy(bp, t.ptr, t.len);
+                bp[t.len] = 0;
+                strs[j] = bp;
+                bp += t.len + 1;
+            }
+            cst_gguf_set_arr_str(w, key, strs, (uint64_t)n_keep);
+        } else if (n == (uint64_t)n_all) {
+            cst_gguf_set_arr(w, key, et, cst_gguf_arr_data(vg, i), (uint64_t)n_keep);
+        } else {
+            cst_gguf_copy_kv(w, vg, i);
+        }
+    }
+    st = CST_OK;
+out:
+    free(sorted);
+    free(strs);
+    free(buf);
+    return st;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: castor mkmodel --vocab-from VOCAB.gguf -o OUT.gguf [options]\n"
@@ -240,6 +350,7 @@ static void usage(FILE *f) {
             "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N --head-dim N --ctx N\n"
             "  --rope-base F  --sliding-window N (gemma3)  --tied | --untied\n"
             "  --type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K   (default F32; norms stay F32)\n"
+            "  --n-vocab N   keep only the first N tokens of the vocabulary (smollm2-135m: 49152)\n"
             "  --seed S   (default 1)   --threads N\n");
 }
 
@@ -257,7 +368,7 @@ int cmd_mkmodel(int argc, char **argv) {
     static const char *opt_names[7] = {"--n-embd", "--n-layer", "--n-head", "--n-head-kv", "--n-ff", "--head-dim", "--ctx"};
     double rope_base = 0;
     int tied = -1, threads = 0;
-    int64_t swa = 0;
+    int64_t swa = 0, n_vocab_opt = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -294,6 +405,7 @@ int cmd_mkmodel(int argc, char **argv) {
             rope_base = strtod(v, &end);
             ok = *v && !*end && rope_base > 0;
         } else if (!strcmp(a, "--sliding-window")) ok = parse_i64(v, &swa);
+        else if (!strcmp(a, "--n-vocab")) ok = parse_i64(v, &n_vocab_opt);
         else if (!strcmp(a, "--threads")) {
             int64_t t;
             ok = parse_i64(v, &t) && t <= 1024;
@@ -380,6 +492,15 @@ int cmd_mkmodel(int argc, char **argv) {
         return 1;
     }
     sp.n_vocab = (int64_t)cst_gguf_arr_n(vg, ti);
+    /* the preset's size is a cap (a smaller source vocabulary is kept whole); --n-vocab is exact */
+    int64_t n_keep = n_vocab_opt ? n_vocab_opt : CST_MIN(p->n_vocab, sp.n_vocab);
+    if (n_keep > sp.n_vocab) {
+        fprintf(stderr, "castor mkmodel: --n-vocab %lld exceeds the %lld tokens of %s\n", (long long)n_keep,
+                (long long)sp.n_vocab, vocab);
+        cst_gguf_close(vg);
+        return 2;
+    }
+    if (n_keep > 0) sp.n_vocab = n_keep;
 
     cst_gguf_writer *w = cst_gguf_writer_new();
     sp.pool = cst_pool_new(threads > 0 ? threads : CST_MIN(cst_cpu_count(), 16));
@@ -391,9 +512,9 @@ int cmd_mkmodel(int argc, char **argv) {
         goto done;
     }
     add_kvs(w, &sp, tiny || arch_s ? arch_names[sp.arch] : p->name);
-    for (int64_t i = 0; i < cst_gguf_n_kv(vg); i++) {
-        cst_strv k = cst_gguf_key(vg, i);
-        if (k.len > 10 && !memcmp(k.ptr, "tokenizer.", 10)) cst_gguf_copy_kv(w, vg, i);
+    if (copy_tokenizer(w, vg, sp.n_vocab) != CST_OK) {
+        fprintf(stderr, "castor mkmodel: out of memory\n");
+        goto done;
     }
     if (add_tensors(w, &sp) != CST_OK) {
         fprintf(stderr, "castor mkmodel: could not add the tensors (bad dimensions?)\n");

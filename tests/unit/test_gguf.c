@@ -695,6 +695,30 @@ TEST(mkmodel_types_and_presets) {
     t = cst_gguf_find_tensor(g, "blk.0.ffn_down.weight"); /* rows of 1536 = 6 x 256 */
     ASSERT(t && t->ne[0] == 1536 && t->type == CST_TYPE_Q4_K);
     cst_gguf_close(g);
+    /* --n-vocab keeps the first N tokens; merges survive only when all their parts do */
+    snprintf(args, sizeof args, "--n-layer 1 --n-vocab 3000 --vocab-from '%s'", cst_test_shared("models/vocab-llama3.gguf"));
+    mkmodel(args, out);
+    g = open_ok(out);
+    ASSERT_EQ(cst_gguf_find_tensor(g, "token_embd.weight")->ne[1], 3000);
+    int64_t ti = cst_gguf_find_key(g, "tokenizer.ggml.tokens"), mi = cst_gguf_find_key(g, "tokenizer.ggml.merges");
+    ASSERT_EQ(cst_gguf_arr_n(g, ti), 3000);
+    ASSERT_EQ(cst_gguf_arr_n(g, cst_gguf_find_key(g, "tokenizer.ggml.token_type")), 3000);
+    ASSERT(mi >= 0 && cst_gguf_arr_n(g, mi) > 100);
+    for (uint64_t j = 0; j < cst_gguf_arr_n(g, mi); j++) {
+        cst_strv m = cst_gguf_arr_str(g, mi, j);
+        char merged[512];
+        size_t n = 0;
+        for (size_t c = 0; c < m.len && n < sizeof merged; c++)
+            if (m.ptr[c] != ' ') merged[n++] = m.ptr[c];
+        bool found = false;
+        for (uint64_t t2 = 0; t2 < 3000 && !found; t2++) {
+            cst_strv tok = cst_gguf_arr_str(g, ti, t2);
+            found = tok.len == n && !memcmp(tok.ptr, merged, n);
+        }
+        ASSERT_MSG(found, "merge %llu produces a token outside the kept vocabulary", (unsigned long long)j);
+    }
+    ASSERT_EQ(cst_gguf_find_key(g, "tokenizer.ggml.bos_token_id"), -1); /* 128000 is gone */
+    cst_gguf_close(g);
     /* bad arguments fail with exit status != 0 */
     const char *bin = castor_bin();
     char cmd[8192];
