@@ -13,6 +13,7 @@
 #include <strings.h>
 
 static cst_kernel_traits tables[3][CST_TYPE_COUNT];
+static cst_tile4x4_fn tiles[3][CST_TYPE_COUNT];
 static bool isa_ok[3];
 static _Atomic int active_isa = CST_ISA_REF;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -63,6 +64,7 @@ static void init_tables(void) {
     if (isa_ok[CST_ISA_AVX512]) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX512]);
         cst_kernels_fill_avx512(tables[CST_ISA_AVX512]);
+        cst_kernels_tiles_avx512(tiles[CST_ISA_AVX512]);
     }
     int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
     const char *env = getenv("CST_ISA");
@@ -114,6 +116,14 @@ const cst_kernel_traits *cst_kernel_traits_isa(cst_type t, cst_isa isa) {
     return e->to_float ? e : NULL;
 }
 
+cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa) {
+    cst_kernels_init();
+    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= 3) return NULL;
+    return tiles[isa][t];
+}
+
+cst_tile4x4_fn cst_kernel_tile4x4(cst_type t) { return cst_kernel_tile4x4_isa(t, cst_kernels_isa()); }
+
 const cst_kernel_traits *cst_kernel_traits_for(cst_type t) {
     return cst_kernel_traits_isa(t, cst_kernels_isa());
 }
@@ -148,7 +158,10 @@ void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n) {
 }
 
 void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n) {
-    if (cst_kernels_isa() != CST_ISA_REF)
+    const cst_isa isa = cst_kernels_isa();
+    if (isa == CST_ISA_AVX512)
+        cst_fp16_to_fp32_row_avx512(x, y, n);
+    else if (isa == CST_ISA_AVX2)
         cst_fp16_to_fp32_row_avx2(x, y, n);
     else
         cst_to_float_f16_ref(x, y, n);

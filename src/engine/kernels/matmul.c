@@ -17,6 +17,7 @@
 
 typedef struct {
     const cst_kernel_traits *tr;
+    cst_tile4x4_fn tile;          /* 4 rows x 4 tokens micro-kernel, or NULL */
     const cst_kernel_traits *vtr; /* traits of the activation type */
     const char *W;
     size_t w_row; /* bytes per weight row */
@@ -56,7 +57,19 @@ static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
         const int64_t t1 = CST_MIN(t0 + TOK_TILE, c->n_tok);
         for (int64_t o0 = r0; o0 < r1; o0 += ROW_TILE) {
             const int64_t o1 = CST_MIN(o0 + ROW_TILE, r1);
-            for (int64_t t = t0; t < t1; t++) {
+            int64_t t = t0;
+            if (c->tile) {
+                /* full 4x4 tiles, then the row remainder by vec_dot */
+                for (; t + 4 <= t1; t += 4) {
+                    const char *a = c->act + t * c->a_row;
+                    float *yt = c->y + t * c->ldy;
+                    int64_t o = o0;
+                    for (; o + 4 <= o1; o += 4) c->tile(n, c->W + o * c->w_row, c->w_row, a, c->a_row, yt + o, c->ldy);
+                    for (; o < o1; o++)
+                        for (int k = 0; k < 4; k++) dot(n, &yt[k * c->ldy + o], c->W + o * c->w_row, a + k * c->a_row);
+                }
+            }
+            for (; t < t1; t++) {
                 const char *a = c->act + t * c->a_row;
                 float *yt = c->y + t * c->ldy;
                 for (int64_t o = o0; o < o1; o++) dot(n, &yt[o], c->W + o * c->w_row, a);
@@ -88,6 +101,7 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     CST_ASSERT(tr && tr->vec_dot);
     mm_ctx c = {
         .tr = tr,
+        .tile = n_tok >= 4 ? cst_kernel_tile4x4(wt) : NULL,
         .vtr = cst_kernel_traits_for(tr->vec_dot_type),
         .W = W,
         .w_row = cst_row_size(wt, n_in),

@@ -1,9 +1,179 @@
 /* kernels_avx512.c: AVX-512 (F, BW, VL, DQ, VNNI) fast paths, installed by
- * dispatch.c on top of the AVX2 table only after a CPUID check. Each kernel
- * must agree with its _ref twin (quantization bit for bit).
+ * dispatch.c on top of the AVX2 table only after a CPUID check: 512-bit
+ * float dots, VNNI Q8_0/Q4_0 dots and 4x4 (rows x tokens) micro-kernels for
+ * prompt batches. Each must agree with its _ref twin up to float rounding.
  */
 #include "../kernels_int.h"
 
 #include <immintrin.h>
 
-void cst_kernels_fill_avx512(cst_kernel_traits *tab) { (void)tab; }
+static inline float hsum8(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
+
+/* ------------------------------------------------------------ floats */
+
+static void vec_dot_f32_avx512(int n, float *s, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
+    }
+    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static void vec_dot_f16_avx512(int n, float *s, const void *vx, const void *vy) {
+    const cst_f16 *x = vx, *y = vy;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+#define LH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(LH(x + i), LH(y + i), a0);
+        a1 = _mm512_fmadd_ps(LH(x + i + 16), LH(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(LH(x + i + 32), LH(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(LH(x + i + 48), LH(y + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LH(x + i), LH(y + i), a0);
+#undef LH
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)),
+                             _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, y + i)), a1);
+    }
+    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+void cst_fp16_to_fp32_row_avx512(const cst_f16 *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
+    for (; i < n; i++) y[i] = cst_f16_to_f32(x[i]);
+}
+
+/* ------------------------------------------------------------ Q8_0 / Q4_0 */
+
+/* signed x signed int8 dot with VNNI: |x| (u8) . sign(y, x) (s8) */
+static inline __m256i dot_i8_vnni(__m256i acc, __m256i x, __m256i y) {
+    return _mm256_dpbusd_epi32(acc, _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+static inline __m256i q4_0_unpack(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(0xF)), _mm256_set1_epi8(8));
+}
+
+static void vec_dot_q8_0_q8_0_avx512(int n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx, *y = vy;
+    const int nb = n / QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i z = _mm256_setzero_si256();
+    int i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = dot_i8_vnni(z, _mm256_loadu_si256((const __m256i *)x[i].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = dot_i8_vnni(z, _mm256_loadu_si256((const __m256i *)x[i + 1].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = dot_i8_vnni(z, _mm256_loadu_si256((const __m256i *)x[i].qs),
+                                       _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_q4_0_q8_0_avx512(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i z = _mm256_setzero_si256();
+    int i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = dot_i8_vnni(z, q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = dot_i8_vnni(z, q4_0_unpack(x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = dot_i8_vnni(z, q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* 4x4 tiles: activations are offset to unsigned (a ^ 0x80 = a + 128) so that
+ * dpbusd multiplies them with the signed weights; the 128 * sum(w) excess is
+ * precomputed per weight block and used as the (negated) start value. */
+#define TILE_Q0(NAME, BT, LOADW)                                                                    \
+    static void NAME(int n, const void *vx, size_t bx, const void *vy, size_t by, float *s, int64_t lds) { \
+        const int nb = n / QK8_0;                                                                   \
+        const BT *x[4];                                                                             \
+        const block_q8_0 *y[4];                                                                     \
+        for (int k = 0; k < 4; k++) {                                                               \
+            x[k] = (const BT *)((const char *)vx + k * bx);                                         \
+            y[k] = (const block_q8_0 *)((const char *)vy + k * by);                                 \
+        }                                                                                           \
+        __m256 acc[4][4];                                                                           \
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_ps();   \
+        const __m256i off = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();             \
+        for (int i = 0; i < nb; i++) {                                                              \
+            __m256i w[4], nc[4], au[4];                                                             \
+            float dw[4], da[4];                                                                     \
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                  \
+                w[r] = LOADW(x[r][i].qs);                                                           \
+                nc[r] = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, off, w[r]));                     \
+                dw[r] = f16(x[r][i].d);                                                             \
+            }                                                                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                  \
+                au[t] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)y[t][i].qs), off);     \
+                da[t] = f16(y[t][i].d);                                                             \
+            }                                                                                       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                    \
+                _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++)                                \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da[t]),                      \
+                                                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(nc[r], au[t], w[r])), \
+                                                acc[r][t]);                                         \
+        }                                                                                           \
+        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                      \
+            /* reduce the 4 rows of token t at once */                                              \
+            const __m256 h01 = _mm256_hadd_ps(acc[0][t], acc[1][t]);                                \
+            const __m256 h23 = _mm256_hadd_ps(acc[2][t], acc[3][t]);                                \
+            const __m256 h = _mm256_hadd_ps(h01, h23);                                              \
+            const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));   \
+            _mm_storeu_ps(s + t * lds, r4);                                                         \
+        }                                                                                           \
+    }
+
+#define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
+TILE_Q0(tile_q8_0_avx512, block_q8_0, LOAD_Q8)
+TILE_Q0(tile_q4_0_avx512, block_q4_0, q4_0_unpack)
+
+void cst_kernels_fill_avx512(cst_kernel_traits *tab) {
+    tab[CST_TYPE_F32].vec_dot = vec_dot_f32_avx512;
+    tab[CST_TYPE_F16].vec_dot = vec_dot_f16_avx512;
+    tab[CST_TYPE_Q8_0].vec_dot = vec_dot_q8_0_q8_0_avx512;
+    tab[CST_TYPE_Q4_0].vec_dot = vec_dot_q4_0_q8_0_avx512;
+}
+
+void cst_kernels_tiles_avx512(cst_tile4x4_fn *tab) {
+    tab[CST_TYPE_Q8_0] = tile_q8_0_avx512;
+    tab[CST_TYPE_Q4_0] = tile_q4_0_avx512;
+}
