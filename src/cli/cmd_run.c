@@ -1,4 +1,287 @@
-/* cmd_run.c: placeholder until the command lands. */
+/* cmd_run.c: `castor run`: generate text from a prompt and stream it to
+ * stdout (flushed per token), or with --logits-json print one JSON object per
+ * step with the chosen token and the top-10 logits (step 0 also carries the
+ * full logits vector), for comparisons with llama.cpp.
+ *   castor run -m MODEL (-p TEXT | --prompt-ids 1,2,3) [-n N] [--temp T]
+ *     [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]
+ *     [--logits-json] [-v]
+ */
 #include "cli.h"
+#include "engine/engine.h"
+#include "core/core.h"
+
+#include <errno.h>
 #include <stdio.h>
-int cmd_run(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "castor run: not available yet\n"); return 2; }
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: castor run -m MODEL (-p TEXT | --prompt-ids 1,2,3) [options]\n"
+            "  -n N            tokens to generate (default 128)\n"
+            "  --temp T        temperature (0 = greedy; default 0.8)\n"
+            "  --top-k K       top-k (default 40, 0 = off)\n"
+            "  --top-p P       top-p (default 0.95, 1 = off)\n"
+            "  --min-p P       min-p (default 0.05, 0 = off)\n"
+            "  --seed S        random seed (default: random)\n"
+            "  -t THREADS      threads (default: all CPUs)\n"
+            "  -c CTX          context size (default: min(training context, 4096))\n"
+            "  --logits-json   print one JSON object per step instead of text\n"
+            "  -v              print timings to stderr\n");
+}
+
+static bool parse_ids(const char *s, cst_token **out, size_t *n) {
+    size_t cap = 16, k = 0;
+    cst_token *v = malloc(cap * sizeof *v);
+    if (!v) return false;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long x = strtol(s, &end, 10);
+        if (end == s || errno || x < 0 || x > INT32_MAX) {
+            free(v);
+            return false;
+        }
+        if (k == cap) {
+            cap *= 2;
+            cst_token *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                free(v);
+                return false;
+            }
+            v = nv;
+        }
+        v[k++] = (cst_token)x;
+        s = end;
+        while (*s == ',' || *s == ' ') s++;
+    }
+    *out = v;
+    *n = k;
+    return k > 0;
+}
+
+static bool on_token(void *ud, cst_token tok, const char *text, size_t len) {
+    (void)ud;
+    (void)tok;
+    if (len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return false;
+}
+
+/* top-10 by logit, ties by lower id */
+static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
+    *k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int j = *k;
+        if (j == 10 && !(lg[i] > lg[ids[9]])) continue;
+        if (j < 10) (*k)++;
+        else j = 9;
+        while (j > 0 && lg[i] > lg[ids[j - 1]]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = i;
+    }
+}
+
+static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_gen, const cst_sampler_params *sp) {
+    const cst_model *m = cst_ctx_model(ctx);
+    const int32_t nv = cst_model_n_vocab(m);
+    const cst_ctx_params cp = cst_ctx_get_params(ctx);
+    cst_batch *b = cst_batch_new(cp.n_batch);
+    cst_sampler *smp = cst_sampler_new(sp, nv);
+    if (!b || !smp) {
+        fprintf(stderr, "castor run: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    const float *lg = NULL;
+    for (size_t i = 0; i < np; i += (size_t)cp.n_batch) {
+        size_t k = CST_MIN((size_t)cp.n_batch, np - i);
+        cst_batch_clear(b);
+        for (size_t j = 0; j < k; j++) cst_batch_add(b, prompt[i + j], (int32_t)(i + j), 0, i + j == np - 1);
+        cst_status st = cst_ctx_decode(ctx, b);
+        if (st) {
+            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
+            rc = 1;
+            goto out;
+        }
+        lg = cst_ctx_logits(ctx, (int32_t)k - 1);
+    }
+    for (int s = 0; s < n_gen; s++) {
+        cst_token tok = cst_sampler_sample(smp, lg);
+        int32_t ids[10];
+        int k;
+        top10(lg, nv, ids, &k);
+        printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
+        for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
+        printf("]");
+        if (s == 0) {
+            printf(",\"logits\":[");
+            for (int32_t i = 0; i < nv; i++) printf("%s%.9g", i ? "," : "", (double)lg[i]);
+            printf("]");
+        }
+        printf("}\n");
+        fflush(stdout);
+        if (s + 1 == n_gen) break;
+        cst_batch_clear(b);
+        cst_batch_add(b, tok, (int32_t)np + s, 0, true);
+        cst_status st = cst_ctx_decode(ctx, b);
+        if (st == CST_ERR_CTX_FULL) break;
+        if (st) {
+            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
+            rc = 1;
+            goto out;
+        }
+        lg = cst_ctx_logits(ctx, 0);
+    }
+out:
+    cst_sampler_free(smp);
+    cst_batch_free(b);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *ids = NULL;
+    int n_gen = 128, n_threads = 0, n_ctx = 0;
+    bool json = false, verbose = false;
+    cst_sampler_params sp = cst_sampler_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV()                                                        \
+    do {                                                               \
+        if (!v) {                                                      \
+            fprintf(stderr, "castor run: %s needs a value\n", a);      \
+            return 2;                                                  \
+        }                                                              \
+        i++;                                                           \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            NEEDV();
+            model = v;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            NEEDV();
+            text = v;
+        } else if (!strcmp(a, "--prompt-ids")) {
+            NEEDV();
+            ids = v;
+        } else if (!strcmp(a, "-n")) {
+            NEEDV();
+            n_gen = atoi(v);
+        } else if (!strcmp(a, "--temp")) {
+            NEEDV();
+            sp.temperature = (float)atof(v);
+        } else if (!strcmp(a, "--top-k")) {
+            NEEDV();
+            sp.top_k = atoi(v);
+        } else if (!strcmp(a, "--top-p")) {
+            NEEDV();
+            sp.top_p = (float)atof(v);
+        } else if (!strcmp(a, "--min-p")) {
+            NEEDV();
+            sp.min_p = (float)atof(v);
+        } else if (!strcmp(a, "--seed")) {
+            NEEDV();
+            sp.seed = strtoull(v, NULL, 10);
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEEDV();
+            n_threads = atoi(v);
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            NEEDV();
+            n_ctx = atoi(v);
+        } else if (!strcmp(a, "--logits-json")) {
+            json = true;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
+        } else {
+            fprintf(stderr, "castor run: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef NEEDV
+    }
+    if (!model || (!text && !ids) || (text && ids) || n_gen < 0) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[CST_ERRMSG_LEN] = "";
+    cst_model *m = NULL;
+    cst_status st = cst_model_load(model, NULL, &m, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "castor run: %s\n", err[0] ? err : cst_status_str(st));
+        return 1;
+    }
+    cst_token *prompt = NULL;
+    size_t np = 0;
+    int rc = 1;
+    cst_ctx *ctx = NULL;
+    if (ids) {
+        if (!parse_ids(ids, &prompt, &np)) {
+            fprintf(stderr, "castor run: bad --prompt-ids '%s'\n", ids);
+            rc = 2;
+            goto out;
+        }
+        for (size_t i = 0; i < np; i++)
+            if (prompt[i] >= cst_model_n_vocab(m)) {
+                fprintf(stderr, "castor run: token id %d out of range (vocabulary %d)\n", prompt[i],
+                        cst_model_n_vocab(m));
+                rc = 2;
+                goto out;
+            }
+    } else {
+        st = cst_tokenize(cst_model_vocab(m), text, strlen(text), true, true, &prompt, &np);
+        if (st || np == 0) {
+            fprintf(stderr, "castor run: cannot tokenize the prompt (%s)\n", cst_status_str(st));
+            goto out;
+        }
+    }
+
+    cst_ctx_params cp = cst_ctx_default_params();
+    cp.n_ctx = n_ctx > 0 ? n_ctx : CST_MIN(cst_model_n_ctx_train(m), 4096);
+    cp.n_batch = (int32_t)CST_MIN(np, (size_t)512);
+    cp.n_threads = n_threads;
+    if (np >= (size_t)cp.n_ctx) {
+        fprintf(stderr, "castor run: prompt of %zu tokens does not fit the context (%d)\n", np, cp.n_ctx);
+        goto out;
+    }
+    st = cst_ctx_new(m, &cp, &ctx, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "castor run: %s\n", err);
+        goto out;
+    }
+
+    if (json) {
+        rc = logits_json(ctx, prompt, np, n_gen, &sp);
+        goto out;
+    }
+    if (n_gen == 0) {
+        rc = 0;
+        goto out;
+    }
+    cst_gen_params gp = cst_gen_default_params();
+    gp.sampling = sp;
+    gp.max_tokens = n_gen;
+    cst_gen_result res;
+    st = cst_generate(ctx, prompt, np, &gp, on_token, NULL, &res);
+    if (st) {
+        fprintf(stderr, "\ncastor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
+        goto out;
+    }
+    if (verbose)
+        fprintf(stderr, "\n[prompt %d tokens, %.2f tok/s | generated %d tokens, %.2f tok/s | finish %s]\n", res.n_prompt,
+                res.t_prompt_s > 0 ? (res.n_prompt - res.n_prompt_reused) / res.t_prompt_s : 0.0, res.n_gen,
+                res.t_gen_s > 0 ? res.n_gen / res.t_gen_s : 0.0, cst_finish_str(res.finish));
+    rc = 0;
+out:
+    cst_ctx_free(ctx);
+    free(prompt);
+    cst_model_free(m);
+    return rc;
+}
