@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name, *model;
@@ -357,4 +359,226 @@ TEST(parse_special_modes) {
     ASSERT_EQ(n, 3);
     ASSERT_EQ(ids[1], think);
     free(ids);
+}
+
+/* ---- synthetic vocabularies ------------------------------------------------- */
+typedef struct {
+    const char **toks;
+    int32_t *types;
+    float *scores;
+    int n, cap;
+} synth;
+
+static void synth_add(synth *s, const char *t, int32_t type, float score) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->toks = realloc(s->toks, s->cap * sizeof *s->toks);
+        s->types = realloc(s->types, s->cap * sizeof *s->types);
+        s->scores = realloc(s->scores, s->cap * sizeof *s->scores);
+    }
+    s->toks[s->n] = t;
+    s->types[s->n] = type;
+    s->scores[s->n] = score;
+    s->n++;
+}
+
+/* writes the vocab to a file and loads it; returns the status */
+static cst_status synth_load(cst_gguf_writer *w, const char *name, cst_vocab **v, char *err, size_t errlen) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", cst_test_tmpdir(), name);
+    ASSERT_OK(cst_gguf_write(w, path, err, errlen));
+    cst_gguf *g = NULL;
+    ASSERT_OK(cst_gguf_open(path, &g, err, errlen));
+    cst_status st = cst_vocab_load(g, v, err, errlen);
+    cst_gguf_close(g);
+    return st;
+}
+
+static cst_gguf_writer *spm_writer(synth *s) {
+    cst_gguf_writer *w = cst_gguf_writer_new();
+    cst_gguf_set_str(w, "general.architecture", "llama");
+    cst_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    cst_gguf_set_arr_str(w, "tokenizer.ggml.tokens", s->toks, (uint64_t)s->n);
+    cst_gguf_set_arr(w, "tokenizer.ggml.token_type", CST_GGUF_INT32, s->types, (uint64_t)s->n);
+    cst_gguf_set_arr(w, "tokenizer.ggml.scores", CST_GGUF_FLOAT32, s->scores, (uint64_t)s->n);
+    return w;
+}
+
+/* more than 64 distinct special-token lengths (the slow matching path), the
+ * longest match first, empty token texts renamed, add_space_prefix after a
+ * special token */
+TEST(synthetic_spm_many_specials) {
+    synth s = {0};
+    synth_add(&s, "<unk>", 2, 0);
+    synth_add(&s, "<s>", 3, 0);
+    synth_add(&s, "</s>", 3, 0);
+    synth_add(&s, "", 1, 0); /* becomes "[EMPTY_3]" */
+    synth_add(&s, "\xe2\x96\x81", 1, -1);
+    synth_add(&s, "a", 1, -2);
+    synth_add(&s, "b", 1, -2);
+    synth_add(&s, "\xe2\x96\x81" "a", 1, -0.5f);
+    synth_add(&s, "\xe2\x96\x81" "b", 1, -0.5f);
+    static char names[80][80];
+    for (int k = 1; k <= 75; k++) {
+        names[k][0] = '<';
+        memset(names[k] + 1, 'x', (size_t)k);
+        names[k][k + 1] = '>';
+        names[k][k + 2] = 0;
+        synth_add(&s, names[k], 4, 0);
+    }
+    cst_gguf_writer *w = spm_writer(&s);
+    char err[256];
+    cst_vocab *v = NULL;
+    ASSERT_OK(synth_load(w, "spm_many", &v, err, sizeof err));
+    cst_gguf_writer_free(w);
+    ASSERT_STREQ(cst_vocab_text(v, 3), "[EMPTY_3]");
+    ASSERT_EQ(cst_vocab_kind(v), CST_VOCAB_SPM);
+    cst_token xxxx = cst_vocab_find(v, "<xxxx>", 6);
+    ASSERT(xxxx > 0);
+    cst_token *ids = NULL;
+    size_t n = 0;
+    /* user-defined tokens split the text even without parse_special */
+    ASSERT_OK(cst_tokenize(v, "a<xxxx>b", 8, false, false, &ids, &n));
+    ASSERT_EQ(n, 3);
+    ASSERT_EQ(ids[0], 7);
+    ASSERT_EQ(ids[1], xxxx);
+    ASSERT_EQ(ids[2], 8); /* "▁b": a space is prefixed after a special token */
+    free(ids);
+    /* "<xxx<xxxx>>": the longest token wins where both could match */
+    ASSERT_OK(cst_tokenize(v, "<xxx<xxxx>>", 11, false, false, &ids, &n));
+    bool has = false;
+    for (size_t i = 0; i < n; i++) has |= ids[i] == xxxx;
+    ASSERT(has);
+    free(ids);
+    /* control tokens only with parse_special; BOS added by default for SPM */
+    ASSERT_OK(cst_tokenize(v, "</s>", 4, true, true, &ids, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(ids[0], 1);
+    ASSERT_EQ(ids[1], 2);
+    free(ids);
+    /* characters without tokens fall back to <0xNN> bytes, or <unk> if those are missing */
+    ASSERT_OK(cst_tokenize(v, "c", 1, false, false, &ids, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(ids[0], 4); /* "▁" */
+    ASSERT_EQ(ids[1], 0); /* no <0x63>: unk */
+    free(ids);
+    char *out = NULL;
+    cst_token seq[] = {1, 7, xxxx, 8};
+    ASSERT_OK(cst_detokenize(v, seq, 4, &out, NULL));
+    ASSERT_STREQ(out, "<s> a<xxxx> b");
+    free(out);
+    cst_token seq2[] = {7, 8};
+    ASSERT_OK(cst_detokenize(v, seq2, 2, &out, NULL));
+    ASSERT_STREQ(out, "a b"); /* the first token's leading space is removed */
+    free(out);
+    cst_vocab_free(v);
+    free(s.toks);
+    free(s.types);
+    free(s.scores);
+}
+
+TEST(synthetic_bad_vocabs) {
+    const char *toks[] = {"a", "b", "ab"};
+    int32_t types[] = {1, 1, 1};
+    float scores[] = {0, 0};
+    const char *merges[] = {"a b"};
+    char err[256];
+    cst_vocab *v = NULL;
+    struct {
+        const char *name, *model, *pre;
+        bool tokens, merges, short_scores;
+        cst_status want;
+    } cases[] = {
+        {"nomodel", NULL, NULL, true, false, false, CST_ERR_BAD_FORMAT},
+        {"bert", "bert", NULL, true, false, false, CST_ERR_UNSUPPORTED},
+        {"notokens", "gpt2", "gpt-2", false, true, false, CST_ERR_BAD_FORMAT},
+        {"nomerges", "gpt2", "gpt-2", true, false, false, CST_ERR_BAD_FORMAT},
+        {"badpre", "gpt2", "no-such-pre", true, true, false, CST_ERR_UNSUPPORTED},
+        {"shortscores", "llama", NULL, true, false, true, CST_ERR_BAD_FORMAT},
+        {"okbpe", "gpt2", "gpt-2", true, true, false, CST_OK},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cst_gguf_writer *w = cst_gguf_writer_new();
+        cst_gguf_set_str(w, "general.architecture", "llama");
+        if (cases[k].model) cst_gguf_set_str(w, "tokenizer.ggml.model", cases[k].model);
+        if (cases[k].pre) cst_gguf_set_str(w, "tokenizer.ggml.pre", cases[k].pre);
+        if (cases[k].tokens) {
+            cst_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
+            cst_gguf_set_arr(w, "tokenizer.ggml.token_type", CST_GGUF_INT32, types, 3);
+        }
+        if (cases[k].short_scores) cst_gguf_set_arr(w, "tokenizer.ggml.scores", CST_GGUF_FLOAT32, scores, 2);
+        if (cases[k].merges) cst_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+        err[0] = 0;
+        cst_status st = synth_load(w, cases[k].name, &v, err, sizeof err);
+        cst_gguf_writer_free(w);
+        ASSERT_MSG(st == cases[k].want, "%s: status %d, want %d (%s)", cases[k].name, st, cases[k].want, err);
+        if (st != CST_OK) {
+            ASSERT(v == NULL);
+            ASSERT(err[0] != 0);
+        } else {
+            cst_token *ids = NULL;
+            size_t n = 0;
+            ASSERT_OK(cst_tokenize(v, "ab", 2, true, false, &ids, &n));
+            ASSERT_EQ(n, 1);
+            ASSERT_EQ(ids[0], 2); /* merged "a b" */
+            free(ids);
+            cst_vocab_free(v);
+            v = NULL;
+        }
+    }
+}
+
+/* ---- the CLI (when the castor binary has been built) ------------------------- */
+static size_t run_cmd(const char *cmd, char *out, size_t cap, int *rc) {
+    FILE *p = popen(cmd, "r");
+    ASSERT(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return n;
+}
+
+TEST(cli_tokenize_detokenize) {
+    const char *build = getenv("CST_BUILD");
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/castor", build ? build : ".");
+    if (access(bin, X_OK) != 0) cst_test_skip("no castor binary at %s", bin);
+    const char *m = cst_test_shared("models/vocab-llama3.gguf");
+    char cmd[4096], out[4096];
+    int rc;
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' --text 'Hello world'", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STREQ(out, "[128000,9906,1917]\n");
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' --no-special --text 'Hello world'", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_STREQ(out, "[9906,1917]\n");
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' --no-special --parse-special --text '<|eot_id|>'", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_STREQ(out, "[128009]\n");
+    snprintf(cmd, sizeof cmd, "printf 'a\\nb' > '%s/in.txt' && '%s' tokenize -m '%s' --file '%s/in.txt' --no-special",
+             cst_test_tmpdir(), bin, m, cst_test_tmpdir());
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_STREQ(out, "[64,198,65]\n");
+    snprintf(cmd, sizeof cmd, "'%s' detokenize -m '%s' --ids 128000,9906,1917", bin, m);
+    size_t n = run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(n, strlen("<|begin_of_text|>Hello world")); /* no trailing newline */
+    ASSERT_STREQ(out, "<|begin_of_text|>Hello world");
+    snprintf(cmd, sizeof cmd, "'%s' detokenize -m '%s' --ids '[9906, 1917]'", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_STREQ(out, "Hello world");
+    snprintf(cmd, sizeof cmd, "'%s' detokenize -m '%s' --ids 99999999 2>/dev/null", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 1);
+    snprintf(cmd, sizeof cmd, "'%s' detokenize -m '%s' --ids 1,x 2>/dev/null", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 2);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m '%s' 2>/dev/null", bin, m);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 2);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize -m /nonexistent.gguf --text x 2>/dev/null", bin);
+    run_cmd(cmd, out, sizeof out, &rc);
+    ASSERT_EQ(rc, 1);
 }
