@@ -12,6 +12,8 @@
 
 /* Tokens per tile in phase 2 (activations of a tile stay in L2). */
 #define TOK_TILE 16
+/* Activation elements below which phase 1 runs on the calling thread alone. */
+#define SERIAL_CONVERT 32768
 /* Weight rows per tile in phase 2 (their bytes stay in L1/L2 across the tile). */
 #define ROW_TILE 8
 
@@ -125,6 +127,11 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     if (!pool || cst_pool_size(pool) <= 1) {
         mm_worker(&c, 0, 1);
         return;
+    }
+    if (c.wdata && n_in * n_tok <= SERIAL_CONVERT) {
+        /* small batches (decode): convert on the calling thread, saving the barrier */
+        mm_convert(&c, 0, 1);
+        c.wdata = NULL;
     }
     cst_pool_run(pool, mm_worker, &c);
 }
