@@ -142,12 +142,39 @@ static void select_top(cand *c, size_t n, size_t k) {
     }
 }
 
-static int cmp_cand(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+/* In-place sort, best first (glibc's qsort may allocate; sampling must not).
+ * Quicksort with median-of-three, recursing into the smaller side. */
+static void sort_cands(cand *c, size_t n) {
+    while (n > 16) {
+        size_t mid = n / 2;
+        if (better(&c[mid], &c[0])) swapc(&c[mid], &c[0]);
+        if (better(&c[n - 1], &c[0])) swapc(&c[n - 1], &c[0]);
+        if (better(&c[mid], &c[n - 1])) swapc(&c[mid], &c[n - 1]);
+        cand piv = c[n - 1];
+        size_t st = 0;
+        for (size_t i = 0; i < n - 1; i++)
+            if (better(&c[i], &piv)) swapc(&c[i], &c[st++]);
+        swapc(&c[st], &c[n - 1]);
+        /* c[0..st) better, c[st] pivot, c[st+1..n) worse */
+        if (st < n - st - 1) {
+            sort_cands(c, st);
+            c += st + 1;
+            n -= st + 1;
+        } else {
+            sort_cands(c + st + 1, n - st - 1);
+            n = st;
+        }
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort */
+        cand x = c[i];
+        size_t j = i;
+        while (j > 0 && better(&x, &c[j - 1])) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = x;
+    }
 }
-
-static void sort_cands(cand *c, size_t n) { qsort(c, n, sizeof *c, cmp_cand); }
 
 /* ---- the chain ------------------------------------------------------------ */
 int32_t cst_sampler_sample(cst_sampler *s, const float *logits) {
