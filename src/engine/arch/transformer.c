@@ -72,28 +72,18 @@ static void att_worker(void *arg, int ith, int nth) {
 }
 
 /* ---- helpers ----------------------------------------------------------------- */
+/* Below this many multiply-adds a matmul runs on the calling thread: waking
+ * the pool costs more than it saves. */
+#define SMALL_WORK (1 << 16)
+
 static void matmul(cst_ctx *c, const cst_weight *w, const float *x, int32_t n, float *y) {
-    cst_matmul(c->pool, w->data, w->type, w->n_in, w->n_out, x, n, y, w->n_out, c->wdata);
+    const bool small = w->n_in * w->n_out * n < SMALL_WORK;
+    cst_matmul(small ? NULL : c->pool, w->data, w->type, w->n_in, w->n_out, x, n, y, w->n_out, c->wdata);
 }
 
-static void add_bias(float *y, const float *bias, int32_t n, int64_t dim) {
-    for (int32_t t = 0; t < n; t++) {
-        float *r = y + (size_t)t * dim;
-        for (int64_t i = 0; i < dim; i++) r[i] += bias[i];
-    }
-}
-
-/* RMSNorm of every row of x (n rows of dim) into y, times w. */
-static void norm_rows(float *y, const float *x, const float *w, int32_t n, int64_t dim, float eps) {
-    for (int32_t t = 0; t < n; t++) cst_rmsnorm(y + (size_t)t * dim, x + (size_t)t * dim, w, dim, eps);
-}
-
-static void add_rows(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
-/* Q/K per-head norm, rope, optional Q scaling, then K/V into the cache. */
-static void qk_post(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il) {
+/* Q/K bias, per-head norm, rope, optional Q scaling, then K/V into the cache,
+ * for tokens [t0, t1). */
+static void qk_post(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il, int32_t t0, int32_t t1) {
     const cst_model *m = c->m;
     const cst_hparams *hp = &m->hp;
     const int32_t hd = hp->head_dim, hdv = hp->head_dim_v, n_rot = hp->n_rot;
@@ -102,8 +92,13 @@ static void qk_post(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il) 
     const size_t nctx = (size_t)c->p.n_ctx;
     const float *rc_base = c->rope_cache + (L->swa ? (size_t)c->p.n_batch * n_rot : 0);
     cst_f16 *kl = c->k[il], *vl = c->v[il];
-    for (int32_t t = 0; t < b->n; t++) {
+    for (int32_t t = t0; t < t1; t++) {
         float *q = c->q + (size_t)t * qdim, *k = c->kt + (size_t)t * kdim, *v = c->vt + (size_t)t * vdim;
+        if (L->bq) {
+            for (size_t i = 0; i < qdim; i++) q[i] += L->bq[i];
+            for (size_t i = 0; i < kdim; i++) k[i] += L->bk[i];
+            for (size_t i = 0; i < vdim; i++) v[i] += L->bv[i];
+        }
         const float *rc = rc_base + (size_t)t * n_rot;
         for (int32_t h = 0; h < hp->n_head; h++) {
             float *qh = q + (size_t)h * hd;
@@ -124,12 +119,68 @@ static void qk_post(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il) 
     }
 }
 
+/* Row-wise phases between the matmuls, split by token over the pool. */
+enum { PH_ATTN_NORM, PH_QK, PH_ATTN_OUT, PH_ACT, PH_FFN_OUT };
+
+typedef struct rows_job {
+    cst_ctx *c;
+    const cst_batch *b;
+    const cst_layer *L;
+    int il, phase;
+} rows_job;
+
+static void rows_range(const rows_job *j, int32_t t0, int32_t t1) {
+    cst_ctx *c = j->c;
+    const cst_layer *L = j->L;
+    const cst_hparams *hp = &c->m->hp;
+    const int64_t e = hp->n_embd, ff = hp->n_ff;
+    const float eps = hp->norm_eps;
+    for (int32_t t = t0; t < t1; t++) {
+        float *x = c->x + (size_t)t * e, *xb = c->xb + (size_t)t * e;
+        switch (j->phase) {
+        case PH_ATTN_NORM: cst_rmsnorm(xb, x, L->attn_norm, e, eps); break;
+        case PH_QK: qk_post(c, j->b, L, j->il, t, t + 1); break;
+        case PH_ATTN_OUT: /* (post-attention norm), residual, FFN norm */
+        case PH_FFN_OUT:  /* (post-FFN norm), residual */
+        {
+            const float *pn = j->phase == PH_ATTN_OUT ? L->post_attn_norm : L->post_ffn_norm;
+            if (pn) cst_rmsnorm(xb, xb, pn, e, eps);
+            for (int64_t i = 0; i < e; i++) x[i] += xb[i];
+            if (j->phase == PH_ATTN_OUT) cst_rmsnorm(xb, x, L->ffn_norm, e, eps);
+            break;
+        }
+        case PH_ACT: {
+            float *g = c->ff_g + (size_t)t * ff, *u = c->ff_u + (size_t)t * ff;
+            if (hp->act == CST_ACT_GELU)
+                cst_geglu(g, g, u, ff);
+            else
+                cst_swiglu(g, g, u, ff);
+            break;
+        }
+        }
+    }
+}
+
+static void rows_worker(void *arg, int ith, int nth) {
+    const rows_job *j = arg;
+    const int32_t n = j->b->n;
+    rows_range(j, (int32_t)((int64_t)n * ith / nth), (int32_t)((int64_t)n * (ith + 1) / nth));
+}
+
+static void run_rows(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il, int phase) {
+    rows_job j = {c, b, L, il, phase};
+    if (b->n < 4)
+        rows_range(&j, 0, b->n);
+    else
+        cst_pool_run(c->pool, rows_worker, &j);
+}
+
 /* ---- forward --------------------------------------------------------------- */
 cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
     const cst_model *m = c->m;
     const cst_hparams *hp = &m->hp;
     const int32_t n = b->n;
-    const int64_t e = hp->n_embd, ff = hp->n_ff;
+    const int64_t e = hp->n_embd;
 
     /* token embeddings */
     const cst_kernel_traits *et = cst_kernel_traits_for(m->tok_embd.type);
@@ -153,33 +204,25 @@ cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
     for (int il = 0; il < hp->n_layer; il++) {
         const cst_layer *L = &m->layers[il];
         /* attention block */
-        norm_rows(c->xb, c->x, L->attn_norm, n, e, hp->norm_eps);
+        run_rows(c, b, L, il, PH_ATTN_NORM);
         matmul(c, &L->wq, c->xb, n, c->q);
         matmul(c, &L->wk, c->xb, n, c->kt);
         matmul(c, &L->wv, c->xb, n, c->vt);
-        if (L->bq) {
-            add_bias(c->q, L->bq, n, L->wq.n_out);
-            add_bias(c->kt, L->bk, n, L->wk.n_out);
-            add_bias(c->vt, L->bv, n, L->wv.n_out);
-        }
-        qk_post(c, b, L, il);
+        run_rows(c, b, L, il, PH_QK);
         att_job job = {c, b, L, il};
-        cst_pool_run(c->pool, att_worker, &job);
+        if ((int64_t)n * hp->n_head * (b->pos[n - 1] + 1) * hp->head_dim < SMALL_WORK)
+            att_worker(&job, 0, 1);
+        else
+            cst_pool_run(c->pool, att_worker, &job);
         matmul(c, &L->wo, c->att, n, c->xb);
-        if (L->post_attn_norm) norm_rows(c->xb, c->xb, L->post_attn_norm, n, e, hp->norm_eps);
-        add_rows(c->x, c->xb, (size_t)n * e);
+        run_rows(c, b, L, il, PH_ATTN_OUT); /* x += attn; xb = ffn_norm(x) */
 
         /* feed-forward block */
-        norm_rows(c->xb, c->x, L->ffn_norm, n, e, hp->norm_eps);
         matmul(c, &L->gate, c->xb, n, c->ff_g);
         matmul(c, &L->up, c->xb, n, c->ff_u);
-        if (hp->act == CST_ACT_GELU)
-            cst_geglu(c->ff_g, c->ff_g, c->ff_u, (int64_t)n * ff);
-        else
-            cst_swiglu(c->ff_g, c->ff_g, c->ff_u, (int64_t)n * ff);
+        run_rows(c, b, L, il, PH_ACT);
         matmul(c, &L->down, c->ff_g, n, c->xb);
-        if (L->post_ffn_norm) norm_rows(c->xb, c->xb, L->post_ffn_norm, n, e, hp->norm_eps);
-        add_rows(c->x, c->xb, (size_t)n * e);
+        run_rows(c, b, L, il, PH_FFN_OUT);
     }
 
     /* logits only for the entries that asked */
