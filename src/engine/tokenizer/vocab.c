@@ -547,7 +547,7 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
             v->attr[s_id] = CST_TOKEN_ATTR_NORMAL;
         }
     }
-    qsort(v->eog, v->n_eog, sizeof *v->eog, cmp_tok);
+    if (v->n_eog > 1) qsort(v->eog, v->n_eog, sizeof *v->eog, cmp_tok);
 
     /* special tokens, longest first */
     for (int32_t i = 0; i < v->n; i++)
