@@ -175,8 +175,10 @@ typedef struct cst_gen_result {
 /* Decode prompt into sequence p->seq (in n_batch chunks), then sample up to
  * max_tokens tokens, streaming text through cb (may be NULL). Stops at an EOG
  * token of the vocabulary, a stop sequence, max_tokens, a full context, or
- * when cb returns true; the text held back by the stop matcher is flushed
- * through one last cb call (tok -1) unless a stop sequence ended it.
+ * when cb returns true. When a stop sequence matches, the token's callback
+ * gets the text before the stop; at EOG/length the text still held back by
+ * the matcher (a possible stop prefix, split UTF-8) comes in one last cb call
+ * with tok -1. Allocates the sampler and matcher once per call, not per token.
  * Errors: those of cst_ctx_decode except CTX_FULL during generation, which
  * ends with CST_FINISH_LENGTH; a prompt that does not fit gives CST_ERR_CTX_FULL. */
 cst_status cst_generate(cst_ctx *ctx, const cst_token *prompt, size_t n_prompt,
