@@ -445,6 +445,131 @@ TEST(load_errors) {
     cst_model_free(m);
 }
 
+/* Copy tiny-llama-F32 into path, replacing tensor `swap` by a zero tensor of
+ * type `ty` (same shape), or dropping it when ty < 0. */
+static void rewrite_model(const char *path, const char *swap, int ty) {
+    char err[256] = "";
+    cst_gguf *g = NULL;
+    ASSERT_OK(cst_gguf_open(cst_test_shared("models/tiny-llama-F32.gguf"), &g, err, sizeof err));
+    cst_gguf_writer *w = cst_gguf_writer_new();
+    for (int64_t i = 0; i < cst_gguf_n_kv(g); i++) cst_gguf_copy_kv(w, g, i);
+    for (int64_t i = 0; i < cst_gguf_n_tensors(g); i++) {
+        const cst_gguf_tensor *t = cst_gguf_tensor_at(g, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        if (!strcmp(name, swap)) {
+            if (ty < 0) continue;
+            size_t nb = cst_row_size((cst_type)ty, t->ne[0]) * (size_t)t->ne[1];
+            void *z = calloc(1, nb);
+            ASSERT_OK(cst_gguf_add_tensor(w, name, (cst_type)ty, t->n_dims, t->ne, z, nb));
+            free(z);
+        } else {
+            ASSERT_OK(cst_gguf_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes));
+        }
+    }
+    ASSERT_OK(cst_gguf_write(w, path, err, sizeof err));
+    cst_gguf_writer_free(w);
+    cst_gguf_close(g);
+}
+
+TEST(bad_tensors_are_reported) {
+    char path[512], err[256] = "";
+    cst_model *m = NULL;
+    snprintf(path, sizeof path, "%s/q41.gguf", cst_test_tmpdir());
+    rewrite_model(path, "blk.0.ffn_up.weight", CST_TYPE_Q4_1);
+    ASSERT_EQ(cst_model_load(path, NULL, &m, err, sizeof err), CST_ERR_UNSUPPORTED);
+    ASSERT_MSG(strstr(err, "blk.0.ffn_up.weight") && strstr(err, "Q4_1"), "message: %s", err);
+    snprintf(path, sizeof path, "%s/missing.gguf", cst_test_tmpdir());
+    rewrite_model(path, "blk.1.ffn_down.weight", -1);
+    ASSERT_EQ(cst_model_load(path, NULL, &m, err, sizeof err), CST_ERR_BAD_FORMAT);
+    ASSERT_MSG(strstr(err, "blk.1.ffn_down.weight") != NULL, "message: %s", err);
+    /* an unchanged copy loads and runs */
+    snprintf(path, sizeof path, "%s/same.gguf", cst_test_tmpdir());
+    rewrite_model(path, "none", 0);
+    ASSERT_OK(cst_model_load(path, NULL, &m, err, sizeof err));
+    cst_model_free(m);
+}
+
+/* ---- cst_generate ----------------------------------------------------------- */
+typedef struct collect {
+    char buf[8192];
+    size_t len;
+    int calls, cancel_after;
+} collect;
+
+static bool collect_cb(void *ud, cst_token tok, const char *text, size_t len) {
+    (void)tok;
+    collect *c = ud;
+    ASSERT(c->len + len < sizeof c->buf);
+    memcpy(c->buf + c->len, text, len);
+    c->len += len;
+    c->buf[c->len] = 0;
+    c->calls++;
+    return c->cancel_after > 0 && c->calls >= c->cancel_after;
+}
+
+TEST(generate_greedy_stop_reuse_cancel) {
+    cst_model *m = load("models/stories260K.gguf");
+    const cst_vocab *v = cst_model_vocab(m);
+    FILE *f = fopen(cst_test_shared("golden/stories260K-greedy.jsonl"), "r");
+    ASSERT(f != NULL);
+    char *line = NULL;
+    size_t cap = 0;
+    ASSERT(getline(&line, &cap, f) > 0); /* prompt 0: no near-ties */
+    fclose(f);
+    json_t *o = json_loads(line, 0, NULL);
+    free(line);
+    const char *ptext = json_string_value(json_object_get(o, "prompt"));
+    const char *gold = json_string_value(json_object_get(o, "text"));
+    cst_token *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(cst_tokenize(v, ptext, strlen(ptext), true, true, &ids, &n));
+    cst_ctx *c = new_ctx(m, 512, 1, 512);
+
+    cst_gen_params gp = cst_gen_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 200;
+    collect *col = calloc(1, sizeof *col);
+    cst_gen_result r;
+    ASSERT_OK(cst_generate(c, ids, n, &gp, collect_cb, col, &r));
+    ASSERT_EQ(r.finish, CST_FINISH_LENGTH);
+    ASSERT_EQ(r.n_gen, 200);
+    ASSERT_EQ(r.n_prompt, n);
+    ASSERT_STREQ(col->buf, gold);
+
+    /* same prompt again: all but the last prompt token come from the cache */
+    const char *stops[] = {"Lily"};
+    gp.stops = stops;
+    gp.n_stops = 1;
+    memset(col, 0, sizeof *col);
+    ASSERT_OK(cst_generate(c, ids, n, &gp, collect_cb, col, &r));
+    ASSERT_EQ(r.n_prompt_reused, n - 1);
+    ASSERT_EQ(r.finish, CST_FINISH_STOP);
+    ASSERT_STREQ(col->buf, ", there was a little girl named ");
+
+    /* cancel from the callback */
+    gp.n_stops = 0;
+    memset(col, 0, sizeof *col);
+    col->cancel_after = 3;
+    ASSERT_OK(cst_generate(c, ids, n, &gp, collect_cb, col, &r));
+    ASSERT_EQ(r.finish, CST_FINISH_CANCELLED);
+    ASSERT_EQ(r.n_gen, 3);
+
+    /* a context too small for prompt + generation ends with "length" */
+    cst_ctx_free(c);
+    c = new_ctx(m, (int)n + 4, 1, 512);
+    gp.reuse_prefix = false;
+    memset(col, 0, sizeof *col);
+    ASSERT_OK(cst_generate(c, ids, n, &gp, collect_cb, col, &r));
+    ASSERT_EQ(r.finish, CST_FINISH_LENGTH);
+    ASSERT_EQ(r.n_gen, 5);
+    free(col);
+    free(ids);
+    json_decref(o);
+    cst_ctx_free(c);
+    cst_model_free(m);
+}
+
 TEST(model_metadata) {
     cst_model *m = load("models/tiny-gemma3-Q8_0.gguf");
     ASSERT_STREQ(cst_model_arch(m), "gemma3");
