@@ -295,6 +295,8 @@ TEST(two_sequences_in_one_batch_match_separate) {
         ASSERT(nmse(cst_ctx_logits(c, i1), l1, nv) < 1e-10);
         ASSERT(nmse(cst_ctx_logits(c, i2), l2, nv) < 1e-10);
         ASSERT(cst_ctx_logits(c, 0) == NULL);
+        ASSERT(cst_ctx_logits(c, -1) == NULL);
+        ASSERT(cst_ctx_logits(c, 1000) == NULL);
         ASSERT_EQ(cst_ctx_seq_len(c, 0), n1);
         ASSERT_EQ(cst_ctx_seq_len(c, 1), n2);
         /* one more step for both in one batch vs the separate continuation */
@@ -302,6 +304,7 @@ TEST(two_sequences_in_one_batch_match_separate) {
         cst_batch_add(b, 300, n1, 0, true);
         cst_batch_add(b, 301, n2, 1, true);
         ASSERT_OK(cst_ctx_decode(c, b));
+        ASSERT(cst_ctx_logits(c, i1) == NULL); /* entries of the previous batch are gone */
         memcpy(l1, cst_ctx_logits(c, 0), sizeof(float) * (size_t)nv);
         memcpy(l2, cst_ctx_logits(c, 1), sizeof(float) * (size_t)nv);
         cst_ctx_free(c);

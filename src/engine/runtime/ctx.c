@@ -215,7 +215,8 @@ cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b) {
     if (!b) return CST_ERR_INVALID_ARG;
     cst_status st = check_batch(ctx, b);
     if (st) return st;
-    for (int32_t i = 0; i < b->n; i++) ctx->out_idx[i] = -1;
+    for (int32_t i = 0; i < CST_MAX(b->n, ctx->last_n); i++) ctx->out_idx[i] = -1;
+    ctx->last_n = b->n;
     int32_t n_out = 0;
     for (int32_t i = 0; i < b->n; i++) {
         if (b->want_logits[i]) {

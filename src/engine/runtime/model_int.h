@@ -122,6 +122,7 @@ struct cst_ctx {
     int32_t *out_rows; /* [n_outputs] batch entry of each logits row */
     float *logits;     /* [n_outputs][n_vocab] */
     int32_t n_outputs; /* capacity */
+    int32_t last_n;    /* entries of the last decode (out_idx valid up to here) */
     int32_t *tmp_len;  /* [n_seq] */
     float *rope_cache; /* [n_batch][n_rot] cos/sin pairs, per layer kind */
 };
