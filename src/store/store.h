@@ -1,0 +1,86 @@
+/* store.h: persistent state of the Interactions API behind one interface
+ * (struct cst_store_ops), so that back-ends can be swapped: SQLite (WAL) now,
+ * PostgreSQL later (--store postgres://...). The store sees only strings and
+ * integers: JSON documents are opaque text produced and parsed by src/api.
+ * Every record belongs to an owner (a hash of the API key); lookups with a
+ * different owner behave as if the record did not exist.
+ */
+#ifndef CST_STORE_H
+#define CST_STORE_H
+
+#include "castor.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One interaction. Strings are NUL-terminated; NULL means absent. */
+typedef struct cst_irec {
+    char *id;          /* "v1_..." */
+    char *owner;       /* API-key hash ("local" without auth) */
+    char *model;       /* as sent */
+    char *status;      /* "in_progress", "completed", ... */
+    int64_t created;   /* unix seconds */
+    int64_t updated;
+    char *previous_id; /* previous_interaction_id, or NULL */
+    char *request;     /* JSON: the request fields echoed on get (system_instruction, generation_config, ...) */
+    char *input;       /* JSON: input as sent (include_input=true) */
+    char *history;     /* JSON array: conversation steps before this turn (chain + client-held context) */
+    char *turn;        /* JSON array: this turn's user_input steps */
+    char *outputs;     /* JSON array: output steps */
+    char *usage;       /* JSON object or NULL */
+    char *errors;      /* JSON array or NULL */
+} cst_irec;
+
+void cst_irec_clear(cst_irec *r); /* frees the strings, zeroes the struct */
+
+/* Called for each stored event in order; return false to stop. */
+typedef bool (*cst_store_event_fn)(void *ud, int64_t seq, const char *data);
+
+typedef struct cst_store cst_store;
+
+struct cst_store_ops {
+    const char *name;
+    /* Insert or replace the record (keyed by id). */
+    cst_status (*put)(cst_store *s, const cst_irec *r);
+    /* Fill *out (caller clears it) for (owner, id). CST_ERR_NOT_FOUND if absent or another owner's. */
+    cst_status (*get)(cst_store *s, const char *owner, const char *id, cst_irec *out);
+    /* Remove the record and its events. CST_ERR_NOT_FOUND if absent. */
+    cst_status (*del)(cst_store *s, const char *owner, const char *id);
+    /* Append events (seq ascending) in one transaction. */
+    cst_status (*put_events)(cst_store *s, const char *id, int64_t first_seq, const char *const *data, size_t n);
+    /* Call fn for each event of id with seq > after, ascending. */
+    cst_status (*events)(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn, void *ud);
+    void (*close)(cst_store *s);
+};
+
+struct cst_store {
+    const struct cst_store_ops *ops;
+    char err[256]; /* message of the last failure (best effort; shared by threads) */
+};
+
+/* Open a store from a URL: "sqlite:PATH", a plain PATH (SQLite), or
+ * "postgres://..." (CST_ERR_UNSUPPORTED for now). Creates the schema.
+ * All operations are thread-safe. */
+cst_status cst_store_open(const char *url, cst_store **out, char *err, size_t errlen);
+cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen);
+void cst_store_close(cst_store *s); /* NULL ok */
+
+/* Convenience wrappers over the vtable. */
+static inline cst_status cst_store_put(cst_store *s, const cst_irec *r) { return s->ops->put(s, r); }
+static inline cst_status cst_store_get(cst_store *s, const char *owner, const char *id, cst_irec *out) {
+    return s->ops->get(s, owner, id, out);
+}
+static inline cst_status cst_store_del(cst_store *s, const char *owner, const char *id) {
+    return s->ops->del(s, owner, id);
+}
+static inline cst_status cst_store_put_events(cst_store *s, const char *id, int64_t first_seq,
+                                              const char *const *data, size_t n) {
+    return s->ops->put_events(s, id, first_seq, data, n);
+}
+static inline cst_status cst_store_events(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn,
+                                          void *ud) {
+    return s->ops->events(s, id, after, fn, ud);
+}
+
+#endif

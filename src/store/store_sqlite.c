@@ -1,0 +1,304 @@
+/* store_sqlite.c: the SQLite back-end of cst_store (WAL journal, one
+ * connection serialised by a mutex, prepared statements per call). Tables:
+ * interactions (one row per interaction, JSON documents as text) and events
+ * (the SSE event log for replay). Also cst_store_open's URL dispatch.
+ */
+#include "store.h"
+#include "core/core.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <string.h>
+
+typedef struct sq_store {
+    cst_store base;
+    sqlite3 *db;
+    pthread_mutex_t mu;
+} sq_store;
+
+static const char *SCHEMA =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=ON;"
+    "CREATE TABLE IF NOT EXISTS interactions ("
+    " id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT, status TEXT NOT NULL,"
+    " created INTEGER NOT NULL, updated INTEGER NOT NULL, previous_id TEXT,"
+    " request TEXT, input TEXT, history TEXT, turn TEXT, outputs TEXT, usage TEXT, errors TEXT);"
+    "CREATE INDEX IF NOT EXISTS interactions_owner ON interactions(owner);"
+    "CREATE TABLE IF NOT EXISTS events ("
+    " interaction_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (interaction_id, seq));";
+
+void cst_irec_clear(cst_irec *r) {
+    if (!r) return;
+    char **f[] = {&r->id, &r->owner, &r->model, &r->status, &r->previous_id, &r->request,
+                  &r->input, &r->history, &r->turn, &r->outputs, &r->usage, &r->errors};
+    for (size_t i = 0; i < CST_ARRAY_LEN(f); i++) free(*f[i]);
+    memset(r, 0, sizeof *r);
+}
+
+static cst_status fail(sq_store *s, const char *what) {
+    cst_errf(s->base.err, sizeof s->base.err, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
+    cst_warn("store: %s", s->base.err);
+    return CST_ERR_STORE;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, i);
+}
+
+static cst_status sq_put(cst_store *bs, const cst_irec *r) {
+    sq_store *s = (sq_store *)bs;
+    static const char *sql =
+        "INSERT OR REPLACE INTO interactions(id, owner, model, status, created, updated, previous_id,"
+        " request, input, history, turn, outputs, usage, errors) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, r->owner);
+    bind_text(st, 3, r->model);
+    bind_text(st, 4, r->status);
+    sqlite3_bind_int64(st, 5, r->created);
+    sqlite3_bind_int64(st, 6, r->updated);
+    bind_text(st, 7, r->previous_id);
+    bind_text(st, 8, r->request);
+    bind_text(st, 9, r->input);
+    bind_text(st, 10, r->history);
+    bind_text(st, 11, r->turn);
+    bind_text(st, 12, r->outputs);
+    bind_text(st, 13, r->usage);
+    bind_text(st, 14, r->errors);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = fail(s, "insert");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static cst_status sq_get(cst_store *bs, const char *owner, const char *id, cst_irec *out) {
+    sq_store *s = (sq_store *)bs;
+    static const char *sql =
+        "SELECT id, owner, model, status, created, updated, previous_id, request, input, history, turn,"
+        " outputs, usage, errors FROM interactions WHERE id = ? AND owner = ?";
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, id);
+    bind_text(st, 2, owner);
+    int x = sqlite3_step(st);
+    if (x == SQLITE_DONE) {
+        rc = CST_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (x != SQLITE_ROW) {
+        rc = fail(s, "select");
+        goto out;
+    }
+    out->id = col_dup(st, 0);
+    out->owner = col_dup(st, 1);
+    out->model = col_dup(st, 2);
+    out->status = col_dup(st, 3);
+    out->created = sqlite3_column_int64(st, 4);
+    out->updated = sqlite3_column_int64(st, 5);
+    out->previous_id = col_dup(st, 6);
+    out->request = col_dup(st, 7);
+    out->input = col_dup(st, 8);
+    out->history = col_dup(st, 9);
+    out->turn = col_dup(st, 10);
+    out->outputs = col_dup(st, 11);
+    out->usage = col_dup(st, 12);
+    out->errors = col_dup(st, 13);
+    if (!out->id || !out->status) {
+        cst_irec_clear(out);
+        rc = CST_ERR_NOMEM;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status exec_locked(sq_store *s, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        cst_errf(s->base.err, sizeof s->base.err, "sqlite: %s", msg ? msg : "error");
+        sqlite3_free(msg);
+        return CST_ERR_STORE;
+    }
+    return CST_OK;
+}
+
+static cst_status sq_del(cst_store *bs, const char *owner, const char *id) {
+    sq_store *s = (sq_store *)bs;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = exec_locked(s, "BEGIN");
+    if (rc) goto out;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM interactions WHERE id = ? AND owner = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto rollback;
+    }
+    bind_text(st, 1, id);
+    bind_text(st, 2, owner);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fail(s, "delete");
+        goto rollback;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        rc = CST_ERR_NOT_FOUND;
+        goto rollback;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM events WHERE interaction_id = ?", -1, &st, NULL) != SQLITE_OK ||
+        (bind_text(st, 1, id), sqlite3_step(st)) != SQLITE_DONE) {
+        rc = fail(s, "delete events");
+        goto rollback;
+    }
+    rc = exec_locked(s, "COMMIT");
+    goto out;
+rollback:
+    exec_locked(s, "ROLLBACK");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_put_events(cst_store *bs, const char *id, int64_t first_seq, const char *const *data,
+                                size_t n) {
+    sq_store *s = (sq_store *)bs;
+    if (n == 0) return CST_OK;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = exec_locked(s, "BEGIN");
+    if (rc) goto out;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO events(interaction_id, seq, data) VALUES(?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto rollback;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, first_seq + (int64_t)i);
+        bind_text(st, 3, data[i]);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fail(s, "insert event");
+            goto rollback;
+        }
+    }
+    rc = exec_locked(s, "COMMIT");
+    goto out;
+rollback:
+    exec_locked(s, "ROLLBACK");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_events(cst_store *bs, const char *id, int64_t after, cst_store_event_fn fn, void *ud) {
+    sq_store *s = (sq_store *)bs;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, data FROM events WHERE interaction_id = ? AND seq > ? ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, after);
+    int x;
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 1);
+        if (!fn(ud, sqlite3_column_int64(st, 0), d ? d : "")) break;
+    }
+    if (x != SQLITE_ROW && x != SQLITE_DONE) rc = fail(s, "select events");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void sq_close(cst_store *bs) {
+    sq_store *s = (sq_store *)bs;
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const struct cst_store_ops sq_ops = {
+    .name = "sqlite",
+    .put = sq_put,
+    .get = sq_get,
+    .del = sq_del,
+    .put_events = sq_put_events,
+    .events = sq_events,
+    .close = sq_close,
+};
+
+cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen) {
+    *out = NULL;
+    sq_store *s = calloc(1, sizeof *s);
+    if (!s) return CST_ERR_NOMEM;
+    s->base.ops = &sq_ops;
+    pthread_mutex_init(&s->mu, NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        cst_errf(err, errlen, "cannot open the store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
+        sqlite3_close(s->db);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return CST_ERR_STORE;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (exec_locked(s, SCHEMA)) {
+        cst_errf(err, errlen, "store %s: %s", path, s->base.err);
+        sq_close(&s->base);
+        return CST_ERR_STORE;
+    }
+    *out = &s->base;
+    return CST_OK;
+}
+
+cst_status cst_store_open(const char *url, cst_store **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!url || !*url) {
+        cst_errf(err, errlen, "empty store URL");
+        return CST_ERR_INVALID_ARG;
+    }
+    if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
+        cst_errf(err, errlen, "the PostgreSQL store is not implemented yet (use sqlite:PATH)");
+        return CST_ERR_UNSUPPORTED;
+    }
+    if (!strncmp(url, "sqlite://", 9)) return cst_store_open_sqlite(url + 9, out, err, errlen);
+    if (!strncmp(url, "sqlite:", 7)) return cst_store_open_sqlite(url + 7, out, err, errlen);
+    if (strstr(url, "://")) {
+        cst_errf(err, errlen, "unknown store URL scheme: %s", url);
+        return CST_ERR_INVALID_ARG;
+    }
+    return cst_store_open_sqlite(url, out, err, errlen);
+}
+
+void cst_store_close(cst_store *s) {
+    if (s) s->ops->close(s);
+}
