@@ -7,6 +7,7 @@
 
 #include "core/core.h"
 #include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_int.h" /* micro-kernel tables (module-internal) */
 
 #include <stdlib.h>
 
@@ -261,6 +262,63 @@ TEST(avx512_matches_ref) {
     check_isa_against_ref(CST_ISA_AVX512);
 }
 
+/* Every 4x4 micro-kernel (rows x tokens) against 16 ref vec_dots, bounded by
+ * the magnitude sum |w_i a_i| (a wrong bit would cost about mag/n). */
+static void check_tiles(cst_isa isa) {
+    static const int sizes[] = {256, 512, 2048, 4352};
+    for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
+        const cst_type t = all_types[k];
+        const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(t, isa);
+        if (!tile) continue;
+        const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
+        const cst_kernel_traits *rv = cst_kernel_traits_isa(rt->vec_dot_type, CST_ISA_REF);
+        for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+            for (int pat = 0; pat < 4; pat++) {
+                const int n = sizes[si];
+                const size_t wrow = cst_row_size(t, n), arow = cst_row_size(rt->vec_dot_type, n);
+                /* rows and tokens at odd byte strides (one spare row/token of padding) */
+                const size_t bx = wrow + (pat & 1) * 3, by = arow + (pat & 2) * 5;
+                char *W = xalloc(bx * 4), *A = xalloc(by * 4);
+                float *w = xalloc(n * 4), *a = xalloc(n * 4), *wd = xalloc(n * 4 * 4), *ad = xalloc(n * 4 * 4);
+                for (int r = 0; r < 4; r++) {
+                    fill_normal(w, n, r == 3 ? 3.0f : 0.05f);
+                    if (pat == 3) for (int i = 0; i < n; i += 2) w[i] = 0;
+                    ASSERT(cst_quantize_row_ref(t, w, W + r * bx, n));
+                    rt->to_float(W + r * bx, wd + r * n, n);
+                }
+                for (int tk = 0; tk < 4; tk++) {
+                    fill_normal(a, n, tk == 2 ? 1e4f : 1.0f);
+                    if (pat == 2 && tk == 1) memset(a, 0, n * 4);
+                    rv->from_float(a, A + tk * by, n);
+                    rv->to_float(A + tk * by, ad + tk * n, n);
+                }
+                float s[4 * 6];
+                for (int i = 0; i < 24; i++) s[i] = -999.0f;
+                tile(n, W, bx, A, by, s, 6);
+                for (int tk = 0; tk < 4; tk++) {
+                    for (int r = 0; r < 4; r++) {
+                        float e = 0;
+                        rt->vec_dot(n, &e, W + r * bx, A + tk * by);
+                        double mag = 0;
+                        for (int i = 0; i < n; i++) mag += fabs((double)wd[r * n + i] * ad[tk * n + i]);
+                        ASSERT_MSG(fabs((double)s[tk * 6 + r] - e) <= 1e-5 * mag + 1e-30,
+                                   "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g, ref %.9g (mag %.3g)", cst_isa_name(isa),
+                                   cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e, mag);
+                    }
+                    ASSERT(s[tk * 6 + 4] == -999.0f && s[tk * 6 + 5] == -999.0f);
+                }
+                cst_free_aligned(W), cst_free_aligned(A), cst_free_aligned(w), cst_free_aligned(a);
+                cst_free_aligned(wd), cst_free_aligned(ad);
+            }
+        }
+    }
+}
+
+TEST(tiles_match_ref) {
+    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++)
+        if (cst_isa_available((cst_isa)isa)) check_tiles((cst_isa)isa);
+}
+
 TEST(isa_names_and_selection) {
     ASSERT_STREQ(cst_isa_name(CST_ISA_REF), "ref");
     ASSERT_STREQ(cst_isa_name(CST_ISA_AVX2), "avx2");
@@ -294,12 +352,19 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
     cst_matmul(pool, W, t, n_in, n_out, x, n_tok, y, ldy, wdata);
     const size_t arow = tr->vec_dot_type == CST_TYPE_F32 ? (size_t)n_in * 4 : cst_row_size(tr->vec_dot_type, n_in);
     char *qa = xalloc(arow);
+    /* bound: 1e-5 of sum |w_i x_i| over the dequantized values (tiles sum in another order) */
+    float *wdq = xalloc(n_in * 4), *xdq = xalloc(n_in * 4);
     for (int64_t tk = 0; tk < n_tok; tk++) {
         vt->from_float(x + tk * n_in, qa, n_in);
+        if (tr->vec_dot_type == CST_TYPE_F32) memcpy(xdq, x + tk * n_in, n_in * 4);
+        else vt->to_float(qa, xdq, n_in);
         for (int64_t o = 0; o < n_out; o++) {
             float e = 0;
             tr->vec_dot((int)n_in, &e, W + o * wrow, qa);
-            ASSERT_MSG(fabsf(y[tk * ldy + o] - e) <= 1e-5f * (fabsf(e) + 0.05f),
+            tr->to_float(W + o * wrow, wdq, n_in);
+            double mag = 0;
+            for (int64_t i = 0; i < n_in; i++) mag += fabs((double)wdq[i] * xdq[i]);
+            ASSERT_MSG(fabs((double)y[tk * ldy + o] - e) <= 1e-5 * mag + 1e-30,
                        "%s n_in %lld n_out %lld n_tok %lld: y[%lld][%lld] = %.9g, expected %.9g", cst_type_name(t),
                        (long long)n_in, (long long)n_out, (long long)n_tok, (long long)tk, (long long)o,
                        y[tk * ldy + o], e);
@@ -307,7 +372,7 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
         for (int64_t o = n_out; o < ldy; o++) ASSERT(y[tk * ldy + o] == -999.0f);
     }
     cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(y);
-    cst_free_aligned(wdata), cst_free_aligned(qa);
+    cst_free_aligned(wdata), cst_free_aligned(qa), cst_free_aligned(wdq), cst_free_aligned(xdq);
 }
 
 TEST(matmul_odd_shapes_and_threads) {

@@ -65,6 +65,7 @@ static void init_tables(void) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX512]);
         cst_kernels_fill_avx512(tables[CST_ISA_AVX512]);
         cst_kernels_tiles_avx512(tiles[CST_ISA_AVX512]);
+        cst_kernels_tiles_kquants_avx512(tiles[CST_ISA_AVX512]);
     }
     int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
     const char *env = getenv("CST_ISA");

@@ -79,6 +79,7 @@ typedef void (*cst_tile4x4_fn)(int n, const void *x, size_t bx, const void *y, s
 cst_tile4x4_fn cst_kernel_tile4x4(cst_type t);
 cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa);
 void cst_kernels_tiles_avx512(cst_tile4x4_fn *tab); /* indexed by cst_type */
+void cst_kernels_tiles_kquants_avx512(cst_tile4x4_fn *tab);
 void cst_fp16_to_fp32_row_avx2(const cst_f16 *x, float *y, int64_t n);
 
 #endif

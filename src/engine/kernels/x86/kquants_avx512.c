@@ -1,0 +1,192 @@
+/* kquants_avx512.c: 4x4 (weight rows x tokens) micro-kernels for the K-quants
+ * (Q4_K, Q5_K, Q6_K) against Q8_K activations, AVX-512 BW + VNNI, working on
+ * the file's blocks as they are (no repacking). Per 64-element chunk a weight
+ * row is unpacked once to unsigned bytes and used for 4 tokens:
+ * maddubs (u8 x s8 -> s16 pairs) then dpwssd with the 16-bit sub-block scales,
+ * so every super-block sum is exact in int32, as in the per-row vec_dot.
+ * At the end of a super-block the 4 rows of a token are folded into one
+ * vector (lane k holds a partial sum of row k % 4) and scaled in float.
+ */
+#include "../kernels_int.h"
+
+#include <immintrin.h>
+
+static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
+
+/* Q4_K/Q5_K packed scales -> 16 bytes: 0-7 the sub-block scales, 8-15 the mins */
+static inline __m128i k4_scales(const uint8_t *q) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    const uint32_t m47 = ((u2 >> 4) & km2) | (((u1 >> 6) & km3) << 4);
+    const uint32_t m03 = u1 & km1;
+    const uint32_t s47 = (u2 & km2) | (((u0 >> 6) & km3) << 4);
+    const uint32_t s03 = u0 & km1;
+    return _mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03);
+}
+
+/* Sum of the 4 rows' int32 vectors of one token: lane k of the result holds a
+ * partial sum of row k % 4 (one per 128-bit lane). */
+static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+    const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+    const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
+
+/* [v0 v1 v2 v3] repeated in the four 128-bit lanes */
+static inline __m512 bcast4(__m128 v) { return _mm512_broadcast_f32x4(v); }
+
+enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6 };
+
+static inline __attribute__((always_inline)) void tile_k(const int kind, int n, const void *vx, size_t bx,
+                                                         const void *vy, size_t by, float *s, int64_t lds) {
+    const int nb = n / QK_K;
+    const size_t bsz = kind == KIND_Q4 ? sizeof(block_q4_K) : kind == KIND_Q5 ? sizeof(block_q5_K)
+                                                                               : sizeof(block_q6_K);
+    const char *xr[4];
+    const block_q8_K *yt[4];
+    for (int k = 0; k < 4; k++) {
+        xr[k] = (const char *)vx + k * bx;
+        yt[k] = (const block_q8_K *)((const char *)vy + k * by);
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __mmask32 hi16 = 0xFFFF0000u;
+    /* mins: 16-bit unit k = 4p + r of the result <- unit 4r + p of [mins r0..r3] */
+    const __m256i mins_idx = _mm256_setr_epi16(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    /* bsums pairs: 32-bit lane k = 4p + r <- (bsp[2p], bsp[2p+1]) */
+    const __m512i bsp_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 4, 4, 4, 4, 5, 5, 5, 5);
+    __m512 acc[4];
+    for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();
+
+    for (int i = 0; i < nb; i++) {
+        const char *xb[4];
+        for (int r = 0; r < 4; r++) xb[r] = xr[r] + (size_t)i * bsz;
+        const block_q8_K *a[4];
+        for (int t = 0; t < 4; t++) a[t] = &yt[t][i];
+
+        __m512i sc16[4]; /* per row: int16 sub-block scales (lanes 0-7 Q4/Q5, 0-15 Q6) */
+        __m512i sumi[4][4];
+        float dw[4], dmw[4];
+        __m128i smv[4];
+        for (int r = 0; r < 4; r++) {
+            if (kind == KIND_Q6) {
+                const block_q6_K *x = (const block_q6_K *)xb[r];
+                sc16[r] = _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)x->scales)));
+                dw[r] = f16(x->d);
+            } else {
+                const block_q4_K *x = (const block_q4_K *)xb[r]; /* d, dmin, scales: same place in Q5_K */
+                smv[r] = k4_scales(x->scales);
+                sc16[r] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(smv[r]));
+                dw[r] = f16(x->d);
+                dmw[r] = f16(x->dmin);
+            }
+        }
+        if (kind == KIND_Q6) {
+            /* codes are stored +32: start from -32 * sum_g sc_g * bsums_g */
+            __m512i bs[4];
+            for (int t = 0; t < 4; t++)
+                bs[t] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)a[t]->bsums));
+            for (int r = 0; r < 4; r++) {
+                const __m512i nsc = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc16[r], 5));
+                for (int t = 0; t < 4; t++) sumi[r][t] = _mm512_dpwssd_epi32(_mm512_setzero_si512(), nsc, bs[t]);
+            }
+        } else {
+            for (int r = 0; r < 4; r++)
+                for (int t = 0; t < 4; t++) sumi[r][t] = _mm512_setzero_si512();
+        }
+
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i av[4];
+            for (int t = 0; t < 4; t++) av[t] = _mm512_loadu_si512((const void *)(a[t]->qs + 64 * c));
+            /* scale of the low 32 elements / of the high 32 (Q4/Q5); Q6: one per 128-bit lane */
+            const __m512i sidx = kind == KIND_Q6
+                                     ? _mm512_set_epi16(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
+                                                        4 * c + 3, 4 * c + 3, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
+                                                        4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1,
+                                                        4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
+                                                        4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c)
+                                     : _mm512_mask_blend_epi16(hi16, _mm512_set1_epi16((short)(2 * c)),
+                                                               _mm512_set1_epi16((short)(2 * c + 1)));
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m512i wq;
+                if (kind == KIND_Q6) {
+                    const block_q6_K *x = (const block_q6_K *)xb[r];
+                    const int h = c >> 1, k2 = c & 1;
+                    const __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
+                    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+                    /* bits (2j, 2j+1) of each qh byte to bits (4, 5): rotate left by 4 - 2j (mod 32) */
+                    const int jl = 2 * k2, jh = 2 * k2 + 1;
+                    const __m512i rot = _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_set1_epi32((4 - 2 * jl) & 31),
+                                                                _mm512_set1_epi32((4 - 2 * jh) & 31));
+                    const __m512i hb = _mm512_and_si512(_mm512_rolv_epi32(qh, rot), _mm512_set1_epi8(0x30));
+                    const __m512i lo = k2 ? _mm512_srli_epi16(ql, 4) : ql;
+                    wq = _mm512_or_si512(_mm512_and_si512(lo, m4), hb);
+                } else {
+                    const block_q4_K *x4 = (const block_q4_K *)xb[r];
+                    const block_q5_K *x5 = (const block_q5_K *)xb[r];
+                    const uint8_t *qs = kind == KIND_Q4 ? x4->qs : x5->qs;
+                    const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+                    wq = _mm512_and_si512(_mm512_mask_srli_epi16(w, hi16, w, 4), m4);
+                    if (kind == KIND_Q5) {
+                        /* bit j of each qh byte is the 5th bit of sub-block j: rotate it to bit 4 */
+                        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x5->qh));
+                        const int jl = 2 * c, jh = 2 * c + 1;
+                        const __m512i rot = _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_set1_epi32((4 - jl) & 31),
+                                                                    _mm512_set1_epi32((4 - jh) & 31));
+                        wq = _mm512_or_si512(wq, _mm512_and_si512(_mm512_rolv_epi32(qh, rot), _mm512_set1_epi8(0x10)));
+                    }
+                }
+                const __m512i scv = _mm512_permutexvar_epi16(sidx, sc16[r]);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++)
+                    sumi[r][t] = _mm512_dpwssd_epi32(sumi[r][t], _mm512_maddubs_epi16(wq, av[t]), scv);
+            }
+        }
+
+        const __m512 d4 = bcast4(_mm_setr_ps(dw[0], dw[1], dw[2], dw[3]));
+        if (kind == KIND_Q6) {
+            for (int t = 0; t < 4; t++) {
+                const __m512i u = fold4(sumi[0][t], sumi[1][t], sumi[2][t], sumi[3][t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(d4, _mm512_set1_ps(a[t]->d)), acc[t]);
+            }
+        } else {
+            const __m512 dm4 = bcast4(_mm_setr_ps(dmw[0], dmw[1], dmw[2], dmw[3]));
+            const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi64(smv[2], smv[3]), _mm_unpackhi_epi64(smv[0], smv[1]));
+            const __m512i minv = _mm512_cvtepu8_epi16(_mm256_permutexvar_epi16(mins_idx, mins));
+            for (int t = 0; t < 4; t++) {
+                const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
+                const __m512i bpz = _mm512_permutexvar_epi32(bsp_idx, _mm512_zextsi256_si512(_mm256_packs_epi32(bp, bp)));
+                const __m512i mm = _mm512_madd_epi16(minv, bpz);
+                const __m512i u = fold4(sumi[0][t], sumi[1][t], sumi[2][t], sumi[3][t]);
+                const __m512 da = _mm512_set1_ps(a[t]->d);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(d4, da), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(dm4, da), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++) {
+        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
+                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
+        _mm_storeu_ps(s + t * lds, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+}
+
+static void tile_q4_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
+    tile_k(KIND_Q4, n, x, bx, y, by, s, lds);
+}
+static void tile_q5_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
+    tile_k(KIND_Q5, n, x, bx, y, by, s, lds);
+}
+static void tile_q6_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
+    tile_k(KIND_Q6, n, x, bx, y, by, s, lds);
+}
+
+void cst_kernels_tiles_kquants_avx512(cst_tile4x4_fn *tab) {
+    tab[CST_TYPE_Q4_K] = tile_q4_K_avx512;
+    tab[CST_TYPE_Q5_K] = tile_q5_K_avx512;
+    tab[CST_TYPE_Q6_K] = tile_q6_K_avx512;
+}
