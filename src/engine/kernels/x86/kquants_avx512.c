@@ -47,6 +47,7 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
                                                                                : sizeof(block_q6_K);
     const char *xr[4];
     const block_q8_K *yt[4];
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         xr[k] = (const char *)vx + k * bx;
         yt[k] = (const block_q8_K *)((const char *)vy + k * by);
@@ -58,18 +59,22 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     /* bsums pairs: 32-bit lane k = 4p + r <- (bsp[2p], bsp[2p+1]) */
     const __m512i bsp_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 4, 4, 4, 4, 5, 5, 5, 5);
     __m512 acc[4];
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();
 
     for (int i = 0; i < nb; i++) {
         const char *xb[4];
+#pragma GCC unroll 4
         for (int r = 0; r < 4; r++) xb[r] = xr[r] + (size_t)i * bsz;
         const block_q8_K *a[4];
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) a[t] = &yt[t][i];
 
         __m512i sc16[4]; /* per row: int16 sub-block scales (lanes 0-7 Q4/Q5, 0-15 Q6) */
         __m512i sumi[4][4];
         float dw[4], dmw[4];
         __m128i smv[4];
+#pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             if (kind == KIND_Q6) {
                 const block_q6_K *x = (const block_q6_K *)xb[r];
@@ -86,20 +91,26 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
         if (kind == KIND_Q6) {
             /* codes are stored +32: start from -32 * sum_g sc_g * bsums_g */
             __m512i bs[4];
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++)
                 bs[t] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)a[t]->bsums));
+#pragma GCC unroll 4
             for (int r = 0; r < 4; r++) {
                 const __m512i nsc = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc16[r], 5));
+#pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) sumi[r][t] = _mm512_dpwssd_epi32(_mm512_setzero_si512(), nsc, bs[t]);
             }
         } else {
+#pragma GCC unroll 4
             for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) sumi[r][t] = _mm512_setzero_si512();
         }
 
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m512i av[4];
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) av[t] = _mm512_loadu_si512((const void *)(a[t]->qs + 64 * c));
             /* scale of the low 32 elements / of the high 32 (Q4/Q5); Q6: one per 128-bit lane */
             const __m512i sidx = kind == KIND_Q6
@@ -149,6 +160,7 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
 
         const __m512 d4 = bcast4(_mm_setr_ps(dw[0], dw[1], dw[2], dw[3]));
         if (kind == KIND_Q6) {
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 const __m512i u = fold4(sumi[0][t], sumi[1][t], sumi[2][t], sumi[3][t]);
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(d4, _mm512_set1_ps(a[t]->d)), acc[t]);
@@ -157,6 +169,7 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             const __m512 dm4 = bcast4(_mm_setr_ps(dmw[0], dmw[1], dmw[2], dmw[3]));
             const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi64(smv[2], smv[3]), _mm_unpackhi_epi64(smv[0], smv[1]));
             const __m512i minv = _mm512_cvtepu8_epi16(_mm256_permutexvar_epi16(mins_idx, mins));
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
                 const __m512i bpz = _mm512_permutexvar_epi32(bsp_idx, _mm512_zextsi256_si512(_mm256_packs_epi32(bp, bp)));
@@ -168,6 +181,7 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             }
         }
     }
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
