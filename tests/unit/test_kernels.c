@@ -265,14 +265,16 @@ TEST(avx512_matches_ref) {
 /* Every 4x4 micro-kernel (rows x tokens) against 16 ref vec_dots, bounded by
  * the magnitude sum |w_i a_i| (a wrong bit would cost about mag/n). */
 static void check_tiles(cst_isa isa) {
-    static const int sizes[] = {256, 512, 2048, 4352};
+    static const int sizes[] = {32, 96, 256, 512, 800, 2048, 4352}; /* odd block counts too */
     for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
         const cst_type t = all_types[k];
         const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(t, isa);
         if (!tile) continue;
         const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
         const cst_kernel_traits *rv = cst_kernel_traits_isa(rt->vec_dot_type, CST_ISA_REF);
+        const int bs = cst_type_get_info((int)t)->blck_size;
         for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+            if (sizes[si] % bs) continue;
             for (int pat = 0; pat < 4; pat++) {
                 const int n = sizes[si];
                 const size_t wrow = cst_row_size(t, n), arow = cst_row_size(rt->vec_dot_type, n);

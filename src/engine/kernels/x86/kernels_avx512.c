@@ -118,51 +118,68 @@ static void vec_dot_q4_0_q8_0_avx512(int n, float *s, const void *vx, const void
     *s = hsum8(_mm256_add_ps(acc0, acc1));
 }
 
-/* 4x4 tiles: activations are offset to unsigned (a ^ 0x80 = a + 128) so that
+/* 4x4 tiles (4 weight rows x 4 tokens), two 32-element blocks per 512-bit
+ * step. Activations are offset to unsigned (a ^ 0x80 = a + 128) so that
  * dpbusd multiplies them with the signed weights; the 128 * sum(w) excess is
- * precomputed per weight block and used as the (negated) start value. */
+ * precomputed per weight block and used as the (negated) start value. The 4
+ * rows of a token are then folded into one vector whose lane k holds a
+ * partial sum of row k % 4 over one block (128-bit lanes 0-1: first block,
+ * 2-3: second), still exact integers, and scaled by d_w * d_a in float. */
+static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+    const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+    const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
+
+static inline __m512i join256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+#define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
+
 #define TILE_Q0(NAME, BT, LOADW)                                                                    \
     static void NAME(int n, const void *vx, size_t bx, const void *vy, size_t by, float *s, int64_t lds) { \
         const int nb = n / QK8_0;                                                                   \
         const BT *x[4];                                                                             \
         const block_q8_0 *y[4];                                                                     \
-        for (int k = 0; k < 4; k++) {                                                               \
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                      \
             x[k] = (const BT *)((const char *)vx + k * bx);                                         \
             y[k] = (const block_q8_0 *)((const char *)vy + k * by);                                 \
         }                                                                                           \
-        __m256 acc[4][4];                                                                           \
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_ps();   \
-        const __m256i off = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();             \
-        for (int i = 0; i < nb; i++) {                                                              \
-            __m256i w[4], nc[4], au[4];                                                             \
-            float dw[4], da[4];                                                                     \
+        __m512 acc[4];                                                                              \
+        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();          \
+        const __m512i off = _mm512_set1_epi8((char)0x80), z = _mm512_setzero_si512();             \
+        const __m512i didx = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);   \
+        for (int i = 0; i < nb; i += 2) {                                                           \
+            const int two = i + 1 < nb; /* else the second half is zero */                          \
+            const int j = two ? i + 1 : i;                                                          \
+            __m512i w[4], nc[4];                                                                    \
             _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                  \
-                w[r] = LOADW(x[r][i].qs);                                                           \
-                nc[r] = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, off, w[r]));                     \
-                dw[r] = f16(x[r][i].d);                                                             \
+                const __m256i w1 = LOADW(x[r][j].qs);                                               \
+                w[r] = join256(LOADW(x[r][i].qs), two ? w1 : _mm256_setzero_si256());               \
+                nc[r] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, off, w[r]));                     \
             }                                                                                       \
+            const __m128i dh = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d,  \
+                                              (short)x[3][i].d, (short)x[0][j].d, (short)x[1][j].d, \
+                                              (short)x[2][j].d, (short)x[3][j].d);                  \
+            const __m512 dw = _mm512_permutexvar_ps(didx, _mm512_castps256_ps512(_mm256_cvtph_ps(dh))); \
             _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                  \
-                au[t] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)y[t][i].qs), off);     \
-                da[t] = f16(y[t][i].d);                                                             \
+                const __m256i a1 = LOAD_Q8(y[t][j].qs);                                             \
+                const __m512i au = _mm512_xor_si512(join256(LOAD_Q8(y[t][i].qs), a1), off);         \
+                const float da1 = two ? f16(y[t][j].d) : 0.0f;                                      \
+                const __m512 da = _mm512_insertf32x8(_mm512_set1_ps(f16(y[t][i].d)), _mm256_set1_ps(da1), 1); \
+                const __m512i u = fold4(_mm512_dpbusd_epi32(nc[0], au, w[0]), _mm512_dpbusd_epi32(nc[1], au, w[1]), \
+                                        _mm512_dpbusd_epi32(nc[2], au, w[2]), _mm512_dpbusd_epi32(nc[3], au, w[3])); \
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(dw, da), acc[t]);     \
             }                                                                                       \
-            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                    \
-                _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++)                                \
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da[t]),                      \
-                                                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(nc[r], au[t], w[r])), \
-                                                acc[r][t]);                                         \
         }                                                                                           \
         _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                      \
-            /* reduce the 4 rows of token t at once */                                              \
-            const __m256 h01 = _mm256_hadd_ps(acc[0][t], acc[1][t]);                                \
-            const __m256 h23 = _mm256_hadd_ps(acc[2][t], acc[3][t]);                                \
-            const __m256 h = _mm256_hadd_ps(h01, h23);                                              \
-            const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));   \
-            _mm_storeu_ps(s + t * lds, r4);                                                         \
+            const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),                          \
+                                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1))); \
+            _mm_storeu_ps(s + t * lds, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1))); \
         }                                                                                           \
     }
 
-#define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
 TILE_Q0(tile_q8_0_avx512, block_q8_0, LOAD_Q8)
 TILE_Q0(tile_q4_0_avx512, block_q4_0, q4_0_unpack)
 
