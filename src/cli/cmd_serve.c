@@ -1,4 +1,163 @@
-/* cmd_serve.c: placeholder until the command lands. */
+/* cmd_serve.c: `castor serve`: parse options, start the Interactions API
+ * server (src/api), wait for SIGINT/SIGTERM, then drain (stop accepting,
+ * let running interactions finish for a while, cancel the rest) and close.
+ */
+#include "api/api.h"
 #include "cli.h"
+#include "core/core.h"
+
+#include <signal.h>
 #include <stdio.h>
-int cmd_serve(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "castor serve: not available yet\n"); return 2; }
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: castor serve -m MODEL [-m MODEL...] [options]\n"
+            "  -m, --model PATH      GGUF model to serve (repeatable; the first is the default and\n"
+            "                        also answers gemini-* model names)\n"
+            "  --alias NAME=MODEL    another name for a served model (MODEL: its path or file stem)\n"
+            "  --host ADDR           listen address (default 127.0.0.1)\n"
+            "  --port N              port (default 8080; 0 = any free port)\n"
+            "  --port-file FILE      write the port actually bound to FILE\n"
+            "  --data-dir DIR        state directory (default ./data; holds castor.db)\n"
+            "  --store URL           store URL: sqlite:PATH (postgres:// later); overrides --data-dir\n"
+            "  --api-keys FILE       accepted API keys, one per line (or sha256:HEX)\n"
+            "  --no-auth             accept requests without a key (loopback addresses only)\n"
+            "  -c, --ctx N           context positions per sequence (default min(model, 4096))\n"
+            "  -t, --threads N       engine threads (default all CPUs)\n"
+            "  -np, --parallel N     sequences (slots) per model (default 4)\n"
+            "  --max-queue N         waiting requests per model before 429 (default 64)\n"
+            "  --max-body BYTES      request body limit (default 104857600)\n"
+            "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
+            "  --no-gemini-names     do not map gemini-* names to the first model\n"
+            "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n");
+}
+
+int cmd_serve(int argc, char **argv) {
+    cst_server_params p = cst_server_default_params();
+    const char *models[64], *aliases[64];
+    size_t nm = 0, na = 0;
+    const char *port_file = NULL;
+    double drain_s = 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED()                                                                                       \
+    do {                                                                                             \
+        if (!v) {                                                                                    \
+            fprintf(stderr, "castor serve: %s needs a value\n", a);                                  \
+            return 2;                                                                                \
+        }                                                                                            \
+        i++;                                                                                         \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            NEED();
+            if (nm < 64) models[nm++] = v;
+        } else if (!strcmp(a, "--alias")) {
+            NEED();
+            if (na < 64) aliases[na++] = v;
+        } else if (!strcmp(a, "--host")) {
+            NEED();
+            p.host = v;
+        } else if (!strcmp(a, "--port")) {
+            NEED();
+            p.port = atoi(v);
+            if (p.port < 0 || p.port > 65535) {
+                fprintf(stderr, "castor serve: bad --port %s\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--port-file")) {
+            NEED();
+            port_file = v;
+        } else if (!strcmp(a, "--data-dir")) {
+            NEED();
+            p.data_dir = v;
+        } else if (!strcmp(a, "--store")) {
+            NEED();
+            p.store_url = v;
+        } else if (!strcmp(a, "--api-keys")) {
+            NEED();
+            p.api_keys_file = v;
+        } else if (!strcmp(a, "--no-auth")) {
+            p.no_auth = true;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
+            NEED();
+            p.n_ctx = atoi(v);
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEED();
+            p.n_threads = atoi(v);
+        } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) {
+            NEED();
+            p.n_slots = atoi(v);
+        } else if (!strcmp(a, "--max-queue")) {
+            NEED();
+            p.max_queue = atoi(v);
+        } else if (!strcmp(a, "--max-body")) {
+            NEED();
+            p.max_body = strtoull(v, NULL, 10);
+        } else if (!strcmp(a, "--prefix")) {
+            NEED();
+            p.prefix = v;
+        } else if (!strcmp(a, "--no-gemini-names")) {
+            p.gemini_names = false;
+        } else if (!strcmp(a, "--drain-timeout")) {
+            NEED();
+            drain_s = atof(v);
+        } else {
+            fprintf(stderr, "castor serve: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (nm == 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (p.no_auth && p.api_keys_file) {
+        fprintf(stderr, "castor serve: --no-auth and --api-keys exclude each other\n");
+        return 2;
+    }
+    p.models = models;
+    p.n_models = nm;
+    p.aliases = aliases;
+    p.n_aliases = na;
+
+    /* block the shutdown signals in every thread; the main thread waits for them */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    cst_server *srv = NULL;
+    cst_status st = cst_server_start(&p, &srv, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "castor serve: %s\n", err);
+        return 1;
+    }
+    const int port = cst_server_port(srv);
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
+            fprintf(stderr, "castor serve: cannot write %s\n", port_file);
+            cst_server_free(srv);
+            return 1;
+        }
+    }
+    cst_info("listening on http://%s:%d (%s)", p.host, port, p.no_auth ? "no auth" : "API keys required");
+    int sig = 0;
+    sigwait(&set, &sig);
+    cst_info("%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    cst_server_drain(srv, drain_s);
+    cst_server_free(srv);
+    cst_info("stopped");
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* api.h: the HTTP server of the Interactions API (castor serve). Loads the
+ * models, starts one engine scheduler per model, opens the store and serves
+ * /{v1,v1beta,v1alpha}/interactions, /models, /health and /metrics with
+ * libmicrohttpd. Used by src/cli/cmd_serve.c only.
+ */
+#ifndef CST_API_H
+#define CST_API_H
+
+#include "castor.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cst_server cst_server;
+
+typedef struct cst_server_params {
+    const char *host;              /* default "127.0.0.1" */
+    int port;                      /* 0: pick a free port (see cst_server_port) */
+    const char *const *models;     /* model paths; the first is the default */
+    size_t n_models;
+    const char *const *aliases;    /* "NAME=MODEL" (MODEL = a path given in models, or its file stem) */
+    size_t n_aliases;
+    bool gemini_names;             /* the first model also answers gemini-* names (default true) */
+    const char *data_dir;          /* default "./data" (created); the SQLite store lives there */
+    const char *store_url;         /* overrides data_dir/castor.db */
+    const char *api_keys_file;     /* one key per line (or sha256:HEX); NULL with no_auth */
+    bool no_auth;                  /* only on a loopback host */
+    int32_t n_ctx;                 /* per sequence; <= 0: model default (max 4096) */
+    int32_t n_threads;             /* <= 0: all CPUs */
+    int32_t n_slots;               /* sequences per model (default 4) */
+    int32_t max_queue;             /* waiting requests per model before 429 (default 64) */
+    size_t max_body;               /* bytes; default 100 MiB */
+    const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
+} cst_server_params;
+
+cst_server_params cst_server_default_params(void);
+
+/* Start serving (returns once the socket listens). Errors: model load,
+ * store, bind, auth configuration; err says which. */
+cst_status cst_server_start(const cst_server_params *p, cst_server **out, char *err, size_t errlen);
+int cst_server_port(const cst_server *s);
+/* Stop accepting connections, let running interactions finish for up to
+ * timeout_s seconds, then cancel the rest (stored as cancelled). */
+void cst_server_drain(cst_server *s, double timeout_s);
+void cst_server_free(cst_server *s); /* stops everything; closes the store. NULL ok */
+
+/* SHA-256 of data as 64 lowercase hex chars + NUL (used for API keys). */
+void cst_sha256_hex(const void *data, size_t len, char out[65]);
+
+#endif

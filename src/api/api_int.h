@@ -1,0 +1,210 @@
+/* api_int.h: structures shared by the files of src/api (not used elsewhere).
+ * server.c: MHD daemon, routing; errors.c: JSON/error replies; auth.c: keys;
+ * validate.c: create-request validation and input normalisation; chat.c:
+ * conversation -> prompt text; run.c: in-flight interactions (event log,
+ * pump thread, persistence); routes.c: interaction endpoints and SSE;
+ * metrics.c: Prometheus counters.
+ */
+#ifndef CST_API_INT_H
+#define CST_API_INT_H
+
+#include "api.h"
+#include "core/core.h"
+#include "engine/engine.h"
+#include "engine/runtime/sched.h"
+#include "store/store.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- models ------------------------------------------------------------ */
+typedef struct smodel {
+    char *path;
+    char *stem;
+    cst_model *m;
+    cst_sched *sched;
+    int chat_format; /* CHAT_CHATML or CHAT_PLAIN */
+} smodel;
+
+enum { CHAT_PLAIN = 0, CHAT_CHATML = 1 };
+
+typedef struct alias {
+    char *name;
+    int model;
+} alias;
+
+typedef struct run run;
+
+struct cst_server {
+    cst_server_params p;
+    char host[256];
+    char prefix[256];
+    int port;
+    struct MHD_Daemon *mhd;
+    smodel *models;
+    size_t n_models;
+    alias *aliases;
+    size_t n_aliases;
+    cst_store *store;
+    /* auth: sha256 hex of each key */
+    char (*key_hashes)[65];
+    size_t n_keys;
+    /* in-flight runs (stored ones are findable by id) */
+    pthread_mutex_t runs_mu;
+    pthread_cond_t runs_cv;
+    run *runs;        /* list */
+    int n_runs;       /* all in-flight runs, stored or not */
+    atomic_bool draining;
+    atomic_int n_handlers; /* access handlers currently inside a request */
+    double t_start;
+};
+
+/* ---- per-connection request state ----------------------------------- */
+typedef struct conn {
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    bool counted;
+    int fd; /* client socket (disconnect checks) */
+} conn;
+
+/* ---- errors / replies (errors.c) -------------------------------------- */
+typedef enum {
+    E_INVALID = 0,  /* 400 invalid_request */
+    E_PRECOND,      /* 400 failed_precondition */
+    E_UNAUTH,       /* 401 unauthenticated */
+    E_DENIED,       /* 403 permission_denied */
+    E_NOT_FOUND,    /* 404 not_found */
+    E_TOO_LARGE,    /* 413 invalid_request */
+    E_EXHAUSTED,    /* 429 resource_exhausted */
+    E_INTERNAL,     /* 500 internal */
+    E_UNAVAILABLE,  /* 503 unavailable */
+    E_KIND_LAST
+} ekind;
+
+int cst_api_ekind_http(ekind k);
+const char *cst_api_ekind_code(ekind k);
+/* Queue a JSON error reply {"error":{"code","message"}}; counts it. */
+enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Queue a JSON reply (steals j). */
+enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j);
+void cst_api_common_headers(struct MHD_Response *r);
+/* Map a cst_status to an error kind. */
+ekind cst_api_status_kind(cst_status st);
+
+/* ---- auth (auth.c) ------------------------------------------------------ */
+cst_status cst_api_load_keys(cst_server *s, const char *path, char *err, size_t errlen);
+/* Resolve the caller: owner gets the key hash ("local" without auth). Returns
+ * false after queueing the 400/401/403 reply. */
+bool cst_api_auth(cst_server *s, struct MHD_Connection *c, char owner[65], enum MHD_Result *ret);
+
+/* ---- create request (validate.c) ---------------------------------------- */
+#define MAX_STOPS 5
+typedef struct create_req {
+    const char *model;
+    json_t *input;              /* borrowed from the body */
+    const char *system_instruction;
+    bool stream, store, background;
+    const char *previous_id;
+    json_t *generation_config;  /* borrowed, echoed */
+    json_t *labels;             /* borrowed, echoed */
+    bool has_temperature, has_top_p, has_seed, has_max;
+    double temperature, top_p;
+    int64_t seed;
+    int64_t max_output_tokens;
+    const char *stops[MAX_STOPS];
+    size_t n_stops;
+    /* normalised input: context steps and the turn (new references) */
+    json_t *context;
+    json_t *turn;
+} create_req;
+
+/* Validate the body (a JSON object) per §2; on failure err names the JSON
+ * path and the function returns false. On success the caller frees with
+ * create_req_clear. */
+bool cst_api_parse_create(json_t *body, create_req *r, char *err, size_t errlen);
+void create_req_clear(create_req *r);
+
+/* ---- conversation rendering (chat.c) ----------------------------------- */
+/* Render steps (user_input / model_output; others skipped) with the model's
+ * chat format and the generation prompt. Returns malloc'd text; *stop gets an
+ * extra stop sequence the format needs (or NULL). */
+char *cst_chat_render(const smodel *sm, const char *system, json_t *const *step_lists, size_t n_lists,
+                      const char **stop);
+int cst_chat_format_of(const cst_model *m);
+
+/* ---- runs (run.c) -------------------------------------------------------- */
+struct run {
+    cst_server *srv;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    run *next; /* server list */
+    char id[48];
+    char owner[65];
+    char *model;  /* as sent */
+    bool store, background;
+    int64_t created, updated;
+    char *previous_id;
+    char *request_echo; /* JSON object text of echoed fields */
+    char *input_json, *history_json, *turn_json;
+    /* live state */
+    char **ev_data;  /* event JSON texts; event_id = index + 1 */
+    char **ev_type;
+    size_t n_ev, cap_ev;
+    char *text;
+    size_t text_len, text_cap;
+    bool step_started;
+    const char *status; /* "in_progress" then terminal */
+    char *error_msg;
+    int32_t n_prompt, n_cached, n_gen;
+    bool done;
+    atomic_bool cancel_requested;
+    cst_sched_req *req;
+    double t_submit, t_last_token;
+};
+
+/* Start a run: submits to the scheduler (errors before any event: BUSY,
+ * CTX_FULL...), spawns its pump thread. On success *out has one reference for
+ * the caller (run_unref). */
+cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const cst_token *toks,
+                         size_t n_toks, const char *extra_stop, json_t *history, json_t *body, run **out, char *err,
+                         size_t errlen);
+void cst_run_unref(run *r);
+void cst_run_cancel(run *r);
+/* Wait until done (timeout < 0: forever); returns done. */
+bool cst_run_wait(run *r, double timeout_s);
+/* Find an in-flight stored run of owner (with a reference), or NULL. */
+run *cst_run_find(cst_server *s, const char *owner, const char *id);
+/* Interaction JSON of a run (create response shape when with_turn is false). */
+json_t *cst_run_json(run *r, bool with_turn, bool include_input);
+/* Interaction JSON from a stored record. */
+json_t *cst_irec_json(const cst_irec *rec, bool include_input);
+void cst_runs_cancel_all(cst_server *s);
+/* Random interaction id "v1_" + 22 base64url chars. */
+void cst_api_new_id(char out[48]);
+void cst_api_time_str(int64_t t, char out[32]);
+
+/* ---- metrics (metrics.c) ------------------------------------------------- */
+typedef enum { R_CREATE, R_GET, R_DELETE, R_CANCEL, R_MODELS, R_HEALTH, R_METRICS, R_OTHER, R_LAST } route_id;
+void cst_metrics_request(route_id r, int http_status);
+void cst_metrics_error(ekind k);
+void cst_metrics_tokens(int64_t in, int64_t cached, int64_t out, bool cache_hit);
+void cst_metrics_ttft(double s);
+void cst_metrics_token_latency(double s);
+char *cst_metrics_render(cst_server *s); /* malloc'd Prometheus text */
+
+/* ---- routes (routes.c) ------------------------------------------------- */
+enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner);
+enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                              const char *id);
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
+smodel *cst_api_find_model(cst_server *s, const char *name);
+/* True when the client socket is closed. */
+bool cst_api_client_gone(int fd);
+
+#endif

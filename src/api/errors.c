@@ -1,0 +1,83 @@
+/* errors.c: every HTTP reply of the interactions surface goes through here:
+ * JSON bodies with Content-Type application/json, CORS headers, and the error
+ * funnel (status kind -> HTTP code + {"error":{"code","message"}}), which also
+ * counts errors per kind for /metrics.
+ */
+#include "api_int.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const struct {
+    int http;
+    const char *code;
+} kinds[E_KIND_LAST] = {
+    [E_INVALID] = {400, "invalid_request"},     [E_PRECOND] = {400, "failed_precondition"},
+    [E_UNAUTH] = {401, "unauthenticated"},      [E_DENIED] = {403, "permission_denied"},
+    [E_NOT_FOUND] = {404, "not_found"},         [E_TOO_LARGE] = {413, "invalid_request"},
+    [E_EXHAUSTED] = {429, "resource_exhausted"}, [E_INTERNAL] = {500, "internal"},
+    [E_UNAVAILABLE] = {503, "unavailable"},
+};
+
+int cst_api_ekind_http(ekind k) { return kinds[k].http; }
+const char *cst_api_ekind_code(ekind k) { return kinds[k].code; }
+
+ekind cst_api_status_kind(cst_status st) {
+    switch (st) {
+    case CST_ERR_INVALID_ARG:
+    case CST_ERR_BAD_FORMAT:
+    case CST_ERR_UNSUPPORTED:
+    case CST_ERR_CTX_FULL: return E_INVALID;
+    case CST_ERR_NOT_FOUND: return E_NOT_FOUND;
+    case CST_ERR_CONFLICT: return E_PRECOND;
+    case CST_ERR_BUSY: return E_EXHAUSTED;
+    case CST_ERR_CANCELLED: return E_UNAVAILABLE;
+    default: return E_INTERNAL;
+    }
+}
+
+void cst_api_common_headers(struct MHD_Response *r) {
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "x-goog-upload-url, x-goog-upload-status");
+}
+
+enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j) {
+    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!txt) txt = strdup("{}");
+    if (!txt) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(txt);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    cst_api_common_headers(r);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cst_metrics_error(k);
+    json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", kinds[k].code, "message", msg);
+    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!txt) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(txt);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    if (k == E_EXHAUSTED || k == E_UNAVAILABLE) MHD_add_response_header(r, "Retry-After", "1");
+    cst_api_common_headers(r);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)kinds[k].http, r);
+    MHD_destroy_response(r);
+    return ret;
+}

@@ -1,0 +1,426 @@
+/* routes.c: the interaction endpoints (§3-6): create (JSON, SSE, background),
+ * get (JSON or SSE replay with last_event_id), delete and cancel, plus the
+ * SSE writer: an MHD content-reader callback that blocks on the run's event
+ * log (thread-per-connection), writes one event per call (flushed at once),
+ * sends keep-alive comments while nothing happens, ends with [DONE], and
+ * cancels a non-background run when the client goes away.
+ */
+#define _GNU_SOURCE 1 /* POLLRDHUP */
+#include "api_int.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define KEEPALIVE_S 10.0
+
+bool cst_api_client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
+    if (p.revents & POLLIN) {
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0) return true;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
+    }
+    return false;
+}
+
+smodel *cst_api_find_model(cst_server *s, const char *name) {
+    if (!strncmp(name, "models/", 7)) name += 7;
+    for (size_t i = 0; i < s->n_aliases; i++)
+        if (!strcmp(s->aliases[i].name, name)) return &s->models[s->aliases[i].model];
+    for (size_t i = 0; i < s->n_models; i++)
+        if (!strcmp(s->models[i].stem, name)) return &s->models[i];
+    if (s->p.gemini_names && s->n_models && !strncmp(name, "gemini-", 7)) return &s->models[0];
+    return NULL;
+}
+
+/* ---- SSE writer -------------------------------------------------------- */
+
+typedef struct sse {
+    run *r;        /* live source (reference), or NULL */
+    char **frames; /* stored source: ready frames */
+    size_t n_frames;
+    size_t next;   /* next event index */
+    char *pend;
+    size_t pend_len, pend_off;
+    bool finished, done_queued;
+    bool cancel_on_close;
+    int fd;
+    double last_write;
+} sse;
+
+static char *frame(const char *type, const char *data) {
+    size_t n = strlen(type) + strlen(data) + 32;
+    char *f = malloc(n);
+    if (f) snprintf(f, n, "event: %s\ndata: %s\n\n", type, data);
+    return f;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    sse *w = cls;
+    for (;;) {
+        if (w->pend && w->pend_off < w->pend_len) {
+            size_t n = CST_MIN(max, w->pend_len - w->pend_off);
+            memcpy(buf, w->pend + w->pend_off, n);
+            w->pend_off += n;
+            w->last_write = cst_time_now();
+            return (ssize_t)n;
+        }
+        free(w->pend);
+        w->pend = NULL;
+        if (w->done_queued) {
+            w->finished = true;
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        char *f = NULL;
+        if (w->r) {
+            run *r = w->r;
+            pthread_mutex_lock(&r->mu);
+            if (w->next < r->n_ev) {
+                f = frame(r->ev_type[w->next], r->ev_data[w->next]);
+                w->next++;
+            } else if (r->done) {
+                w->done_queued = true;
+            } else {
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_nsec += 200 * 1000000L;
+                if (dl.tv_nsec >= 1000000000L) {
+                    dl.tv_sec++;
+                    dl.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&r->cv, &r->mu, &dl);
+                pthread_mutex_unlock(&r->mu);
+                if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (cst_time_now() - w->last_write >= KEEPALIVE_S) f = strdup(": keep-alive\n\n");
+                if (!f) continue;
+                goto have;
+            }
+            pthread_mutex_unlock(&r->mu);
+        } else {
+            if (w->next < w->n_frames) f = strdup(w->frames[w->next++]);
+            else w->done_queued = true;
+        }
+        if (w->done_queued && !f) f = strdup("event: done\ndata: [DONE]\n\n");
+    have:
+        if (!f) return MHD_CONTENT_READER_END_WITH_ERROR;
+        w->pend = f;
+        w->pend_len = strlen(f);
+        w->pend_off = 0;
+    }
+}
+
+static void sse_free(void *cls) {
+    sse *w = cls;
+    if (w->r) {
+        if (!w->finished && w->cancel_on_close) cst_run_cancel(w->r);
+        cst_run_unref(w->r);
+    }
+    for (size_t i = 0; i < w->n_frames; i++) free(w->frames[i]);
+    free(w->frames);
+    free(w->pend);
+    free(w);
+}
+
+static enum MHD_Result sse_respond(struct MHD_Connection *c, sse *w) {
+    w->last_write = cst_time_now();
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, w, sse_free);
+    if (!resp) {
+        sse_free(w);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    cst_api_common_headers(resp);
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---- create ------------------------------------------------------------ */
+
+static const char *query(struct MHD_Connection *c, const char *k) {
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
+}
+
+static bool query_bool(struct MHD_Connection *c, const char *k, bool *out, enum MHD_Result *ret) {
+    const char *v = query(c, k);
+    if (!v) return true;
+    if (!strcmp(v, "true") || !strcmp(v, "1")) *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !*v) *out = false;
+    else {
+        *ret = cst_api_error(c, E_INVALID, "%s: expected true or false, got '%s'", k, v);
+        return false;
+    }
+    return true;
+}
+
+enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner) {
+    char err[1024];
+    if (cs->too_large)
+        return cst_api_error(c, E_TOO_LARGE, "the request body is larger than the server limit of %zu bytes",
+                             s->p.max_body);
+    const char *rev = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Api-Revision");
+    if (rev && *rev && strcmp(rev, "2026-05-20") < 0)
+        return cst_api_error(c, E_INVALID,
+                             "Api-Revision %s (the legacy outputs schema) is not supported; use 2026-05-20 or later",
+                             rev);
+    json_error_t je;
+    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
+    if (!body)
+        return cst_api_error(c, E_INVALID, "malformed JSON in the request body: %s (line %d, column %d)", je.text,
+                             je.line, je.column);
+    create_req cr;
+    if (!cst_api_parse_create(body, &cr, err, sizeof err)) {
+        json_decref(body);
+        return cst_api_error(c, E_INVALID, "%s", err);
+    }
+    const char *alt = query(c, "alt");
+    if (alt && !strcmp(alt, "sse")) cr.stream = true;
+    enum MHD_Result ret;
+    json_t *history = NULL;
+    char *prompt = NULL;
+    cst_token *toks = NULL;
+    size_t n_toks = 0;
+    run *r = NULL;
+    smodel *sm = cst_api_find_model(s, cr.model);
+    if (!sm) {
+        ret = cst_api_error(c, E_NOT_FOUND, "model '%s' not found (GET /v1beta/models lists the served models)", cr.model);
+        goto out;
+    }
+    /* conversation: the stored chain, then the client-held context */
+    history = json_array();
+    if (cr.previous_id) {
+        run *pr = cst_run_find(s, owner, cr.previous_id);
+        if (pr) {
+            bool d = cst_run_wait(pr, 0);
+            cst_run_unref(pr);
+            if (!d) {
+                ret = cst_api_error(c, E_PRECOND, "previous interaction '%s' is still running", cr.previous_id);
+                goto out;
+            }
+        }
+        cst_irec prev;
+        cst_status st = cst_store_get(s->store, owner, cr.previous_id, &prev);
+        if (st == CST_ERR_NOT_FOUND) {
+            ret = cst_api_error(c, E_NOT_FOUND, "previous interaction '%s' not found", cr.previous_id);
+            goto out;
+        }
+        if (st) {
+            ret = cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+            goto out;
+        }
+        const char *parts[3] = {prev.history, prev.turn, prev.outputs};
+        for (int i = 0; i < 3; i++) {
+            json_t *a = parts[i] ? json_loads(parts[i], 0, NULL) : NULL;
+            if (json_is_array(a)) json_array_extend(history, a);
+            json_decref(a);
+        }
+        cst_irec_clear(&prev);
+    }
+    json_array_extend(history, cr.context);
+    json_t *lists[2] = {history, cr.turn};
+    const char *extra_stop = NULL;
+    prompt = cst_chat_render(sm, cr.system_instruction, lists, 2, &extra_stop);
+    if (!prompt) {
+        ret = cst_api_error(c, E_INTERNAL, "out of memory rendering the conversation");
+        goto out;
+    }
+    const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
+    if (cr.has_max && cr.max_output_tokens > n_ctx) {
+        ret = cst_api_error(c, E_INVALID, "generation_config.max_output_tokens: %lld exceeds the context of %d tokens",
+                            (long long)cr.max_output_tokens, n_ctx);
+        goto out;
+    }
+    if (cst_tokenize(cst_model_vocab(sm->m), prompt, strlen(prompt), true, true, &toks, &n_toks)) {
+        ret = cst_api_error(c, E_INVALID, "the input could not be tokenized");
+        goto out;
+    }
+    if (n_toks >= (size_t)n_ctx) {
+        ret = cst_api_error(c, E_INVALID,
+                            "the prompt is %zu tokens, but the model's context holds %d (at most %d prompt tokens); "
+                            "shorten the input",
+                            n_toks, n_ctx, n_ctx - 1);
+        goto out;
+    }
+    if (atomic_load(&s->draining)) {
+        ret = cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
+        goto out;
+    }
+    cst_status st = cst_run_start(s, sm, &cr, owner, toks, n_toks, extra_stop, history, body, &r, err, sizeof err);
+    if (st) {
+        ret = cst_api_error(c, cst_api_status_kind(st), "%s", err);
+        goto out;
+    }
+    if (cr.stream) {
+        sse *w = calloc(1, sizeof *w);
+        if (!w) {
+            cst_run_cancel(r);
+            ret = MHD_NO;
+            goto out;
+        }
+        w->r = r;
+        r = NULL; /* the writer owns the reference */
+        w->cancel_on_close = !cr.background;
+        w->fd = cs->fd;
+        ret = sse_respond(c, w);
+        goto out;
+    }
+    if (cr.background) {
+        ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+        goto out;
+    }
+    while (!cst_run_wait(r, 0.1)) {
+        if (cst_api_client_gone(cs->fd)) {
+            cst_run_cancel(r);
+            cst_run_wait(r, -1);
+            ret = MHD_NO;
+            goto out;
+        }
+    }
+    ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+out:
+    cst_run_unref(r);
+    free(toks);
+    free(prompt);
+    json_decref(history);
+    create_req_clear(&cr);
+    json_decref(body);
+    return ret;
+}
+
+/* ---- get / replay ------------------------------------------------------ */
+
+typedef struct {
+    sse *w;
+    bool oom;
+} load_ctx;
+
+static bool load_event(void *ud, int64_t seq, const char *data) {
+    load_ctx *lc = ud;
+    (void)seq;
+    json_t *j = json_loads(data, 0, NULL);
+    json_t *t = j ? json_object_get(j, "event_type") : NULL;
+    char *f = frame(json_is_string(t) ? json_string_value(t) : "message", data);
+    json_decref(j);
+    char **nf = realloc(lc->w->frames, (lc->w->n_frames + 1) * sizeof *nf);
+    if (!f || !nf) {
+        free(f);
+        if (nf) lc->w->frames = nf;
+        lc->oom = true;
+        return false;
+    }
+    lc->w->frames = nf;
+    lc->w->frames[lc->w->n_frames++] = f;
+    return true;
+}
+
+enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                              const char *id) {
+    enum MHD_Result ret;
+    bool stream = false, include_input = false;
+    if (!query_bool(c, "stream", &stream, &ret) || !query_bool(c, "include_input", &include_input, &ret)) return ret;
+    const char *lei = query(c, "last_event_id");
+    if (!lei) lei = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    long long after = 0;
+    if (lei && *lei) {
+        char *end;
+        errno = 0;
+        after = strtoll(lei, &end, 10);
+        if (*end || errno || after < 0) return cst_api_error(c, E_INVALID, "last_event_id: unknown event id '%s'", lei);
+    }
+    run *r = cst_run_find(s, owner, id);
+    if (r) {
+        if (!stream) {
+            ret = cst_api_json(c, 200, cst_run_json(r, true, include_input));
+            cst_run_unref(r);
+            return ret;
+        }
+        pthread_mutex_lock(&r->mu);
+        size_t n = r->n_ev;
+        pthread_mutex_unlock(&r->mu);
+        if ((size_t)after > n) {
+            cst_run_unref(r);
+            return cst_api_error(c, E_INVALID, "last_event_id: unknown event id '%s'", lei);
+        }
+        sse *w = calloc(1, sizeof *w);
+        if (!w) {
+            cst_run_unref(r);
+            return MHD_NO;
+        }
+        w->r = r;
+        w->next = (size_t)after;
+        w->cancel_on_close = false; /* a replaying reader never cancels */
+        w->fd = cs->fd;
+        return sse_respond(c, w);
+    }
+    cst_irec rec;
+    cst_status st = cst_store_get(s->store, owner, id, &rec);
+    if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
+    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (!stream) {
+        ret = cst_api_json(c, 200, cst_irec_json(&rec, include_input));
+        cst_irec_clear(&rec);
+        return ret;
+    }
+    cst_irec_clear(&rec);
+    sse *w = calloc(1, sizeof *w);
+    if (!w) return MHD_NO;
+    load_ctx lc = {.w = w};
+    st = cst_store_events(s->store, id, 0, load_event, &lc);
+    if (st || lc.oom) {
+        sse_free(w);
+        return cst_api_error(c, E_INTERNAL, "cannot read the event log");
+    }
+    if ((size_t)after > w->n_frames) {
+        sse_free(w);
+        return cst_api_error(c, E_INVALID, "last_event_id: unknown event id '%s'", lei);
+    }
+    w->next = (size_t)after;
+    w->fd = cs->fd;
+    return sse_respond(c, w);
+}
+
+/* ---- delete / cancel ---------------------------------------------------- */
+
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+    run *r = cst_run_find(s, owner, id);
+    if (r) { /* deleting a running interaction cancels it first */
+        cst_run_cancel(r);
+        cst_run_wait(r, -1);
+        cst_run_unref(r);
+    }
+    cst_status st = cst_store_del(s->store, owner, id);
+    if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
+    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    return cst_api_json(c, 200, json_object());
+}
+
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+    run *r = cst_run_find(s, owner, id);
+    if (r) {
+        if (!cst_run_wait(r, 0)) {
+            cst_run_cancel(r);
+            cst_run_wait(r, -1);
+            enum MHD_Result ret = cst_api_json(c, 200, cst_run_json(r, true, false));
+            cst_run_unref(r);
+            return ret;
+        }
+        cst_run_unref(r);
+    }
+    cst_irec rec;
+    cst_status st = cst_store_get(s->store, owner, id, &rec);
+    if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
+    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    enum MHD_Result ret =
+        cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, rec.status);
+    cst_irec_clear(&rec);
+    return ret;
+}

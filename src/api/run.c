@@ -1,0 +1,462 @@
+/* run.c: one in-flight interaction. cst_run_start tokenizes nothing (the
+ * route did), submits to the model's scheduler and starts a pump thread that
+ * turns scheduler events into the interaction's SSE event log (§4.5), keeps
+ * the output text, and at the end persists record + event log to the store.
+ * Readers (the create handler, SSE writers, get/cancel) follow the log under
+ * the run's mutex. Also the Interaction JSON builders (§3).
+ */
+#include "api_int.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+void cst_api_new_id(char out[48]) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[18];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        /* fall back to time and address entropy (should not happen on Linux) */
+        uint64_t x = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)out ^ (uint64_t)(cst_time_now() * 1e9);
+        for (size_t i = 0; i < sizeof rnd; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            rnd[i] = (uint8_t)x;
+        }
+    }
+    strcpy(out, "v1_");
+    for (int i = 0; i < 24; i++) {
+        int bit = i * 6;
+        int v = ((rnd[bit / 8] << 8 | (bit / 8 + 1 < 18 ? rnd[bit / 8 + 1] : 0)) >> (10 - bit % 8)) & 63;
+        out[3 + i] = b64[v];
+    }
+    out[27] = 0;
+}
+
+void cst_api_time_str(int64_t t, char out[32]) {
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *time_json(int64_t t) {
+    char s[32];
+    cst_api_time_str(t, s);
+    return json_string(s);
+}
+
+static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen) {
+    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:[{s:s,s:i}]}", "total_input_tokens", n_prompt,
+                     "total_cached_tokens", n_cached, "total_output_tokens", n_gen, "total_thought_tokens", 0,
+                     "total_tool_use_tokens", 0, "total_tokens", n_prompt + n_gen, "input_tokens_by_modality",
+                     "modality", "text", "tokens", n_prompt);
+}
+
+
+/* ---- events ---------------------------------------------------------------- */
+
+/* Append an event (j gets event_type/event_id first; steals j). r->mu held. */
+static void emit_locked(run *r, const char *type, json_t *body) {
+    json_t *j = json_object();
+    json_object_set_new(j, "event_type", json_string(type));
+    char idb[24];
+    snprintf(idb, sizeof idb, "%zu", r->n_ev + 1);
+    json_object_set_new(j, "event_id", json_string(idb));
+    if (body) json_object_update(j, body);
+    json_decref(body);
+    char *txt = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char *ty = strdup(type);
+    if (!txt || !ty) {
+        free(txt);
+        free(ty);
+        return;
+    }
+    if (r->n_ev == r->cap_ev) {
+        size_t nc = r->cap_ev ? r->cap_ev * 2 : 64;
+        char **nd = realloc(r->ev_data, nc * sizeof *nd);
+        if (nd) r->ev_data = nd;
+        char **nt = realloc(r->ev_type, nc * sizeof *nt);
+        if (nt) r->ev_type = nt;
+        if (!nd || !nt) {
+            free(txt);
+            free(ty);
+            return;
+        }
+        r->cap_ev = nc;
+    }
+    r->ev_data[r->n_ev] = txt;
+    r->ev_type[r->n_ev] = ty;
+    r->n_ev++;
+    pthread_cond_broadcast(&r->cv);
+}
+
+static json_t *interaction_head(run *r, bool terminal) {
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:o}", "id", r->id, "status", r->status, "object", "interaction", "model",
+                          r->model, "created", time_json(r->created));
+    if (terminal) {
+        json_object_set_new(j, "updated", time_json(r->updated));
+        json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen));
+        json_object_set_new(j, "service_tier", json_string("standard"));
+    }
+    return j;
+}
+
+/* ---- JSON of an interaction ------------------------------------------- */
+
+static void add_echo(json_t *j, const char *request_echo) {
+    if (!request_echo) return;
+    json_t *e = json_loads(request_echo, 0, NULL);
+    if (json_is_object(e)) json_object_update(j, e);
+    json_decref(e);
+}
+
+static json_t *output_steps(const char *text, size_t len) {
+    return json_pack("[{s:s,s:[{s:s,s:s%}]}]", "type", "model_output", "content", "type", "text", "text", text ? text : "",
+                     text ? len : (size_t)0);
+}
+
+json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
+    pthread_mutex_lock(&r->mu);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:s}", "id", r->id, "object", "interaction", "model", r->model,
+                          "status", r->status, "created", time_json(r->created), "updated",
+                          time_json(r->updated ? r->updated : r->created), "service_tier", "standard");
+    if (r->previous_id) json_object_set_new(j, "previous_interaction_id", json_string(r->previous_id));
+    add_echo(j, r->request_echo);
+    json_t *steps = with_turn && r->turn_json ? json_loads(r->turn_json, 0, NULL) : json_array();
+    if (!steps) steps = json_array();
+    if (r->step_started || r->done) {
+        json_t *outs = output_steps(r->text, r->text_len);
+        json_array_extend(steps, outs);
+        json_decref(outs);
+    }
+    json_object_set_new(j, "steps", steps);
+    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen));
+    if (r->done && !strcmp(r->status, "failed"))
+        json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", "internal", "message",
+                                                   r->error_msg ? r->error_msg : "generation failed"));
+    if (include_input && r->input_json) {
+        json_t *in = json_loads(r->input_json, JSON_DECODE_ANY, NULL);
+        if (in) json_object_set_new(j, "input", in);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return j;
+}
+
+json_t *cst_irec_json(const cst_irec *rec, bool include_input) {
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:s}", "id", rec->id, "object", "interaction", "model",
+                          rec->model ? rec->model : "", "status", rec->status, "created", time_json(rec->created),
+                          "updated", time_json(rec->updated), "service_tier", "standard");
+    if (rec->previous_id) json_object_set_new(j, "previous_interaction_id", json_string(rec->previous_id));
+    add_echo(j, rec->request);
+    json_t *steps = rec->turn ? json_loads(rec->turn, 0, NULL) : NULL;
+    if (!json_is_array(steps)) {
+        json_decref(steps);
+        steps = json_array();
+    }
+    json_t *outs = rec->outputs ? json_loads(rec->outputs, 0, NULL) : NULL;
+    if (json_is_array(outs)) json_array_extend(steps, outs);
+    json_decref(outs);
+    json_object_set_new(j, "steps", steps);
+    if (rec->usage) {
+        json_t *u = json_loads(rec->usage, 0, NULL);
+        if (u) json_object_set_new(j, "usage", u);
+    }
+    if (rec->errors) {
+        json_t *e = json_loads(rec->errors, 0, NULL);
+        if (e) json_object_set_new(j, "errors", e);
+    }
+    if (include_input && rec->input) {
+        json_t *in = json_loads(rec->input, JSON_DECODE_ANY, NULL);
+        if (in) json_object_set_new(j, "input", in);
+    }
+    return j;
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static void run_free(run *r) {
+    for (size_t i = 0; i < r->n_ev; i++) {
+        free(r->ev_data[i]);
+        free(r->ev_type[i]);
+    }
+    free(r->ev_data);
+    free(r->ev_type);
+    free(r->text);
+    free(r->model);
+    free(r->previous_id);
+    free(r->request_echo);
+    free(r->input_json);
+    free(r->history_json);
+    free(r->turn_json);
+    free(r->error_msg);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+void cst_run_unref(run *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left == 0) run_free(r);
+}
+
+void cst_run_cancel(run *r) {
+    pthread_mutex_lock(&r->mu);
+    atomic_store(&r->cancel_requested, true);
+    if (r->req) cst_sched_req_cancel(r->req);
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool cst_run_wait(run *r, double timeout_s) {
+    pthread_mutex_lock(&r->mu);
+    if (!r->done && timeout_s != 0) {
+        if (timeout_s < 0) {
+            while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+        } else {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            double s = (double)dl.tv_sec + dl.tv_nsec * 1e-9 + timeout_s;
+            dl.tv_sec = (time_t)s;
+            dl.tv_nsec = (long)((s - (double)dl.tv_sec) * 1e9);
+            while (!r->done && pthread_cond_timedwait(&r->cv, &r->mu, &dl) == 0) {
+            }
+        }
+    }
+    bool d = r->done;
+    pthread_mutex_unlock(&r->mu);
+    return d;
+}
+
+run *cst_run_find(cst_server *s, const char *owner, const char *id) {
+    pthread_mutex_lock(&s->runs_mu);
+    run *found = NULL;
+    for (run *r = s->runs; r; r = r->next)
+        if (r->store && !strcmp(r->id, id) && !strcmp(r->owner, owner)) {
+            found = r;
+            pthread_mutex_lock(&r->mu);
+            r->refs++;
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+    pthread_mutex_unlock(&s->runs_mu);
+    return found;
+}
+
+void cst_runs_cancel_all(cst_server *s) {
+    pthread_mutex_lock(&s->runs_mu);
+    for (run *r = s->runs; r; r = r->next) cst_run_cancel(r);
+    pthread_mutex_unlock(&s->runs_mu);
+}
+
+static void unlink_run(cst_server *s, run *r) {
+    pthread_mutex_lock(&s->runs_mu);
+    for (run **pp = &s->runs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    s->n_runs--;
+    pthread_cond_broadcast(&s->runs_cv);
+    pthread_mutex_unlock(&s->runs_mu);
+}
+
+/* ---- persistence ------------------------------------------------------------ */
+
+static void persist(run *r) {
+    cst_server *s = r->srv;
+    json_t *outs = output_steps(r->text, r->text_len);
+    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen);
+    json_t *errs = !strcmp(r->status, "failed")
+                       ? json_pack("[{s:s,s:s}]", "code", "internal", "message",
+                                   r->error_msg ? r->error_msg : "generation failed")
+                       : NULL;
+    char *outs_s = json_dumps(outs, JSON_COMPACT), *usage_s = json_dumps(usage, JSON_COMPACT);
+    char *errs_s = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+    cst_irec rec = {.id = r->id, .owner = r->owner, .model = r->model, .status = (char *)r->status,
+                    .created = r->created, .updated = r->updated, .previous_id = r->previous_id,
+                    .request = r->request_echo, .input = r->input_json, .history = r->history_json,
+                    .turn = r->turn_json, .outputs = outs_s, .usage = usage_s, .errors = errs_s};
+    if (cst_store_put(s->store, &rec) == CST_OK)
+        cst_store_put_events(s->store, r->id, 1, (const char *const *)r->ev_data, r->n_ev);
+    free(outs_s);
+    free(usage_s);
+    free(errs_s);
+    json_decref(outs);
+    json_decref(usage);
+    json_decref(errs);
+}
+
+/* ---- pump ------------------------------------------------------------------ */
+
+static void text_append(run *r, const char *t, size_t n) {
+    if (r->text_len + n + 1 > r->text_cap) {
+        size_t nc = (r->text_cap ? r->text_cap * 2 : 256) + n;
+        char *np = realloc(r->text, nc);
+        if (!np) return;
+        r->text = np;
+        r->text_cap = nc;
+    }
+    memcpy(r->text + r->text_len, t, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+}
+
+static void *pump(void *arg) {
+    run *r = arg;
+    cst_server *s = r->srv;
+    for (;;) {
+        cst_sched_event ev;
+        if (!cst_sched_req_next(r->req, &ev, 1.0)) continue;
+        pthread_mutex_lock(&r->mu);
+        if (ev.type == CST_SCHED_EV_START) {
+            r->n_prompt = ev.n_prompt;
+            r->n_cached = ev.n_cached;
+        } else if (ev.type == CST_SCHED_EV_TEXT) {
+            double now = cst_time_now();
+            if (r->t_last_token > 0) cst_metrics_token_latency(now - r->t_last_token);
+            else cst_metrics_ttft(now - r->t_submit);
+            r->t_last_token = now;
+            if (!r->step_started) {
+                r->step_started = true;
+                emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "model_output"));
+            }
+            text_append(r, ev.text, ev.len);
+            emit_locked(r, "step.delta",
+                        json_pack("{s:i,s:{s:s,s:s%}}", "index", 0, "delta", "type", "text", "text", ev.text, ev.len));
+            free(ev.text);
+        } else {
+            r->n_prompt = ev.n_prompt;
+            r->n_cached = ev.n_cached;
+            r->n_gen = ev.n_gen;
+            if (ev.status != CST_OK) {
+                r->status = "failed";
+                r->error_msg = ev.text ? strdup(ev.text) : strdup("generation failed");
+            } else if (ev.finish == CST_FINISH_CANCELLED || atomic_load(&r->cancel_requested)) {
+                r->status = "cancelled";
+            } else if (ev.finish == CST_FINISH_LENGTH) {
+                r->status = "incomplete";
+            } else {
+                r->status = "completed";
+            }
+            free(ev.text);
+            if (!r->step_started) {
+                r->step_started = true;
+                emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "model_output"));
+            }
+            emit_locked(r, "step.stop", json_pack("{s:i}", "index", 0));
+            if (!strcmp(r->status, "failed"))
+                emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code", "internal", "message",
+                                                  r->error_msg ? r->error_msg : "generation failed"));
+            r->updated = (int64_t)time(NULL);
+            emit_locked(r, "interaction.completed", json_pack("{s:o}", "interaction", interaction_head(r, true)));
+            cst_sched_req_release(r->req);
+            r->req = NULL;
+            pthread_mutex_unlock(&r->mu);
+            cst_metrics_tokens(r->n_prompt, r->n_cached, r->n_gen, r->n_cached > 0);
+            if (r->store) persist(r);
+            pthread_mutex_lock(&r->mu);
+            r->done = true;
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    unlink_run(s, r);
+    cst_run_unref(r);
+    return NULL;
+}
+
+static char *dump_or_null(json_t *j) { return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL; }
+
+cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const cst_token *toks,
+                         size_t n_toks, const char *extra_stop, json_t *history, json_t *body, run **out, char *err,
+                         size_t errlen) {
+    *out = NULL;
+    cst_req_params rp = {.prompt = toks, .n_prompt = n_toks};
+    rp.sampling = cst_sampler_default_params();
+    rp.sampling.temperature = cr->has_temperature ? (float)cr->temperature : 1.0f;
+    rp.sampling.top_p = cr->has_top_p ? (float)cr->top_p : 0.95f;
+    rp.sampling.top_k = 40;
+    rp.sampling.min_p = 0.0f;
+    if (cr->has_seed) {
+        uint64_t sd = (uint64_t)cr->seed;
+        rp.sampling.seed = sd == CST_SAMPLER_SEED_RANDOM ? sd - 1 : sd;
+    } else {
+        rp.sampling.seed = CST_SAMPLER_SEED_RANDOM;
+    }
+    rp.max_tokens = cr->has_max ? (int32_t)CST_MIN(cr->max_output_tokens, (int64_t)INT32_MAX) : 0;
+    const char *stops[MAX_STOPS + 1];
+    size_t ns = 0;
+    for (size_t i = 0; i < cr->n_stops; i++) stops[ns++] = cr->stops[i];
+    if (extra_stop) stops[ns++] = extra_stop;
+    rp.stops = stops;
+    rp.n_stops = ns;
+
+    run *r = calloc(1, sizeof *r);
+    if (!r) return CST_ERR_NOMEM;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->srv = s;
+    r->refs = 2; /* caller + pump */
+    cst_api_new_id(r->id);
+    snprintf(r->owner, sizeof r->owner, "%s", owner);
+    r->model = strdup(cr->model);
+    r->store = cr->store;
+    r->background = cr->background;
+    r->created = (int64_t)time(NULL);
+    r->status = "in_progress";
+    r->previous_id = cr->previous_id ? strdup(cr->previous_id) : NULL;
+    json_t *echo = json_object();
+    if (cr->system_instruction) json_object_set_new(echo, "system_instruction", json_string(cr->system_instruction));
+    if (cr->generation_config) json_object_set(echo, "generation_config", cr->generation_config);
+    if (cr->labels) json_object_set(echo, "labels", cr->labels);
+    r->request_echo = dump_or_null(echo);
+    json_decref(echo);
+    r->input_json = dump_or_null(json_object_get(body, "input"));
+    r->history_json = dump_or_null(history);
+    r->turn_json = dump_or_null(cr->turn);
+    r->t_submit = cst_time_now();
+    if (!r->model || !r->request_echo || !r->turn_json) {
+        run_free(r);
+        return CST_ERR_NOMEM;
+    }
+
+    pthread_mutex_lock(&s->runs_mu);
+    cst_status st = cst_sched_submit(sm->sched, &rp, &r->req, err, errlen);
+    if (st) {
+        pthread_mutex_unlock(&s->runs_mu);
+        run_free(r);
+        return st;
+    }
+    r->next = s->runs;
+    s->runs = r;
+    s->n_runs++;
+    pthread_mutex_unlock(&s->runs_mu);
+
+    pthread_mutex_lock(&r->mu);
+    emit_locked(r, "interaction.created", json_pack("{s:o}", "interaction", interaction_head(r, false)));
+    emit_locked(r, "interaction.status_update",
+                json_pack("{s:s,s:s}", "interaction_id", r->id, "status", "in_progress"));
+    pthread_mutex_unlock(&r->mu);
+
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &at, pump, r) != 0) {
+        pthread_attr_destroy(&at);
+        cst_run_cancel(r);
+        /* no pump: drain the request here so the run ends consistently */
+        pump(r);
+        *out = r;
+        return CST_OK;
+    }
+    pthread_attr_destroy(&at);
+    *out = r;
+    return CST_OK;
+}

@@ -1,0 +1,458 @@
+/* server.c: castor serve's HTTP side: model loading (file stem, aliases,
+ * gemini-* names), the libmicrohttpd daemon (thread per connection, so
+ * handlers and SSE writers may block), body accumulation with the size
+ * limit, routing of /{v1,v1beta,v1alpha}/..., /health, /metrics, CORS
+ * preflight, and the drain on shutdown.
+ */
+#include "api_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+cst_server_params cst_server_default_params(void) {
+    cst_server_params p;
+    memset(&p, 0, sizeof p);
+    p.host = "127.0.0.1";
+    p.port = 8080;
+    p.gemini_names = true;
+    p.data_dir = "data";
+    p.n_slots = 4;
+    p.max_queue = 64;
+    p.max_body = 100u << 20;
+    return p;
+}
+
+int cst_server_port(const cst_server *s) { return s->port; }
+
+static bool is_loopback(const char *h) {
+    return !strcmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1") || !strcmp(h, "[::1]");
+}
+
+static char *file_stem(const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    char *s = strdup(b);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    if (n > 5 && !strcmp(s + n - 5, ".gguf")) s[n - 5] = 0;
+    return s;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static const char *version_of(const char *path, const char **rest) {
+    static const char *vs[] = {"/v1beta/", "/v1alpha/", "/v1/"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(vs[i]);
+        if (!strncmp(path, vs[i], n)) {
+            *rest = path + n;
+            return vs[i];
+        }
+    }
+    return NULL;
+}
+
+static enum MHD_Result models_list(cst_server *s, struct MHD_Connection *c) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < s->n_models; i++) {
+        smodel *sm = &s->models[i];
+        json_t *al = json_array();
+        for (size_t k = 0; k < s->n_aliases; k++)
+            if (s->aliases[k].model == (int)i) json_array_append_new(al, json_string(s->aliases[k].name));
+        char name[512];
+        snprintf(name, sizeof name, "models/%s", sm->stem);
+        json_t *m = json_pack("{s:s,s:s,s:s,s:i,s:i,s:[s],s:o,s:b}", "name", name, "displayName", cst_model_name(sm->m),
+                              "description", cst_model_desc(sm->m), "inputTokenLimit",
+                              cst_sched_n_ctx(sm->sched), "outputTokenLimit", cst_sched_n_ctx(sm->sched),
+                              "supportedGenerationMethods", "interactions", "aliases", al, "default", i == 0);
+        json_array_append_new(arr, m);
+    }
+    return cst_api_json(c, 200, json_pack("{s:o}", "models", arr));
+}
+
+static enum MHD_Result models_get(cst_server *s, struct MHD_Connection *c, const char *name) {
+    smodel *sm = cst_api_find_model(s, name);
+    if (!sm) return cst_api_error(c, E_NOT_FOUND, "model '%s' not found", name);
+    char full[512];
+    snprintf(full, sizeof full, "models/%s", sm->stem);
+    return cst_api_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i}", "name", full, "displayName", cst_model_name(sm->m),
+                                          "description", cst_model_desc(sm->m), "inputTokenLimit",
+                                          cst_sched_n_ctx(sm->sched), "outputTokenLimit", cst_sched_n_ctx(sm->sched)));
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, int status, const char *ctype, char *txt) {
+    if (!txt) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(txt);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    cst_api_common_headers(r);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result preflight(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    cst_api_common_headers(r);
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            "content-type, x-goog-api-key, x-goog-api-client, x-goog-upload-protocol, "
+                            "x-goog-upload-command, x-goog-upload-offset, x-goog-upload-header-content-length, "
+                            "x-goog-upload-header-content-type, x-goog-upload-file-name, x-server-timeout, "
+                            "api-revision, authorization, last-event-id");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+    enum MHD_Result ret = MHD_queue_response(c, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *cs, const char *url,
+                                const char *method, route_id *rid) {
+    *rid = R_OTHER;
+    enum MHD_Result ret;
+    const char *path = url;
+    size_t pl = strlen(s->prefix);
+    if (pl && !strncmp(path, s->prefix, pl) && (path[pl] == '/' || !path[pl])) path += pl;
+    if (!strcmp(method, "OPTIONS")) return preflight(c);
+    if (!strcmp(path, "/health") || !strcmp(path, "/healthz")) {
+        *rid = R_HEALTH;
+        if (atomic_load(&s->draining))
+            return cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
+        return cst_api_json(c, 200, json_pack("{s:s,s:i}", "status", "ok", "models", (int)s->n_models));
+    }
+    if (!strcmp(path, "/metrics")) {
+        *rid = R_METRICS;
+        return reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", cst_metrics_render(s));
+    }
+    const char *rest = NULL;
+    if (!version_of(path, &rest))
+        return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+    char owner[65];
+    if (!strcmp(rest, "models") || !strncmp(rest, "models/", 7)) {
+        *rid = R_MODELS;
+        if (!cst_api_auth(s, c, owner, &ret)) return ret;
+        if (strcmp(method, "GET")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+        if (!strcmp(rest, "models")) return models_list(s, c);
+        return models_get(s, c, rest + 7);
+    }
+    if (!strcmp(rest, "interactions")) {
+        *rid = R_CREATE;
+        if (strcmp(method, "POST")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+        if (!cst_api_auth(s, c, owner, &ret)) return ret;
+        if (atomic_load(&s->draining)) return cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
+        return cst_route_create(s, c, cs, owner);
+    }
+    if (!strncmp(rest, "interactions/", 13)) {
+        char id[128];
+        const char *p = rest + 13;
+        size_t n = strcspn(p, "/:");
+        if (n == 0 || n >= sizeof id) return cst_api_error(c, E_NOT_FOUND, "interaction not found");
+        memcpy(id, p, n);
+        id[n] = 0;
+        const char *tail = p + n;
+        if (!strcmp(tail, "/cancel") || !strcmp(tail, ":cancel")) {
+            *rid = R_CANCEL;
+            if (strcmp(method, "POST")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+            if (!cst_api_auth(s, c, owner, &ret)) return ret;
+            return cst_route_cancel(s, c, owner, id);
+        }
+        if (*tail) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+        if (!strcmp(method, "GET")) {
+            *rid = R_GET;
+            if (!cst_api_auth(s, c, owner, &ret)) return ret;
+            return cst_route_get(s, c, cs, owner, id);
+        }
+        if (!strcmp(method, "DELETE")) {
+            *rid = R_DELETE;
+            if (!cst_api_auth(s, c, owner, &ret)) return ret;
+            return cst_route_delete(s, c, owner, id);
+        }
+        return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+    }
+    return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
+}
+
+/* Status of the response queued on c, for metrics. */
+static int queued_status(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    return ci ? (int)ci->http_status : 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
+    (void)version;
+    cst_server *s = cls;
+    conn *cs = *con_cls;
+    if (!cs) {
+        cs = calloc(1, sizeof *cs);
+        if (!cs) return MHD_NO;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cs->fd = ci ? ci->connect_fd : -1;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (cs->too_large || cs->len + n > s->p.max_body) {
+            cs->too_large = true;
+            free(cs->body);
+            cs->body = NULL;
+            cs->len = cs->cap = 0;
+            return MHD_YES;
+        }
+        if (cs->len + n + 1 > cs->cap) {
+            size_t nc = CST_MAX(cs->cap * 2, cs->len + n + 1);
+            char *nb = realloc(cs->body, nc);
+            if (!nb) return MHD_NO;
+            cs->body = nb;
+            cs->cap = nc;
+        }
+        memcpy(cs->body + cs->len, upload_data, n);
+        cs->len += n;
+        cs->body[cs->len] = 0;
+        return MHD_YES;
+    }
+    atomic_fetch_add(&s->n_handlers, 1);
+    route_id rid;
+    enum MHD_Result ret = dispatch(s, c, cs, url, method, &rid);
+    int st = queued_status(c);
+    cst_metrics_request(rid, st ? st : 200);
+    cst_debug("%s %s -> %d", method, url, st);
+    atomic_fetch_sub(&s->n_handlers, 1);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)c;
+    (void)toe;
+    conn *cs = *con_cls;
+    if (cs) {
+        free(cs->body);
+        free(cs);
+        *con_cls = NULL;
+    }
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+static cst_status load_models(cst_server *s, char *err, size_t errlen) {
+    s->models = calloc(s->p.n_models, sizeof *s->models);
+    if (!s->models) return CST_ERR_NOMEM;
+    for (size_t i = 0; i < s->p.n_models; i++) {
+        smodel *sm = &s->models[i];
+        sm->path = strdup(s->p.models[i]);
+        sm->stem = file_stem(s->p.models[i]);
+        if (!sm->path || !sm->stem) return CST_ERR_NOMEM;
+        s->n_models = i + 1;
+        cst_status st = cst_model_load(sm->path, NULL, &sm->m, err, errlen);
+        if (st) return st;
+        sm->chat_format = cst_chat_format_of(sm->m);
+        cst_sched_params sp = cst_sched_default_params();
+        if (s->p.n_ctx > 0) sp.n_ctx = s->p.n_ctx;
+        if (s->p.n_slots > 0) sp.n_slots = s->p.n_slots;
+        if (s->p.max_queue > 0) sp.max_queue = s->p.max_queue;
+        sp.n_threads = s->p.n_threads;
+        st = cst_sched_new(sm->m, &sp, &sm->sched, err, errlen);
+        if (st) return st;
+        cst_info("model %s: %s, %d positions x %d slots, %s chat format", sm->stem, cst_model_desc(sm->m),
+                 cst_sched_n_ctx(sm->sched), sp.n_slots, sm->chat_format == CHAT_CHATML ? "ChatML" : "plain");
+    }
+    s->aliases = calloc(s->p.n_aliases ? s->p.n_aliases : 1, sizeof *s->aliases);
+    if (!s->aliases) return CST_ERR_NOMEM;
+    for (size_t i = 0; i < s->p.n_aliases; i++) {
+        const char *a = s->p.aliases[i];
+        const char *eq = strchr(a, '=');
+        if (!eq || eq == a || !eq[1]) {
+            cst_errf(err, errlen, "--alias %s: expected NAME=MODEL", a);
+            return CST_ERR_INVALID_ARG;
+        }
+        int found = -1;
+        char *stem = file_stem(eq + 1);
+        for (size_t k = 0; k < s->n_models && stem; k++)
+            if (!strcmp(s->models[k].path, eq + 1) || !strcmp(s->models[k].stem, stem)) found = (int)k;
+        free(stem);
+        if (found < 0) {
+            cst_errf(err, errlen, "--alias %s: no model %s is served (give it with -m)", a, eq + 1);
+            return CST_ERR_INVALID_ARG;
+        }
+        s->aliases[i].name = strndup(a, (size_t)(eq - a));
+        s->aliases[i].model = found;
+        s->n_aliases = i + 1;
+        if (!s->aliases[i].name) return CST_ERR_NOMEM;
+    }
+    return CST_OK;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char b[512];
+    vsnprintf(b, sizeof b, fmt, ap);
+    size_t n = strlen(b);
+    while (n && b[n - 1] == '\n') b[--n] = 0;
+    cst_debug("mhd: %s", b);
+}
+
+cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char *err, size_t errlen) {
+    *out = NULL;
+    cst_server *s = calloc(1, sizeof *s);
+    if (!s) return CST_ERR_NOMEM;
+    s->p = *pp;
+    s->t_start = cst_time_now();
+    pthread_mutex_init(&s->runs_mu, NULL);
+    pthread_cond_init(&s->runs_cv, NULL);
+    snprintf(s->host, sizeof s->host, "%s", pp->host ? pp->host : "127.0.0.1");
+    snprintf(s->prefix, sizeof s->prefix, "%s", pp->prefix ? pp->prefix : "");
+    size_t pl = strlen(s->prefix);
+    while (pl && s->prefix[pl - 1] == '/') s->prefix[--pl] = 0;
+    if (s->p.max_body == 0) s->p.max_body = 100u << 20;
+    cst_status st = CST_OK;
+    if (pp->n_models == 0) {
+        cst_errf(err, errlen, "no model given (-m MODEL)");
+        st = CST_ERR_INVALID_ARG;
+        goto fail;
+    }
+    if (pp->no_auth) {
+        if (!is_loopback(s->host)) {
+            cst_errf(err, errlen, "--no-auth is only allowed on a loopback address (not %s)", s->host);
+            st = CST_ERR_INVALID_ARG;
+            goto fail;
+        }
+    } else {
+        if (!pp->api_keys_file) {
+            cst_errf(err, errlen, "give --api-keys FILE (or --no-auth on a loopback address)");
+            st = CST_ERR_INVALID_ARG;
+            goto fail;
+        }
+        st = cst_api_load_keys(s, pp->api_keys_file, err, errlen);
+        if (st) goto fail;
+    }
+    char dbpath[4096];
+    const char *url = pp->store_url;
+    if (!url) {
+        const char *dd = pp->data_dir ? pp->data_dir : "data";
+        if (mkdir(dd, 0700) != 0 && errno != EEXIST) {
+            cst_errf(err, errlen, "cannot create the data directory %s: %s", dd, strerror(errno));
+            st = CST_ERR_IO;
+            goto fail;
+        }
+        snprintf(dbpath, sizeof dbpath, "%s/castor.db", dd);
+        url = dbpath;
+    }
+    st = cst_store_open(url, &s->store, err, errlen);
+    if (st) goto fail;
+    st = load_models(s, err, errlen);
+    if (st) goto fail;
+
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *sa;
+    bool v6 = strchr(s->host, ':') != NULL;
+    char hb[256];
+    snprintf(hb, sizeof hb, "%s", s->host);
+    if (hb[0] == '[') {
+        memmove(hb, hb + 1, strlen(hb));
+        char *e = strchr(hb, ']');
+        if (e) *e = 0;
+    }
+    if (!strcmp(hb, "localhost")) snprintf(hb, sizeof hb, "127.0.0.1");
+    if (v6) {
+        memset(&a6, 0, sizeof a6);
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)pp->port);
+        if (inet_pton(AF_INET6, hb, &a6.sin6_addr) != 1) goto badhost;
+        sa = (struct sockaddr *)&a6;
+    } else {
+        memset(&a4, 0, sizeof a4);
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)pp->port);
+        if (inet_pton(AF_INET, hb, &a4.sin_addr) != 1) goto badhost;
+        sa = (struct sockaddr *)&a4;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)900, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                              MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
+                              NULL, MHD_OPTION_END);
+    if (!s->mhd) {
+        cst_errf(err, errlen, "cannot listen on %s:%d (address in use?)", s->host, pp->port);
+        st = CST_ERR_IO;
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : pp->port;
+    *out = s;
+    return CST_OK;
+badhost:
+    cst_errf(err, errlen, "--host %s: not an IP address", s->host);
+    st = CST_ERR_INVALID_ARG;
+fail:
+    cst_server_free(s);
+    return st;
+}
+
+void cst_server_drain(cst_server *s, double timeout_s) {
+    if (!s || !s->mhd) return;
+    atomic_store(&s->draining, true);
+    MHD_socket ls = MHD_quiesce_daemon(s->mhd);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    double t0 = cst_time_now();
+    pthread_mutex_lock(&s->runs_mu);
+    while (s->n_runs > 0 && cst_time_now() - t0 < timeout_s) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += 100 * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->runs_cv, &s->runs_mu, &dl);
+    }
+    pthread_mutex_unlock(&s->runs_mu);
+    if (s->n_runs > 0) cst_info("drain: cancelling %d running interactions", s->n_runs);
+    cst_runs_cancel_all(s);
+    pthread_mutex_lock(&s->runs_mu);
+    while (s->n_runs > 0) pthread_cond_wait(&s->runs_cv, &s->runs_mu);
+    pthread_mutex_unlock(&s->runs_mu);
+    /* let SSE writers send their last events */
+    double t1 = cst_time_now();
+    while (atomic_load(&s->n_handlers) > 0 && cst_time_now() - t1 < 2.0) usleep(10000);
+}
+
+void cst_server_free(cst_server *s) {
+    if (!s) return;
+    if (s->mhd) {
+        cst_runs_cancel_all(s);
+        pthread_mutex_lock(&s->runs_mu);
+        while (s->n_runs > 0) pthread_cond_wait(&s->runs_cv, &s->runs_mu);
+        pthread_mutex_unlock(&s->runs_mu);
+        MHD_stop_daemon(s->mhd);
+    }
+    for (size_t i = 0; i < s->n_models; i++) {
+        cst_sched_free(s->models[i].sched);
+        cst_model_free(s->models[i].m);
+        free(s->models[i].path);
+        free(s->models[i].stem);
+    }
+    free(s->models);
+    for (size_t i = 0; i < s->n_aliases; i++) free(s->aliases[i].name);
+    free(s->aliases);
+    free(s->key_hashes);
+    cst_store_close(s->store);
+    pthread_mutex_destroy(&s->runs_mu);
+    pthread_cond_destroy(&s->runs_cv);
+    free(s);
+}

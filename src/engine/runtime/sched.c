@@ -1,0 +1,545 @@
+/* sched.c: the engine thread. Requests wait in a bounded FIFO; each loop
+ * iteration admits them into free slots (longest cached common prefix first,
+ * then least recently used), decodes one batch holding one token per
+ * generating slot plus prompt chunks of prefilling slots, samples each slot
+ * that asked for logits and pushes TEXT/DONE events to the request's queue,
+ * which the caller drains from its own thread. Cancellation is a flag the
+ * loop checks before every batch, so a request stops within one token.
+ */
+#include "sched.h"
+#include "core/core.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- request --------------------------------------------------------- */
+
+typedef struct evnode {
+    cst_sched_event ev;
+    struct evnode *next;
+} evnode;
+
+struct cst_sched_req {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;           /* caller + engine */
+    atomic_bool cancel;
+    bool done;          /* DONE pushed */
+    evnode *head, *tail;
+    /* parameters (immutable after submit) */
+    cst_token *prompt;
+    int32_t n_prompt;
+    cst_sampler_params sp;
+    int32_t max_tokens;
+    char **stops;
+    size_t n_stops;
+    double t_submit;
+    struct cst_sched_req *qnext; /* FIFO link, under sched mu */
+};
+
+static void req_free(cst_sched_req *r) {
+    for (evnode *e = r->head; e;) {
+        evnode *n = e->next;
+        free(e->ev.text);
+        free(e);
+        e = n;
+    }
+    for (size_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->stops);
+    free(r->prompt);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static void req_unref(cst_sched_req *r) {
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left == 0) req_free(r);
+}
+
+/* Push an event (takes ownership of ev->text). Allocation failure of the node
+ * drops a TEXT event but never a DONE: DONE uses a preallocated path below. */
+static void req_push(cst_sched_req *r, const cst_sched_event *ev) {
+    evnode *n = calloc(1, sizeof *n);
+    pthread_mutex_lock(&r->mu);
+    if (!n || r->done) {
+        pthread_mutex_unlock(&r->mu);
+        if (n) free(n);
+        free(ev->text);
+        return;
+    }
+    n->ev = *ev;
+    if (r->tail) r->tail->next = n;
+    else r->head = n;
+    r->tail = n;
+    if (ev->type == CST_SCHED_EV_DONE) r->done = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void push_text(cst_sched_req *r, const char *txt, size_t len) {
+    if (len == 0) return;
+    char *t = malloc(len + 1);
+    if (!t) return;
+    memcpy(t, txt, len);
+    t[len] = 0;
+    cst_sched_event ev = {.type = CST_SCHED_EV_TEXT, .text = t, .len = len};
+    req_push(r, &ev);
+}
+
+static void push_done(cst_sched_req *r, cst_finish fin, cst_status st, const char *msg, int32_t n_prompt,
+                      int32_t n_cached, int32_t n_gen, double t_first) {
+    cst_sched_event ev = {.type = CST_SCHED_EV_DONE, .finish = fin, .status = st, .n_prompt = n_prompt,
+                          .n_cached = n_cached, .n_gen = n_gen, .t_first = t_first};
+    if (msg) {
+        ev.text = strdup(msg);
+        ev.len = ev.text ? strlen(ev.text) : 0;
+    }
+    req_push(r, &ev);
+}
+
+bool cst_sched_req_next(cst_sched_req *r, cst_sched_event *ev, double timeout_s) {
+    pthread_mutex_lock(&r->mu);
+    struct timespec dl;
+    if (timeout_s >= 0) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        double s = (double)dl.tv_sec + dl.tv_nsec * 1e-9 + timeout_s;
+        dl.tv_sec = (time_t)s;
+        dl.tv_nsec = (long)((s - (double)dl.tv_sec) * 1e9);
+    }
+    while (!r->head) {
+        if (timeout_s < 0) pthread_cond_wait(&r->cv, &r->mu);
+        else if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0 && !r->head) {
+            pthread_mutex_unlock(&r->mu);
+            return false;
+        }
+    }
+    evnode *n = r->head;
+    r->head = n->next;
+    if (!r->head) r->tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    *ev = n->ev;
+    free(n);
+    return true;
+}
+
+void cst_sched_req_cancel(cst_sched_req *r) {
+    if (r) atomic_store(&r->cancel, true);
+}
+
+void cst_sched_req_release(cst_sched_req *r) {
+    if (!r) return;
+    atomic_store(&r->cancel, true);
+    req_unref(r);
+}
+
+/* ---- scheduler -------------------------------------------------------- */
+
+typedef enum { SLOT_FREE = 0, SLOT_PREFILL, SLOT_GEN } slot_state;
+
+typedef struct slot {
+    slot_state state;
+    cst_sched_req *req;
+    int32_t n_done;   /* prompt tokens already in the cache */
+    int32_t n_cached; /* of which reused at admission */
+    int32_t n_gen;
+    cst_token last;   /* sampled, not yet decoded */
+    int32_t bidx;     /* batch entry with this slot's logits, -1 */
+    uint64_t stamp;   /* LRU / admission order */
+    double t_first;
+    cst_sampler *smp;
+    cst_stopper *stp;
+} slot;
+
+struct cst_sched {
+    cst_model *m;
+    cst_ctx *ctx;
+    cst_sched_params p;
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    cst_sched_req *qhead, *qtail;
+    int32_t qlen;
+    int32_t n_active;
+    slot *slots;
+    cst_batch *batch;
+    char *piece;
+    uint64_t clock;
+    cst_sched_stats stats;
+};
+
+cst_sched_params cst_sched_default_params(void) {
+    cst_sched_params p = {.n_slots = 4, .n_ctx = 0, .n_batch = 512, .n_threads = 0, .max_queue = 64};
+    return p;
+}
+
+int32_t cst_sched_n_ctx(const cst_sched *s) { return s->p.n_ctx; }
+
+int32_t cst_sched_queue_depth(cst_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int32_t n = s->qlen;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int32_t cst_sched_active(cst_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int32_t n = s->n_active;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+cst_sched_stats cst_sched_get_stats(cst_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    cst_sched_stats st = s->stats;
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req **out, char *err,
+                            size_t errlen) {
+    *out = NULL;
+    if (!p->prompt || p->n_prompt == 0) {
+        cst_errf(err, errlen, "empty prompt");
+        return CST_ERR_INVALID_ARG;
+    }
+    if (p->n_prompt >= (size_t)s->p.n_ctx) {
+        cst_errf(err, errlen, "the prompt is %zu tokens but the context holds %d (at most %d prompt tokens)",
+                 p->n_prompt, s->p.n_ctx, s->p.n_ctx - 1);
+        return CST_ERR_CTX_FULL;
+    }
+    cst_sched_req *r = calloc(1, sizeof *r);
+    if (!r) return CST_ERR_NOMEM;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 2;
+    r->prompt = malloc(p->n_prompt * sizeof *r->prompt);
+    r->stops = p->n_stops ? calloc(p->n_stops, sizeof *r->stops) : NULL;
+    if (!r->prompt || (p->n_stops && !r->stops)) goto nomem;
+    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
+    r->n_prompt = (int32_t)p->n_prompt;
+    r->sp = p->sampling;
+    r->max_tokens = p->max_tokens;
+    for (size_t i = 0; i < p->n_stops; i++) {
+        r->stops[i] = strdup(p->stops[i]);
+        r->n_stops = i + 1;
+        if (!r->stops[i]) goto nomem;
+    }
+    r->t_submit = cst_time_now();
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        req_free(r);
+        cst_errf(err, errlen, "the server is shutting down");
+        return CST_ERR_CANCELLED;
+    }
+    if (s->qlen >= s->p.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        req_free(r);
+        cst_errf(err, errlen, "the request queue is full (%d waiting); retry later", s->p.max_queue);
+        return CST_ERR_BUSY;
+    }
+    if (s->qtail) s->qtail->qnext = r;
+    else s->qhead = r;
+    s->qtail = r;
+    s->qlen++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    *out = r;
+    return CST_OK;
+nomem:
+    req_free(r);
+    return CST_ERR_NOMEM;
+}
+
+/* End the slot's request: flush held-back text unless stopped/cancelled,
+ * push DONE, drop the engine's reference. The KV cache stays for reuse. */
+static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, const char *msg) {
+    cst_sched_req *r = sl->req;
+    if (st == CST_OK && fin != CST_FINISH_STOP && fin != CST_FINISH_CANCELLED && sl->stp) {
+        size_t tl = 0;
+        const char *t = cst_stopper_flush(sl->stp, &tl);
+        push_text(r, t, tl);
+    }
+    push_done(r, fin, st, msg, r->n_prompt, sl->n_cached, sl->n_gen, sl->t_first);
+    cst_sampler_free(sl->smp);
+    cst_stopper_free(sl->stp);
+    sl->smp = NULL;
+    sl->stp = NULL;
+    sl->req = NULL;
+    sl->state = SLOT_FREE;
+    sl->stamp = ++s->clock;
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    s->stats.n_gen_tokens += (uint64_t)sl->n_gen;
+    pthread_mutex_unlock(&s->mu);
+    req_unref(r);
+}
+
+/* Put request r into the best free slot. */
+static void admit(cst_sched *s, cst_sched_req *r) {
+    int best = -1;
+    int32_t best_common = -1;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->state != SLOT_FREE) continue;
+        int32_t have = 0;
+        const cst_token *old = cst_ctx_seq_tokens(s->ctx, i, &have);
+        int32_t c = 0;
+        while (c < have && c < r->n_prompt && old[c] == r->prompt[c]) c++;
+        if (c > best_common || (c == best_common && sl->stamp < s->slots[best].stamp)) {
+            best = i;
+            best_common = c;
+        }
+    }
+    CST_ASSERT(best >= 0);
+    slot *sl = &s->slots[best];
+    int32_t keep = CST_MIN(best_common, r->n_prompt - 1); /* always decode one token for logits */
+    cst_ctx_seq_truncate(s->ctx, best, keep);
+    sl->req = r;
+    sl->state = SLOT_PREFILL;
+    sl->n_done = keep;
+    sl->n_cached = keep;
+    sl->n_gen = 0;
+    sl->bidx = -1;
+    sl->t_first = 0;
+    sl->stamp = ++s->clock;
+    sl->smp = cst_sampler_new(&r->sp, cst_model_n_vocab(s->m));
+    sl->stp = cst_stopper_new((const char *const *)r->stops, r->n_stops);
+    pthread_mutex_lock(&s->mu);
+    s->stats.n_cached_tokens += (uint64_t)keep;
+    s->stats.n_prompt_tokens += (uint64_t)(r->n_prompt - keep);
+    if (keep > 0) s->stats.n_cache_hits++;
+    pthread_mutex_unlock(&s->mu);
+    if (!sl->smp || !sl->stp) {
+        slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_NOMEM, "out of memory creating the sampler");
+        return;
+    }
+    cst_sched_event ev = {.type = CST_SCHED_EV_START, .n_prompt = r->n_prompt, .n_cached = keep};
+    req_push(r, &ev);
+}
+
+/* Sample the slot's next token from its logits and emit its text. */
+static void slot_sample(cst_sched *s, slot *sl, int idx) {
+    cst_sched_req *r = sl->req;
+    const float *logits = cst_ctx_logits(s->ctx, sl->bidx);
+    sl->bidx = -1;
+    if (!logits) {
+        slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_INTERNAL, "no logits for a generating sequence");
+        return;
+    }
+    const cst_token tok = cst_sampler_sample(sl->smp, logits);
+    if (sl->n_gen == 0) sl->t_first = cst_time_now() - r->t_submit;
+    if (cst_vocab_is_eog(cst_model_vocab(s->m), tok)) {
+        slot_finish(s, sl, CST_FINISH_EOG, CST_OK, NULL);
+        return;
+    }
+    sl->n_gen++;
+    size_t len = cst_token_to_piece(cst_model_vocab(s->m), tok, s->piece, 1024, false);
+    if (len > 1024) len = 1024;
+    const bool stopped = cst_stopper_feed(sl->stp, s->piece, len);
+    size_t tl = 0;
+    const char *t = stopped ? cst_stopper_flush(sl->stp, &tl) : cst_stopper_take(sl->stp, &tl);
+    push_text(r, t, tl);
+    if (stopped) {
+        slot_finish(s, sl, CST_FINISH_STOP, CST_OK, NULL);
+        return;
+    }
+    if ((r->max_tokens > 0 && sl->n_gen >= r->max_tokens) || cst_ctx_seq_len(s->ctx, idx) >= s->p.n_ctx) {
+        slot_finish(s, sl, CST_FINISH_LENGTH, CST_OK, NULL);
+        return;
+    }
+    sl->last = tok;
+    sl->state = SLOT_GEN;
+}
+
+static void *engine_main(void *arg) {
+    cst_sched *s = arg;
+    const int32_t ns = s->p.n_slots;
+    for (;;) {
+        /* admit */
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && s->n_active == 0 && !s->qhead) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        cst_sched_req *adm[64];
+        int n_adm = 0;
+        int n_free = ns - s->n_active;
+        while (s->qhead && n_adm < n_free && n_adm < 64) {
+            cst_sched_req *r = s->qhead;
+            s->qhead = r->qnext;
+            if (!s->qhead) s->qtail = NULL;
+            r->qnext = NULL;
+            s->qlen--;
+            s->n_active++;
+            adm[n_adm++] = r;
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < n_adm; i++) {
+            if (atomic_load(&adm[i]->cancel)) {
+                push_done(adm[i], CST_FINISH_CANCELLED, CST_OK, NULL, adm[i]->n_prompt, 0, 0, 0);
+                pthread_mutex_lock(&s->mu);
+                s->n_active--;
+                pthread_mutex_unlock(&s->mu);
+                req_unref(adm[i]);
+                continue;
+            }
+            admit(s, adm[i]);
+        }
+
+        /* cancellations */
+        for (int i = 0; i < ns; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->state != SLOT_FREE && atomic_load(&sl->req->cancel))
+                slot_finish(s, sl, CST_FINISH_CANCELLED, CST_OK, NULL);
+        }
+
+        /* build the batch: decode tokens first, then prompt chunks in
+         * admission order */
+        cst_batch *b = s->batch;
+        cst_batch_clear(b);
+        int32_t budget = s->p.n_batch;
+        for (int i = 0; i < ns; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->state != SLOT_GEN) continue;
+            sl->bidx = b->n;
+            cst_batch_add(b, sl->last, cst_ctx_seq_len(s->ctx, i), i, true);
+            budget--;
+        }
+        for (;;) {
+            int pick = -1;
+            for (int i = 0; i < ns; i++) {
+                slot *sl = &s->slots[i];
+                if (sl->state == SLOT_PREFILL && sl->bidx == -1 && (pick < 0 || sl->stamp < s->slots[pick].stamp))
+                    pick = i;
+            }
+            if (pick < 0 || budget <= 0) break;
+            slot *sl = &s->slots[pick];
+            int32_t left = sl->req->n_prompt - sl->n_done;
+            int32_t k = CST_MIN(left, budget);
+            for (int32_t j = 0; j < k; j++)
+                cst_batch_add(b, sl->req->prompt[sl->n_done + j], sl->n_done + j, pick, j == left - 1);
+            sl->n_done += k;
+            budget -= k;
+            sl->bidx = (k == left) ? b->n - 1 : -2; /* -2: in this batch, no logits yet */
+        }
+        if (b->n == 0) continue;
+
+        cst_status st = cst_ctx_decode(s->ctx, b);
+        pthread_mutex_lock(&s->mu);
+        s->stats.n_decodes++;
+        pthread_mutex_unlock(&s->mu);
+        if (st) {
+            const char *msg = cst_ctx_errmsg(s->ctx);
+            for (int i = 0; i < ns; i++) {
+                slot *sl = &s->slots[i];
+                if (sl->state == SLOT_FREE || sl->bidx == -1) continue;
+                sl->bidx = -1;
+                cst_ctx_seq_truncate(s->ctx, i, 0);
+                slot_finish(s, sl, CST_FINISH_NONE, st, msg && *msg ? msg : "decode failed");
+            }
+            continue;
+        }
+        for (int i = 0; i < ns; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->state == SLOT_FREE) continue;
+            if (sl->bidx == -2) {
+                sl->bidx = -1;
+                continue;
+            }
+            if (sl->bidx >= 0) slot_sample(s, sl, i);
+        }
+    }
+    /* shutdown: cancel what is left */
+    for (int i = 0; i < ns; i++)
+        if (s->slots[i].state != SLOT_FREE) slot_finish(s, &s->slots[i], CST_FINISH_CANCELLED, CST_OK, NULL);
+    pthread_mutex_lock(&s->mu);
+    cst_sched_req *q = s->qhead;
+    s->qhead = s->qtail = NULL;
+    s->qlen = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (q) {
+        cst_sched_req *n = q->qnext;
+        push_done(q, CST_FINISH_CANCELLED, CST_OK, NULL, q->n_prompt, 0, 0, 0);
+        req_unref(q);
+        q = n;
+    }
+    return NULL;
+}
+
+cst_status cst_sched_new(cst_model *m, const cst_sched_params *pp, cst_sched **out, char *err, size_t errlen) {
+    *out = NULL;
+    cst_sched_params p = pp ? *pp : cst_sched_default_params();
+    if (p.n_slots <= 0) p.n_slots = 4;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.max_queue <= 0) p.max_queue = 64;
+    if (p.n_batch < p.n_slots) p.n_batch = p.n_slots;
+    cst_sched *s = calloc(1, sizeof *s);
+    if (!s) return CST_ERR_NOMEM;
+    s->m = m;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    cst_ctx_params cp = cst_ctx_default_params();
+    cp.n_ctx = p.n_ctx;
+    cp.n_seq = p.n_slots;
+    cp.n_batch = p.n_batch;
+    cp.n_threads = p.n_threads;
+    cp.n_outputs = p.n_slots;
+    cst_status st = cst_ctx_new(m, &cp, &s->ctx, err, errlen);
+    if (st) goto fail;
+    p.n_ctx = cst_ctx_get_params(s->ctx).n_ctx;
+    s->p = p;
+    s->slots = calloc((size_t)p.n_slots, sizeof *s->slots);
+    s->batch = cst_batch_new(p.n_batch);
+    s->piece = malloc(1024);
+    if (!s->slots || !s->batch || !s->piece) {
+        st = CST_ERR_NOMEM;
+        cst_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < p.n_slots; i++) s->slots[i].bidx = -1;
+    if (pthread_create(&s->th, NULL, engine_main, s) != 0) {
+        st = CST_ERR_NOMEM;
+        cst_errf(err, errlen, "cannot start the engine thread");
+        goto fail;
+    }
+    s->started = true;
+    *out = s;
+    return CST_OK;
+fail:
+    cst_batch_free(s->batch);
+    free(s->slots);
+    free(s->piece);
+    cst_ctx_free(s->ctx);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return st;
+}
+
+void cst_sched_free(cst_sched *s) {
+    if (!s) return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->th, NULL);
+    }
+    cst_batch_free(s->batch);
+    free(s->slots);
+    free(s->piece);
+    cst_ctx_free(s->ctx);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}

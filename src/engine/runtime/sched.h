@@ -1,0 +1,97 @@
+/* sched.h: the engine-side request scheduler. One engine thread owns a
+ * cst_ctx with n_slots sequences; callers (HTTP workers) submit tokenized
+ * prompts and read back text events. Each iteration the engine admits queued
+ * requests into free slots (reusing the slot whose cached tokens share the
+ * longest prefix with the prompt; LRU among the rest), builds one batch with
+ * one decode token per generating sequence plus prompt chunks of new ones
+ * (continuous batching), decodes, samples per sequence and pushes events.
+ * No JSON or HTTP here: only tokens, text and counters.
+ */
+#ifndef CST_SCHED_H
+#define CST_SCHED_H
+
+#include "engine/engine.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cst_sched cst_sched;
+typedef struct cst_sched_req cst_sched_req;
+
+typedef struct cst_sched_params {
+    int32_t n_slots;   /* concurrent sequences (default 4) */
+    int32_t n_ctx;     /* positions per sequence; <= 0: min(n_ctx_train, 4096) */
+    int32_t n_batch;   /* tokens per decode (default 512) */
+    int32_t n_threads; /* <= 0: all CPUs */
+    int32_t max_queue; /* requests waiting for a slot before submit says BUSY (default 64) */
+} cst_sched_params;
+
+cst_sched_params cst_sched_default_params(void);
+
+/* Create the context and start the engine thread. The model must outlive
+ * the scheduler. Errors: those of cst_ctx_new. */
+cst_status cst_sched_new(cst_model *m, const cst_sched_params *p, cst_sched **out, char *err, size_t errlen);
+/* Cancel everything still queued or running, join the engine thread and free
+ * the context. Requests not yet released stay valid (they read a final
+ * CANCELLED event) until cst_sched_req_release. NULL ok. */
+void cst_sched_free(cst_sched *s);
+
+int32_t cst_sched_n_ctx(const cst_sched *s);  /* resolved positions per sequence */
+int32_t cst_sched_queue_depth(cst_sched *s);  /* requests waiting for a slot */
+int32_t cst_sched_active(cst_sched *s);       /* requests holding a slot */
+
+typedef struct cst_req_params {
+    const cst_token *prompt; /* copied */
+    size_t n_prompt;
+    cst_sampler_params sampling;
+    int32_t max_tokens;       /* <= 0: until EOG or a full context */
+    const char *const *stops; /* copied; may be NULL */
+    size_t n_stops;
+} cst_req_params;
+
+/* Queue a request. On success *out holds a reference the caller releases with
+ * cst_sched_req_release. Errors: CST_ERR_BUSY (queue full),
+ * CST_ERR_CTX_FULL (prompt longer than n_ctx - 1; err says the counts),
+ * CST_ERR_INVALID_ARG (empty prompt), CST_ERR_CANCELLED (shutting down),
+ * CST_ERR_NOMEM. Thread-safe. */
+cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req **out, char *err,
+                            size_t errlen);
+
+typedef enum cst_sched_ev_type {
+    CST_SCHED_EV_START = 1, /* the request got a slot; n_prompt/n_cached are set */
+    CST_SCHED_EV_TEXT = 2,  /* text: one token's emitted text (complete UTF-8, may be empty) */
+    CST_SCHED_EV_DONE = 3,  /* last event: finish, status, counters */
+} cst_sched_ev_type;
+
+typedef struct cst_sched_event {
+    cst_sched_ev_type type;
+    char *text; /* TEXT: malloc'd, NUL-terminated; the reader frees it */
+    size_t len;
+    cst_finish finish;  /* DONE */
+    cst_status status;  /* DONE: CST_OK, or the engine error (message in text) */
+    int32_t n_prompt;   /* START/DONE */
+    int32_t n_cached;   /* START/DONE: prompt tokens reused from the slot's cache */
+    int32_t n_gen;      /* DONE: generated tokens */
+    double t_first;     /* DONE: seconds from submit to the first token (0 if none) */
+} cst_sched_event;
+
+/* Wait up to timeout_s (< 0: forever) for the next event. Returns false on
+ * timeout. After DONE no further events come (further calls time out). */
+bool cst_sched_req_next(cst_sched_req *r, cst_sched_event *ev, double timeout_s);
+/* Ask the engine to stop this request; it ends within one token with a DONE
+ * event of finish CST_FINISH_CANCELLED. Thread-safe, idempotent. */
+void cst_sched_req_cancel(cst_sched_req *r);
+/* Drop the caller's reference (cancels the request if still running). */
+void cst_sched_req_release(cst_sched_req *r);
+
+typedef struct cst_sched_stats {
+    uint64_t n_decodes;
+    uint64_t n_prompt_tokens; /* evaluated (not reused) */
+    uint64_t n_cached_tokens; /* reused from slots */
+    uint64_t n_gen_tokens;
+    uint64_t n_cache_hits;    /* admissions that reused at least one token */
+} cst_sched_stats;
+cst_sched_stats cst_sched_get_stats(cst_sched *s);
+
+#endif
