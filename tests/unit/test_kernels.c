@@ -296,7 +296,9 @@ static void check_tiles(cst_isa isa) {
                 }
                 float s[4 * 6];
                 for (int i = 0; i < 24; i++) s[i] = -999.0f;
-                tile(n, W, bx, A, by, s, 6);
+                const void *xp[4], *yp[4];
+                for (int q = 0; q < 4; q++) xp[q] = W + q * bx, yp[q] = A + q * by;
+                tile(n, xp, yp, s, 6);
                 for (int tk = 0; tk < 4; tk++) {
                     for (int r = 0; r < 4; r++) {
                         float e = 0;
@@ -378,17 +380,22 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
 }
 
 TEST(matmul_odd_shapes_and_threads) {
-    static const int64_t toks[] = {1, 3, 17, 40};
+    static const int64_t toks[] = {1, 2, 3, 17, 40};
     static const int64_t outs[] = {1, 7, 37};
-    for (int nth = 1; nth <= 3; nth++) {
-        cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
-        ASSERT(nth == 1 || pool);
-        for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++)
-            for (size_t a = 0; a < CST_ARRAY_LEN(toks); a++)
-                for (size_t b = 0; b < CST_ARRAY_LEN(outs); b++)
-                    check_matmul(pool, all_types[k], 512, outs[b], toks[a]);
-        cst_pool_free(pool);
+    const cst_isa prev = cst_kernels_isa();
+    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (int nth = 1; nth <= 3; nth++) {
+            cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
+            ASSERT(nth == 1 || pool);
+            for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++)
+                for (size_t a = 0; a < CST_ARRAY_LEN(toks); a++)
+                    for (size_t b = 0; b < CST_ARRAY_LEN(outs); b++)
+                        check_matmul(pool, all_types[k], 512, outs[b], toks[a]);
+            cst_pool_free(pool);
+        }
     }
+    ASSERT(cst_kernels_set_isa(prev));
 }
 
 /* ---- weight quantizers reproduce llama-quantize output ---- */

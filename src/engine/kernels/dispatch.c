@@ -9,6 +9,7 @@
 #include "../../core/core.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -16,6 +17,10 @@ static cst_kernel_traits tables[3][CST_TYPE_COUNT];
 static cst_tile4x4_fn tiles[3][CST_TYPE_COUNT];
 static bool isa_ok[3];
 static _Atomic int active_isa = CST_ISA_REF;
+/* hot helpers of the active ISA, cached so a call costs no lookup (attention
+ * calls cst_vec_dot_f16 once per key) */
+static void dot_f16_first(int n, float *s, const void *x, const void *y);
+static cst_vec_dot_fn _Atomic active_dot_f16 = dot_f16_first;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void fill_ref(cst_kernel_traits *t) {
@@ -81,6 +86,7 @@ static void init_tables(void) {
             best = want;
     }
     active_isa = best;
+    active_dot_f16 = tables[best][CST_TYPE_F16].vec_dot;
 }
 
 void cst_kernels_init(void) { pthread_once(&init_once, init_tables); }
@@ -107,6 +113,7 @@ bool cst_isa_available(cst_isa isa) {
 bool cst_kernels_set_isa(cst_isa isa) {
     if (!cst_isa_available(isa)) return false;
     active_isa = isa;
+    active_dot_f16 = tables[isa][CST_TYPE_F16].vec_dot;
     return true;
 }
 
@@ -147,8 +154,15 @@ bool cst_quantize_row_ref(cst_type t, const float *x, void *y, int64_t n) {
 
 /* ---- vector helpers ---- */
 
+/* installed until the tables exist */
+static void dot_f16_first(int n, float *s, const void *x, const void *y) {
+    cst_kernels_init();
+    tables[cst_kernels_isa()][CST_TYPE_F16].vec_dot(n, s, x, y);
+}
+
 void cst_vec_dot_f16(int n, float *s, const cst_f16 *x, const cst_f16 *y) {
-    cst_kernel_traits_for(CST_TYPE_F16)->vec_dot(n, s, x, y);
+    const cst_vec_dot_fn f = atomic_load_explicit(&active_dot_f16, memory_order_relaxed);
+    f(n, s, x, y);
 }
 
 void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n) {

@@ -71,10 +71,10 @@ void cst_kernels_fill_avx512(cst_kernel_traits *tab);
 void cst_fp32_to_fp16_row_avx2(const float *x, cst_f16 *y, int64_t n);
 void cst_fp16_to_fp32_row_avx512(const cst_f16 *x, float *y, int64_t n);
 
-/* Optional 4x4 micro-kernel: dots of 4 weight rows (x, stride bx bytes) with
- * 4 converted activation rows (y, stride by bytes): s[t*lds + r] for r, t < 4.
+/* Optional 4x4 micro-kernel: dots of 4 weight rows x[r] with 4 converted
+ * activation rows y[t]: s[t*lds + r] for r, t < 4. Pointers may repeat (tails).
  * Must equal 16 vec_dot calls up to float rounding. */
-typedef void (*cst_tile4x4_fn)(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds);
+typedef void (*cst_tile4x4_fn)(int n, const void *const *x, const void *const *y, float *s, int64_t lds);
 /* tile kernel of type t under the active ISA, or NULL */
 cst_tile4x4_fn cst_kernel_tile4x4(cst_type t);
 cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa);

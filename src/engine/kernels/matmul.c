@@ -48,6 +48,25 @@ static void mm_convert(mm_ctx *c, int ith, int nth) {
     if (b1 > b0) c->vtr->from_float(c->x + b0 * bs, c->wdata + b0 * ts, (b1 - b0) * bs);
 }
 
+/* rows o..o+nr-1 x tokens t..t+nt-1 (nr, nt <= 4) with the 4x4 micro-kernel;
+ * partial tiles repeat their last row/token and keep only what was asked */
+static void mm_tile(const mm_ctx *c, int64_t o, int nr, int64_t t, int nt) {
+    const void *xp[4], *yp[4];
+    for (int k = 0; k < 4; k++) {
+        xp[k] = c->W + (o + CST_MIN(k, nr - 1)) * c->w_row;
+        yp[k] = c->act + (t + CST_MIN(k, nt - 1)) * c->a_row;
+    }
+    float *y = c->y + t * c->ldy + o;
+    if (nr == 4 && nt == 4) {
+        c->tile((int)c->n_in, xp, yp, y, c->ldy);
+        return;
+    }
+    float tmp[16];
+    c->tile((int)c->n_in, xp, yp, tmp, 4);
+    for (int k = 0; k < nt; k++)
+        for (int r = 0; r < nr; r++) y[k * c->ldy + r] = tmp[k * 4 + r];
+}
+
 static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
     const cst_vec_dot_fn dot = c->tr->vec_dot;
     const int n = (int)c->n_in;
@@ -59,19 +78,13 @@ static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
         const int64_t t1 = CST_MIN(t0 + TOK_TILE, c->n_tok);
         for (int64_t o0 = r0; o0 < r1; o0 += ROW_TILE) {
             const int64_t o1 = CST_MIN(o0 + ROW_TILE, r1);
-            int64_t t = t0;
             if (c->tile) {
-                /* full 4x4 tiles, then the row remainder by vec_dot */
-                for (; t + 4 <= t1; t += 4) {
-                    const char *a = c->act + t * c->a_row;
-                    float *yt = c->y + t * c->ldy;
-                    int64_t o = o0;
-                    for (; o + 4 <= o1; o += 4) c->tile(n, c->W + o * c->w_row, c->w_row, a, c->a_row, yt + o, c->ldy);
-                    for (; o < o1; o++)
-                        for (int k = 0; k < 4; k++) dot(n, &yt[k * c->ldy + o], c->W + o * c->w_row, a + k * c->a_row);
-                }
+                for (int64_t t = t0; t < t1; t += 4)
+                    for (int64_t o = o0; o < o1; o += 4)
+                        mm_tile(c, o, (int)CST_MIN(4, o1 - o), t, (int)CST_MIN(4, t1 - t));
+                continue;
             }
-            for (; t < t1; t++) {
+            for (int64_t t = t0; t < t1; t++) {
                 const char *a = c->act + t * c->a_row;
                 float *yt = c->y + t * c->ldy;
                 for (int64_t o = o0; o < o1; o++) dot(n, &yt[o], c->W + o * c->w_row, a);
@@ -86,9 +99,11 @@ static void mm_worker(void *p, int ith, int nth) {
         mm_convert(c, ith, nth);
         if (nth > 1) cst_pool_barrier(c->pool);
     }
-    int64_t r0, r1;
-    split(c->n_out, ith, nth, &r0, &r1);
-    mm_rows(c, r0, r1);
+    /* rows in groups of 4 so that only the last thread has a partial tile */
+    const int64_t ng = (c->n_out + 3) / 4;
+    int64_t g0, g1;
+    split(ng, ith, nth, &g0, &g1);
+    mm_rows(c, g0 * 4, CST_MIN(g1 * 4, c->n_out));
 }
 
 size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok) {
@@ -103,7 +118,7 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     CST_ASSERT(tr && tr->vec_dot);
     mm_ctx c = {
         .tr = tr,
-        .tile = n_tok >= 4 ? cst_kernel_tile4x4(wt) : NULL,
+        .tile = n_tok >= 2 ? cst_kernel_tile4x4(wt) : NULL,
         .vtr = cst_kernel_traits_for(tr->vec_dot_type),
         .W = W,
         .w_row = cst_row_size(wt, n_in),

@@ -138,13 +138,13 @@ static inline __m512i join256(__m256i lo, __m256i hi) {
 #define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
 
 #define TILE_Q0(NAME, BT, LOADW)                                                                    \
-    static void NAME(int n, const void *vx, size_t bx, const void *vy, size_t by, float *s, int64_t lds) { \
+    static void NAME(int n, const void *const *vx, const void *const *vy, float *s, int64_t lds) {   \
         const int nb = n / QK8_0;                                                                   \
         const BT *x[4];                                                                             \
         const block_q8_0 *y[4];                                                                     \
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                      \
-            x[k] = (const BT *)((const char *)vx + k * bx);                                         \
-            y[k] = (const block_q8_0 *)((const char *)vy + k * by);                                 \
+            x[k] = (const BT *)vx[k];                                                               \
+            y[k] = (const block_q8_0 *)vy[k];                                                       \
         }                                                                                           \
         __m512 acc[4];                                                                              \
         _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();          \

@@ -40,8 +40,8 @@ static inline __m512 bcast4(__m128 v) { return _mm512_broadcast_f32x4(v); }
 
 enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6 };
 
-static inline __attribute__((always_inline)) void tile_k(const int kind, int n, const void *vx, size_t bx,
-                                                         const void *vy, size_t by, float *s, int64_t lds) {
+static inline __attribute__((always_inline)) void tile_k(const int kind, int n, const void *const *vx,
+                                                         const void *const *vy, float *s, int64_t lds) {
     const int nb = n / QK_K;
     const size_t bsz = kind == KIND_Q4 ? sizeof(block_q4_K) : kind == KIND_Q5 ? sizeof(block_q5_K)
                                                                                : sizeof(block_q6_K);
@@ -49,8 +49,8 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     const block_q8_K *yt[4];
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
-        xr[k] = (const char *)vx + k * bx;
-        yt[k] = (const block_q8_K *)((const char *)vy + k * by);
+        xr[k] = (const char *)vx[k];
+        yt[k] = (const block_q8_K *)vy[k];
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __mmask32 hi16 = 0xFFFF0000u;
@@ -189,14 +189,14 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     }
 }
 
-static void tile_q4_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
-    tile_k(KIND_Q4, n, x, bx, y, by, s, lds);
+static void tile_q4_K_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_k(KIND_Q4, n, x, y, s, lds);
 }
-static void tile_q5_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
-    tile_k(KIND_Q5, n, x, bx, y, by, s, lds);
+static void tile_q5_K_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_k(KIND_Q5, n, x, y, s, lds);
 }
-static void tile_q6_K_avx512(int n, const void *x, size_t bx, const void *y, size_t by, float *s, int64_t lds) {
-    tile_k(KIND_Q6, n, x, bx, y, by, s, lds);
+static void tile_q6_K_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_k(KIND_Q6, n, x, y, s, lds);
 }
 
 void cst_kernels_tiles_kquants_avx512(cst_tile4x4_fn *tab) {
