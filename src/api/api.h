@@ -32,6 +32,7 @@ typedef struct cst_server_params {
     int32_t max_queue;             /* waiting requests per model before 429 (default 64) */
     size_t max_body;               /* bytes; default 100 MiB */
     const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
+    int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context) */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

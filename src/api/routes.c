@@ -234,6 +234,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         goto out;
     }
     const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
+    if (!cr.has_max && s->p.default_max_output > 0) {
+        cr.has_max = true;
+        cr.max_output_tokens = CST_MIN(s->p.default_max_output, n_ctx);
+    }
     if (cr.has_max && cr.max_output_tokens > n_ctx) {
         ret = cst_api_error(c, E_INVALID, "generation_config.max_output_tokens: %lld exceeds the context of %d tokens",
                             (long long)cr.max_output_tokens, n_ctx);

@@ -305,6 +305,45 @@ static void text_append(run *r, const char *t, size_t n) {
     r->text[r->text_len] = 0;
 }
 
+/* Copy of t[0..n) with every invalid UTF-8 sequence replaced by U+FFFD
+ * (random-weight models can emit stray byte tokens; JSON needs valid text).
+ * The scheduler never splits a valid character, so deltas and the stored
+ * text sanitise identically. */
+static char *utf8_clean(const char *t, size_t n, size_t *out_len) {
+    char *o = malloc(n * 3 + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    const unsigned char *u = (const unsigned char *)t;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t j = 1; ok && j < len; j++) ok = (u[i + j] & 0xC0) == 0x80;
+        if (ok && len > 1) {
+            uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+            for (size_t j = 1; j < len; j++) cp = cp << 6 | (u[i + j] & 0x3F);
+            ok = !(len == 2 && cp < 0x80) && !(len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
+                 !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF));
+        }
+        if (!ok) {
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i++;
+            continue;
+        }
+        if (c == 0) { /* NUL would end the C string: drop it */
+            i++;
+            continue;
+        }
+        memcpy(o + k, u + i, len);
+        k += len;
+        i += len;
+    }
+    o[k] = 0;
+    *out_len = k;
+    return o;
+}
+
 static void *pump(void *arg) {
     run *r = arg;
     cst_server *s = r->srv;
@@ -324,10 +363,15 @@ static void *pump(void *arg) {
                 r->step_started = true;
                 emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "model_output"));
             }
-            text_append(r, ev.text, ev.len);
-            emit_locked(r, "step.delta",
-                        json_pack("{s:i,s:{s:s,s:s%}}", "index", 0, "delta", "type", "text", "text", ev.text, ev.len));
+            size_t cl = 0;
+            char *clean = utf8_clean(ev.text, ev.len, &cl);
             free(ev.text);
+            if (clean && cl > 0) {
+                text_append(r, clean, cl);
+                emit_locked(r, "step.delta",
+                            json_pack("{s:i,s:{s:s,s:s%}}", "index", 0, "delta", "type", "text", "text", clean, cl));
+            }
+            free(clean);
         } else {
             r->n_prompt = ev.n_prompt;
             r->n_cached = ev.n_cached;

@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "  --max-body BYTES      request body limit (default 104857600)\n"
             "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
             "  --no-gemini-names     do not map gemini-* names to the first model\n"
+            "  --max-output N        output cap for requests without max_output_tokens (default: context)\n"
             "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n");
 }
 
@@ -104,6 +105,9 @@ int cmd_serve(int argc, char **argv) {
             p.prefix = v;
         } else if (!strcmp(a, "--no-gemini-names")) {
             p.gemini_names = false;
+        } else if (!strcmp(a, "--max-output")) {
+            NEED();
+            p.default_max_output = atoi(v);
         } else if (!strcmp(a, "--drain-timeout")) {
             NEED();
             drain_s = atof(v);
