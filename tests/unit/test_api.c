@@ -1,0 +1,281 @@
+/* test_api.c: units of castor serve below HTTP: create-request validation
+ * and input normalisation (§2), chat rendering, SHA-256 of API keys, and the
+ * engine scheduler (concurrent requests, seeded determinism, prefix reuse,
+ * cancellation, queue bound, context limit) on stories260K. */
+#include "api/api_int.h"
+#include "test.h"
+
+static json_t *J(const char *s) {
+    json_error_t e;
+    json_t *j = json_loads(s, 0, &e);
+    if (!j) cst_test_fail(__FILE__, __LINE__, "bad test JSON: %s", e.text);
+    return j;
+}
+
+static bool parse(const char *body, create_req *r, char *err) {
+    json_t *j = J(body);
+    bool ok = cst_api_parse_create(j, r, err, 512);
+    if (ok) create_req_clear(r);
+    json_decref(j);
+    return ok;
+}
+
+TEST(api_validate_ok_forms) {
+    create_req r;
+    char err[512];
+    ASSERT_MSG(parse("{\"model\":\"m\",\"input\":\"hi\"}", &r, err), "%s", err);
+    ASSERT_MSG(parse("{\"model\":\"m\",\"input\":{\"type\":\"text\",\"text\":\"hi\"}}", &r, err), "%s", err);
+    ASSERT_MSG(parse("{\"model\":\"m\",\"input\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]}", &r, err), "%s", err);
+    ASSERT_MSG(parse("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":\"x\"},{\"type\":\"thought\",\"signature\":\"s\","
+                     "\"summary\":null},{\"type\":\"model_output\",\"content\":[{\"type\":\"text\",\"text\":\"y\",\"annotations\":null}]},"
+                     "{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"z\"}]}],\"store\":false,"
+                     "\"system_instruction\":null,\"tools\":null,\"generation_config\":{\"temperature\":0,\"top_p\":1,"
+                     "\"max_output_tokens\":5,\"stop_sequences\":[\"a\"],\"seed\":-3,\"thinking_level\":\"low\"},"
+                     "\"labels\":{\"a\":\"b\"},\"service_tier\":\"flex\",\"response_modalities\":[\"TEXT\"]}", &r, err), "%s", err);
+}
+
+TEST(api_validate_normalises_turn) {
+    json_t *j = J("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":\"a\"},{\"type\":\"model_output\",\"content\":\"b\"},"
+                  "{\"type\":\"user_input\",\"content\":\"c\"},{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"d\"}]}]}");
+    create_req r;
+    char err[512];
+    ASSERT_MSG(cst_api_parse_create(j, &r, err, sizeof err), "%s", err);
+    ASSERT_EQ(json_array_size(r.context), 2);
+    ASSERT_EQ(json_array_size(r.turn), 2);
+    char *t = json_dumps(r.turn, JSON_COMPACT);
+    ASSERT_STREQ(t, "[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"c\"}]},"
+                    "{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"d\"}]}]");
+    free(t);
+    create_req_clear(&r);
+    json_decref(j);
+}
+
+static void expect_bad(const char *body, const char *needle) {
+    create_req r;
+    char err[512] = "";
+    bool ok = parse(body, &r, err);
+    ASSERT_MSG(!ok, "accepted: %s", body);
+    ASSERT_MSG(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err, needle);
+}
+
+TEST(api_validate_rejects_with_path) {
+    expect_bad("[1]", "JSON object");
+    expect_bad("{\"input\":\"x\"}", "model: required");
+    expect_bad("{\"model\":\"m\"}", "input: required");
+    expect_bad("{\"model\":5,\"input\":\"x\"}", "model: expected a string");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generationConfig\":{}}", "generationConfig: unknown field");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"temperature\":\"hot\"}}", "generation_config.temperature: expected a number");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"temperature\":2.5}}", "out of range");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"top_p\":0}}", "top_p");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"max_output_tokens\":0}}", "max_output_tokens");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"max_output_tokens\":1.5}}", "expected an integer");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"stop_sequences\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\"]}}", "at most 5");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"thinking_level\":\"huge\"}}", "thinking_level");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"generation_config\":{\"speech_config\":{}}}", "speech_config");
+    expect_bad("{\"model\":\"m\",\"input\":[]}", "empty array");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"user_input\"}]}", "mixes");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"bogus\"}]}", "input[0].type");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":1}]}]}", "input[0].content[0].text");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":\"a\"},{\"type\":\"model_output\",\"content\":\"b\"}]}", "user_input");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\"}]}", "image");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"function_result\",\"call_id\":\"x\",\"result\":\"r\"}]}", "function");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\"}]}", "tools");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"response_format\":{}}", "response_format");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"continuation_token\":\"t\"}", "continuation_token");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"background\":true,\"store\":false}", "background");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"stream\":1}", "stream: expected a boolean");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"labels\":{\"a\":1}}", "labels.a");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"response_modalities\":[\"image\"]}", "response_modalities[0]");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"agent\":\"deep-research\"}", "agent");
+}
+
+TEST(api_sha256_vectors) {
+    char h[65];
+    cst_sha256_hex("", 0, h);
+    ASSERT_STREQ(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    cst_sha256_hex("abc", 3, h);
+    ASSERT_STREQ(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *l = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    cst_sha256_hex(l, strlen(l), h);
+    ASSERT_STREQ(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(api_chat_render_formats) {
+    smodel plain = {.chat_format = CHAT_PLAIN}, chatml = {.chat_format = CHAT_CHATML};
+    json_t *hist = J("[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"A\"}]},{\"type\":\"thought\"},"
+                     "{\"type\":\"model_output\",\"content\":[{\"type\":\"text\",\"text\":\" B\"}]}]");
+    json_t *turn = J("[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"C\"}]}]");
+    json_t *lists[2] = {hist, turn};
+    const char *stop = NULL;
+    char *p = cst_chat_render(&plain, "S", lists, 2, &stop);
+    ASSERT_STREQ(p, "System: S\n\nUser: A\nModel: B\nUser: C\nModel:");
+    ASSERT_STREQ(stop, "\nUser:");
+    free(p);
+    p = cst_chat_render(&chatml, "S", lists, 2, &stop);
+    ASSERT_STREQ(p, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nA<|im_end|>\n<|im_start|>assistant\n B<|im_end|>\n"
+                    "<|im_start|>user\nC<|im_end|>\n<|im_start|>assistant\n");
+    ASSERT(stop == NULL);
+    free(p);
+    /* the same conversation given as one flat list renders identically */
+    json_t *flat = json_array();
+    json_array_extend(flat, hist);
+    json_array_extend(flat, turn);
+    json_t *one[1] = {flat};
+    char *q = cst_chat_render(&chatml, "S", one, 1, &stop);
+    p = cst_chat_render(&chatml, "S", lists, 2, &stop);
+    ASSERT_STREQ(p, q);
+    free(p);
+    free(q);
+    json_decref(flat);
+    json_decref(hist);
+    json_decref(turn);
+}
+
+/* ---- scheduler ---------------------------------------------------------- */
+
+static cst_model *load_stories(void) {
+    const char *path = cst_test_shared("models/stories260K.gguf");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cst_test_skip("no %s", path);
+        return NULL;
+    }
+    fclose(f);
+    cst_model *m = NULL;
+    char err[256];
+    ASSERT_OK(cst_model_load(path, NULL, &m, err, sizeof err));
+    return m;
+}
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    cst_sched_event done;
+    int n_start;
+} result;
+
+static void drain(cst_sched_req *r, result *res) {
+    memset(res, 0, sizeof *res);
+    for (;;) {
+        cst_sched_event ev;
+        ASSERT(cst_sched_req_next(r, &ev, 60.0));
+        if (ev.type == CST_SCHED_EV_START) res->n_start++;
+        if (ev.type == CST_SCHED_EV_TEXT) {
+            size_t n = CST_MIN(ev.len, sizeof res->text - 1 - res->len);
+            memcpy(res->text + res->len, ev.text, n);
+            res->len += n;
+            free(ev.text);
+        }
+        if (ev.type == CST_SCHED_EV_DONE) {
+            free(ev.text);
+            res->done = ev;
+            return;
+        }
+    }
+}
+
+static cst_req_params req(const cst_token *t, size_t n, uint64_t seed, int32_t max) {
+    cst_req_params p = {.prompt = t, .n_prompt = n, .max_tokens = max};
+    p.sampling = cst_sampler_default_params();
+    p.sampling.temperature = 1.0f;
+    p.sampling.seed = seed;
+    return p;
+}
+
+TEST(sched_concurrent_deterministic_and_prefix_reuse) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 2;
+    sp.n_ctx = 256;
+    sp.n_threads = 1;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    cst_token *toks = NULL;
+    size_t n = 0;
+    const char *prompt = "Once upon a time, there was a little dog";
+    ASSERT_OK(cst_tokenize(cst_model_vocab(m), prompt, strlen(prompt), true, false, &toks, &n));
+    /* three requests on two slots: all finish; equal seeds give equal text */
+    cst_sched_req *r[3];
+    for (int i = 0; i < 3; i++) {
+        cst_req_params p = req(toks, n, i == 2 ? 99 : 7, 20);
+        ASSERT_OK(cst_sched_submit(s, &p, &r[i], err, sizeof err));
+    }
+    result res[3];
+    for (int i = 0; i < 3; i++) drain(r[i], &res[i]);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(res[i].done.finish, CST_FINISH_LENGTH);
+        ASSERT_EQ(res[i].done.n_gen, 20);
+        ASSERT_EQ(res[i].n_start, 1);
+        cst_sched_req_release(r[i]);
+    }
+    ASSERT_STREQ(res[0].text, res[1].text);
+    /* a follow-up whose prompt extends an earlier one reuses its cache */
+    cst_token *t2 = malloc((n + 8) * sizeof *t2);
+    memcpy(t2, toks, n * sizeof *t2);
+    for (int i = 0; i < 8; i++) t2[n + i] = toks[1 + i % (int)(n - 1)];
+    cst_req_params p2 = req(t2, n + 8, 5, 4);
+    cst_sched_req *r2;
+    ASSERT_OK(cst_sched_submit(s, &p2, &r2, err, sizeof err));
+    result res2;
+    drain(r2, &res2);
+    ASSERT_EQ(res2.done.n_cached, (int32_t)n);
+    ASSERT_EQ(res2.done.n_prompt, (int32_t)n + 8);
+    cst_sched_req_release(r2);
+    free(t2);
+    /* greedy through the scheduler equals cst_generate-style sequential decoding: same seed, same text again */
+    cst_req_params p3 = req(toks, n, 7, 20);
+    cst_sched_req *r3;
+    ASSERT_OK(cst_sched_submit(s, &p3, &r3, err, sizeof err));
+    result res3;
+    drain(r3, &res3);
+    ASSERT_STREQ(res3.text, res[0].text);
+    ASSERT(res3.done.n_cached > 0);
+    cst_sched_req_release(r3);
+    free(toks);
+    cst_sched_free(s);
+    cst_model_free(m);
+}
+
+TEST(sched_cancel_limits_and_queue) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 1;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.max_queue = 1;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    cst_token toks[200];
+    for (int i = 0; i < 200; i++) toks[i] = 1 + i % 100;
+    cst_req_params big = req(toks, 128, 1, 0);
+    cst_sched_req *r = NULL;
+    ASSERT_EQ(cst_sched_submit(s, &big, &r, err, sizeof err), CST_ERR_CTX_FULL);
+    ASSERT(strstr(err, "128") != NULL);
+    cst_req_params p = req(toks, 10, 1, 0); /* until the context is full */
+    ASSERT_OK(cst_sched_submit(s, &p, &r, err, sizeof err));
+    cst_sched_event ev;
+    do {
+        ASSERT(cst_sched_req_next(r, &ev, 60.0));
+        if (ev.type == CST_SCHED_EV_TEXT) free(ev.text);
+    } while (ev.type != CST_SCHED_EV_TEXT);
+    /* the slot is busy: one more waits in the queue, the next is refused */
+    cst_sched_req *q1 = NULL, *q2 = NULL;
+    ASSERT_OK(cst_sched_submit(s, &p, &q1, err, sizeof err));
+    ASSERT_EQ(cst_sched_submit(s, &p, &q2, err, sizeof err), CST_ERR_BUSY);
+    cst_sched_req_cancel(r);
+    result res;
+    drain(r, &res);
+    ASSERT(res.done.finish == CST_FINISH_CANCELLED || res.done.finish == CST_FINISH_LENGTH);
+    result rq;
+    drain(q1, &rq);
+    ASSERT_EQ(rq.done.finish, CST_FINISH_LENGTH);
+    ASSERT(rq.done.n_gen <= 128 - 10 + 1); /* the last sampled token needs no position */
+    cst_sched_req_release(r);
+    cst_sched_req_release(q1);
+    cst_sched_free(s);
+    cst_model_free(m);
+}
