@@ -23,7 +23,7 @@ asan: deps
 
 run: build
 	@test -n "$(MODEL)" || { echo "no model: set CASTOR_MODEL=path/to/model.gguf"; exit 1; }
-	./$(BUILD)/castor run -m $(MODEL) -p "Once upon a time" -n 64
+	./$(BUILD)/castor serve -m $(MODEL) --host 127.0.0.1 --port 8080 --no-auth
 
 test: build asan
 	./scripts/test.sh
