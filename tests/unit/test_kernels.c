@@ -264,12 +264,9 @@ TEST(avx512_matches_ref) {
 
 /* Every 4x4 micro-kernel (rows x tokens) against 16 ref vec_dots, bounded by
  * the magnitude sum |w_i a_i| (a wrong bit would cost about mag/n). */
-static void check_tiles(cst_isa isa) {
+static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
     static const int sizes[] = {32, 96, 256, 512, 800, 2048, 4352}; /* odd block counts too */
-    for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
-        const cst_type t = all_types[k];
-        const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(t, isa);
-        if (!tile) continue;
+    {
         const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
         const cst_kernel_traits *rv = cst_kernel_traits_isa(rt->vec_dot_type, CST_ISA_REF);
         const int bs = cst_type_get_info((int)t)->blck_size;
@@ -306,7 +303,7 @@ static void check_tiles(cst_isa isa) {
                         double mag = 0;
                         for (int i = 0; i < n; i++) mag += fabs((double)wd[r * n + i] * ad[tk * n + i]);
                         ASSERT_MSG(fabs((double)s[tk * 6 + r] - e) <= 1e-5 * mag + 1e-30,
-                                   "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g, ref %.9g (mag %.3g)", cst_isa_name(isa),
+                                   "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g, ref %.9g (mag %.3g)", label,
                                    cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e, mag);
                     }
                     ASSERT(s[tk * 6 + 4] == -999.0f && s[tk * 6 + 5] == -999.0f);
@@ -319,8 +316,46 @@ static void check_tiles(cst_isa isa) {
 }
 
 TEST(tiles_match_ref) {
-    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++)
-        if (cst_isa_available((cst_isa)isa)) check_tiles((cst_isa)isa);
+    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_isa_available((cst_isa)isa)) continue;
+        for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
+            const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(all_types[k], (cst_isa)isa);
+            if (tile) check_tile(all_types[k], tile, cst_isa_name((cst_isa)isa));
+        }
+    }
+}
+
+/* The BF16 kernels exist twice on AVX-512 (vdpbf16ps or widen + FMA); the
+ * dispatcher installs one, so check the widening pair here explicitly. */
+TEST(bf16_widening_kernels_match_ref) {
+    if (!cst_isa_available(CST_ISA_AVX512)) {
+        cst_test_skip("no AVX-512");
+        return;
+    }
+    static cst_kernel_traits tab[CST_TYPE_COUNT];
+    static cst_tile4x4_fn tiles[CST_TYPE_COUNT];
+    cst_kernels_float_avx512(tab, tiles, false);
+    ASSERT(tab[CST_TYPE_BF16].vec_dot && tiles[CST_TYPE_BF16]);
+    check_tile(CST_TYPE_BF16, tiles[CST_TYPE_BF16], "avx512 widening");
+    const cst_kernel_traits *rt = cst_kernel_traits_isa(CST_TYPE_BF16, CST_ISA_REF);
+    for (int n = 1; n < 300; n += 37) {
+        float *w = xalloc(n * 4), *a = xalloc(n * 4), *wd = xalloc(n * 4), *ad = xalloc(n * 4);
+        fill_normal(w, n, 1.0f);
+        fill_normal(a, n, 1.0f);
+        cst_bf16 *wb = xalloc(n * 2), *ab = xalloc(n * 2);
+        rt->from_float(w, wb, n);
+        rt->from_float(a, ab, n);
+        rt->to_float(wb, wd, n);
+        rt->to_float(ab, ad, n);
+        double mag = 0;
+        for (int i = 0; i < n; i++) mag += fabs((double)wd[i] * ad[i]);
+        float e = 0, g = 0;
+        rt->vec_dot(n, &e, wb, ab);
+        tab[CST_TYPE_BF16].vec_dot(n, &g, wb, ab);
+        ASSERT_MSG(fabs((double)g - e) <= 1e-5 * mag, "n=%d: %.9g vs ref %.9g", n, g, e);
+        cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(wd), cst_free_aligned(ad);
+        cst_free_aligned(wb), cst_free_aligned(ab);
+    }
 }
 
 TEST(isa_names_and_selection) {

@@ -16,6 +16,7 @@
 static cst_kernel_traits tables[3][CST_TYPE_COUNT];
 static cst_tile4x4_fn tiles[3][CST_TYPE_COUNT];
 static bool isa_ok[3];
+static bool has_bf16; /* AVX512_BF16 */
 static _Atomic int active_isa = CST_ISA_REF;
 /* hot helpers of the active ISA, cached so a call costs no lookup (attention
  * calls cst_vec_dot_f16 once per key) */
@@ -57,6 +58,7 @@ static void detect(void) {
                              __builtin_cpu_supports("avx512vl") &&
                              __builtin_cpu_supports("avx512dq") &&
                              __builtin_cpu_supports("avx512vnni");
+    has_bf16 = isa_ok[CST_ISA_AVX512] && __builtin_cpu_supports("avx512bf16");
 #endif
 }
 
@@ -71,6 +73,7 @@ static void init_tables(void) {
         cst_kernels_fill_avx512(tables[CST_ISA_AVX512]);
         cst_kernels_tiles_avx512(tiles[CST_ISA_AVX512]);
         cst_kernels_tiles_kquants_avx512(tiles[CST_ISA_AVX512]);
+        cst_kernels_float_avx512(tables[CST_ISA_AVX512], tiles[CST_ISA_AVX512], has_bf16);
     }
     int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
     const char *env = getenv("CST_ISA");
@@ -90,6 +93,11 @@ static void init_tables(void) {
 }
 
 void cst_kernels_init(void) { pthread_once(&init_once, init_tables); }
+
+bool cst_kernels_has_avx512bf16(void) {
+    cst_kernels_init();
+    return has_bf16;
+}
 
 cst_isa cst_kernels_isa(void) {
     cst_kernels_init();
