@@ -67,7 +67,10 @@ static void init_tables(void) {
     fill_ref(tables[CST_ISA_REF]);
     memcpy(tables[CST_ISA_AVX2], tables[CST_ISA_REF], sizeof(tables[0]));
     memcpy(tables[CST_ISA_AVX512], tables[CST_ISA_REF], sizeof(tables[0]));
-    if (isa_ok[CST_ISA_AVX2]) cst_kernels_fill_avx2(tables[CST_ISA_AVX2]);
+    if (isa_ok[CST_ISA_AVX2]) {
+        cst_kernels_fill_avx2(tables[CST_ISA_AVX2]);
+        cst_kernels_tiles_kquants_avx2(tiles[CST_ISA_AVX2]);
+    }
     if (isa_ok[CST_ISA_AVX512]) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX512]);
         cst_kernels_fill_avx512(tables[CST_ISA_AVX512]);
