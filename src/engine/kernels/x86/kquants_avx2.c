@@ -126,6 +126,9 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
                     const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[t]->qs + 64 * c + 32));
                     sumi[r][t] = _mm256_add_epi32(sumi[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wl, al), scl));
                     sumi[r][t] = _mm256_add_epi32(sumi[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wh, ah), sch));
+                    /* keep the running sum in a register: otherwise the compiler reassociates the
+                     * integer sum, keeps every product alive and spills */
+                    __asm__("" : "+x"(sumi[r][t]));
                 }
             }
         }
