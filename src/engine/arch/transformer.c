@@ -43,31 +43,25 @@ static void att_worker(void *arg, int ith, int nth) {
         const int32_t kvh = h / gqa;
         int32_t p0 = 0;
         if (j->L->swa && pos - hp->n_swa + 1 > 0) p0 = pos - hp->n_swa + 1;
-        const int32_t nk = pos + 1 - p0;
 
-        cst_fp32_to_fp16_row(c->q + (size_t)t * qdim + (size_t)h * hd, q16, hd);
-        const cst_f16 *kb = kl + ((size_t)seq * nctx + (size_t)p0) * kdim + (size_t)kvh * hd;
-        float mx = -INFINITY;
-        for (int32_t i = 0; i < nk; i++) {
-            float d;
-            cst_vec_dot_f16(hd, &d, kb + (size_t)i * kdim, q16);
-            d *= scale;
-            s[i] = d;
-            if (d > mx) mx = d;
-        }
-        double sum = 0.0;
-        for (int32_t i = 0; i < nk; i++) {
-            const float e = expf(s[i] - mx);
-            s[i] = e;
-            sum += (double)e;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int32_t i = 0; i < nk; i++) s[i] *= inv;
-        cst_fp32_to_fp16_row(s, p16, nk);
-
-        float *o = c->att + (size_t)t * odim + (size_t)h * hdv;
-        const cst_f16 *vb = vl + ((size_t)seq * vdim + (size_t)kvh * hdv) * nctx + (size_t)p0;
-        for (int32_t d = 0; d < hdv; d++) cst_vec_dot_f16(nk, &o[d], vb + (size_t)d * nctx, p16);
+        const cst_attn_head a = {
+            .out = c->att + (size_t)t * odim + (size_t)h * hdv,
+            .q = c->q + (size_t)t * qdim + (size_t)h * hd,
+            .k = kl + (size_t)seq * nctx * kdim + (size_t)kvh * hd,
+            .v = vl + ((size_t)seq * vdim + (size_t)kvh * hdv) * nctx,
+            .k_stride = kdim,
+            .v_stride = nctx,
+            .hd = hd,
+            .hdv = hdv,
+            .p0 = p0,
+            .p1 = pos,
+            .scale = scale,
+            .batch = j->b->n >= 2,
+            .scores = s,
+            .p16 = p16,
+            .q16 = q16,
+        };
+        cst_attn_head_run(&a);
     }
 }
 
@@ -127,6 +121,7 @@ typedef struct rows_job {
     const cst_batch *b;
     const cst_layer *L;
     int il, phase;
+    int32_t n; /* rows */
 } rows_job;
 
 static void rows_range(const rows_job *j, int32_t t0, int32_t t1) {
@@ -163,14 +158,14 @@ static void rows_range(const rows_job *j, int32_t t0, int32_t t1) {
 
 static void rows_worker(void *arg, int ith, int nth) {
     const rows_job *j = arg;
-    const int32_t n = j->b->n;
+    const int32_t n = j->n;
     rows_range(j, (int32_t)((int64_t)n * ith / nth), (int32_t)((int64_t)n * (ith + 1) / nth));
 }
 
-static void run_rows(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il, int phase) {
-    rows_job j = {c, b, L, il, phase};
-    if (b->n < 4)
-        rows_range(&j, 0, b->n);
+static void run_rows(cst_ctx *c, const cst_batch *b, const cst_layer *L, int il, int phase, int32_t n) {
+    rows_job j = {c, b, L, il, phase, n};
+    if (n < 4)
+        rows_range(&j, 0, n);
     else
         cst_pool_run(c->pool, rows_worker, &j);
 }
@@ -201,37 +196,52 @@ cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
                            hp->rope_base_swa, hp->rope_scale_swa, m->rope_freqs);
     }
 
+    int32_t n_ffn = n; /* rows through the FFN (all but in the last layer) */
     for (int il = 0; il < hp->n_layer; il++) {
         const cst_layer *L = &m->layers[il];
         /* attention block */
-        run_rows(c, b, L, il, PH_ATTN_NORM);
+        run_rows(c, b, L, il, PH_ATTN_NORM, n);
         matmul(c, &L->wq, c->xb, n, c->q);
         matmul(c, &L->wk, c->xb, n, c->kt);
         matmul(c, &L->wv, c->xb, n, c->vt);
-        run_rows(c, b, L, il, PH_QK);
+        run_rows(c, b, L, il, PH_QK, n);
         att_job job = {c, b, L, il};
         if ((int64_t)n * hp->n_head * (b->pos[n - 1] + 1) * hp->head_dim < SMALL_WORK)
             att_worker(&job, 0, 1);
         else
             cst_pool_run(c->pool, att_worker, &job);
         matmul(c, &L->wo, c->att, n, c->xb);
-        run_rows(c, b, L, il, PH_ATTN_OUT); /* x += attn; xb = ffn_norm(x) */
+        run_rows(c, b, L, il, PH_ATTN_OUT, n); /* x += attn; xb = ffn_norm(x) */
+
+        /* The last layer's FFN runs only for the rows that give logits, moved
+         * to the front in batch order (llama.cpp's inp_out_ids): besides the
+         * saved work, a single output row then takes llama.cpp's one-token
+         * matmul path, which accumulates in another order than its batched one. */
+        if (il == hp->n_layer - 1) {
+            n_ffn = 0;
+            for (int32_t t = 0; t < n; t++) {
+                if (c->out_idx[t] < 0) continue;
+                if (n_ffn != t) {
+                    memmove(c->x + (size_t)n_ffn * e, c->x + (size_t)t * e, (size_t)e * sizeof(float));
+                    memmove(c->xb + (size_t)n_ffn * e, c->xb + (size_t)t * e, (size_t)e * sizeof(float));
+                }
+                n_ffn++;
+            }
+            if (n_ffn == 0) break;
+        }
 
         /* feed-forward block */
-        matmul(c, &L->gate, c->xb, n, c->ff_g);
-        matmul(c, &L->up, c->xb, n, c->ff_u);
-        run_rows(c, b, L, il, PH_ACT);
-        matmul(c, &L->down, c->ff_g, n, c->xb);
-        run_rows(c, b, L, il, PH_FFN_OUT);
+        matmul(c, &L->gate, c->xb, n_ffn, c->ff_g);
+        matmul(c, &L->up, c->xb, n_ffn, c->ff_u);
+        run_rows(c, b, L, il, PH_ACT, n_ffn);
+        matmul(c, &L->down, c->ff_g, n_ffn, c->xb);
+        run_rows(c, b, L, il, PH_FFN_OUT, n_ffn);
     }
 
-    /* logits only for the entries that asked */
-    int32_t n_out = 0;
-    for (int32_t t = 0; t < n; t++) {
-        if (c->out_idx[t] < 0) continue;
-        cst_rmsnorm(c->xb + (size_t)n_out * e, c->x + (size_t)t * e, m->output_norm, e, hp->norm_eps);
-        n_out++;
-    }
+    /* logits: the output rows are the first n_ffn rows of x */
+    const int32_t n_out = n_ffn;
+    for (int32_t i = 0; i < n_out; i++)
+        cst_rmsnorm(c->xb + (size_t)i * e, c->x + (size_t)i * e, m->output_norm, e, hp->norm_eps);
     if (n_out > 0)
         cst_matmul(c->pool, m->output.data, m->output.type, e, hp->n_vocab, c->xb, n_out, c->logits, hp->n_vocab,
                    c->wdata);

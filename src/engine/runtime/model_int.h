@@ -140,8 +140,29 @@ void cst_rope_cache(float *cache, int32_t pos, int32_t n_rot, float base, float 
 void cst_rope_apply(float *x, const float *cache, int32_t n_rot, int mode);
 /* y[i] = gelu_tanh(g[i]) * u[i] through ggml's F16 GELU table (ggml_vec_geglu_f32) */
 void cst_geglu(float *y, const float *g, const float *u, int64_t n);
-/* y[i] = silu(g[i]) * u[i] */
+/* y[i] = silu(g[i]) * u[i], bit-exact with ggml_vec_swiglu_f32 (AVX-512 build) (ops_exact.c) */
 void cst_swiglu(float *y, const float *g, const float *u, int64_t n);
+
+/* One attention head for one query (ops_exact.c), rounded like llama.cpp's
+ * CPU path without flash attention: Q -> F16, QK^T, scale, softmax (ggml's
+ * vectorised expf, sums of 16-position groups in double), probabilities ->
+ * F16, P*V. `batch` selects tinyBLAS' accumulation order (llama.cpp batches
+ * of >= 2 tokens) instead of ggml_vec_dot_f16's (single-token decode).
+ * Positions p0..p1 are visible; k + p*k_stride is the K row of position p,
+ * v + d*v_stride + p the V value of dim d (transposed cache). scores and p16
+ * are indexed by position (>= p1+1 entries). */
+typedef struct cst_attn_head {
+    float *out;             /* [hdv] */
+    const float *q;         /* [hd] */
+    const cst_f16 *k, *v;
+    size_t k_stride, v_stride;
+    int32_t hd, hdv, p0, p1;
+    float scale;
+    bool batch;
+    float *scores;
+    cst_f16 *p16, *q16;
+} cst_attn_head;
+void cst_attn_head_run(const cst_attn_head *a);
 void cst_ops_init(void); /* builds the GELU table (idempotent, thread-safe) */
 
 #endif

@@ -37,33 +37,50 @@ void cst_rope_cache(float *cache, int32_t pos, int32_t n_rot, float base, float 
     }
 }
 
-void cst_rope_apply(float *x, const float *cache, int32_t n_rot, int mode) {
-    if (mode == CST_ROPE_NEOX) {
-        const int32_t h = n_rot / 2;
-        for (int32_t i = 0; i < h; i++) {
-            const float c = cache[2 * i], s = cache[2 * i + 1];
-            const float x0 = x[i], x1 = x[i + h];
-            x[i] = x0 * c - x1 * s;
-            x[i + h] = x0 * s + x1 * c;
-        }
-    } else {
-        for (int32_t i = 0; i < n_rot / 2; i++) {
-            const float c = cache[2 * i], s = cache[2 * i + 1];
-            const float x0 = x[2 * i], x1 = x[2 * i + 1];
-            x[2 * i] = x0 * c - x1 * s;
-            x[2 * i + 1] = x0 * s + x1 * c;
-        }
+/* ggml's rotation as GCC compiles it with FMA available (-march=native,
+ * contraction on): the first product of each expression is fused,
+ *   x0' = fma(x0, cos, -(x1*sin)),  x1' = fma(x0, sin, x1*cos). */
+#if defined(__x86_64__) || defined(__i386__)
+#define ROPE_FMA_TARGET __attribute__((target("fma")))
+#else
+#define ROPE_FMA_TARGET
+#endif
+#define ROPE_BODY(FMA)                                                                  \
+    const int32_t h = n_rot / 2, step = mode == CST_ROPE_NEOX ? 1 : 2,                  \
+                  off = mode == CST_ROPE_NEOX ? h : 1;                                  \
+    for (int32_t i = 0; i < h; i++) {                                                   \
+        const float c = cache[2 * i], s = cache[2 * i + 1];                             \
+        float *a = x + (size_t)i * step;                                                \
+        const float x0 = a[0], x1 = a[off];                                             \
+        a[0] = FMA(x0, c, -(x1 * s));                                                   \
+        a[off] = FMA(x0, s, x1 * c);                                                    \
     }
+
+ROPE_FMA_TARGET static void rope_apply_fma(float *x, const float *cache, int32_t n_rot, int mode) {
+    ROPE_BODY(__builtin_fmaf)
+}
+
+static void rope_apply_libm(float *x, const float *cache, int32_t n_rot, int mode) { ROPE_BODY(fmaf) }
+
+void cst_rope_apply(float *x, const float *cache, int32_t n_rot, int mode) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("fma")) {
+        rope_apply_fma(x, cache, n_rot, mode);
+        return;
+    }
+#endif
+    rope_apply_libm(x, cache, n_rot, mode);
 }
 
 /* ---- activations --------------------------------------------------------- */
 static cst_f16 gelu_table[1 << 16];
 static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
 
+/* ggml_gelu_f32 as compiled with contraction: 1 + a*x*x is fma(a*x, x, 1). */
 static float gelu_f32(float x) {
     const float c = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
     const float a = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
+    return 0.5f * x * (1.0f + tanhf(c * x * fmaf(a * x, x, 1.0f)));
 }
 
 static void gelu_init(void) {
@@ -83,12 +100,5 @@ void cst_geglu(float *y, const float *g, const float *u, int64_t n) {
         } else {
             y[i] = cst_f16_to_f32(gelu_table[cst_f32_to_f16(x)]) * u[i];
         }
-    }
-}
-
-void cst_swiglu(float *y, const float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float x = g[i];
-        y[i] = (x / (1.0f + expf(-x))) * u[i];
     }
 }

@@ -1,0 +1,237 @@
+/* ops_exact.c: the vector numerics of ggml's CPU backend (AVX-512 build)
+ * reproduced bit for bit: the vectorised expf used by softmax and SiLU, the
+ * 16-lane horizontal sum, and one attention head (QK^T, softmax, P*V) with
+ * the accumulation orders of llama.cpp's two matmul paths (tinyBLAS for
+ * batches of >= 2 tokens, ggml_vec_dot_f16 for single-token decode). An
+ * AVX-512 implementation is used when the CPU has it; the scalar twins below
+ * give identical bits (fmaf, same summation trees) on other CPUs.
+ */
+#include "model_int.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CST_X86 1
+#include <immintrin.h>
+#endif
+
+/* ---- scalar twins ------------------------------------------------------------
+ * exp_lane: one lane of ggml_v_expf (AVX-512 variant): Cody-Waite reduction by
+ * ln2, degree-5 polynomial evaluated with FMAs in a fixed tree, scalef. */
+static float exp_lane(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                         fmaf(0x1.ffffecp-1f, b, 1.0f));
+    return ldexpf(j, (int)n);
+}
+
+/* _mm512_reduce_add_ps: halves added pairwise (8, 4, 2, 1). */
+static float reduce16(const float *a) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 4; i++) t[i] = t[i] + t[i + 4];
+    t[0] = t[0] + t[2];
+    t[1] = t[1] + t[3];
+    return t[0] + t[1];
+}
+
+static void swiglu_ref(float *y, const float *g, const float *u, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    int64_t i = 0;
+    for (; i < nv; i++) y[i] = (g[i] / (1.0f + exp_lane(0.0f - g[i]))) * u[i];
+    for (; i < n; i++) y[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+/* dot of f16 rows in the order of tinyBLAS (lane l sums elements l, l+16, ...
+ * with FMAs, then reduce16) or of ggml_vec_dot_f16 (four 16-lane accumulators
+ * over 64-element steps, combined (0+2)+(1+3), reduce16, leftovers in double). */
+static float dot_f16_ref(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) {
+    float acc[4][16] = {{0}};
+    if (lanes) {
+        for (int i = 0; i < n; i++) acc[0][i & 15] = fmaf(cst_f16_to_f32(x[i]), cst_f16_to_f32(y[i]), acc[0][i & 15]);
+        return reduce16(acc[0]);
+    }
+    const int np = n & ~63;
+    for (int i = 0; i < np; i++)
+        acc[(i >> 4) & 3][i & 15] = fmaf(cst_f16_to_f32(x[i]), cst_f16_to_f32(y[i]), acc[(i >> 4) & 3][i & 15]);
+    for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    double sum = reduce16(acc[0]);
+    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * cst_f16_to_f32(y[i]));
+    return (float)sum;
+}
+
+static void attn_head_ref(const cst_attn_head *a) {
+    const int32_t p0 = a->p0, p1 = a->p1;
+    float *s = a->scores;
+    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    const bool klanes = a->batch && a->hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int32_t p = p0; p <= p1; p++) {
+        s[p] = dot_f16_ref(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    double sum = 0.0;
+    for (int32_t g = p0 >> 4; g <= p1 >> 4; g++) {
+        float e[16];
+        for (int l = 0; l < 16; l++) {
+            const int32_t p = g * 16 + l;
+            e[l] = (p >= p0 && p <= p1) ? exp_lane(s[p] - mx) : 0.0f;
+            if (p >= p0 && p <= p1) s[p] = e[l];
+        }
+        sum += (double)reduce16(e);
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t p = p0; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+    const bool vlanes = a->batch && a->hdv % 4 == 0;
+    for (int32_t d = 0; d < a->hdv; d++) {
+        const cst_f16 *v = a->v + (size_t)d * a->v_stride;
+        float acc[4][16] = {{0}};
+        for (int32_t p = p0; p <= p1; p++) {
+            float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
+            *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+        }
+        if (!vlanes)
+            for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        a->out[d] = reduce16(acc[0]);
+    }
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------ */
+#ifdef CST_X86
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,f16c")))
+
+AVX512 static inline __m512 exp16(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!big) return res;
+    const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    const __m512 alt = _mm512_mask_blend_ps(neg, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(big, res, alt);
+}
+
+AVX512 static void swiglu_avx512(float *y, const float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(silu, _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) y[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+#define LOADH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LOADHM(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((m), (p)))
+
+AVX512 static inline float dot_f16_avx512(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) {
+    if (lanes) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int i = 0; i < n; i += 16) acc = _mm512_fmadd_ps(LOADH(x + i), LOADH(y + i), acc);
+        return _mm512_reduce_add_ps(acc);
+    }
+    const int np = n & ~63;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < np; i += 64) {
+        a0 = _mm512_fmadd_ps(LOADH(x + i), LOADH(y + i), a0);
+        a1 = _mm512_fmadd_ps(LOADH(x + i + 16), LOADH(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(LOADH(x + i + 32), LOADH(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(LOADH(x + i + 48), LOADH(y + i + 48), a3);
+    }
+    double sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * cst_f16_to_f32(y[i]));
+    return (float)sum;
+}
+
+/* lanes of group g (positions 16g..16g+15) inside [p0, p1] */
+static inline __mmask16 group_mask(int32_t g, int32_t p0, int32_t p1) {
+    const int32_t lo = p0 - g * 16, hi = p1 - g * 16; /* lanes lo..hi */
+    uint32_t m = 0xFFFFu;
+    if (lo > 0) m &= 0xFFFFu << lo;
+    if (hi < 15) m &= (1u << (hi + 1)) - 1u;
+    return (__mmask16)m;
+}
+
+AVX512 static void attn_head_avx512(const cst_attn_head *a) {
+    const int32_t p0 = a->p0, p1 = a->p1;
+    float *s = a->scores;
+    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    const bool klanes = a->batch && a->hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int32_t p = p0; p <= p1; p++) {
+        s[p] = dot_f16_avx512(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    const int32_t g0 = p0 >> 4, g1 = p1 >> 4;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    double sum = 0.0;
+    for (int32_t g = g0; g <= g1; g++) {
+        const __mmask16 m = group_mask(g, p0, p1);
+        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + g * 16), vmx)));
+        _mm512_mask_storeu_ps(s + g * 16, m, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+    }
+    const __m512 vinv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int32_t g = g0; g <= g1; g++) {
+        const __mmask16 m = group_mask(g, p0, p1);
+        const __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + g * 16), vinv),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_mask_storeu_epi16(a->p16 + g * 16, m, h);
+    }
+    const bool vlanes = a->batch && a->hdv % 4 == 0;
+    for (int32_t d = 0; d < a->hdv; d++) {
+        const cst_f16 *v = a->v + (size_t)d * a->v_stride;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int32_t g = g0; g <= g1; g++) {
+            const __mmask16 m = group_mask(g, p0, p1);
+            const int ai = vlanes ? 0 : (g & 3);
+            acc[ai] = _mm512_fmadd_ps(LOADHM(m, v + g * 16), LOADHM(m, a->p16 + g * 16), acc[ai]);
+        }
+        if (!vlanes) acc[0] = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+        a->out[d] = _mm512_reduce_add_ps(acc[0]);
+    }
+}
+#undef LOADH
+#undef LOADHM
+
+/* The AVX-512 path is taken when the kernels run AVX-512 (CPUID checked there). */
+static bool have_avx512(void) { return cst_kernels_isa() == CST_ISA_AVX512; }
+#else
+static bool have_avx512(void) { return false; }
+#endif
+
+/* ---- public ------------------------------------------------------------------ */
+void cst_swiglu(float *y, const float *g, const float *u, int64_t n) {
+#ifdef CST_X86
+    if (have_avx512()) {
+        swiglu_avx512(y, g, u, n);
+        return;
+    }
+#endif
+    swiglu_ref(y, g, u, n);
+}
+
+void cst_attn_head_run(const cst_attn_head *a) {
+#ifdef CST_X86
+    if (have_avx512()) {
+        attn_head_avx512(a);
+        return;
+    }
+#endif
+    attn_head_ref(a);
+}
