@@ -1,0 +1,311 @@
+/* image.c: image decoding from memory into RGB8 (PNG/JPEG/GIF with stb_image,
+ * WebP with libwebp), MIME sniffing from magic bytes, and limits: the header's
+ * dimensions are checked before decoding, and stb_image's allocations go
+ * through a per-thread byte budget derived from those dimensions, so that a
+ * small file cannot inflate into gigabytes (zlib bombs inside a PNG).
+ */
+#include "vision.h"
+
+#include "../../core/core.h"
+#include <limits.h>
+#include <string.h>
+#include <webp/decode.h>
+
+/* ---- stb_image with a budgeted allocator ------------------------------ */
+
+/* Every stb allocation carries a 16-byte header with its size; the live total
+ * may not exceed the budget of the decode in progress on this thread. */
+static __thread size_t stb_budget, stb_used;
+
+static void *budget_malloc(size_t n) {
+    if (n > stb_budget || stb_used > stb_budget - n || n > SIZE_MAX - 16) return NULL;
+    size_t *p = malloc(n + 16);
+    if (!p) return NULL;
+    p[0] = n;
+    stb_used += n;
+    return (char *)p + 16;
+}
+
+static void budget_free(void *q) {
+    if (!q) return;
+    size_t *p = (size_t *)((char *)q - 16);
+    stb_used -= p[0];
+    free(p);
+}
+
+static void *budget_realloc(void *q, size_t n) {
+    if (!q) return budget_malloc(n);
+    size_t *p = (size_t *)((char *)q - 16);
+    size_t old = p[0];
+    if (n > old && (n - old > stb_budget || stb_used > stb_budget - (n - old))) return NULL;
+    if (n > SIZE_MAX - 16) return NULL;
+    size_t *np = realloc(p, n + 16);
+    if (!np) return NULL;
+    np[0] = n;
+    stb_used = stb_used - old + n;
+    return (char *)np + 16;
+}
+
+#define STBI_MALLOC(sz) budget_malloc(sz)
+#define STBI_REALLOC(p, nsz) budget_realloc(p, nsz)
+#define STBI_FREE(p) budget_free(p)
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_GIF
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_MAX_DIMENSIONS (1 << 20)
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+/* stb declares a few static functions it never defines under STB_IMAGE_STATIC;
+ * that warning is issued at the end of the file, so it stays off file-wide. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmisleading-indentation"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+/* ---- sniffing ----------------------------------------------------------- */
+
+typedef enum { FMT_NONE, FMT_PNG, FMT_JPEG, FMT_GIF, FMT_WEBP } img_fmt;
+
+static img_fmt sniff(const uint8_t *b, size_t n) {
+    if (!b) return FMT_NONE;
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return FMT_PNG;
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return FMT_JPEG;
+    if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return FMT_GIF;
+    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return FMT_WEBP;
+    return FMT_NONE;
+}
+
+static const char *fmt_mime(img_fmt f) {
+    switch (f) {
+    case FMT_PNG: return "image/png";
+    case FMT_JPEG: return "image/jpeg";
+    case FMT_GIF: return "image/gif";
+    case FMT_WEBP: return "image/webp";
+    default: return NULL;
+    }
+}
+
+static const char *fmt_name(img_fmt f) {
+    switch (f) {
+    case FMT_PNG: return "PNG";
+    case FMT_JPEG: return "JPEG";
+    case FMT_GIF: return "GIF";
+    case FMT_WEBP: return "WebP";
+    default: return "image";
+    }
+}
+
+const char *cst_image_sniff_mime(const void *bytes, size_t len) { return fmt_mime(sniff(bytes, len)); }
+
+cst_image_limits cst_image_default_limits(void) {
+    return (cst_image_limits){.max_width = 8192, .max_height = 8192, .max_pixels = 32 * 1024 * 1024};
+}
+
+/* ---- header ------------------------------------------------------------- */
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Walks the JPEG markers up to the first SOFn frame header; NULL on success,
+ * else what is wrong. */
+static const char *jpeg_dims(const uint8_t *b, size_t n, int *w, int *h) {
+    size_t i = 2; /* after SOI */
+    for (;;) {
+        if (i >= n) return "truncated before the frame header";
+        if (b[i] != 0xFF) return "marker expected";
+        while (i < n && b[i] == 0xFF) i++; /* fill bytes */
+        if (i >= n) return "truncated before the frame header";
+        const uint8_t m = b[i++];
+        if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* no length */
+        if (m == 0xD9 || m == 0xDA) return "no frame header before the scan";
+        if (i + 2 > n) return "truncated segment";
+        const size_t len = (size_t)b[i] << 8 | b[i + 1];
+        if (len < 2) return "bad segment length";
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            if (len < 8 || i + 7 > n) return "truncated frame header";
+            *h = b[i + 3] << 8 | b[i + 4];
+            *w = b[i + 5] << 8 | b[i + 6];
+            return NULL;
+        }
+        i += len;
+    }
+}
+
+static const char *webp_status_str(VP8StatusCode s) {
+    switch (s) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "not enough data (truncated)";
+    default: return "error";
+    }
+}
+
+/* Type and dimensions from the header alone. */
+static cst_status probe(const uint8_t *b, size_t n, img_fmt *fmt, int *w, int *h, bool *animated, char *err,
+                        size_t errlen) {
+    *fmt = sniff(b, n);
+    *w = *h = 0;
+    *animated = false;
+    if (*fmt == FMT_NONE) {
+        cst_errf(err, errlen, "unrecognised image data (not PNG, JPEG, GIF or WebP)");
+        return n ? CST_ERR_UNSUPPORTED : CST_ERR_BAD_FORMAT;
+    }
+    if (*fmt == FMT_WEBP) {
+        WebPBitstreamFeatures ft;
+        VP8StatusCode s = WebPGetFeatures(b, n, &ft);
+        if (s != VP8_STATUS_OK) {
+            cst_errf(err, errlen, "WebP: bad header: %s", webp_status_str(s));
+            return CST_ERR_BAD_FORMAT;
+        }
+        *w = ft.width;
+        *h = ft.height;
+        *animated = ft.has_animation != 0;
+        return CST_OK;
+    }
+    if (n > INT_MAX) {
+        cst_errf(err, errlen, "%s: file too large (%zu bytes)", fmt_name(*fmt), n);
+        return CST_ERR_INVALID_ARG;
+    }
+    /* Dimensions from our own header parsers, so that the limits apply before
+     * stb_image allocates anything (it would refuse some sizes itself with a
+     * less useful message). */
+    const char *why = NULL;
+    if (*fmt == FMT_PNG) {
+        /* signature, then the IHDR chunk: length 13, "IHDR", width, height (big-endian) */
+        if (n < 8 + 8 + 13) why = "truncated header";
+        else if (be32(b + 8) != 13 || memcmp(b + 12, "IHDR", 4)) why = "first chunk is not IHDR";
+        else if (be32(b + 16) > INT_MAX || be32(b + 20) > INT_MAX) why = "dimensions out of range";
+        else {
+            *w = (int)be32(b + 16);
+            *h = (int)be32(b + 20);
+        }
+    } else if (*fmt == FMT_GIF) {
+        /* logical screen descriptor after the 6-byte signature (little-endian) */
+        if (n < 13) why = "truncated header";
+        else {
+            *w = b[6] | b[7] << 8;
+            *h = b[8] | b[9] << 8;
+        }
+    } else {
+        why = jpeg_dims(b, n, w, h);
+    }
+    if (why) {
+        cst_errf(err, errlen, "%s: bad header: %s", fmt_name(*fmt), why);
+        *w = *h = 0;
+        return CST_ERR_BAD_FORMAT;
+    }
+    return CST_OK;
+}
+
+cst_status cst_image_probe(const void *bytes, size_t len, const char **mime, int *width, int *height, char *err,
+                           size_t errlen) {
+    img_fmt f;
+    int w, h;
+    bool anim;
+    cst_status st = probe(bytes, len, &f, &w, &h, &anim, err, errlen);
+    if (mime) *mime = st == CST_OK ? fmt_mime(f) : NULL;
+    if (width) *width = w;
+    if (height) *height = h;
+    return st;
+}
+
+/* ---- decode ------------------------------------------------------------- */
+
+cst_status cst_image_decode(const void *bytes, size_t len, const cst_image_limits *limits, cst_image *out,
+                            char *err, size_t errlen) {
+    if (!out) {
+        cst_errf(err, errlen, "no output image");
+        return CST_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    if (!bytes && len) {
+        cst_errf(err, errlen, "no image data");
+        return CST_ERR_INVALID_ARG;
+    }
+    const cst_image_limits lim = limits ? *limits : cst_image_default_limits();
+    const uint8_t *b = bytes;
+    img_fmt f;
+    int w, h;
+    bool anim;
+    cst_status st = probe(b, len, &f, &w, &h, &anim, err, errlen);
+    if (st) return st;
+    if (w <= 0 || h <= 0) {
+        cst_errf(err, errlen, "%s: empty image (%dx%d)", fmt_name(f), w, h);
+        return CST_ERR_BAD_FORMAT;
+    }
+    if (w > lim.max_width || h > lim.max_height || (int64_t)w * h > lim.max_pixels) {
+        cst_errf(err, errlen, "%s: %dx%d exceeds the limits (%dx%d, %lld pixels)", fmt_name(f), w, h,
+                 lim.max_width, lim.max_height, (long long)lim.max_pixels);
+        return CST_ERR_INVALID_ARG;
+    }
+    if (anim) {
+        cst_errf(err, errlen, "WebP: animated images are not supported");
+        return CST_ERR_UNSUPPORTED;
+    }
+    const size_t npx = (size_t)w * (size_t)h;
+    uint8_t *rgb = malloc(npx * 3);
+    if (!rgb) {
+        cst_errf(err, errlen, "%s: cannot allocate %dx%d pixels", fmt_name(f), w, h);
+        return CST_ERR_NOMEM;
+    }
+    if (f == FMT_WEBP) {
+        if (!WebPDecodeRGBInto(b, len, rgb, npx * 3, w * 3)) {
+            WebPBitstreamFeatures ft;
+            VP8StatusCode s = WebPGetFeatures(b, len, &ft);
+            cst_errf(err, errlen, "WebP: corrupt or truncated data%s%s", s != VP8_STATUS_OK ? ": " : "",
+                     s != VP8_STATUS_OK ? webp_status_str(s) : "");
+            free(rgb);
+            return CST_ERR_BAD_FORMAT;
+        }
+    } else {
+        /* Generous for every stb path (16-bit RGBA PNG, progressive JPEG, GIF
+         * canvas + history) yet proportional to the declared size. */
+        stb_budget = 32 * npx + 2 * len + (1u << 20);
+        stb_used = 0;
+        int dw = 0, dh = 0, comp = 0;
+        stbi_uc *px = stbi_load_from_memory(b, (int)len, &dw, &dh, &comp, 3);
+        if (!px) {
+            const char *why = stbi_failure_reason();
+            bool mem = why && (!strcmp(why, "outofmem") || !strcmp(why, "Out of memory"));
+            cst_errf(err, errlen, "%s: %s%s", fmt_name(f), mem ? "decoding needs more memory than allowed: " :
+                     "corrupt or truncated data: ", why ? why : "decode failed");
+            free(rgb);
+            stb_budget = 0;
+            return mem ? CST_ERR_INVALID_ARG : CST_ERR_BAD_FORMAT;
+        }
+        if (dw != w || dh != h) {
+            cst_errf(err, errlen, "%s: decoded size %dx%d differs from header %dx%d", fmt_name(f), dw, dh, w, h);
+            stbi_image_free(px);
+            free(rgb);
+            stb_budget = 0;
+            return CST_ERR_BAD_FORMAT;
+        }
+        memcpy(rgb, px, npx * 3);
+        stbi_image_free(px);
+        stb_budget = 0;
+    }
+    out->width = w;
+    out->height = h;
+    out->rgb = rgb;
+    return CST_OK;
+}
+
+void cst_image_free(cst_image *img) {
+    if (!img) return;
+    free(img->rgb);
+    memset(img, 0, sizeof *img);
+}
