@@ -383,8 +383,8 @@ static void to_str(rctx *R, sbuf *b, const cst_tvalue *v) {
     case CST_TV_NONE:
     case TV_FUNC: return;
     case CST_TV_BOOL: sb_puts(b, v->u.b ? "true" : "false"); return;
-    case CST_TV_INT:
-    case CST_TV_STRING: to_json(R, b, v, &json_print, 0); return;
+    case CST_TV_STRING: sb_put(b, v->u.s.p, v->u.s.n); return;
+    case CST_TV_INT: to_json(R, b, v, &json_print, 0); return;
     case CST_TV_FLOAT: tpl_fmt_float_value(b, v->u.f); return;
     default: to_json(R, b, v, &json_print, 0); return;
     }
