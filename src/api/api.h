@@ -33,6 +33,11 @@ typedef struct cst_server_params {
     size_t max_body;               /* bytes; default 100 MiB */
     const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
     int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context) */
+    int32_t keepalive_ms;          /* SSE ": keep-alive" comment after this much silence (default 10000) */
+    double request_timeout_s;      /* unary create deadline -> 504 gateway_timeout (default 600; < 0: none) */
+    double stream_timeout_s;       /* stream / background deadline -> SSE error gateway_timeout (default 1200) */
+    int32_t idle_timeout_s;        /* close a connection silent this long (default 60) */
+    double body_timeout_s;         /* a request body must arrive within this (default 60; slow bodies) */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

@@ -58,6 +58,7 @@ struct cst_server {
     int n_runs;       /* all in-flight runs, stored or not */
     atomic_bool draining;
     atomic_int n_handlers; /* access handlers currently inside a request */
+    atomic_int n_writers;  /* SSE responses not yet freed */
     double t_start;
 };
 
@@ -65,6 +66,7 @@ struct cst_server {
 typedef struct conn {
     char *body;
     size_t len, cap;
+    double t_start; /* first byte of the request (body deadline) */
     bool too_large;
     bool counted;
     int fd; /* client socket (disconnect checks) */
@@ -81,6 +83,7 @@ typedef enum {
     E_EXHAUSTED,    /* 429 resource_exhausted */
     E_INTERNAL,     /* 500 internal */
     E_UNAVAILABLE,  /* 503 unavailable */
+    E_TIMEOUT,      /* 504 gateway_timeout */
     E_KIND_LAST
 } ekind;
 
@@ -94,6 +97,8 @@ enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j);
 void cst_api_common_headers(struct MHD_Response *r);
 /* Map a cst_status to an error kind. */
 ekind cst_api_status_kind(cst_status st);
+/* Replace invalid UTF-8 bytes of a NUL-terminated string in place by '?'. */
+void cst_api_utf8_fix(char *s);
 
 /* ---- auth (auth.c) ------------------------------------------------------ */
 cst_status cst_api_load_keys(cst_server *s, const char *path, char *err, size_t errlen);
@@ -158,8 +163,12 @@ struct run {
     char *text;
     size_t text_len, text_cap;
     bool step_started;
-    const char *status; /* "in_progress" then terminal */
+    const char *status; /* "queued"/"in_progress" then terminal */
+    const char *error_code; /* failed: "internal" or "gateway_timeout" */
     char *error_msg;
+    double deadline;    /* cst_time_now() limit (0: none) */
+    double limit_s;     /* the limit it came from (messages) */
+    bool timed_out;
     int32_t n_prompt, n_cached, n_gen;
     bool done;
     atomic_bool cancel_requested;
@@ -176,6 +185,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
 void cst_run_unref(run *r);
 void cst_run_cancel(run *r);
 /* Wait until done (timeout < 0: forever); returns done. */
+bool cst_run_timed_out(run *r);
 bool cst_run_wait(run *r, double timeout_s);
 /* Find an in-flight stored run of owner (with a reference), or NULL. */
 run *cst_run_find(cst_server *s, const char *owner, const char *id);

@@ -16,7 +16,7 @@ static const struct {
     [E_UNAUTH] = {401, "unauthenticated"},      [E_DENIED] = {403, "permission_denied"},
     [E_NOT_FOUND] = {404, "not_found"},         [E_TOO_LARGE] = {413, "invalid_request"},
     [E_EXHAUSTED] = {429, "resource_exhausted"}, [E_INTERNAL] = {500, "internal"},
-    [E_UNAVAILABLE] = {503, "unavailable"},
+    [E_UNAVAILABLE] = {503, "unavailable"},     [E_TIMEOUT] = {504, "gateway_timeout"},
 };
 
 int cst_api_ekind_http(ekind k) { return kinds[k].http; }
@@ -33,6 +33,30 @@ ekind cst_api_status_kind(cst_status st) {
     case CST_ERR_BUSY: return E_EXHAUSTED;
     case CST_ERR_CANCELLED: return E_UNAVAILABLE;
     default: return E_INTERNAL;
+    }
+}
+
+void cst_api_utf8_fix(char *s) {
+    /* messages quote client text (URLs, JSON parser snippets) and may be cut
+     * mid-character by the buffer: replace every invalid byte by '?' so the
+     * JSON encoder never refuses the reply */
+    unsigned char *u = (unsigned char *)s;
+    for (size_t i = 0; u[i];) {
+        unsigned c = u[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0;
+        for (size_t j = 1; ok && j < len; j++) ok = (u[i + j] & 0xC0) == 0x80;
+        if (ok && len > 1) {
+            uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+            for (size_t j = 1; j < len; j++) cp = cp << 6 | (u[i + j] & 0x3F);
+            ok = !(len == 2 && cp < 0x80) && !(len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
+                 !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF));
+        }
+        if (!ok) {
+            u[i++] = '?';
+            continue;
+        }
+        i += len;
     }
 }
 
@@ -64,6 +88,7 @@ enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    cst_api_utf8_fix(msg);
     cst_metrics_error(k);
     json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", kinds[k].code, "message", msg);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -75,7 +100,7 @@ enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
-    if (k == E_EXHAUSTED || k == E_UNAVAILABLE) MHD_add_response_header(r, "Retry-After", "1");
+    if (k == E_EXHAUSTED || k == E_UNAVAILABLE || k == E_TIMEOUT) MHD_add_response_header(r, "Retry-After", "1");
     cst_api_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)kinds[k].http, r);
     MHD_destroy_response(r);

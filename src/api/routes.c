@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
-#define KEEPALIVE_S 10.0
 
 bool cst_api_client_gone(int fd) {
     if (fd < 0) return false;
@@ -52,6 +52,8 @@ typedef struct sse {
     bool cancel_on_close;
     int fd;
     double last_write;
+    double keepalive_s;
+    cst_server *srv;
 } sse;
 
 static char *frame(const char *type, const char *data) {
@@ -88,17 +90,21 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             } else if (r->done) {
                 w->done_queued = true;
             } else {
+                /* wake at least every 200 ms (disconnect checks) and in
+                 * time for the next keep-alive comment */
+                const double until_ka = w->keepalive_s - (cst_time_now() - w->last_write);
+                const long wait_ns = (long)(CST_MAX(0.001, CST_MIN(0.2, until_ka)) * 1e9);
                 struct timespec dl;
                 clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += 200 * 1000000L;
-                if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_nsec += wait_ns;
+                while (dl.tv_nsec >= 1000000000L) {
                     dl.tv_sec++;
                     dl.tv_nsec -= 1000000000L;
                 }
                 pthread_cond_timedwait(&r->cv, &r->mu, &dl);
                 pthread_mutex_unlock(&r->mu);
                 if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (cst_time_now() - w->last_write >= KEEPALIVE_S) f = strdup(": keep-alive\n\n");
+                if (cst_time_now() - w->last_write >= w->keepalive_s) f = strdup(": keep-alive\n\n");
                 if (!f) continue;
                 goto have;
             }
@@ -125,11 +131,15 @@ static void sse_free(void *cls) {
     for (size_t i = 0; i < w->n_frames; i++) free(w->frames[i]);
     free(w->frames);
     free(w->pend);
+    if (w->srv) atomic_fetch_sub(&w->srv->n_writers, 1);
     free(w);
 }
 
-static enum MHD_Result sse_respond(struct MHD_Connection *c, sse *w) {
+static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse *w) {
     w->last_write = cst_time_now();
+    w->keepalive_s = s->p.keepalive_ms > 0 ? s->p.keepalive_ms / 1000.0 : 10.0;
+    w->srv = s;
+    atomic_fetch_add(&s->n_writers, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, w, sse_free);
     if (!resp) {
         sse_free(w);
@@ -162,11 +172,51 @@ static bool query_bool(struct MHD_Connection *c, const char *k, bool *out, enum 
     return true;
 }
 
+/* Deepest nesting of arrays/objects in a JSON text (strings skipped);
+ * stops counting past limit. */
+static int json_depth(const char *t, size_t n, int limit) {
+    int d = 0, maxd = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (in_str) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++d > maxd) maxd = d;
+            if (maxd > limit) return maxd;
+        } else if (ch == ']' || ch == '}') {
+            d--;
+        }
+    }
+    return maxd;
+}
+
+/* JSON, or a type a client sends without thinking (text/plain); not forms */
+static bool json_content_type(const char *ct) {
+    if (!ct || !*ct) return true;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    if (n == 16 && !strncasecmp(ct, "application/json", 16)) return true;
+    if (n == 10 && !strncasecmp(ct, "text/plain", 10)) return true;
+    if (n > 5 && !strncasecmp(ct + n - 5, "+json", 5)) return true;
+    return false;
+}
+
+#define MAX_JSON_DEPTH 64
+
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner) {
     char err[1024];
     if (cs->too_large)
         return cst_api_error(c, E_TOO_LARGE, "the request body is larger than the server limit of %zu bytes",
                              s->p.max_body);
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!json_content_type(ct))
+        return cst_api_error(c, E_INVALID, "Content-Type '%.200s' is not supported; send application/json", ct);
+    if (json_depth(cs->body ? cs->body : "", cs->len, MAX_JSON_DEPTH) > MAX_JSON_DEPTH)
+        return cst_api_error(c, E_INVALID, "the request body nests JSON deeper than %d levels", MAX_JSON_DEPTH);
     const char *rev = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Api-Revision");
     if (rev && *rev && strcmp(rev, "2026-05-20") < 0)
         return cst_api_error(c, E_INVALID,
@@ -274,7 +324,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         r = NULL; /* the writer owns the reference */
         w->cancel_on_close = !cr.background;
         w->fd = cs->fd;
-        ret = sse_respond(c, w);
+        ret = sse_respond(s, c, w);
         goto out;
     }
     if (cr.background) {
@@ -289,7 +339,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
             goto out;
         }
     }
-    ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+    if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
+        ret = cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
+                            r->limit_s);
+    else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
 out:
     cst_run_unref(r);
     free(toks);
@@ -363,7 +416,7 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
         w->next = (size_t)after;
         w->cancel_on_close = false; /* a replaying reader never cancels */
         w->fd = cs->fd;
-        return sse_respond(c, w);
+        return sse_respond(s, c, w);
     }
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
@@ -389,7 +442,7 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
     }
     w->next = (size_t)after;
     w->fd = cs->fd;
-    return sse_respond(c, w);
+    return sse_respond(s, c, w);
 }
 
 /* ---- delete / cancel ---------------------------------------------------- */

@@ -134,8 +134,8 @@ json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
     json_object_set_new(j, "steps", steps);
     if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen));
     if (r->done && !strcmp(r->status, "failed"))
-        json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", "internal", "message",
-                                                   r->error_msg ? r->error_msg : "generation failed"));
+        json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal",
+                                                   "message", r->error_msg ? r->error_msg : "generation failed"));
     if (include_input && r->input_json) {
         json_t *in = json_loads(r->input_json, JSON_DECODE_ANY, NULL);
         if (in) json_object_set_new(j, "input", in);
@@ -211,6 +211,13 @@ void cst_run_cancel(run *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+bool cst_run_timed_out(run *r) {
+    pthread_mutex_lock(&r->mu);
+    bool t = r->timed_out;
+    pthread_mutex_unlock(&r->mu);
+    return t;
+}
+
 bool cst_run_wait(run *r, double timeout_s) {
     pthread_mutex_lock(&r->mu);
     if (!r->done && timeout_s != 0) {
@@ -271,7 +278,7 @@ static void persist(run *r) {
     json_t *outs = output_steps(r->text, r->text_len);
     json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen);
     json_t *errs = !strcmp(r->status, "failed")
-                       ? json_pack("[{s:s,s:s}]", "code", "internal", "message",
+                       ? json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal", "message",
                                    r->error_msg ? r->error_msg : "generation failed")
                        : NULL;
     char *outs_s = json_dumps(outs, JSON_COMPACT), *usage_s = json_dumps(usage, JSON_COMPACT);
@@ -349,11 +356,27 @@ static void *pump(void *arg) {
     cst_server *s = r->srv;
     for (;;) {
         cst_sched_event ev;
-        if (!cst_sched_req_next(r->req, &ev, 1.0)) continue;
+        double wait = 1.0;
+        if (r->deadline > 0) wait = CST_MAX(0.001, CST_MIN(wait, r->deadline - cst_time_now()));
+        if (!cst_sched_req_next(r->req, &ev, wait)) {
+            if (r->deadline > 0 && cst_time_now() >= r->deadline) {
+                pthread_mutex_lock(&r->mu);
+                if (!r->timed_out) {
+                    r->timed_out = true;
+                    cst_sched_req_cancel(r->req);
+                }
+                r->deadline = 0;
+                pthread_mutex_unlock(&r->mu);
+            }
+            continue;
+        }
         pthread_mutex_lock(&r->mu);
         if (ev.type == CST_SCHED_EV_START) {
             r->n_prompt = ev.n_prompt;
             r->n_cached = ev.n_cached;
+            r->status = "in_progress";
+            emit_locked(r, "interaction.status_update",
+                        json_pack("{s:s,s:s}", "interaction_id", r->id, "status", "in_progress"));
         } else if (ev.type == CST_SCHED_EV_TEXT) {
             double now = cst_time_now();
             if (r->t_last_token > 0) cst_metrics_token_latency(now - r->t_last_token);
@@ -376,8 +399,15 @@ static void *pump(void *arg) {
             r->n_prompt = ev.n_prompt;
             r->n_cached = ev.n_cached;
             r->n_gen = ev.n_gen;
-            if (ev.status != CST_OK) {
+            if (r->timed_out) {
+                char m[160];
+                snprintf(m, sizeof m, "the interaction exceeded the server's time limit (%g s)", r->limit_s);
                 r->status = "failed";
+                r->error_code = "gateway_timeout";
+                r->error_msg = strdup(m);
+            } else if (ev.status != CST_OK) {
+                r->status = "failed";
+                r->error_code = "internal";
                 r->error_msg = ev.text ? strdup(ev.text) : strdup("generation failed");
             } else if (ev.finish == CST_FINISH_CANCELLED || atomic_load(&r->cancel_requested)) {
                 r->status = "cancelled";
@@ -393,7 +423,7 @@ static void *pump(void *arg) {
             }
             emit_locked(r, "step.stop", json_pack("{s:i}", "index", 0));
             if (!strcmp(r->status, "failed"))
-                emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code", "internal", "message",
+                emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code", r->error_code, "message",
                                                   r->error_msg ? r->error_msg : "generation failed"));
             r->updated = (int64_t)time(NULL);
             emit_locked(r, "interaction.completed", json_pack("{s:o}", "interaction", interaction_head(r, true)));
@@ -453,7 +483,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     r->store = cr->store;
     r->background = cr->background;
     r->created = (int64_t)time(NULL);
-    r->status = "in_progress";
+    r->status = "queued";
     r->previous_id = cr->previous_id ? strdup(cr->previous_id) : NULL;
     json_t *echo = json_object();
     if (cr->system_instruction) json_object_set_new(echo, "system_instruction", json_string(cr->system_instruction));
@@ -465,6 +495,8 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     r->history_json = dump_or_null(history);
     r->turn_json = dump_or_null(cr->turn);
     r->t_submit = cst_time_now();
+    r->limit_s = (cr->stream || cr->background) ? s->p.stream_timeout_s : s->p.request_timeout_s;
+    if (r->limit_s > 0) r->deadline = r->t_submit + r->limit_s;
     if (!r->model || !r->request_echo || !r->turn_json) {
         run_free(r);
         return CST_ERR_NOMEM;
@@ -482,10 +514,11 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     s->n_runs++;
     pthread_mutex_unlock(&s->runs_mu);
 
+    /* "queued" while every slot is busy; interaction.status_update
+     * (in_progress) follows when the scheduler admits it (pump) */
     pthread_mutex_lock(&r->mu);
+    if (r->status[0] == 'q' && !cst_sched_req_waiting(r->req)) r->status = "in_progress";
     emit_locked(r, "interaction.created", json_pack("{s:o}", "interaction", interaction_head(r, false)));
-    emit_locked(r, "interaction.status_update",
-                json_pack("{s:s,s:s}", "interaction_id", r->id, "status", "in_progress"));
     pthread_mutex_unlock(&r->mu);
 
     pthread_t th;

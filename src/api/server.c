@@ -23,6 +23,11 @@ cst_server_params cst_server_default_params(void) {
     p.n_slots = 4;
     p.max_queue = 64;
     p.max_body = 100u << 20;
+    p.keepalive_ms = 10000;
+    p.request_timeout_s = 600;
+    p.stream_timeout_s = 1200;
+    p.idle_timeout_s = 60;
+    p.body_timeout_s = 60;
     return p;
 }
 
@@ -196,6 +201,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cs) return MHD_NO;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         cs->fd = ci ? ci->connect_fd : -1;
+        cs->t_start = cst_time_now();
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
@@ -204,6 +210,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
+        /* a body trickling in (slowloris): the idle timeout bounds the gaps,
+         * this bounds the whole upload */
+        if (s->p.body_timeout_s > 0 && cst_time_now() - cs->t_start > s->p.body_timeout_s) {
+            cst_warn("closing a connection whose request body took over %g s", s->p.body_timeout_s);
+            return MHD_NO;
+        }
         if (cs->too_large || cs->len + n > s->p.max_body) {
             cs->too_large = true;
             free(cs->body);
@@ -226,6 +238,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     atomic_fetch_add(&s->n_handlers, 1);
     route_id rid;
     enum MHD_Result ret = dispatch(s, c, cs, url, method, &rid);
+    /* a handler may have waited long (unary create): restart the idle clock
+     * so the reply is not dropped as a timed-out connection */
+    if (s->p.idle_timeout_s > 0)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->p.idle_timeout_s);
     int st = queued_status(c);
     cst_metrics_request(rid, st ? st : 200);
     cst_debug("%s %s -> %d", method, url, st);
@@ -384,7 +400,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)900, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                              (unsigned)(pp->idle_timeout_s > 0 ? pp->idle_timeout_s : 0),
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
                               NULL, MHD_OPTION_END);
     if (!s->mhd) {
@@ -427,9 +444,11 @@ void cst_server_drain(cst_server *s, double timeout_s) {
     pthread_mutex_lock(&s->runs_mu);
     while (s->n_runs > 0) pthread_cond_wait(&s->runs_cv, &s->runs_mu);
     pthread_mutex_unlock(&s->runs_mu);
-    /* let SSE writers send their last events */
+    /* let waiting handlers answer and SSE writers send their last events
+     * (interaction.completed, [DONE]) before the daemon stops */
     double t1 = cst_time_now();
-    while (atomic_load(&s->n_handlers) > 0 && cst_time_now() - t1 < 2.0) usleep(10000);
+    while ((atomic_load(&s->n_handlers) > 0 || atomic_load(&s->n_writers) > 0) && cst_time_now() - t1 < 5.0)
+        usleep(10000);
 }
 
 void cst_server_free(cst_server *s) {

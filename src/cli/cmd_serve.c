@@ -32,7 +32,14 @@ static void usage(FILE *f) {
             "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
             "  --no-gemini-names     do not map gemini-* names to the first model\n"
             "  --max-output N        output cap for requests without max_output_tokens (default: context)\n"
-            "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n");
+            "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n"
+            "  --request-timeout S   unary create deadline, then 504 gateway_timeout (default 600; 0: none)\n"
+            "  --stream-timeout S    streaming/background deadline, then an SSE error event\n"
+            "                        gateway_timeout and status failed (default 1200; 0: none)\n"
+            "  --keepalive-ms N      SSE keep-alive comment after N ms without events (default 10000)\n"
+            "  --idle-timeout S      close connections silent for S seconds (default 60)\n"
+            "  --body-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "Test only: CST_FAULT=decode_fail_after:N,decode_sleep_ms:N injects engine faults.\n");
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -111,6 +118,25 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--drain-timeout")) {
             NEED();
             drain_s = atof(v);
+        } else if (!strcmp(a, "--request-timeout")) {
+            NEED();
+            p.request_timeout_s = atof(v) > 0 ? atof(v) : -1;
+        } else if (!strcmp(a, "--stream-timeout")) {
+            NEED();
+            p.stream_timeout_s = atof(v) > 0 ? atof(v) : -1;
+        } else if (!strcmp(a, "--keepalive-ms")) {
+            NEED();
+            p.keepalive_ms = atoi(v);
+            if (p.keepalive_ms < 1) {
+                fprintf(stderr, "castor serve: bad --keepalive-ms %s\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--idle-timeout")) {
+            NEED();
+            p.idle_timeout_s = atoi(v);
+        } else if (!strcmp(a, "--body-timeout")) {
+            NEED();
+            p.body_timeout_s = atof(v);
         } else {
             fprintf(stderr, "castor serve: unknown option %s\n", a);
             usage(stderr);

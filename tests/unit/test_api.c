@@ -279,3 +279,60 @@ TEST(sched_cancel_limits_and_queue) {
     cst_sched_free(s);
     cst_model_free(m);
 }
+
+TEST(sched_cancel_queued_and_fault_injection) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    /* test-only faults: slow decodes keep the one slot busy; a sequence
+     * fails once it has generated 3 tokens */
+    setenv("CST_FAULT", "decode_sleep_ms:20,decode_fail_after:3", 1);
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 1;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.max_queue = 4;
+    cst_sched *s = NULL;
+    char err[256];
+    cst_status st = cst_sched_new(m, &sp, &s, err, sizeof err);
+    unsetenv("CST_FAULT");
+    ASSERT_OK(st);
+    cst_token toks[16];
+    for (int i = 0; i < 16; i++) toks[i] = 1 + i;
+    cst_req_params p = req(toks, 16, 1, 0);
+    cst_sched_req *a = NULL, *q = NULL;
+    ASSERT_OK(cst_sched_submit(s, &p, &a, err, sizeof err));
+    cst_sched_event ev;
+    ASSERT(cst_sched_req_next(a, &ev, 60.0));
+    ASSERT_EQ(ev.type, CST_SCHED_EV_START);
+    ASSERT(!cst_sched_req_waiting(a));
+    /* the slot is busy: the next request waits, and a cancel ends it while
+     * it is still in the queue (no slot needed) */
+    ASSERT_OK(cst_sched_submit(s, &p, &q, err, sizeof err));
+    ASSERT(cst_sched_req_waiting(q));
+    ASSERT_EQ(cst_sched_queue_depth(s), 1);
+    cst_sched_req_cancel(q);
+    ASSERT(!cst_sched_req_waiting(q));
+    ASSERT_EQ(cst_sched_queue_depth(s), 0);
+    result rq;
+    drain(q, &rq);
+    ASSERT_EQ(rq.n_start, 0);
+    ASSERT_EQ(rq.done.finish, CST_FINISH_CANCELLED);
+    ASSERT_EQ(rq.done.n_gen, 0);
+    cst_sched_req_release(q);
+    /* the running one fails late with an engine error after 3 tokens */
+    int n_text = 0;
+    for (;;) {
+        ASSERT(cst_sched_req_next(a, &ev, 60.0));
+        if (ev.type == CST_SCHED_EV_TEXT) n_text++;
+        if (ev.type == CST_SCHED_EV_DONE) break;
+        free(ev.text);
+    }
+    ASSERT_EQ(ev.status, CST_ERR_INTERNAL);
+    ASSERT_EQ(ev.n_gen, 3);
+    ASSERT(ev.text && strstr(ev.text, "injected") != NULL);
+    ASSERT(n_text <= 3);
+    free(ev.text);
+    cst_sched_req_release(a);
+    cst_sched_free(s);
+    cst_model_free(m);
+}

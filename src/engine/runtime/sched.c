@@ -4,15 +4,24 @@
  * generating slot plus prompt chunks of prefilling slots, samples each slot
  * that asked for logits and pushes TEXT/DONE events to the request's queue,
  * which the caller drains from its own thread. Cancellation is a flag the
- * loop checks before every batch, so a request stops within one token.
+ * loop checks before every batch, so a request stops within one token; a
+ * request still waiting in the FIFO is removed from it at once.
+ *
+ * Test-only fault injection (compiled in every build, read once per
+ * scheduler from the environment): CST_FAULT="decode_fail_after:N" makes a
+ * sequence fail with an engine error once it has generated N tokens (the
+ * late-error path); "decode_sleep_ms:N" sleeps N ms before every decode (a
+ * slow model: queues fill, prefill takes long). Comma-separated.
  */
 #include "sched.h"
 #include "core/core.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- request --------------------------------------------------------- */
 
@@ -22,6 +31,9 @@ typedef struct evnode {
 } evnode;
 
 struct cst_sched_req {
+    struct cst_sched *sched; /* owner (queue removal on cancel) */
+    atomic_bool in_queue;    /* in the FIFO (sched valid while true) */
+    atomic_bool waiting;     /* in the FIFO behind busy slots */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;           /* caller + engine */
@@ -127,13 +139,23 @@ bool cst_sched_req_next(cst_sched_req *r, cst_sched_event *ev, double timeout_s)
     return true;
 }
 
+static bool dequeue(struct cst_sched *s, cst_sched_req *r);
+
 void cst_sched_req_cancel(cst_sched_req *r) {
-    if (r) atomic_store(&r->cancel, true);
+    if (!r) return;
+    atomic_store(&r->cancel, true);
+    /* still waiting for a slot: end it now instead of at admission */
+    if (atomic_load(&r->in_queue) && dequeue(r->sched, r)) {
+        push_done(r, CST_FINISH_CANCELLED, CST_OK, NULL, r->n_prompt, 0, 0, 0);
+        req_unref(r); /* the queue's (engine's) reference */
+    }
 }
+
+bool cst_sched_req_waiting(const cst_sched_req *r) { return r && atomic_load(&r->waiting); }
 
 void cst_sched_req_release(cst_sched_req *r) {
     if (!r) return;
-    atomic_store(&r->cancel, true);
+    cst_sched_req_cancel(r);
     req_unref(r);
 }
 
@@ -172,7 +194,47 @@ struct cst_sched {
     char *piece;
     uint64_t clock;
     cst_sched_stats stats;
+    int32_t fault_fail_after; /* CST_FAULT (test-only), 0: off */
+    int32_t fault_sleep_ms;
 };
+
+/* Remove r from the FIFO if it is still there. */
+static bool dequeue(struct cst_sched *s, cst_sched_req *r) {
+    bool found = false;
+    pthread_mutex_lock(&s->mu);
+    cst_sched_req *prev = NULL;
+    for (cst_sched_req *q = s->qhead; q; prev = q, q = q->qnext) {
+        if (q != r) continue;
+        if (prev) prev->qnext = q->qnext;
+        else s->qhead = q->qnext;
+        if (s->qtail == q) s->qtail = prev;
+        q->qnext = NULL;
+        s->qlen--;
+        found = true;
+        break;
+    }
+    if (found) {
+        atomic_store(&r->in_queue, false);
+        atomic_store(&r->waiting, false);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+static void parse_faults(struct cst_sched *s) {
+    const char *f = getenv("CST_FAULT");
+    if (!f || !*f) return;
+    const char *p = f;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int v;
+        if (sscanf(p, "decode_fail_after:%d", &v) == 1 && v > 0) s->fault_fail_after = v;
+        else if (sscanf(p, "decode_sleep_ms:%d", &v) == 1 && v > 0) s->fault_sleep_ms = v;
+        p += n;
+        if (*p == ',') p++;
+    }
+    cst_warn("CST_FAULT=%s: test-only fault injection is active", f);
+}
 
 cst_sched_params cst_sched_default_params(void) {
     cst_sched_params p = {.n_slots = 4, .n_ctx = 0, .n_batch = 512, .n_threads = 0, .max_queue = 64};
@@ -232,6 +294,7 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
         if (!r->stops[i]) goto nomem;
     }
     r->t_submit = cst_time_now();
+    r->sched = s;
 
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
@@ -246,6 +309,8 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
         cst_errf(err, errlen, "the request queue is full (%d waiting); retry later", s->p.max_queue);
         return CST_ERR_BUSY;
     }
+    atomic_store(&r->waiting, s->n_active + s->qlen >= s->p.n_slots);
+    atomic_store(&r->in_queue, true);
     if (s->qtail) s->qtail->qnext = r;
     else s->qhead = r;
     s->qtail = r;
@@ -379,6 +444,8 @@ static void *engine_main(void *arg) {
             s->qhead = r->qnext;
             if (!s->qhead) s->qtail = NULL;
             r->qnext = NULL;
+            atomic_store(&r->in_queue, false);
+            atomic_store(&r->waiting, false);
             s->qlen--;
             s->n_active++;
             adm[n_adm++] = r;
@@ -411,6 +478,11 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < ns; i++) {
             slot *sl = &s->slots[i];
             if (sl->state != SLOT_GEN) continue;
+            if (s->fault_fail_after > 0 && sl->n_gen >= s->fault_fail_after) {
+                slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_INTERNAL,
+                            "injected decode failure (CST_FAULT=decode_fail_after, test only)");
+                continue;
+            }
             sl->bidx = b->n;
             cst_batch_add(b, sl->last, cst_ctx_seq_len(s->ctx, i), i, true);
             budget--;
@@ -434,6 +506,7 @@ static void *engine_main(void *arg) {
         }
         if (b->n == 0) continue;
 
+        if (s->fault_sleep_ms > 0) usleep((useconds_t)s->fault_sleep_ms * 1000u);
         cst_status st = cst_ctx_decode(s->ctx, b);
         pthread_mutex_lock(&s->mu);
         s->stats.n_decodes++;
@@ -466,6 +539,7 @@ static void *engine_main(void *arg) {
     cst_sched_req *q = s->qhead;
     s->qhead = s->qtail = NULL;
     s->qlen = 0;
+    for (cst_sched_req *x = q; x; x = x->qnext) atomic_store(&x->in_queue, false);
     pthread_mutex_unlock(&s->mu);
     while (q) {
         cst_sched_req *n = q->qnext;
@@ -507,6 +581,7 @@ cst_status cst_sched_new(cst_model *m, const cst_sched_params *pp, cst_sched **o
         goto fail;
     }
     for (int i = 0; i < p.n_slots; i++) s->slots[i].bidx = -1;
+    parse_faults(s);
     if (pthread_create(&s->th, NULL, engine_main, s) != 0) {
         st = CST_ERR_NOMEM;
         cst_errf(err, errlen, "cannot start the engine thread");

@@ -80,8 +80,12 @@ typedef struct cst_sched_event {
  * timeout. After DONE no further events come (further calls time out). */
 bool cst_sched_req_next(cst_sched_req *r, cst_sched_event *ev, double timeout_s);
 /* Ask the engine to stop this request; it ends within one token with a DONE
- * event of finish CST_FINISH_CANCELLED. Thread-safe, idempotent. */
+ * event of finish CST_FINISH_CANCELLED (at once when it still waits in the
+ * queue). Thread-safe, idempotent. */
 void cst_sched_req_cancel(cst_sched_req *r);
+/* True while the request waits in the FIFO and every slot was busy when it
+ * was submitted (the API reports such a request as "queued"). */
+bool cst_sched_req_waiting(const cst_sched_req *r);
 /* Drop the caller's reference (cancels the request if still running). */
 void cst_sched_req_release(cst_sched_req *r);
 
