@@ -22,6 +22,19 @@
 #endif
 
 #define SPIN_ITERS 200000
+/* Spins before a waiting thread starts yielding its CPU in each further spin:
+ * when cores are oversubscribed (other processes), the thread being waited
+ * for may be queued behind the waiter itself. */
+#define YIELD_AFTER 16384
+
+static inline void wait_step(int *spins) {
+    if (*spins < YIELD_AFTER) {
+        (*spins)++;
+        cpu_relax();
+    } else {
+        sched_yield();
+    }
+}
 
 struct cst_pool {
     int n;
@@ -61,7 +74,12 @@ static void *worker_main(void *p) {
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&pool->stop, memory_order_relaxed)) return NULL;
             if (++spins < SPIN_ITERS) {
-                cpu_relax();
+                if (spins < YIELD_AFTER) {
+                    cpu_relax();
+                } else {
+                    sched_yield();
+                    spins += 63; /* a yield counts as 64 spins: sleep after about as long */
+                }
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -138,7 +156,8 @@ void cst_pool_run(cst_pool *pool, cst_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&pool->mu);
     }
     fn(ctx, 0, pool->n);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    int spins = 0;
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) wait_step(&spins);
 }
 
 void cst_pool_barrier(cst_pool *pool) {
@@ -148,6 +167,7 @@ void cst_pool_barrier(cst_pool *pool) {
         atomic_store_explicit(&pool->bar_count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool->bar_sense, 1, memory_order_release);
     } else {
-        while (atomic_load_explicit(&pool->bar_sense, memory_order_acquire) == sense) cpu_relax();
+        int spins = 0;
+        while (atomic_load_explicit(&pool->bar_sense, memory_order_acquire) == sense) wait_step(&spins);
     }
 }
