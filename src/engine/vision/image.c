@@ -116,29 +116,71 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Walks the JPEG markers up to the first SOFn frame header; NULL on success,
- * else what is wrong. */
-static const char *jpeg_dims(const uint8_t *b, size_t n, int *w, int *h) {
+static inline uint8_t at(const uint8_t *b, size_t n, size_t i) { return i < n ? b[i] : 0; } /* stb reads 0 past the end */
+
+/* Huffman tables of one DHT segment as stb_image reads them. stb 2.27 writes
+ * one entry per code into 257-byte arrays without checking that the 16 counts
+ * sum to at most 256, so such a table must never reach it. */
+static const char *jpeg_check_dht(const uint8_t *b, size_t n, size_t p, long L) {
+    while (L > 0) {
+        const uint8_t q = at(b, n, p++);
+        if (q >> 4 > 1 || (q & 15) > 3) return "bad Huffman table header";
+        long cnt = 0;
+        for (int i = 0; i < 16; i++) cnt += at(b, n, p++);
+        if (cnt > 256) return "Huffman table with more than 256 codes";
+        p += (size_t)cnt;
+        L -= 17 + cnt;
+    }
+    return NULL;
+}
+
+/* Walks every JPEG marker the way stb_image does (junk between markers
+ * skipped, entropy-coded data skipped up to the next marker): the first frame
+ * header gives the dimensions, and every Huffman table is checked. NULL on
+ * success, else what is wrong. */
+static const char *jpeg_scan(const uint8_t *b, size_t n, int *w, int *h) {
+    bool have_sof = false;
     size_t i = 2; /* after SOI */
-    for (;;) {
-        if (i >= n) return "truncated before the frame header";
-        if (b[i] != 0xFF) return "marker expected";
+    while (i < n) {
+        if (b[i] != 0xFF) { /* junk: stb skips it byte by byte */
+            i++;
+            continue;
+        }
         while (i < n && b[i] == 0xFF) i++; /* fill bytes */
-        if (i >= n) return "truncated before the frame header";
+        if (i >= n) break;
         const uint8_t m = b[i++];
-        if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* no length */
-        if (m == 0xD9 || m == 0xDA) return "no frame header before the scan";
-        if (i + 2 > n) return "truncated segment";
+        if (m == 0xD9) break;                                              /* EOI */
+        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) continue; /* no length */
+        if (i + 2 > n) break;
         const size_t len = (size_t)b[i] << 8 | b[i + 1];
         if (len < 2) return "bad segment length";
-        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+        if (m == 0xC4) {
+            const char *why = jpeg_check_dht(b, n, i + 2, (long)len - 2);
+            if (why) return why;
+        } else if (m >= 0xC0 && m <= 0xCF && m != 0xC8 && m != 0xCC && !have_sof) {
             if (len < 8 || i + 7 > n) return "truncated frame header";
             *h = b[i + 3] << 8 | b[i + 4];
             *w = b[i + 5] << 8 | b[i + 6];
-            return NULL;
+            have_sof = true;
         }
         i += len;
+        if (m == 0xDA) { /* entropy-coded data up to the next marker (FF 00 is a stuffed byte) */
+            while (i < n) {
+                if (b[i] != 0xFF) {
+                    i++;
+                    continue;
+                }
+                size_t k = i + 1;
+                while (k < n && b[k] == 0xFF) k++;
+                if (k < n && (b[k] == 0x00 || (b[k] >= 0xD0 && b[k] <= 0xD7))) {
+                    i = k + 1;
+                    continue;
+                }
+                break; /* i is at the marker's first FF */
+            }
+        }
     }
+    return have_sof ? NULL : "no frame header";
 }
 
 static const char *webp_status_str(VP8StatusCode s) {
@@ -201,7 +243,7 @@ static cst_status probe(const uint8_t *b, size_t n, img_fmt *fmt, int *w, int *h
             *h = b[8] | b[9] << 8;
         }
     } else {
-        why = jpeg_dims(b, n, w, h);
+        why = jpeg_scan(b, n, w, h);
     }
     if (why) {
         cst_errf(err, errlen, "%s: bad header: %s", fmt_name(*fmt), why);
