@@ -275,8 +275,8 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
             for (int pat = 0; pat < 4; pat++) {
                 const int n = sizes[si];
                 const size_t wrow = cst_row_size(t, n), arow = cst_row_size(rt->vec_dot_type, n);
-                /* rows and tokens at odd byte strides (one spare row/token of padding) */
-                const size_t bx = wrow + (pat & 1) * 3, by = arow + (pat & 2) * 5;
+                /* rows and tokens at other strides than the row size (alignment kept) */
+                const size_t bx = wrow + (pat & 1) * 8, by = arow + (pat & 2) * 4;
                 char *W = xalloc(bx * 4), *A = xalloc(by * 4);
                 float *w = xalloc(n * 4), *a = xalloc(n * 4), *wd = xalloc(n * 4 * 4), *ad = xalloc(n * 4 * 4);
                 for (int r = 0; r < 4; r++) {

@@ -101,7 +101,7 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
                     wl = _mm256_or_si256(_mm256_and_si256(k2 ? _mm256_srli_epi16(ql0, 4) : ql0, m4), hl);
                     wh = _mm256_or_si256(_mm256_and_si256(k2 ? _mm256_srli_epi16(ql1, 4) : ql1, m4), hh);
                     /* groups of 16: wl covers 4c, 4c+1; wh 4c+2, 4c+3 (sc16 lanes hold 0-7 / 8-15) */
-                    const __m256i lo8 = _mm256_permute2x128_si256(sc16, sc16, c < 2 ? 0x00 : 0x11);
+                    const __m256i lo8 = _mm256_broadcastsi128_si256(c < 2 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1));
                     scl = _mm256_shuffle_epi8(lo8, bcast16_ctl((4 * c) & 7, (4 * c + 1) & 7));
                     sch = _mm256_shuffle_epi8(lo8, bcast16_ctl((4 * c + 2) & 7, (4 * c + 3) & 7));
                 } else {
