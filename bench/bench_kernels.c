@@ -6,7 +6,7 @@
  * libggml-cpu*.so (llama.cpp), its per-row vec_dot is timed on the same data
  * single-threaded for comparison.
  *
- * Build (from the repo root, after building build-kernels):
+ * Build (from the repo root, after building the cst_kernels target in build-kernels):
  *   gcc -O2 -Iinclude -Isrc bench/bench_kernels.c build-kernels/libcst_kernels.a \
  *       build-kernels/libcst_gguf.a build-kernels/libcst_core.a -lpthread -lm -ldl -o /tmp/bench_kernels
  * Run: /tmp/bench_kernels [threads] [n_in] [n_out] [n_tok] [types...]
