@@ -70,6 +70,7 @@ static void init_tables(void) {
     if (isa_ok[CST_ISA_AVX2]) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX2]);
         cst_kernels_tiles_kquants_avx2(tiles[CST_ISA_AVX2]);
+        cst_kernels_tiles_avx2(tiles[CST_ISA_AVX2]);
     }
     if (isa_ok[CST_ISA_AVX512]) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX512]);

@@ -81,6 +81,7 @@ cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa);
 void cst_kernels_tiles_avx512(cst_tile4x4_fn *tab); /* indexed by cst_type */
 void cst_kernels_tiles_kquants_avx512(cst_tile4x4_fn *tab);
 void cst_kernels_tiles_kquants_avx2(cst_tile4x4_fn *tab);
+void cst_kernels_tiles_avx2(cst_tile4x4_fn *tab); /* Q8_0, Q4_0, F32, F16, BF16 */
 /* F32/F16/BF16 tiles and the BF16 dot; has_bf16: the CPU has AVX512_BF16 */
 void cst_kernels_float_avx512(cst_kernel_traits *tab, cst_tile4x4_fn *tiles, bool has_bf16);
 /* CPU has AVX512_BF16 (valid after cst_kernels_init) */

@@ -169,6 +169,11 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
 #define TILE_K_AVX2(NAME, KIND)                                                                    \
     static void NAME(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {  \
         tile_k2(KIND, n, x, y, s, lds);                                                            \
+        if (y[2] == y[1] && y[3] == y[1]) { /* 2-token tail: tokens 2, 3 repeat token 1 */          \
+            memcpy(s + 2 * lds, s + lds, 4 * sizeof(float));                                       \
+            memcpy(s + 3 * lds, s + lds, 4 * sizeof(float));                                       \
+            return;                                                                                \
+        }                                                                                          \
         tile_k2(KIND, n, x, y + 2, s + 2 * lds, lds);                                              \
     }
 TILE_K_AVX2(tile_q4_K_avx2, KIND_Q4)
