@@ -36,8 +36,9 @@ static void att_worker(void *arg, int ith, int nth) {
     const cst_f16 *kl = c->k[j->il], *vl = c->v[j->il];
 
     const int64_t n_task = (int64_t)j->b->n * n_head;
-    const int64_t t0 = n_task * ith / nth, t1 = n_task * (ith + 1) / nth;
-    for (int64_t task = t0; task < t1; task++) {
+    /* strided over (token, head): causal rows grow with the token, so contiguous
+     * halves would give the last thread most of the work */
+    for (int64_t task = ith; task < n_task; task += nth) {
         const int32_t t = (int32_t)(task / n_head), h = (int32_t)(task % n_head);
         const int32_t seq = j->b->seq[t], pos = j->b->pos[t];
         const int32_t kvh = h / gqa;
