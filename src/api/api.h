@@ -38,6 +38,11 @@ typedef struct cst_server_params {
     double stream_timeout_s;       /* stream / background deadline -> SSE error gateway_timeout (default 1200) */
     int32_t idle_timeout_s;        /* close a connection silent this long (default 60) */
     double body_timeout_s;         /* a request body must arrive within this (default 60; slow bodies) */
+    /* per model (n_models entries each; an array or an entry may be NULL) */
+    const char *const *chat_templates;   /* Jinja file overriding the GGUF's tokenizer.chat_template */
+    const char *const *thinking_budgets; /* "MIN,LOW,MEDIUM,HIGH" thought tokens (default 64,1024,4096,16384) */
+    const char *const *thinking_levels;  /* level for requests without thinking_level (default medium) */
+    const char *signature_key;     /* 64 hex digits; NULL: $CASTOR_SIGNATURE_KEY, else DATA_DIR/signature.key */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

@@ -12,6 +12,7 @@
 #include "core/core.h"
 #include "engine/engine.h"
 #include "engine/runtime/sched.h"
+#include "engine/template/template.h"
 #include "store/store.h"
 
 #include <jansson.h>
@@ -20,15 +21,29 @@
 #include <stdatomic.h>
 
 /* ---- models ------------------------------------------------------------ */
+/* A model's chat setup, read once at load (chat.c). */
+typedef struct chat_model {
+    const cst_vocab *vocab;   /* the model's (borrowed) */
+    cst_template *tpl;        /* NULL: the plain fallback format */
+    char *bos_text, *eos_text;
+    bool tpl_thinking_var;    /* the template reads enable_thinking */
+    bool tpl_reasoning_field; /* the template reads reasoning_content */
+    bool can_think;           /* markers are vocab tokens and the template knows them */
+    char think_open[32], think_close[32];
+    cst_token think_close_tok;
+    cst_token *force;         /* forced end of a thought: "\n</think>\n\n" */
+    size_t n_force, n_force_thought;
+    int32_t budgets[4];       /* thought tokens per level: minimal, low, medium, high */
+    int default_level;        /* 0..3 */
+} chat_model;
+
 typedef struct smodel {
     char *path;
     char *stem;
     cst_model *m;
     cst_sched *sched;
-    int chat_format; /* CHAT_CHATML or CHAT_PLAIN */
+    chat_model chat;
 } smodel;
-
-enum { CHAT_PLAIN = 0, CHAT_CHATML = 1 };
 
 typedef struct alias {
     char *name;
@@ -60,6 +75,7 @@ struct cst_server {
     atomic_int n_handlers; /* access handlers currently inside a request */
     atomic_int n_writers;  /* SSE responses not yet freed */
     double t_start;
+    uint8_t sig_key[32];   /* thought signatures (signature.c) */
 };
 
 /* ---- per-connection request state ----------------------------------- */
@@ -133,13 +149,45 @@ typedef struct create_req {
 bool cst_api_parse_create(json_t *body, create_req *r, char *err, size_t errlen);
 void create_req_clear(create_req *r);
 
-/* ---- conversation rendering (chat.c) ----------------------------------- */
-/* Render steps (user_input / model_output; others skipped) with the model's
- * chat format and the generation prompt. Returns malloc'd text; *stop gets an
- * extra stop sequence the format needs (or NULL). */
-char *cst_chat_render(const smodel *sm, const char *system, json_t *const *step_lists, size_t n_lists,
-                      const char **stop);
-int cst_chat_format_of(const cst_model *m);
+/* ---- conversation rendering and thinking (chat.c, signature.c) --------- */
+/* Load the model's chat setup: its template (or the file tpl_path), parsed
+ * once (an unsupported construct fails here, naming it), thinking markers,
+ * budgets ("MIN,LOW,MEDIUM,HIGH" or NULL: 64,1024,4096,16384) and default
+ * level (NULL: medium). */
+cst_status cst_chat_model_init(chat_model *cm, const cst_vocab *v, const char *model_template, const char *tpl_path,
+                               const char *budgets, const char *level, char *err, size_t errlen);
+void cst_chat_model_free(chat_model *cm);
+void cst_chat_model_describe(const chat_model *cm, char *out, size_t n);
+int cst_thinking_level_of(const char *s); /* "minimal".."high" -> 0..3, else -1 */
+
+typedef struct chat_prompt {
+    cst_token *toks;
+    size_t n_toks;
+    const char *extra_stop; /* the fallback format's stop, or NULL */
+    bool think;             /* thinking model: the think_* fields apply */
+    bool think_inside;      /* the prompt opened a thought */
+    int32_t think_budget;
+    bool summaries;         /* thinking_summaries "auto" */
+    char *text;             /* the rendered prompt text (contents substituted) */
+    size_t text_len;
+    size_t *plain;          /* content byte ranges of text, pairs */
+    size_t n_plain;
+} chat_prompt;
+
+/* Render the conversation (system, then the steps of each list in order:
+ * user_input, model_output, thought; others skipped) with the model's chat
+ * template and tokenize it; thought steps whose signature verifies give the
+ * next assistant message its reasoning_content. */
+cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], const char *system, json_t *const *lists,
+                           size_t n_lists, json_t *generation_config, chat_prompt *out, char *err, size_t errlen);
+void cst_chat_prompt_clear(chat_prompt *cp);
+
+/* Thought signatures: base64url text carrying the reasoning + HMAC-SHA256. */
+char *cst_sig_make(const uint8_t key[32], const char *text, size_t len);
+/* Verify; on success *text is the malloc'd reasoning. False when forged. */
+bool cst_sig_open(const uint8_t key[32], const char *sig, char **text, size_t *len);
+/* The key: flag (64 hex), else $CASTOR_SIGNATURE_KEY, else DATA_DIR/signature.key (created). */
+cst_status cst_sig_load_key(const char *flag, const char *data_dir, uint8_t key[32], char *err, size_t errlen);
 
 /* ---- runs (run.c) -------------------------------------------------------- */
 struct run {
@@ -170,6 +218,13 @@ struct run {
     double limit_s;     /* the limit it came from (messages) */
     bool timed_out;
     int32_t n_prompt, n_cached, n_gen;
+    /* thinking: a thought step (index 0) before the model_output */
+    bool think, think_eager, summaries; /* eager: the prompt opened the thought */
+    bool thought_started, thought_done;
+    char *thought; /* reasoning text */
+    size_t thought_len, thought_cap;
+    char *signature;
+    int32_t n_thought;
     bool done;
     atomic_bool cancel_requested;
     cst_sched_req *req;
@@ -179,9 +234,8 @@ struct run {
 /* Start a run: submits to the scheduler (errors before any event: BUSY,
  * CTX_FULL...), spawns its pump thread. On success *out has one reference for
  * the caller (run_unref). */
-cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const cst_token *toks,
-                         size_t n_toks, const char *extra_stop, json_t *history, json_t *body, run **out, char *err,
-                         size_t errlen);
+cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
+                         json_t *history, json_t *body, run **out, char *err, size_t errlen);
 void cst_run_unref(run *r);
 void cst_run_cancel(run *r);
 /* Wait until done (timeout < 0: forever); returns done. */

@@ -236,9 +236,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (alt && !strcmp(alt, "sse")) cr.stream = true;
     enum MHD_Result ret;
     json_t *history = NULL;
-    char *prompt = NULL;
-    cst_token *toks = NULL;
-    size_t n_toks = 0;
+    chat_prompt cp = {0};
     run *r = NULL;
     smodel *sm = cst_api_find_model(s, cr.model);
     if (!sm) {
@@ -277,12 +275,13 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     json_array_extend(history, cr.context);
     json_t *lists[2] = {history, cr.turn};
-    const char *extra_stop = NULL;
-    prompt = cst_chat_render(sm, cr.system_instruction, lists, 2, &extra_stop);
-    if (!prompt) {
-        ret = cst_api_error(c, E_INTERNAL, "out of memory rendering the conversation");
+    cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err,
+                                     sizeof err);
+    if (cst) {
+        ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
         goto out;
     }
+    const size_t n_toks = cp.n_toks;
     const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
     if (!cr.has_max && s->p.default_max_output > 0) {
         cr.has_max = true;
@@ -291,10 +290,6 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (cr.has_max && cr.max_output_tokens > n_ctx) {
         ret = cst_api_error(c, E_INVALID, "generation_config.max_output_tokens: %lld exceeds the context of %d tokens",
                             (long long)cr.max_output_tokens, n_ctx);
-        goto out;
-    }
-    if (cst_tokenize(cst_model_vocab(sm->m), prompt, strlen(prompt), true, true, &toks, &n_toks)) {
-        ret = cst_api_error(c, E_INVALID, "the input could not be tokenized");
         goto out;
     }
     if (n_toks >= (size_t)n_ctx) {
@@ -308,7 +303,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
         goto out;
     }
-    cst_status st = cst_run_start(s, sm, &cr, owner, toks, n_toks, extra_stop, history, body, &r, err, sizeof err);
+    cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
         ret = cst_api_error(c, cst_api_status_kind(st), "%s", err);
         goto out;
@@ -345,8 +340,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
 out:
     cst_run_unref(r);
-    free(toks);
-    free(prompt);
+    cst_chat_prompt_clear(&cp);
     json_decref(history);
     create_req_clear(&cr);
     json_decref(body);

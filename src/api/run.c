@@ -46,11 +46,12 @@ static json_t *time_json(int64_t t) {
     return json_string(s);
 }
 
-static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen) {
+/* n_gen counts every generated token; n_thought of them were inside the thought. */
+static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen, int32_t n_thought) {
     return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:[{s:s,s:i}]}", "total_input_tokens", n_prompt,
-                     "total_cached_tokens", n_cached, "total_output_tokens", n_gen, "total_thought_tokens", 0,
-                     "total_tool_use_tokens", 0, "total_tokens", n_prompt + n_gen, "input_tokens_by_modality",
-                     "modality", "text", "tokens", n_prompt);
+                     "total_cached_tokens", n_cached, "total_output_tokens", n_gen - n_thought,
+                     "total_thought_tokens", n_thought, "total_tool_use_tokens", 0, "total_tokens", n_prompt + n_gen,
+                     "input_tokens_by_modality", "modality", "text", "tokens", n_prompt);
 }
 
 
@@ -97,7 +98,7 @@ static json_t *interaction_head(run *r, bool terminal) {
                           r->model, "created", time_json(r->created));
     if (terminal) {
         json_object_set_new(j, "updated", time_json(r->updated));
-        json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen));
+        json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought));
         json_object_set_new(j, "service_tier", json_string("standard"));
     }
     return j;
@@ -112,9 +113,20 @@ static void add_echo(json_t *j, const char *request_echo) {
     json_decref(e);
 }
 
-static json_t *output_steps(const char *text, size_t len) {
-    return json_pack("[{s:s,s:[{s:s,s:s%}]}]", "type", "model_output", "content", "type", "text", "text", text ? text : "",
-                     text ? len : (size_t)0);
+/* The thought step (when there is one) and the model_output step. r->mu held. */
+static json_t *output_steps(run *r) {
+    json_t *a = json_array();
+    if (r->thought_started) {
+        json_t *t = json_pack("{s:s,s:s}", "type", "thought", "signature", r->signature ? r->signature : "");
+        if (r->summaries)
+            json_object_set_new(t, "summary", json_pack("[{s:s,s:s%}]", "type", "text", "text",
+                                                        r->thought ? r->thought : "", r->thought ? r->thought_len : 0));
+        json_array_append_new(a, t);
+    }
+    if (r->step_started || r->done)
+        json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
+                                           "text", r->text ? r->text : "", r->text ? r->text_len : (size_t)0));
+    return a;
 }
 
 json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
@@ -126,13 +138,11 @@ json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
     add_echo(j, r->request_echo);
     json_t *steps = with_turn && r->turn_json ? json_loads(r->turn_json, 0, NULL) : json_array();
     if (!steps) steps = json_array();
-    if (r->step_started || r->done) {
-        json_t *outs = output_steps(r->text, r->text_len);
-        json_array_extend(steps, outs);
-        json_decref(outs);
-    }
+    json_t *outs = output_steps(r);
+    json_array_extend(steps, outs);
+    json_decref(outs);
     json_object_set_new(j, "steps", steps);
-    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen));
+    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought));
     if (r->done && !strcmp(r->status, "failed"))
         json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal",
                                                    "message", r->error_msg ? r->error_msg : "generation failed"));
@@ -191,6 +201,8 @@ static void run_free(run *r) {
     free(r->history_json);
     free(r->turn_json);
     free(r->error_msg);
+    free(r->thought);
+    free(r->signature);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -275,8 +287,8 @@ static void unlink_run(cst_server *s, run *r) {
 
 static void persist(run *r) {
     cst_server *s = r->srv;
-    json_t *outs = output_steps(r->text, r->text_len);
-    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen);
+    json_t *outs = output_steps(r);
+    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought);
     json_t *errs = !strcmp(r->status, "failed")
                        ? json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal", "message",
                                    r->error_msg ? r->error_msg : "generation failed")
@@ -299,17 +311,42 @@ static void persist(run *r) {
 
 /* ---- pump ------------------------------------------------------------------ */
 
-static void text_append(run *r, const char *t, size_t n) {
-    if (r->text_len + n + 1 > r->text_cap) {
-        size_t nc = (r->text_cap ? r->text_cap * 2 : 256) + n;
-        char *np = realloc(r->text, nc);
+static void buf_append(char **p, size_t *len, size_t *cap, const char *t, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 256) + n;
+        char *np = realloc(*p, nc);
         if (!np) return;
-        r->text = np;
-        r->text_cap = nc;
+        *p = np;
+        *cap = nc;
     }
-    memcpy(r->text + r->text_len, t, n);
-    r->text_len += n;
-    r->text[r->text_len] = 0;
+    memcpy(*p + *len, t, n);
+    *len += n;
+    (*p)[*len] = 0;
+}
+static void text_append(run *r, const char *t, size_t n) { buf_append(&r->text, &r->text_len, &r->text_cap, t, n); }
+
+/* Thought step events (§4.5): start at the first event of a thinking run,
+ * summary deltas while it runs, the signature last, then stop. r->mu held. */
+static void thought_start(run *r) {
+    if (!r->think || r->thought_started) return;
+    r->thought_started = true;
+    emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "thought"));
+}
+static void thought_finish(run *r) {
+    if (!r->thought_started || r->thought_done) return;
+    r->thought_done = true;
+    r->signature = cst_sig_make(r->srv->sig_key, r->thought ? r->thought : "", r->thought_len);
+    emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s}}", "index", 0, "delta", "type", "thought_signature",
+                                           "signature", r->signature ? r->signature : ""));
+    emit_locked(r, "step.stop", json_pack("{s:i}", "index", 0));
+}
+static void output_start(run *r) {
+    if (r->step_started) return;
+    if (r->think_eager) thought_start(r);
+    thought_finish(r);
+    r->step_started = true;
+    emit_locked(r, "step.start",
+                json_pack("{s:i,s:{s:s}}", "index", r->thought_started ? 1 : 0, "step", "type", "model_output"));
 }
 
 /* Copy of t[0..n) with every invalid UTF-8 sequence replaced by U+FFFD
@@ -382,23 +419,32 @@ static void *pump(void *arg) {
             if (r->t_last_token > 0) cst_metrics_token_latency(now - r->t_last_token);
             else cst_metrics_ttft(now - r->t_submit);
             r->t_last_token = now;
-            if (!r->step_started) {
-                r->step_started = true;
-                emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "model_output"));
-            }
             size_t cl = 0;
             char *clean = utf8_clean(ev.text, ev.len, &cl);
             free(ev.text);
-            if (clean && cl > 0) {
-                text_append(r, clean, cl);
-                emit_locked(r, "step.delta",
-                            json_pack("{s:i,s:{s:s,s:s%}}", "index", 0, "delta", "type", "text", "text", clean, cl));
+            if (ev.thought && r->think && !r->thought_done) {
+                thought_start(r);
+                if (clean && cl > 0) {
+                    buf_append(&r->thought, &r->thought_len, &r->thought_cap, clean, cl);
+                    if (r->summaries)
+                        emit_locked(r, "step.delta",
+                                    json_pack("{s:i,s:{s:s,s:{s:s,s:s%}}}", "index", 0, "delta", "type",
+                                              "thought_summary", "content", "type", "text", "text", clean, cl));
+                }
+            } else if (!ev.thought) {
+                output_start(r);
+                if (clean && cl > 0) {
+                    text_append(r, clean, cl);
+                    emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s%}}", "index", r->thought_started ? 1 : 0,
+                                                           "delta", "type", "text", "text", clean, cl));
+                }
             }
             free(clean);
         } else {
             r->n_prompt = ev.n_prompt;
             r->n_cached = ev.n_cached;
             r->n_gen = ev.n_gen;
+            r->n_thought = ev.n_thought;
             if (r->timed_out) {
                 char m[160];
                 snprintf(m, sizeof m, "the interaction exceeded the server's time limit (%g s)", r->limit_s);
@@ -417,11 +463,8 @@ static void *pump(void *arg) {
                 r->status = "completed";
             }
             free(ev.text);
-            if (!r->step_started) {
-                r->step_started = true;
-                emit_locked(r, "step.start", json_pack("{s:i,s:{s:s}}", "index", 0, "step", "type", "model_output"));
-            }
-            emit_locked(r, "step.stop", json_pack("{s:i}", "index", 0));
+            output_start(r);
+            emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
             if (!strcmp(r->status, "failed"))
                 emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code", r->error_code, "message",
                                                   r->error_msg ? r->error_msg : "generation failed"));
@@ -447,11 +490,20 @@ static void *pump(void *arg) {
 
 static char *dump_or_null(json_t *j) { return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL; }
 
-cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const cst_token *toks,
-                         size_t n_toks, const char *extra_stop, json_t *history, json_t *body, run **out, char *err,
-                         size_t errlen) {
+cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
+                         json_t *history, json_t *body, run **out, char *err, size_t errlen) {
     *out = NULL;
-    cst_req_params rp = {.prompt = toks, .n_prompt = n_toks};
+    const char *extra_stop = cp->extra_stop;
+    cst_req_params rp = {.prompt = cp->toks, .n_prompt = cp->n_toks};
+    if (cp->think) {
+        rp.think_open = sm->chat.think_open;
+        rp.think_close = sm->chat.think_close;
+        rp.think_inside = cp->think_inside;
+        rp.think_budget = cp->think_budget;
+        rp.think_force = sm->chat.force;
+        rp.n_think_force = sm->chat.n_force;
+        rp.n_force_thought = sm->chat.n_force_thought;
+    }
     rp.sampling = cst_sampler_default_params();
     rp.sampling.temperature = cr->has_temperature ? (float)cr->temperature : 1.0f;
     rp.sampling.top_p = cr->has_top_p ? (float)cr->top_p : 0.95f;
@@ -484,6 +536,9 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     r->background = cr->background;
     r->created = (int64_t)time(NULL);
     r->status = "queued";
+    r->think = cp->think;
+    r->think_eager = cp->think && cp->think_inside;
+    r->summaries = cp->summaries;
     r->previous_id = cr->previous_id ? strdup(cr->previous_id) : NULL;
     json_t *echo = json_object();
     if (cr->system_instruction) json_object_set_new(echo, "system_instruction", json_string(cr->system_instruction));

@@ -274,7 +274,15 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
         s->n_models = i + 1;
         cst_status st = cst_model_load(sm->path, NULL, &sm->m, err, errlen);
         if (st) return st;
-        sm->chat_format = cst_chat_format_of(sm->m);
+        char cerr[600];
+        st = cst_chat_model_init(&sm->chat, cst_model_vocab(sm->m), cst_model_chat_template(sm->m),
+                                 s->p.chat_templates ? s->p.chat_templates[i] : NULL,
+                                 s->p.thinking_budgets ? s->p.thinking_budgets[i] : NULL,
+                                 s->p.thinking_levels ? s->p.thinking_levels[i] : NULL, cerr, sizeof cerr);
+        if (st) {
+            cst_errf(err, errlen, "model %s: %s", sm->path, cerr);
+            return st;
+        }
         cst_sched_params sp = cst_sched_default_params();
         if (s->p.n_ctx > 0) sp.n_ctx = s->p.n_ctx;
         if (s->p.n_slots > 0) sp.n_slots = s->p.n_slots;
@@ -282,8 +290,10 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
         sp.n_threads = s->p.n_threads;
         st = cst_sched_new(sm->m, &sp, &sm->sched, err, errlen);
         if (st) return st;
-        cst_info("model %s: %s, %d positions x %d slots, %s chat format", sm->stem, cst_model_desc(sm->m),
-                 cst_sched_n_ctx(sm->sched), sp.n_slots, sm->chat_format == CHAT_CHATML ? "ChatML" : "plain");
+        char cdesc[256];
+        cst_chat_model_describe(&sm->chat, cdesc, sizeof cdesc);
+        cst_info("model %s: %s, %d positions x %d slots, %s", sm->stem, cst_model_desc(sm->m),
+                 cst_sched_n_ctx(sm->sched), sp.n_slots, cdesc);
     }
     s->aliases = calloc(s->p.n_aliases ? s->p.n_aliases : 1, sizeof *s->aliases);
     if (!s->aliases) return CST_ERR_NOMEM;
@@ -367,6 +377,10 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
         url = dbpath;
     }
     st = cst_store_open(url, &s->store, err, errlen);
+    if (st) goto fail;
+    if (!pp->signature_key && !getenv("CASTOR_SIGNATURE_KEY"))
+        (void)mkdir(pp->data_dir ? pp->data_dir : "data", 0700); /* the generated key lives there */
+    st = cst_sig_load_key(pp->signature_key, pp->data_dir ? pp->data_dir : "data", s->sig_key, err, errlen);
     if (st) goto fail;
     st = load_models(s, err, errlen);
     if (st) goto fail;
@@ -463,6 +477,7 @@ void cst_server_free(cst_server *s) {
     for (size_t i = 0; i < s->n_models; i++) {
         cst_sched_free(s->models[i].sched);
         cst_model_free(s->models[i].m);
+        cst_chat_model_free(&s->models[i].chat);
         free(s->models[i].path);
         free(s->models[i].stem);
     }

@@ -17,6 +17,13 @@ static void usage(FILE *f) {
             "  -m, --model PATH      GGUF model to serve (repeatable; the first is the default and\n"
             "                        also answers gemini-* model names)\n"
             "  --alias NAME=MODEL    another name for a served model (MODEL: its path or file stem)\n"
+            "  --chat-template FILE  Jinja chat template for the preceding -m (overrides the GGUF's)\n"
+            "  --thinking-budgets MIN,LOW,MEDIUM,HIGH\n"
+            "                        thought tokens per thinking_level for the preceding -m\n"
+            "                        (default 64,1024,4096,16384)\n"
+            "  --thinking-level L    level for requests without one, preceding -m (default medium)\n"
+            "  --signature-key HEX   thought-signature key, 64 hex digits (default $CASTOR_SIGNATURE_KEY,\n"
+            "                        else DATA_DIR/signature.key, generated once)\n"
             "  --host ADDR           listen address (default 127.0.0.1)\n"
             "  --port N              port (default 8080; 0 = any free port)\n"
             "  --port-file FILE      write the port actually bound to FILE\n"
@@ -45,6 +52,7 @@ static void usage(FILE *f) {
 int cmd_serve(int argc, char **argv) {
     cst_server_params p = cst_server_default_params();
     const char *models[64], *aliases[64];
+    const char *templates[64] = {0}, *budgets[64] = {0}, *levels[64] = {0};
     size_t nm = 0, na = 0;
     const char *port_file = NULL;
     double drain_s = 30;
@@ -65,6 +73,18 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             NEED();
             if (nm < 64) models[nm++] = v;
+        } else if (!strcmp(a, "--chat-template") || !strcmp(a, "--thinking-budgets") ||
+                   !strcmp(a, "--thinking-level")) {
+            NEED();
+            if (nm == 0) {
+                fprintf(stderr, "castor serve: %s applies to the preceding -m MODEL; give -m first\n", a);
+                return 2;
+            }
+            const char **slot = a[2] == 'c' ? templates : a[11] == 'b' ? budgets : levels;
+            slot[nm - 1] = v;
+        } else if (!strcmp(a, "--signature-key")) {
+            NEED();
+            p.signature_key = v;
         } else if (!strcmp(a, "--alias")) {
             NEED();
             if (na < 64) aliases[na++] = v;
@@ -153,6 +173,9 @@ int cmd_serve(int argc, char **argv) {
     }
     p.models = models;
     p.n_models = nm;
+    p.chat_templates = templates;
+    p.thinking_budgets = budgets;
+    p.thinking_levels = levels;
     p.aliases = aliases;
     p.n_aliases = na;
 

@@ -100,36 +100,7 @@ TEST(api_sha256_vectors) {
     ASSERT_STREQ(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
-TEST(api_chat_render_formats) {
-    smodel plain = {.chat_format = CHAT_PLAIN}, chatml = {.chat_format = CHAT_CHATML};
-    json_t *hist = J("[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"A\"}]},{\"type\":\"thought\"},"
-                     "{\"type\":\"model_output\",\"content\":[{\"type\":\"text\",\"text\":\" B\"}]}]");
-    json_t *turn = J("[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":\"C\"}]}]");
-    json_t *lists[2] = {hist, turn};
-    const char *stop = NULL;
-    char *p = cst_chat_render(&plain, "S", lists, 2, &stop);
-    ASSERT_STREQ(p, "System: S\n\nUser: A\nModel: B\nUser: C\nModel:");
-    ASSERT_STREQ(stop, "\nUser:");
-    free(p);
-    p = cst_chat_render(&chatml, "S", lists, 2, &stop);
-    ASSERT_STREQ(p, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nA<|im_end|>\n<|im_start|>assistant\n B<|im_end|>\n"
-                    "<|im_start|>user\nC<|im_end|>\n<|im_start|>assistant\n");
-    ASSERT(stop == NULL);
-    free(p);
-    /* the same conversation given as one flat list renders identically */
-    json_t *flat = json_array();
-    json_array_extend(flat, hist);
-    json_array_extend(flat, turn);
-    json_t *one[1] = {flat};
-    char *q = cst_chat_render(&chatml, "S", one, 1, &stop);
-    p = cst_chat_render(&chatml, "S", lists, 2, &stop);
-    ASSERT_STREQ(p, q);
-    free(p);
-    free(q);
-    json_decref(flat);
-    json_decref(hist);
-    json_decref(turn);
-}
+/* conversation rendering (chat templates, thinking, signatures): test_thinking.c */
 
 /* ---- scheduler ---------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
  */
 #include "sched.h"
 #include "core/core.h"
+#include "reasoning.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,6 +48,11 @@ struct cst_sched_req {
     int32_t max_tokens;
     char **stops;
     size_t n_stops;
+    char *think_open, *think_close; /* NULL: no thinking */
+    bool think_inside;
+    int32_t think_budget;
+    cst_token *think_force;
+    int32_t n_think_force, n_force_thought;
     double t_submit;
     struct cst_sched_req *qnext; /* FIFO link, under sched mu */
 };
@@ -61,6 +67,9 @@ static void req_free(cst_sched_req *r) {
     for (size_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->stops);
     free(r->prompt);
+    free(r->think_open);
+    free(r->think_close);
+    free(r->think_force);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -93,25 +102,31 @@ static void req_push(cst_sched_req *r, const cst_sched_event *ev) {
     pthread_mutex_unlock(&r->mu);
 }
 
-static void push_text(cst_sched_req *r, const char *txt, size_t len) {
+static void push_text_k(cst_sched_req *r, const char *txt, size_t len, bool thought) {
     if (len == 0) return;
     char *t = malloc(len + 1);
     if (!t) return;
     memcpy(t, txt, len);
     t[len] = 0;
-    cst_sched_event ev = {.type = CST_SCHED_EV_TEXT, .text = t, .len = len};
+    cst_sched_event ev = {.type = CST_SCHED_EV_TEXT, .text = t, .len = len, .thought = thought};
     req_push(r, &ev);
 }
+static void push_text(cst_sched_req *r, const char *txt, size_t len) { push_text_k(r, txt, len, false); }
 
-static void push_done(cst_sched_req *r, cst_finish fin, cst_status st, const char *msg, int32_t n_prompt,
-                      int32_t n_cached, int32_t n_gen, double t_first) {
+static void push_done_k(cst_sched_req *r, cst_finish fin, cst_status st, const char *msg, int32_t n_prompt,
+                        int32_t n_cached, int32_t n_gen, double t_first, int32_t n_thought, bool forced) {
     cst_sched_event ev = {.type = CST_SCHED_EV_DONE, .finish = fin, .status = st, .n_prompt = n_prompt,
-                          .n_cached = n_cached, .n_gen = n_gen, .t_first = t_first};
+                          .n_cached = n_cached, .n_gen = n_gen, .t_first = t_first, .n_thought = n_thought,
+                          .think_forced = forced};
     if (msg) {
         ev.text = strdup(msg);
         ev.len = ev.text ? strlen(ev.text) : 0;
     }
     req_push(r, &ev);
+}
+static void push_done(cst_sched_req *r, cst_finish fin, cst_status st, const char *msg, int32_t n_prompt,
+                      int32_t n_cached, int32_t n_gen, double t_first) {
+    push_done_k(r, fin, st, msg, n_prompt, n_cached, n_gen, t_first, 0, false);
 }
 
 bool cst_sched_req_next(cst_sched_req *r, cst_sched_event *ev, double timeout_s) {
@@ -175,6 +190,12 @@ typedef struct slot {
     double t_first;
     cst_sampler *smp;
     cst_stopper *stp;
+    /* thinking (req->think_open set) */
+    cst_reasoning *rs;
+    cst_stopper *tstp;  /* thought text: holds incomplete UTF-8 only */
+    int32_t n_think;    /* generated tokens inside the thought */
+    int32_t force_pos;  /* next think_force token, -1: not forcing */
+    bool forced;
 } slot;
 
 struct cst_sched {
@@ -288,6 +309,17 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
     r->n_prompt = (int32_t)p->n_prompt;
     r->sp = p->sampling;
     r->max_tokens = p->max_tokens;
+    if (p->think_open && p->think_close && *p->think_open && *p->think_close) {
+        r->think_open = strdup(p->think_open);
+        r->think_close = strdup(p->think_close);
+        r->think_inside = p->think_inside;
+        r->think_budget = p->think_budget > 0 ? p->think_budget : 1;
+        r->n_think_force = (int32_t)CST_MIN(p->n_think_force, (size_t)64);
+        r->n_force_thought = (int32_t)CST_MIN(p->n_force_thought, (size_t)r->n_think_force);
+        r->think_force = malloc(((size_t)r->n_think_force + 1) * sizeof *r->think_force);
+        if (!r->think_open || !r->think_close || !r->think_force) goto nomem;
+        if (r->n_think_force) memcpy(r->think_force, p->think_force, (size_t)r->n_think_force * sizeof *r->think_force);
+    }
     for (size_t i = 0; i < p->n_stops; i++) {
         r->stops[i] = strdup(p->stops[i]);
         r->n_stops = i + 1;
@@ -330,14 +362,29 @@ static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, c
     cst_sched_req *r = sl->req;
     if (st == CST_OK && fin != CST_FINISH_STOP && fin != CST_FINISH_CANCELLED && sl->stp) {
         size_t tl = 0;
+        if (sl->rs) {
+            const char *th, *an;
+            size_t thl, anl;
+            cst_reasoning_flush(sl->rs, &th, &thl, &an, &anl);
+            if (sl->tstp) {
+                cst_stopper_feed(sl->tstp, th, thl);
+                const char *t = cst_stopper_flush(sl->tstp, &tl);
+                push_text_k(r, t, tl, true);
+            }
+            cst_stopper_feed(sl->stp, an, anl);
+        }
         const char *t = cst_stopper_flush(sl->stp, &tl);
         push_text(r, t, tl);
     }
-    push_done(r, fin, st, msg, r->n_prompt, sl->n_cached, sl->n_gen, sl->t_first);
+    push_done_k(r, fin, st, msg, r->n_prompt, sl->n_cached, sl->n_gen, sl->t_first, sl->n_think, sl->forced);
     cst_sampler_free(sl->smp);
     cst_stopper_free(sl->stp);
+    cst_stopper_free(sl->tstp);
+    cst_reasoning_free(sl->rs);
     sl->smp = NULL;
     sl->stp = NULL;
+    sl->tstp = NULL;
+    sl->rs = NULL;
     sl->req = NULL;
     sl->state = SLOT_FREE;
     sl->stamp = ++s->clock;
@@ -378,12 +425,21 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     sl->stamp = ++s->clock;
     sl->smp = cst_sampler_new(&r->sp, cst_model_n_vocab(s->m));
     sl->stp = cst_stopper_new((const char *const *)r->stops, r->n_stops);
+    sl->n_think = 0;
+    sl->force_pos = -1;
+    sl->forced = false;
+    bool think_ok = true;
+    if (r->think_open) {
+        sl->rs = cst_reasoning_new(r->think_open, r->think_close, r->think_inside);
+        sl->tstp = cst_stopper_new(NULL, 0);
+        think_ok = sl->rs && sl->tstp;
+    }
     pthread_mutex_lock(&s->mu);
     s->stats.n_cached_tokens += (uint64_t)keep;
     s->stats.n_prompt_tokens += (uint64_t)(r->n_prompt - keep);
     if (keep > 0) s->stats.n_cache_hits++;
     pthread_mutex_unlock(&s->mu);
-    if (!sl->smp || !sl->stp) {
+    if (!sl->smp || !sl->stp || !think_ok) {
         slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_NOMEM, "out of memory creating the sampler");
         return;
     }
@@ -391,7 +447,17 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     req_push(r, &ev);
 }
 
-/* Sample the slot's next token from its logits and emit its text. */
+/* Start forcing the end of the thought (budget spent, or the model ended
+ * inside it). */
+static bool start_force(slot *sl) {
+    if (sl->req->n_think_force <= 0) return false;
+    sl->force_pos = 0;
+    sl->forced = true;
+    return true;
+}
+
+/* Sample the slot's next token from its logits (or take the next forced
+ * end-of-thought token) and emit its text. */
 static void slot_sample(cst_sched *s, slot *sl, int idx) {
     cst_sched_req *r = sl->req;
     const float *logits = cst_ctx_logits(s->ctx, sl->bidx);
@@ -400,24 +466,58 @@ static void slot_sample(cst_sched *s, slot *sl, int idx) {
         slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_INTERNAL, "no logits for a generating sequence");
         return;
     }
-    const cst_token tok = cst_sampler_sample(sl->smp, logits);
+    const cst_vocab *vocab = cst_model_vocab(s->m);
+    cst_token tok;
+    if (sl->force_pos >= 0 && sl->force_pos < r->n_think_force) {
+        tok = r->think_force[sl->force_pos++];
+    } else {
+        sl->force_pos = -1;
+        const bool thinking = sl->rs && cst_reasoning_thinking(sl->rs) && !sl->forced;
+        /* the budget is spent: the forced close takes the last budget tokens */
+        if (thinking && sl->n_think + r->n_force_thought >= r->think_budget && start_force(sl)) {
+            tok = r->think_force[sl->force_pos++];
+        } else {
+            tok = cst_sampler_sample(sl->smp, logits);
+            /* the model ends inside its thought: close it, the answer follows */
+            if (thinking && cst_vocab_is_eog(vocab, tok) && start_force(sl)) tok = r->think_force[sl->force_pos++];
+        }
+    }
     if (sl->n_gen == 0) sl->t_first = cst_time_now() - r->t_submit;
-    if (cst_vocab_is_eog(cst_model_vocab(s->m), tok)) {
+    if (cst_vocab_is_eog(vocab, tok)) {
         slot_finish(s, sl, CST_FINISH_EOG, CST_OK, NULL);
         return;
     }
     sl->n_gen++;
-    size_t len = cst_token_to_piece(cst_model_vocab(s->m), tok, s->piece, 1024, false);
+    size_t len = cst_token_to_piece(vocab, tok, s->piece, 1024, false);
     if (len > 1024) len = 1024;
-    const bool stopped = cst_stopper_feed(sl->stp, s->piece, len);
+    bool stopped = false;
     size_t tl = 0;
-    const char *t = stopped ? cst_stopper_flush(sl->stp, &tl) : cst_stopper_take(sl->stp, &tl);
+    const char *t;
+    if (sl->rs) {
+        const bool was = cst_reasoning_thinking(sl->rs);
+        if (len == 0 && cst_vocab_is_control(vocab, tok)) { /* a control-token marker */
+            len = cst_token_to_piece(vocab, tok, s->piece, 1024, true);
+            if (len > 1024) len = 1024;
+        }
+        const char *th, *an;
+        size_t thl, anl;
+        cst_reasoning_feed(sl->rs, s->piece, len, &th, &thl, &an, &anl);
+        if (was || cst_reasoning_thinking(sl->rs)) sl->n_think++;
+        cst_stopper_feed(sl->tstp, th, thl);
+        t = cst_stopper_take(sl->tstp, &tl);
+        push_text_k(r, t, tl, true);
+        stopped = cst_stopper_feed(sl->stp, an, anl);
+    } else {
+        stopped = cst_stopper_feed(sl->stp, s->piece, len);
+    }
+    t = stopped ? cst_stopper_flush(sl->stp, &tl) : cst_stopper_take(sl->stp, &tl);
     push_text(r, t, tl);
     if (stopped) {
         slot_finish(s, sl, CST_FINISH_STOP, CST_OK, NULL);
         return;
     }
-    if ((r->max_tokens > 0 && sl->n_gen >= r->max_tokens) || cst_ctx_seq_len(s->ctx, idx) >= s->p.n_ctx) {
+    if ((r->max_tokens > 0 && sl->n_gen - sl->n_think >= r->max_tokens) ||
+        cst_ctx_seq_len(s->ctx, idx) >= s->p.n_ctx) {
         slot_finish(s, sl, CST_FINISH_LENGTH, CST_OK, NULL);
         return;
     }

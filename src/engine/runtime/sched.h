@@ -48,6 +48,20 @@ typedef struct cst_req_params {
     int32_t max_tokens;       /* <= 0: until EOG or a full context */
     const char *const *stops; /* copied; may be NULL */
     size_t n_stops;
+    /* Thinking (reasoning models), off unless think_open is set. The output
+     * is split into thought and answer text at the markers (reasoning.h);
+     * thought tokens do not count against max_tokens, and once think_budget
+     * of them were generated (or the model ends inside the thought) the
+     * think_force tokens (e.g. "\n" "</think>" "\n\n") are decoded as if
+     * sampled, closing the thought so that the answer follows. Stop
+     * sequences apply to the answer only. */
+    const char *think_open;   /* marker texts, copied ("<think>") */
+    const char *think_close;  /* ("</think>") */
+    bool think_inside;        /* the prompt ends inside an opened thought */
+    int32_t think_budget;     /* thought tokens, including the forced close */
+    const cst_token *think_force; /* copied */
+    size_t n_think_force;
+    size_t n_force_thought;   /* of think_force, how many count as thought (up to the marker) */
 } cst_req_params;
 
 /* Queue a request. On success *out holds a reference the caller releases with
@@ -60,7 +74,8 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
 
 typedef enum cst_sched_ev_type {
     CST_SCHED_EV_START = 1, /* the request got a slot; n_prompt/n_cached are set */
-    CST_SCHED_EV_TEXT = 2,  /* text: one token's emitted text (complete UTF-8, may be empty) */
+    CST_SCHED_EV_TEXT = 2,  /* text: one token's emitted text (complete UTF-8, may be empty);
+                             * thought: it belongs to the thought (see think_open) */
     CST_SCHED_EV_DONE = 3,  /* last event: finish, status, counters */
 } cst_sched_ev_type;
 
@@ -72,7 +87,10 @@ typedef struct cst_sched_event {
     cst_status status;  /* DONE: CST_OK, or the engine error (message in text) */
     int32_t n_prompt;   /* START/DONE */
     int32_t n_cached;   /* START/DONE: prompt tokens reused from the slot's cache */
-    int32_t n_gen;      /* DONE: generated tokens */
+    int32_t n_gen;      /* DONE: generated tokens (thought included) */
+    int32_t n_thought;  /* DONE: of which inside the thought (markers included) */
+    bool thought;       /* TEXT: thought text */
+    bool think_forced;  /* DONE: the budget (or an end inside the thought) forced the close */
     double t_first;     /* DONE: seconds from submit to the first token (0 if none) */
 } cst_sched_event;
 

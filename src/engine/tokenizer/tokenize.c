@@ -339,7 +339,15 @@ static cst_token *present_specials(const cst_vocab *v, const char *text, size_t 
 
 static bool c_isspace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
-static bool partition(const cst_vocab *v, const char *text, size_t len, bool parse_special, fragv *out) {
+/* True when [pos, pos+n) overlaps one of the sorted ranges plain[2k]..plain[2k+1]. */
+static bool in_plain(const size_t *plain, size_t n_plain, size_t pos, size_t n) {
+    for (size_t k = 0; k < n_plain; k++)
+        if (pos < plain[2 * k + 1] && plain[2 * k] < pos + n) return true;
+    return false;
+}
+
+static bool partition(const cst_vocab *v, const char *text, size_t len, bool parse_special, const size_t *plain,
+                      size_t n_plain, fragv *out) {
     fragv cur = {0}, nxt = {0};
     if (len) frag_push(&cur, -1, 0, len);
     size_t n_sp;
@@ -357,9 +365,15 @@ static bool partition(const cst_vocab *v, const char *text, size_t len, bool par
                 frag_push(&nxt, f.tok, 0, 0);
                 continue;
             }
-            size_t off = f.off, flen = f.len;
+            size_t off = f.off, flen = f.len, from = f.off;
             for (;;) {
-                const char *m = flen >= tl ? memmem(text + off, flen, tt, tl) : NULL;
+                const char *m = NULL;
+                while (from + tl <= off + flen) { /* matches inside a plain range do not count */
+                    m = memmem(text + from, off + flen - from, tt, tl);
+                    if (!m || !in_plain(plain, n_plain, (size_t)(m - text), tl)) break;
+                    from = (size_t)(m - text) + 1;
+                    m = NULL;
+                }
                 if (!m) {
                     if (flen) frag_push(&nxt, -1, off, flen);
                     break;
@@ -375,6 +389,7 @@ static bool partition(const cst_vocab *v, const char *text, size_t len, bool par
                     while (rlen > 0 && c_isspace(text[roff])) roff++, rlen--;
                 off = roff;
                 flen = rlen;
+                from = off;
                 if (!flen) break;
             }
         }
@@ -392,13 +407,13 @@ static bool partition(const cst_vocab *v, const char *text, size_t len, bool par
     return true;
 }
 
-cst_status cst_tokenize(const cst_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
-                        cst_token **out, size_t *n_out) {
+static cst_status tokenize_impl(const cst_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                                const size_t *plain, size_t n_plain, cst_token **out, size_t *n_out) {
     *out = NULL;
     *n_out = 0;
     if (!v || (!text && len)) return CST_ERR_INVALID_ARG;
     fragv fr = {0};
-    if (!partition(v, text, len, parse_special, &fr)) return CST_ERR_NOMEM;
+    if (!partition(v, text, len, parse_special, plain, n_plain, &fr)) return CST_ERR_NOMEM;
     tokv o = {0};
     bool ok = true;
     if (add_special && v->add_bos && v->bos >= 0) tok_push(&o, v->bos);
@@ -442,6 +457,16 @@ cst_status cst_tokenize(const cst_vocab *v, const char *text, size_t len, bool a
     *out = o.p;
     *n_out = o.n;
     return CST_OK;
+}
+
+cst_status cst_tokenize(const cst_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                        cst_token **out, size_t *n_out) {
+    return tokenize_impl(v, text, len, add_special, parse_special, NULL, 0, out, n_out);
+}
+
+cst_status cst_tokenize_plain_ranges(const cst_vocab *v, const char *text, size_t len, bool add_special,
+                                     const size_t *plain, size_t n_plain, cst_token **out, size_t *n_out) {
+    return tokenize_impl(v, text, len, add_special, true, plain, n_plain, out, n_out);
 }
 
 size_t cst_token_to_piece(const cst_vocab *v, cst_token t, char *buf, size_t cap, bool special) {

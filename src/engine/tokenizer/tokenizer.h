@@ -62,6 +62,17 @@ cst_token cst_vocab_find(const cst_vocab *v, const char *s, size_t len);
 cst_status cst_tokenize(const cst_vocab *v, const char *text, size_t len, bool add_special,
                         bool parse_special, cst_token **out, size_t *n_out);
 
+/* cst_tokenize with parse_special on, except inside the byte ranges
+ * [plain[2k], plain[2k+1]) (k < n_plain, ascending, disjoint): a special
+ * token's text is never recognised where it would overlap one of them, so
+ * that text always tokenizes as ordinary text. Outside the ranges and when
+ * nothing is injected the result equals cst_tokenize(parse_special=true)
+ * token for token (no segment boundaries: the pre-tokenizer and SPM's space
+ * prefix see the same fragments). Used for chat prompts: message contents
+ * never become control tokens. */
+cst_status cst_tokenize_plain_ranges(const cst_vocab *v, const char *text, size_t len, bool add_special,
+                                     const size_t *plain, size_t n_plain, cst_token **out, size_t *n_out);
+
 /* The bytes a token contributes to text (llama_token_to_piece with lstrip 0):
  * special tokens are written as their text only when `special` is true.
  * Returns the number of bytes the piece has (may exceed cap: then nothing
