@@ -93,20 +93,44 @@ const char *cst_ctx_errmsg(const cst_ctx *ctx);
  *  - within a sequence, the batch's tokens have consecutive positions in
  *    batch order, starting at cst_ctx_seq_len(ctx, seq) (append-only; use
  *    cst_ctx_seq_truncate first to rewrite a suffix);
- *  - a position >= n_ctx gives CST_ERR_CTX_FULL and nothing is changed. */
+ *  - a position >= n_ctx gives CST_ERR_CTX_FULL and nothing is changed.
+ *
+ * Embedding batches (image input, as llama.cpp: a batch is either all token
+ * ids or all embeddings): with embd non-NULL, entry i's input is the row
+ * embd + i*n_embd (cst_model_n_embd floats, e.g. cst_vision_encode's output)
+ * instead of a token's embedding, taken as is (gemma3's sqrt(n_embd) scaling
+ * applies to token embeddings only). token[i] is then not an id but the
+ * marker recorded for that position in cst_ctx_seq_tokens: it must be < 0
+ * (see cst_embd_marker), or token may be NULL (CST_TOKEN_EMBD_ANON is
+ * recorded, which never matches in cst_ctx_seq_common_prefix).
+ *
+ * non_causal: every entry of the batch attends to all cached positions of
+ * its sequence up to the last position this batch writes to that sequence
+ * (including later entries of the batch), not only up to its own position;
+ * sliding-window layers still hide keys more than n_swa-1 positions before
+ * the entry. gemma3 decodes an image's embeddings this way, so the whole
+ * image must be in one batch (n_batch >= its embeddings). Works for token
+ * batches too. */
 typedef struct cst_batch {
     int32_t n;
-    cst_token *token;     /* [n] */
+    cst_token *token;     /* [n] ids; markers (< 0) or NULL in embedding batches */
     int32_t *pos;         /* [n] */
     int32_t *seq;         /* [n] */
     int8_t *want_logits;  /* [n] non-zero: keep logits for entry i */
     int32_t cap;          /* capacity when made by cst_batch_new (0 otherwise) */
+    const float *embd;    /* NULL: token ids; else [n][n_embd] input rows (borrowed) */
+    bool non_causal;      /* attention within the batch's positions is not causal */
 } cst_batch;
 
 /* Heap batch with capacity cap (one allocation); NULL on failure. */
 cst_batch *cst_batch_new(int32_t cap);
 void cst_batch_free(cst_batch *b); /* NULL ok */
-static inline void cst_batch_clear(cst_batch *b) { b->n = 0; }
+/* Empties the batch and makes it a plain causal token batch again. */
+static inline void cst_batch_clear(cst_batch *b) {
+    b->n = 0;
+    b->embd = NULL;
+    b->non_causal = false;
+}
 /* Append; false if the batch is full. */
 bool cst_batch_add(cst_batch *b, cst_token tok, int32_t pos, int32_t seq, bool want_logits);
 
@@ -118,6 +142,32 @@ bool cst_batch_add(cst_batch *b, cst_token tok, int32_t pos, int32_t seq, bool w
  * than n_outputs entries asking for logits),
  * CST_ERR_CTX_FULL (a position >= n_ctx; the cache is left unchanged). */
 cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b);
+
+/* Marker recorded for embedding positions (cst_ctx_seq_tokens) when the
+ * batch gives none: never equal to a prompt entry in
+ * cst_ctx_seq_common_prefix, so such positions are never reused. */
+#define CST_TOKEN_EMBD_ANON INT32_MIN
+
+/* Marker for the positions of one image (or any embedding block) from a hash
+ * of its content (e.g. the first 8 bytes of the image bytes' SHA-256): a
+ * negative value in [-2^31+2, -1], never a vocabulary id nor
+ * CST_TOKEN_EMBD_ANON. Put it at the image's positions in the token list used
+ * for prefix matching, and pass it to cst_ctx_decode_embd. */
+static inline cst_token cst_embd_marker(uint64_t hash) { return -1 - (cst_token)(hash % 0x7FFFFFFEu); }
+
+/* Decode n_rows embedding rows (rows: [n_rows][n_embd] floats, row-major)
+ * into seq at positions pos0 .. pos0+n_rows-1 (pos0 must equal
+ * cst_ctx_seq_len), recording `marker` (< 0, see cst_embd_marker) as their
+ * tokens; no logits. non_causal (gemma3 images): the rows attend to each
+ * other in both directions, which needs them in one batch, so n_rows >
+ * n_batch is refused with CST_ERR_INVALID_ARG ("raise n_batch"); causal rows
+ * are split into n_batch chunks. Uses a batch owned by the context (no
+ * allocation). Errors: those of cst_ctx_decode. The server's image chunk:
+ *   cst_ctx_decode_embd(ctx, seq, cst_ctx_seq_len(ctx, seq), rows,
+ *                       cst_vision_n_tokens(v), cst_embd_marker(hash), true);
+ * then the text after the image as a normal token batch. */
+cst_status cst_ctx_decode_embd(cst_ctx *ctx, int32_t seq, int32_t pos0, const float *rows, int32_t n_rows,
+                               cst_token marker, bool non_causal);
 
 /* Logits (n_vocab floats) of batch entry i of the last successful decode,
  * or NULL if entry i did not ask for logits. Valid until the next decode. */
@@ -132,6 +182,13 @@ cst_status cst_ctx_seq_copy(cst_ctx *ctx, int32_t src, int32_t dst, int32_t n);
 /* Tokens stored for seq (the context records every decoded token), borrowed;
  * *n gets cst_ctx_seq_len. Useful to find a reusable common prefix. */
 const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n);
+/* Length of the reusable common prefix of what seq holds and toks[0..n)
+ * (image positions carry their markers, see cst_embd_marker): the longest
+ * equal prefix, cut back to the start of an embedding block when it would
+ * end inside one (a block's K/V depend on all of its rows when it was
+ * decoded non-causally) and never covering CST_TOKEN_EMBD_ANON positions.
+ * The caller may still want to leave at least one token to decode. */
+int32_t cst_ctx_seq_common_prefix(const cst_ctx *ctx, int32_t seq, const cst_token *toks, int32_t n);
 
 /* ======================================================================
  * Generation helper (castor run, simple callers)

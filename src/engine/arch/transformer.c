@@ -44,6 +44,9 @@ static void att_worker(void *arg, int ith, int nth) {
         const int32_t kvh = h / gqa;
         int32_t p0 = 0;
         if (j->L->swa && pos - hp->n_swa + 1 > 0) p0 = pos - hp->n_swa + 1;
+        /* non-causal: up to the last position the batch writes to seq
+         * (tmp_len: the lengths after this batch, set by check_batch) */
+        const int32_t p1 = j->b->non_causal ? c->tmp_len[seq] - 1 : pos;
 
         const cst_attn_head a = {
             .out = c->att + (size_t)t * odim + (size_t)h * hdv,
@@ -55,7 +58,7 @@ static void att_worker(void *arg, int ith, int nth) {
             .hd = hd,
             .hdv = hdv,
             .p0 = p0,
-            .p1 = pos,
+            .p1 = p1,
             .scale = scale,
             .batch = j->b->n >= 2,
             .scores = s,
@@ -178,14 +181,19 @@ cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
     const int32_t n = b->n;
     const int64_t e = hp->n_embd;
 
-    /* token embeddings */
-    const cst_kernel_traits *et = cst_kernel_traits_for(m->tok_embd.type);
-    const size_t erow = cst_row_size(m->tok_embd.type, e);
-    for (int32_t t = 0; t < n; t++) {
-        float *x = c->x + (size_t)t * e;
-        et->to_float((const char *)m->tok_embd.data + (size_t)b->token[t] * erow, x, e);
-        if (hp->embd_scale != 0.0f)
-            for (int64_t i = 0; i < e; i++) x[i] *= hp->embd_scale;
+    /* input rows: token embeddings (scaled for gemma), or the batch's own
+     * embedding rows as given (llama.cpp scales only token input) */
+    if (b->embd) {
+        memcpy(c->x, b->embd, (size_t)n * (size_t)e * sizeof(float));
+    } else {
+        const cst_kernel_traits *et = cst_kernel_traits_for(m->tok_embd.type);
+        const size_t erow = cst_row_size(m->tok_embd.type, e);
+        for (int32_t t = 0; t < n; t++) {
+            float *x = c->x + (size_t)t * e;
+            et->to_float((const char *)m->tok_embd.data + (size_t)b->token[t] * erow, x, e);
+            if (hp->embd_scale != 0.0f)
+                for (int64_t i = 0; i < e; i++) x[i] *= hp->embd_scale;
+        }
     }
 
     /* rope tables: [0] global layers, [1] sliding-window layers */
@@ -207,7 +215,8 @@ cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
         matmul(c, &L->wv, c->xb, n, c->vt);
         run_rows(c, b, L, il, PH_QK, n);
         att_job job = {c, b, L, il};
-        if ((int64_t)n * hp->n_head * (b->pos[n - 1] + 1) * hp->head_dim < SMALL_WORK)
+        const int32_t p_max = b->non_causal ? b->pos[n - 1] + n : b->pos[n - 1] + 1; /* rough key count */
+        if ((int64_t)n * hp->n_head * p_max * hp->head_dim < SMALL_WORK)
             att_worker(&job, 0, 1);
         else
             cst_pool_run(c->pool, att_worker, &job);

@@ -92,10 +92,11 @@ cst_status cst_ctx_new(cst_model *m, const cst_ctx_params *pp, cst_ctx **out, ch
     c->logits = xalloc((size_t)p.n_outputs * hp->n_vocab * sizeof(float), &total);
     c->rope_cache = xalloc(2 * nb * (size_t)hp->n_rot * sizeof(float), &total);
     c->pool = cst_pool_new(p.n_threads);
+    c->ebatch = cst_batch_new(p.n_batch);
 
     if (!c->kv || !c->k || !c->v || !c->seq_len || !c->tmp_len || !c->tokens || !c->x || !c->xb || !c->q ||
         !c->kt || !c->vt || !c->att || !c->ff_g || !c->ff_u || !c->wdata || !c->att_scores || !c->att_p16 ||
-        !c->att_q16 || !c->out_idx || !c->out_rows || !c->logits || !c->rope_cache || !c->pool) {
+        !c->att_q16 || !c->out_idx || !c->out_rows || !c->logits || !c->rope_cache || !c->pool || !c->ebatch) {
         cst_errf(err, errlen, "out of memory allocating a context of %.1f MiB (KV cache %.1f MiB)",
                  (double)total / 1048576.0, (double)c->kv_bytes / 1048576.0);
         cst_ctx_free(c);
@@ -135,6 +136,7 @@ void cst_ctx_free(cst_ctx *c) {
     cst_free_aligned(c->out_rows);
     cst_free_aligned(c->logits);
     cst_free_aligned(c->rope_cache);
+    cst_batch_free(c->ebatch);
     free(c);
 }
 
@@ -177,6 +179,10 @@ static cst_status check_batch(cst_ctx *ctx, const cst_batch *b) {
         cst_errf(ctx->err, sizeof ctx->err, "batch of %d tokens (must be 1..%d)", b->n, p->n_batch);
         return CST_ERR_INVALID_ARG;
     }
+    if (!b->embd && !b->token) {
+        cst_errf(ctx->err, sizeof ctx->err, "batch has neither token ids nor embeddings");
+        return CST_ERR_INVALID_ARG;
+    }
     memcpy(ctx->tmp_len, ctx->seq_len, (size_t)p->n_seq * sizeof(int32_t));
     int32_t n_out = 0;
     for (int32_t i = 0; i < b->n; i++) {
@@ -185,7 +191,14 @@ static cst_status check_batch(cst_ctx *ctx, const cst_batch *b) {
             cst_errf(ctx->err, sizeof ctx->err, "batch entry %d: sequence %d out of range [0, %d)", i, s, p->n_seq);
             return CST_ERR_INVALID_ARG;
         }
-        if (b->token[i] < 0 || b->token[i] >= ctx->m->hp.n_vocab) {
+        if (b->embd) {
+            if (b->token && b->token[i] >= 0) {
+                cst_errf(ctx->err, sizeof ctx->err,
+                         "batch entry %d: embedding entries take a negative marker as token, got %d", i,
+                         b->token[i]);
+                return CST_ERR_INVALID_ARG;
+            }
+        } else if (b->token[i] < 0 || b->token[i] >= ctx->m->hp.n_vocab) {
             cst_errf(ctx->err, sizeof ctx->err, "batch entry %d: token %d out of range [0, %d)", i, b->token[i],
                      ctx->m->hp.n_vocab);
             return CST_ERR_INVALID_ARG;
@@ -223,11 +236,51 @@ cst_status cst_ctx_decode(cst_ctx *ctx, const cst_batch *b) {
             ctx->out_idx[i] = n_out;
             ctx->out_rows[n_out++] = i;
         }
-        ctx->tokens[(size_t)b->seq[i] * ctx->p.n_ctx + b->pos[i]] = b->token[i];
+        ctx->tokens[(size_t)b->seq[i] * ctx->p.n_ctx + b->pos[i]] = b->token ? b->token[i] : CST_TOKEN_EMBD_ANON;
     }
     st = cst_forward(ctx, b);
     if (st) return st;
     memcpy(ctx->seq_len, ctx->tmp_len, (size_t)ctx->p.n_seq * sizeof(int32_t));
+    return CST_OK;
+}
+
+cst_status cst_ctx_decode_embd(cst_ctx *ctx, int32_t seq, int32_t pos0, const float *rows, int32_t n_rows,
+                               cst_token marker, bool non_causal) {
+    ctx->err[0] = 0;
+    const int32_t nb = ctx->p.n_batch;
+    if (!rows || n_rows <= 0 || marker >= 0) {
+        cst_errf(ctx->err, sizeof ctx->err, "decode_embd: need rows, n_rows > 0 (got %d) and a negative marker (got %d)",
+                 n_rows, marker);
+        return CST_ERR_INVALID_ARG;
+    }
+    if (non_causal && n_rows > nb) {
+        cst_errf(ctx->err, sizeof ctx->err,
+                 "an image of %d embeddings does not fit one batch (n_batch %d); its non-causal attention needs "
+                 "the whole image in one batch: raise n_batch to at least %d",
+                 n_rows, nb, n_rows);
+        return CST_ERR_INVALID_ARG;
+    }
+    if (seq < 0 || seq >= ctx->p.n_seq) {
+        cst_errf(ctx->err, sizeof ctx->err, "decode_embd: sequence %d out of range [0, %d)", seq, ctx->p.n_seq);
+        return CST_ERR_INVALID_ARG;
+    }
+    if ((int64_t)pos0 + n_rows > ctx->p.n_ctx) {
+        cst_errf(ctx->err, sizeof ctx->err, "sequence %d: %d embeddings from position %d do not fit the context (%d)",
+                 seq, n_rows, pos0, ctx->p.n_ctx);
+        return CST_ERR_CTX_FULL;
+    }
+    const size_t e = (size_t)ctx->m->hp.n_embd;
+    cst_batch *b = ctx->ebatch;
+    for (int32_t i = 0; i < n_rows; i += nb) {
+        const int32_t k = CST_MIN(nb, n_rows - i);
+        cst_batch_clear(b);
+        for (int32_t j = 0; j < k; j++) cst_batch_add(b, marker, pos0 + i + j, seq, false);
+        b->embd = rows + (size_t)i * e;
+        b->non_causal = non_causal;
+        cst_status st = cst_ctx_decode(ctx, b);
+        cst_batch_clear(b);
+        if (st) return st;
+    }
     return CST_OK;
 }
 
@@ -283,4 +336,22 @@ const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n)
     }
     if (n) *n = ctx->seq_len[seq];
     return ctx->tokens + (size_t)seq * ctx->p.n_ctx;
+}
+
+int32_t cst_ctx_seq_common_prefix(const cst_ctx *ctx, int32_t seq, const cst_token *toks, int32_t n) {
+    int32_t have = 0;
+    const cst_token *old = cst_ctx_seq_tokens(ctx, seq, &have);
+    if (!old || !toks || n <= 0) return 0;
+    const int32_t lim = CST_MIN(have, n);
+    int32_t k = 0;
+    while (k < lim && old[k] == toks[k] && toks[k] != CST_TOKEN_EMBD_ANON) k++;
+    /* ending inside an embedding block (a run of one negative marker) in
+     * either list: back to the block's start */
+    if (k > 0 && toks[k - 1] < 0) {
+        const cst_token mk = toks[k - 1];
+        const bool cont = (k < n && toks[k] == mk) || (k < have && old[k] == mk);
+        if (cont)
+            while (k > 0 && toks[k - 1] == mk) k--;
+    }
+    return k;
 }

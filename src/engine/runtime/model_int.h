@@ -125,6 +125,7 @@ struct cst_ctx {
     int32_t last_n;    /* entries of the last decode (out_idx valid up to here) */
     int32_t *tmp_len;  /* [n_seq] */
     float *rope_cache; /* [n_batch][n_rot] cos/sin pairs, per layer kind */
+    cst_batch *ebatch; /* [n_batch] for cst_ctx_decode_embd */
 };
 
 /* forward.c */
