@@ -358,6 +358,45 @@ TEST(bf16_widening_kernels_match_ref) {
     }
 }
 
+TEST(gemm_f16_matches_vec_dot) {
+    static const int64_t ms[] = {1, 3, 4, 9}, ks[] = {1, 17, 64, 100};
+    const cst_isa prev = cst_kernels_isa();
+    const cst_kernel_traits *rt = cst_kernel_traits_isa(CST_TYPE_F16, CST_ISA_REF);
+    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (size_t a = 0; a < CST_ARRAY_LEN(ms); a++)
+            for (size_t b = 0; b < CST_ARRAY_LEN(ms); b++)
+                for (size_t c = 0; c < CST_ARRAY_LEN(ks); c++) {
+                    const int64_t m = ms[a], n = ms[(b + 1) % CST_ARRAY_LEN(ms)], k = ks[c];
+                    const size_t lda = (size_t)k + 3, ldb = (size_t)k + 5;
+                    const int64_t ldc = m + 2;
+                    float *f = xalloc((size_t)(m * lda + n * ldb) * 4);
+                    fill_normal(f, (int64_t)(m * lda + n * ldb), 1.0f);
+                    cst_f16 *A = xalloc(m * lda * 2), *B = xalloc(n * ldb * 2);
+                    rt->from_float(f, A, (int64_t)(m * lda));
+                    rt->from_float(f + m * lda, B, (int64_t)(n * ldb));
+                    float *C = xalloc((size_t)(n * ldc) * 4);
+                    for (int64_t i = 0; i < n * ldc; i++) C[i] = -999.0f;
+                    cst_gemm_f16(m, n, k, A, lda, B, ldb, C, ldc);
+                    for (int64_t j = 0; j < n; j++) {
+                        for (int64_t i = 0; i < m; i++) {
+                            float e = 0;
+                            rt->vec_dot((int)k, &e, A + i * lda, B + j * ldb);
+                            double mag = 0;
+                            for (int64_t l = 0; l < k; l++)
+                                mag += fabs((double)cst_f16_to_f32(A[i * lda + l]) * cst_f16_to_f32(B[j * ldb + l]));
+                            ASSERT_MSG(fabs((double)C[j * ldc + i] - e) <= 1e-5 * mag + 1e-30,
+                                       "%s m %lld n %lld k %lld: C[%lld][%lld] = %.9g, expected %.9g", cst_isa_name((cst_isa)isa),
+                                       (long long)m, (long long)n, (long long)k, (long long)j, (long long)i, C[j * ldc + i], e);
+                        }
+                        for (int64_t i = m; i < ldc; i++) ASSERT(C[j * ldc + i] == -999.0f);
+                    }
+                    cst_free_aligned(f), cst_free_aligned(A), cst_free_aligned(B), cst_free_aligned(C);
+                }
+    }
+    ASSERT(cst_kernels_set_isa(prev));
+}
+
 TEST(isa_names_and_selection) {
     ASSERT_STREQ(cst_isa_name(CST_ISA_REF), "ref");
     ASSERT_STREQ(cst_isa_name(CST_ISA_AVX2), "avx2");

@@ -193,3 +193,32 @@ void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n) {
     else
         cst_to_float_f16_ref(x, y, n);
 }
+
+void cst_gemm_f16(int64_t m, int64_t n, int64_t k, const cst_f16 *A, size_t lda, const cst_f16 *B, size_t ldb,
+                  float *C, int64_t ldc) {
+    const cst_tile4x4_fn tile = cst_kernel_tile4x4(CST_TYPE_F16);
+    if (!tile || k > INT32_MAX) {
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < m; i++) cst_vec_dot_f16((int)k, &C[j * ldc + i], A + i * lda, B + j * ldb);
+        return;
+    }
+    for (int64_t j = 0; j < n; j += 4) {
+        const int nj = (int)CST_MIN(4, n - j);
+        const void *yp[4];
+        for (int q = 0; q < 4; q++) yp[q] = B + (j + CST_MIN(q, nj - 1)) * ldb;
+        for (int64_t i = 0; i < m; i += 4) {
+            const int ni = (int)CST_MIN(4, m - i);
+            const void *xp[4];
+            for (int q = 0; q < 4; q++) xp[q] = A + (i + CST_MIN(q, ni - 1)) * lda;
+            float *c = C + j * ldc + i;
+            if (ni == 4 && nj == 4) {
+                tile((int)k, xp, yp, c, ldc);
+                continue;
+            }
+            float tmp[16];
+            tile((int)k, xp, yp, tmp, 4);
+            for (int q = 0; q < nj; q++)
+                for (int r = 0; r < ni; r++) c[q * ldc + r] = tmp[q * 4 + r];
+        }
+    }
+}

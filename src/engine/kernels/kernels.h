@@ -76,6 +76,13 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
 /* dot of two f16 vectors, accumulated in f32 (ggml_vec_dot_f16) */
 void cst_vec_dot_f16(int n, float *s, const cst_f16 *x, const cst_f16 *y);
 void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n);
+/* Small f16 GEMM on the calling thread, f32 accumulation (attention shapes:
+ * scores = K Q^T, out = V^T P^T):
+ *   C[j*ldc + i] = sum_l A[i*lda + l] * B[j*ldb + l]   for i < m, j < n, l < k.
+ * Uses the 4x4 micro-kernel of the active ISA (each A row read once per 4 B
+ * rows); equals m*n cst_vec_dot_f16 calls up to float summation order. */
+void cst_gemm_f16(int64_t m, int64_t n, int64_t k, const cst_f16 *A, size_t lda, const cst_f16 *B, size_t ldb,
+                  float *C, int64_t ldc);
 void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n);
 
 #endif
