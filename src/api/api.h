@@ -38,6 +38,12 @@ typedef struct cst_server_params {
     double stream_timeout_s;       /* stream / background deadline -> SSE error gateway_timeout (default 1200) */
     int32_t idle_timeout_s;        /* close a connection silent this long (default 60) */
     double body_timeout_s;         /* a request body must arrive within this (default 60; slow bodies) */
+    /* Files API and image input (files.c) */
+    const char *const *mmprojs;    /* [n_models]: vision projector GGUF per model, NULL entries: none (may be NULL) */
+    uint64_t max_file_size;        /* bytes per uploaded file (default 2 GiB); 413 beyond */
+    int64_t file_ttl_s;            /* uploaded files expire after this (default 48 h) */
+    double upload_timeout_s;       /* an idle upload session is dropped after this (default 3600) */
+    size_t image_cache_bytes;      /* embedding cache budget (default 256 MiB) */
     /* per model (n_models entries each; an array or an entry may be NULL) */
     const char *const *chat_templates;   /* Jinja file overriding the GGUF's tokenizer.chat_template */
     const char *const *thinking_budgets; /* "MIN,LOW,MEDIUM,HIGH" thought tokens (default 64,1024,4096,16384) */

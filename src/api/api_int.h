@@ -43,6 +43,8 @@ typedef struct smodel {
     cst_model *m;
     cst_sched *sched;
     chat_model chat;
+    struct cst_vision *vision; /* --mmproj projector, or NULL (no image input) */
+    pthread_mutex_t vision_mu; /* cst_vision_encode is not reentrant */
 } smodel;
 
 typedef struct alias {
@@ -76,6 +78,7 @@ struct cst_server {
     atomic_int n_writers;  /* SSE responses not yet freed */
     double t_start;
     uint8_t sig_key[32];   /* thought signatures (signature.c) */
+    struct cst_files *files; /* Files API state (files.c) */
 };
 
 /* ---- per-connection request state ----------------------------------- */
@@ -86,6 +89,7 @@ typedef struct conn {
     bool too_large;
     bool counted;
     int fd; /* client socket (disconnect checks) */
+    void *upload; /* files.c: an upload chunk streamed to its session's temp file */
 } conn;
 
 /* ---- errors / replies (errors.c) -------------------------------------- */

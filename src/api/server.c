@@ -5,6 +5,8 @@
  * preflight, and the drain on shutdown.
  */
 #include "api_int.h"
+#include "engine/vision/vision.h"
+#include "files.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -137,6 +139,8 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
         *rid = R_METRICS;
         return reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", cst_metrics_render(s));
     }
+    enum MHD_Result fret;
+    if (cst_files_dispatch(s, c, cs, path, method, &fret)) return fret; /* Files API (files.c) */
     const char *rest = NULL;
     if (!version_of(path, &rest))
         return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
@@ -205,6 +209,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
+        cst_files_conn_begin(s, c, cs, url, method); /* upload chunks stream to disk */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -215,6 +220,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (s->p.body_timeout_s > 0 && cst_time_now() - cs->t_start > s->p.body_timeout_s) {
             cst_warn("closing a connection whose request body took over %g s", s->p.body_timeout_s);
             return MHD_NO;
+        }
+        if (cs->upload) {
+            cst_files_conn_data(s, cs, upload_data, n);
+            return MHD_YES;
         }
         if (cs->too_large || cs->len + n > s->p.max_body) {
             cs->too_large = true;
@@ -250,11 +259,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
     (void)c;
     (void)toe;
     conn *cs = *con_cls;
     if (cs) {
+        cst_files_conn_end(cls, cs);
         free(cs->body);
         free(cs);
         *con_cls = NULL;
@@ -290,6 +299,22 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
         sp.n_threads = s->p.n_threads;
         st = cst_sched_new(sm->m, &sp, &sm->sched, err, errlen);
         if (st) return st;
+        pthread_mutex_init(&sm->vision_mu, NULL);
+        if (s->p.mmprojs && s->p.mmprojs[i]) {
+            char verr[512];
+            st = cst_vision_load(s->p.mmprojs[i], &sm->vision, verr, sizeof verr);
+            if (st) {
+                cst_errf(err, errlen, "--mmproj %s: %s", s->p.mmprojs[i], verr);
+                return st;
+            }
+            if (cst_vision_n_embd(sm->vision) != cst_model_n_embd(sm->m)) {
+                cst_errf(err, errlen, "--mmproj %s: the projector's embeddings have width %d, model %s takes %d",
+                         s->p.mmprojs[i], cst_vision_n_embd(sm->vision), sm->stem, cst_model_n_embd(sm->m));
+                return CST_ERR_INVALID_ARG;
+            }
+            cst_info("model %s: vision projector %s (%s, %d tokens per image)", sm->stem, s->p.mmprojs[i],
+                     cst_vision_projector(sm->vision), cst_vision_n_tokens(sm->vision));
+        }
         char cdesc[256];
         cst_chat_model_describe(&sm->chat, cdesc, sizeof cdesc);
         cst_info("model %s: %s, %d positions x %d slots, %s", sm->stem, cst_model_desc(sm->m),
@@ -383,6 +408,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     st = cst_sig_load_key(pp->signature_key, pp->data_dir ? pp->data_dir : "data", s->sig_key, err, errlen);
     if (st) goto fail;
     st = load_models(s, err, errlen);
+    if (st) goto fail;
+    st = cst_files_open(s, err, errlen);
     if (st) goto fail;
 
     struct sockaddr_in6 a6;
@@ -478,6 +505,8 @@ void cst_server_free(cst_server *s) {
         cst_sched_free(s->models[i].sched);
         cst_model_free(s->models[i].m);
         cst_chat_model_free(&s->models[i].chat);
+        cst_vision_free(s->models[i].vision);
+        if (s->models[i].sched) pthread_mutex_destroy(&s->models[i].vision_mu);
         free(s->models[i].path);
         free(s->models[i].stem);
     }
@@ -485,6 +514,7 @@ void cst_server_free(cst_server *s) {
     for (size_t i = 0; i < s->n_aliases; i++) free(s->aliases[i].name);
     free(s->aliases);
     free(s->key_hashes);
+    cst_files_close(s->files);
     cst_store_close(s->store);
     pthread_mutex_destroy(&s->runs_mu);
     pthread_cond_destroy(&s->runs_cv);

@@ -22,6 +22,11 @@ static void usage(FILE *f) {
             "                        thought tokens per thinking_level for the preceding -m\n"
             "                        (default 64,1024,4096,16384)\n"
             "  --thinking-level L    level for requests without one, preceding -m (default medium)\n"
+            "  --mmproj FILE         vision projector GGUF for the preceding -m (image input)\n"
+            "  --max-file-size BYTES uploaded file limit (default 2147483648); 413 beyond\n"
+            "  --file-ttl S          uploaded files expire after S seconds (default 172800 = 48 h)\n"
+            "  --upload-timeout S    drop an upload session idle for S seconds (default 3600)\n"
+            "  --image-cache BYTES   image embedding cache budget (default 268435456)\n"
             "  --signature-key HEX   thought-signature key, 64 hex digits (default $CASTOR_SIGNATURE_KEY,\n"
             "                        else DATA_DIR/signature.key, generated once)\n"
             "  --host ADDR           listen address (default 127.0.0.1)\n"
@@ -52,7 +57,7 @@ static void usage(FILE *f) {
 int cmd_serve(int argc, char **argv) {
     cst_server_params p = cst_server_default_params();
     const char *models[64], *aliases[64];
-    const char *templates[64] = {0}, *budgets[64] = {0}, *levels[64] = {0};
+    const char *templates[64] = {0}, *budgets[64] = {0}, *levels[64] = {0}, *mmprojs[64] = {0};
     size_t nm = 0, na = 0;
     const char *port_file = NULL;
     double drain_s = 30;
@@ -82,6 +87,26 @@ int cmd_serve(int argc, char **argv) {
             }
             const char **slot = a[2] == 'c' ? templates : a[11] == 'b' ? budgets : levels;
             slot[nm - 1] = v;
+        } else if (!strcmp(a, "--mmproj")) {
+            NEED();
+            if (nm == 0) {
+                fprintf(stderr, "castor serve: --mmproj applies to the preceding -m MODEL; give -m first\n");
+                return 2;
+            }
+            mmprojs[nm - 1] = v;
+        } else if (!strcmp(a, "--max-file-size") || !strcmp(a, "--file-ttl") || !strcmp(a, "--upload-timeout") ||
+                   !strcmp(a, "--image-cache")) {
+            NEED();
+            char *end;
+            double x = strtod(v, &end);
+            if (*end || !(x > 0)) {
+                fprintf(stderr, "castor serve: %s: expected a positive number, got %s\n", a, v);
+                return 2;
+            }
+            if (a[2] == 'm') p.max_file_size = (uint64_t)x;
+            else if (a[2] == 'f') p.file_ttl_s = (int64_t)(x < 1 ? 1 : x);
+            else if (a[2] == 'u') p.upload_timeout_s = x;
+            else p.image_cache_bytes = (size_t)x;
         } else if (!strcmp(a, "--signature-key")) {
             NEED();
             p.signature_key = v;
@@ -176,6 +201,7 @@ int cmd_serve(int argc, char **argv) {
     p.chat_templates = templates;
     p.thinking_budgets = budgets;
     p.thinking_levels = levels;
+    p.mmprojs = mmprojs;
     p.aliases = aliases;
     p.n_aliases = na;
 

@@ -34,6 +34,23 @@ typedef struct cst_irec {
 
 void cst_irec_clear(cst_irec *r); /* frees the strings, zeroes the struct */
 
+/* One uploaded file (Files API). Strings are NUL-terminated; NULL means absent. */
+typedef struct cst_frec {
+    char *id;           /* "[a-z0-9]{1,40}" (the name without "files/") */
+    char *owner;        /* API-key hash */
+    char *display_name; /* or NULL */
+    char *mime;         /* "image/png" */
+    int64_t size;       /* bytes */
+    char *sha256;       /* 64 lowercase hex: the content, and the blob's name */
+    int64_t created;    /* unix seconds */
+    int64_t updated;
+    int64_t expires;
+    int64_t seq;        /* listing order, assigned by the store (increasing) */
+} cst_frec;
+
+void cst_frec_clear(cst_frec *r); /* frees the strings, zeroes the struct */
+void cst_frec_free_list(cst_frec *list, size_t n); /* clears each, frees the array; NULL ok */
+
 /* Called for each stored event in order; return false to stop. */
 typedef bool (*cst_store_event_fn)(void *ud, int64_t seq, const char *data);
 
@@ -52,6 +69,26 @@ struct cst_store_ops {
     /* Call fn for each event of id with seq > after, ascending. */
     cst_status (*events)(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn, void *ud);
     void (*close)(cst_store *s);
+
+    /* ---- files (Files API metadata; the bytes are blobs on disk named by
+     * their SHA-256, managed by src/api) ---- */
+    /* Insert a new file. CST_ERR_CONFLICT if (owner, id) exists. r->seq is ignored. */
+    cst_status (*file_put)(cst_store *s, const cst_frec *r);
+    /* Fill *out (caller clears it). CST_ERR_NOT_FOUND if absent or another owner's
+     * (expired files are still returned: the caller checks r->expires). */
+    cst_status (*file_get)(cst_store *s, const char *owner, const char *id, cst_frec *out);
+    /* Files of owner not expired at now, newest first, with seq < before
+     * (before <= 0: from the newest), at most limit. *out is malloc'd (free each
+     * with cst_frec_clear, then the array). */
+    cst_status (*file_list)(cst_store *s, const char *owner, int64_t now, int64_t before, size_t limit,
+                            cst_frec **out, size_t *n);
+    /* Remove (owner, id); CST_ERR_NOT_FOUND if absent. sha256 (65 bytes, may be
+     * NULL) gets the removed file's blob hash. */
+    cst_status (*file_del)(cst_store *s, const char *owner, const char *id, char *sha256);
+    /* Up to limit files (any owner) whose expires <= now, oldest first. */
+    cst_status (*file_expired)(cst_store *s, int64_t now, size_t limit, cst_frec **out, size_t *n);
+    /* Number of files (any owner, expired or not) whose blob is sha256. */
+    cst_status (*blob_refs)(cst_store *s, const char *sha256, int64_t *n);
 };
 
 struct cst_store {
@@ -81,6 +118,25 @@ static inline cst_status cst_store_put_events(cst_store *s, const char *id, int6
 static inline cst_status cst_store_events(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn,
                                           void *ud) {
     return s->ops->events(s, id, after, fn, ud);
+}
+
+static inline cst_status cst_store_file_put(cst_store *s, const cst_frec *r) { return s->ops->file_put(s, r); }
+static inline cst_status cst_store_file_get(cst_store *s, const char *owner, const char *id, cst_frec *out) {
+    return s->ops->file_get(s, owner, id, out);
+}
+static inline cst_status cst_store_file_list(cst_store *s, const char *owner, int64_t now, int64_t before,
+                                             size_t limit, cst_frec **out, size_t *n) {
+    return s->ops->file_list(s, owner, now, before, limit, out, n);
+}
+static inline cst_status cst_store_file_del(cst_store *s, const char *owner, const char *id, char *sha256) {
+    return s->ops->file_del(s, owner, id, sha256);
+}
+static inline cst_status cst_store_file_expired(cst_store *s, int64_t now, size_t limit, cst_frec **out,
+                                                size_t *n) {
+    return s->ops->file_expired(s, now, limit, out, n);
+}
+static inline cst_status cst_store_blob_refs(cst_store *s, const char *sha256, int64_t *n) {
+    return s->ops->blob_refs(s, sha256, n);
 }
 
 #endif

@@ -1,7 +1,8 @@
 /* store_sqlite.c: the SQLite back-end of cst_store (WAL journal, one
  * connection serialised by a mutex, prepared statements per call). Tables:
  * interactions (one row per interaction, JSON documents as text) and events
- * (the SSE event log for replay). Also cst_store_open's URL dispatch.
+ * (the SSE event log for replay), files (Files API metadata; rowid gives the
+ * listing order). Also cst_store_open's URL dispatch.
  */
 #include "store.h"
 #include "core/core.h"
@@ -27,7 +28,13 @@ static const char *SCHEMA =
     "CREATE INDEX IF NOT EXISTS interactions_owner ON interactions(owner);"
     "CREATE TABLE IF NOT EXISTS events ("
     " interaction_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
-    " PRIMARY KEY (interaction_id, seq));";
+    " PRIMARY KEY (interaction_id, seq));"
+    "CREATE TABLE IF NOT EXISTS files ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, owner TEXT NOT NULL, display_name TEXT,"
+    " mime TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL, expires INTEGER NOT NULL, UNIQUE (owner, id));"
+    "CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);"
+    "CREATE INDEX IF NOT EXISTS files_expires ON files(expires);";
 
 void cst_irec_clear(cst_irec *r) {
     if (!r) return;
@@ -35,6 +42,22 @@ void cst_irec_clear(cst_irec *r) {
                   &r->input, &r->history, &r->turn, &r->outputs, &r->usage, &r->errors};
     for (size_t i = 0; i < CST_ARRAY_LEN(f); i++) free(*f[i]);
     memset(r, 0, sizeof *r);
+}
+
+void cst_frec_clear(cst_frec *r) {
+    if (!r) return;
+    free(r->id);
+    free(r->owner);
+    free(r->display_name);
+    free(r->mime);
+    free(r->sha256);
+    memset(r, 0, sizeof *r);
+}
+
+void cst_frec_free_list(cst_frec *list, size_t n) {
+    if (!list) return;
+    for (size_t i = 0; i < n; i++) cst_frec_clear(&list[i]);
+    free(list);
 }
 
 static cst_status fail(sq_store *s, const char *what) {
@@ -239,6 +262,210 @@ out:
     return rc;
 }
 
+/* ---- files ------------------------------------------------------------- */
+
+#define FCOLS "seq, id, owner, display_name, mime, size, sha256, created, updated, expires"
+
+static bool frec_row(sqlite3_stmt *st, cst_frec *r) {
+    memset(r, 0, sizeof *r);
+    r->seq = sqlite3_column_int64(st, 0);
+    r->id = col_dup(st, 1);
+    r->owner = col_dup(st, 2);
+    r->display_name = col_dup(st, 3);
+    r->mime = col_dup(st, 4);
+    r->size = sqlite3_column_int64(st, 5);
+    r->sha256 = col_dup(st, 6);
+    r->created = sqlite3_column_int64(st, 7);
+    r->updated = sqlite3_column_int64(st, 8);
+    r->expires = sqlite3_column_int64(st, 9);
+    if (!r->id || !r->owner || !r->mime || !r->sha256) {
+        cst_frec_clear(r);
+        return false;
+    }
+    return true;
+}
+
+static cst_status sq_file_put(cst_store *bs, const cst_frec *r) {
+    sq_store *s = (sq_store *)bs;
+    static const char *sql = "INSERT INTO files(id, owner, display_name, mime, size, sha256, created, updated, expires)"
+                             " VALUES(?,?,?,?,?,?,?,?,?)";
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, r->owner);
+    bind_text(st, 3, r->display_name);
+    bind_text(st, 4, r->mime);
+    sqlite3_bind_int64(st, 5, r->size);
+    bind_text(st, 6, r->sha256);
+    sqlite3_bind_int64(st, 7, r->created);
+    sqlite3_bind_int64(st, 8, r->updated);
+    sqlite3_bind_int64(st, 9, r->expires);
+    int x = sqlite3_step(st);
+    if (x == SQLITE_CONSTRAINT) {
+        cst_errf(s->base.err, sizeof s->base.err, "file '%s' already exists", r->id);
+        rc = CST_ERR_CONFLICT;
+    } else if (x != SQLITE_DONE) {
+        rc = fail(s, "insert file");
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_file_get(cst_store *bs, const char *owner, const char *id, cst_frec *out) {
+    sq_store *s = (sq_store *)bs;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, "SELECT " FCOLS " FROM files WHERE owner = ? AND id = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, owner);
+    bind_text(st, 2, id);
+    int x = sqlite3_step(st);
+    if (x == SQLITE_DONE) rc = CST_ERR_NOT_FOUND;
+    else if (x != SQLITE_ROW) rc = fail(s, "select file");
+    else if (!frec_row(st, out)) rc = CST_ERR_NOMEM;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* Run a prepared SELECT of FCOLS and collect up to limit rows. */
+static cst_status collect(sq_store *s, sqlite3_stmt *st, size_t limit, cst_frec **out, size_t *n) {
+    cst_frec *v = NULL;
+    size_t k = 0, cap = 0;
+    int x = SQLITE_DONE;
+    while (k < limit && (x = sqlite3_step(st)) == SQLITE_ROW) {
+        if (k == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            cst_frec *nv = realloc(v, nc * sizeof *nv);
+            if (!nv) goto oom;
+            v = nv;
+            cap = nc;
+        }
+        if (!frec_row(st, &v[k])) goto oom;
+        k++;
+    }
+    if (k < limit && x != SQLITE_DONE) {
+        cst_frec_free_list(v, k);
+        return fail(s, "select files");
+    }
+    *out = v;
+    *n = k;
+    return CST_OK;
+oom:
+    cst_frec_free_list(v, k);
+    return CST_ERR_NOMEM;
+}
+
+static cst_status sq_file_list(cst_store *bs, const char *owner, int64_t now, int64_t before, size_t limit,
+                               cst_frec **out, size_t *n) {
+    sq_store *s = (sq_store *)bs;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT " FCOLS " FROM files WHERE owner = ? AND expires > ? AND seq < ?"
+                           " ORDER BY seq DESC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, owner);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, before > 0 ? before : INT64_MAX);
+    sqlite3_bind_int64(st, 4, (int64_t)CST_MIN(limit, (size_t)INT32_MAX));
+    rc = collect(s, st, limit, out, n);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_file_del(cst_store *bs, const char *owner, const char *id, char *sha256) {
+    sq_store *s = (sq_store *)bs;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM files WHERE owner = ? AND id = ? RETURNING sha256", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, owner);
+    bind_text(st, 2, id);
+    int x = sqlite3_step(st);
+    if (x == SQLITE_DONE) {
+        rc = CST_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (x != SQLITE_ROW) {
+        rc = fail(s, "delete file");
+        goto out;
+    }
+    const unsigned char *h = sqlite3_column_text(st, 0);
+    if (sha256) snprintf(sha256, 65, "%s", h ? (const char *)h : "");
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {}
+    if (x != SQLITE_DONE) rc = fail(s, "delete file");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_file_expired(cst_store *bs, int64_t now, size_t limit, cst_frec **out, size_t *n) {
+    sq_store *s = (sq_store *)bs;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT " FCOLS " FROM files WHERE expires <= ? ORDER BY expires, seq LIMIT ?", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, (int64_t)CST_MIN(limit, (size_t)INT32_MAX));
+    rc = collect(s, st, limit, out, n);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_blob_refs(cst_store *bs, const char *sha256, int64_t *n) {
+    sq_store *s = (sq_store *)bs;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM files WHERE sha256 = ?", -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, sha256);
+    if (sqlite3_step(st) != SQLITE_ROW) rc = fail(s, "count files");
+    else *n = sqlite3_column_int64(st, 0);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 static void sq_close(cst_store *bs) {
     sq_store *s = (sq_store *)bs;
     sqlite3_close(s->db);
@@ -254,6 +481,12 @@ static const struct cst_store_ops sq_ops = {
     .put_events = sq_put_events,
     .events = sq_events,
     .close = sq_close,
+    .file_put = sq_file_put,
+    .file_get = sq_file_get,
+    .file_list = sq_file_list,
+    .file_del = sq_file_del,
+    .file_expired = sq_file_expired,
+    .blob_refs = sq_blob_refs,
 };
 
 cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen) {
