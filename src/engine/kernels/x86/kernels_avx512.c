@@ -135,53 +135,72 @@ static inline __m512i join256(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-#define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
-
-#define TILE_Q0(NAME, BT, LOADW)                                                                    \
-    static void NAME(int n, const void *const *vx, const void *const *vy, float *s, int64_t lds) {   \
-        const int nb = n / QK8_0;                                                                   \
-        const BT *x[4];                                                                             \
-        const block_q8_0 *y[4];                                                                     \
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                      \
-            x[k] = (const BT *)vx[k];                                                               \
-            y[k] = (const block_q8_0 *)vy[k];                                                       \
-        }                                                                                           \
-        __m512 acc[4];                                                                              \
-        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();          \
-        const __m512i off = _mm512_set1_epi8((char)0x80), z = _mm512_setzero_si512();             \
-        const __m512i didx = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);   \
-        for (int i = 0; i < nb; i += 2) {                                                           \
-            const int two = i + 1 < nb; /* else the second half is zero */                          \
-            const int j = two ? i + 1 : i;                                                          \
-            __m512i w[4], nc[4];                                                                    \
-            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                  \
-                const __m256i w1 = LOADW(x[r][j].qs);                                               \
-                w[r] = join256(LOADW(x[r][i].qs), two ? w1 : _mm256_setzero_si256());               \
-                nc[r] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, off, w[r]));                     \
-            }                                                                                       \
-            const __m128i dh = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d,  \
-                                              (short)x[3][i].d, (short)x[0][j].d, (short)x[1][j].d, \
-                                              (short)x[2][j].d, (short)x[3][j].d);                  \
-            const __m512 dw = _mm512_permutexvar_ps(didx, _mm512_castps256_ps512(_mm256_cvtph_ps(dh))); \
-            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                  \
-                const __m256i a1 = LOAD_Q8(y[t][j].qs);                                             \
-                const __m512i au = _mm512_xor_si512(join256(LOAD_Q8(y[t][i].qs), a1), off);         \
-                const float da1 = two ? f16(y[t][j].d) : 0.0f;                                      \
-                const __m512 da = _mm512_insertf32x8(_mm512_set1_ps(f16(y[t][i].d)), _mm256_set1_ps(da1), 1); \
-                const __m512i u = fold4(_mm512_dpbusd_epi32(nc[0], au, w[0]), _mm512_dpbusd_epi32(nc[1], au, w[1]), \
-                                        _mm512_dpbusd_epi32(nc[2], au, w[2]), _mm512_dpbusd_epi32(nc[3], au, w[3])); \
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(dw, da), acc[t]);     \
-            }                                                                                       \
-        }                                                                                           \
-        _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++) {                                      \
-            const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),                          \
-                                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1))); \
-            _mm_storeu_ps(s + t * lds, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1))); \
-        }                                                                                           \
+/* One step over blocks i (and i+1 when `two`) of 4 rows x 4 tokens. */
+static inline __attribute__((always_inline)) void q0_step(const int q4, const int two, const char *const *xr,
+                                                          const block_q8_0 *const *yt, int i, __m512 *acc) {
+    const size_t bsz = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const __m512i off = _mm512_set1_epi8((char)0x80), z = _mm512_setzero_si512();
+    const __m512i didx = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+    __m512i w[4], c[4];
+    cst_f16 dh[8] = {0};
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        const char *b0 = xr[r] + (size_t)i * bsz, *b1 = b0 + bsz;
+        /* d is the first field of both block types */
+        const uint8_t *q0 = q4 ? ((const block_q4_0 *)b0)->qs : (const uint8_t *)((const block_q8_0 *)b0)->qs;
+        const uint8_t *q1 = q4 ? ((const block_q4_0 *)b1)->qs : (const uint8_t *)((const block_q8_0 *)b1)->qs;
+        const __m256i w0 = q4 ? q4_0_unpack(q0) : _mm256_loadu_si256((const __m256i *)q0);
+        const __m256i w1 = !two ? _mm256_setzero_si256() : q4 ? q4_0_unpack(q1) : _mm256_loadu_si256((const __m256i *)q1);
+        w[r] = join256(w0, w1);
+        c[r] = _mm512_dpbusd_epi32(z, off, w[r]); /* 128 * sum(w): the excess of the offset activations */
+        memcpy(&dh[r], b0, sizeof(cst_f16));
+        if (two) memcpy(&dh[4 + r], b1, sizeof(cst_f16));
     }
+    const __m512i cf = fold4(c[0], c[1], c[2], c[3]);
+    const __m512 dw = _mm512_permutexvar_ps(didx, _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh))));
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        const block_q8_0 *a = yt[t] + i;
+        const __m256i a1 = two ? _mm256_loadu_si256((const __m256i *)a[1].qs) : _mm256_setzero_si256();
+        const __m512i au = _mm512_xor_si512(join256(_mm256_loadu_si256((const __m256i *)a[0].qs), a1), off);
+        const __m512 da = _mm512_insertf32x8(_mm512_set1_ps(f16(a[0].d)), _mm256_set1_ps(two ? f16(a[1].d) : 0.0f), 1);
+        const __m512i u = _mm512_sub_epi32(fold4(_mm512_dpbusd_epi32(z, au, w[0]), _mm512_dpbusd_epi32(z, au, w[1]),
+                                                 _mm512_dpbusd_epi32(z, au, w[2]), _mm512_dpbusd_epi32(z, au, w[3])),
+                                           cf);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(dw, da), acc[t]);
+    }
+}
 
-TILE_Q0(tile_q8_0_avx512, block_q8_0, LOAD_Q8)
-TILE_Q0(tile_q4_0_avx512, block_q4_0, q4_0_unpack)
+static inline __attribute__((always_inline)) void tile_q0(const int q4, int n, const void *const *vx,
+                                                          const void *const *vy, float *s, int64_t lds) {
+    const int nb = n / QK8_0;
+    const char *xr[4];
+    const block_q8_0 *yt[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        xr[k] = (const char *)vx[k];
+        yt[k] = (const block_q8_0 *)vy[k];
+    }
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 2 <= nb; i += 2) q0_step(q4, 1, xr, yt, i, acc);
+    if (i < nb) q0_step(q4, 0, xr, yt, i, acc);
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
+                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
+        _mm_storeu_ps(s + t * lds, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+}
+
+static void tile_q8_0_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_q0(0, n, x, y, s, lds);
+}
+static void tile_q4_0_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_q0(1, n, x, y, s, lds);
+}
 
 void cst_kernels_fill_avx512(cst_kernel_traits *tab) {
     tab[CST_TYPE_F32].vec_dot = vec_dot_f32_avx512;
