@@ -35,7 +35,9 @@ trap cleanup EXIT
 "$CASTOR" mkmodel --arch qwen3 --vocab-from "$VOCAB" --preset tiny --type Q8_0 -o "$TMP/qwen3-tiny.gguf" >/dev/null
 printf '# e2e keys\ntest-key-alpha\ntest-key-beta\n' > "$TMP/keys"
 
-"$CASTOR" serve -m "$STORIES" -m "$TMP/qwen3-tiny.gguf" --alias tiny-qwen=qwen3-tiny \
+# tiny-qwen: small thought budgets (thinking.test.mjs); thinking off unless asked
+"$CASTOR" serve -m "$STORIES" -m "$TMP/qwen3-tiny.gguf" --thinking-budgets 8,12,16,20 --thinking-level minimal \
+  --alias tiny-qwen=qwen3-tiny \
   --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" \
   -c 1024 -np 4 --max-queue 64 --max-body 4194304 --max-output 48 -t 2 > "$TMP/server.log" 2>&1 &
 SERVER_PID=$!
@@ -45,9 +47,10 @@ PORT="$(cat "$TMP/port")"
 echo "castor serve on port $PORT (pid $SERVER_PID)"
 
 export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=test-key-alpha CASTOR_KEY2=test-key-beta
-export CASTOR_SERVER_PID="$SERVER_PID" CASTOR_DATA="$TMP/data"
+export CASTOR_SERVER_PID="$SERVER_PID" CASTOR_DATA="$TMP/data" CASTOR
+export CASTOR_QWEN="$TMP/qwen3-tiny.gguf"
 rc=0
-node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs || rc=$?
+node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/thinking.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
 kill -TERM "$SERVER_PID"
