@@ -4,10 +4,15 @@
  * full logits vector), for comparisons with llama.cpp.
  *   castor run -m MODEL (-p TEXT | --prompt-ids 1,2,3) [-n N] [--temp T]
  *     [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]
- *     [--logits-json] [-v]
+ *     [--logits-json] [-v] [--chat | --chat-template FILE]
+ * --chat renders the prompt as one user message with the model's chat
+ * template (--chat-template: with the template in FILE), the message text
+ * tokenized as plain text (never control tokens; docs/internals/thinking.md).
  */
+#define _GNU_SOURCE /* memmem */
 #include "cli.h"
 #include "engine/engine.h"
+#include "engine/template/template.h"
 #include "core/core.h"
 
 #include <errno.h>
@@ -27,7 +32,10 @@ static void usage(FILE *f) {
             "  -t THREADS      threads (default: all CPUs)\n"
             "  -c CTX          context size (default: min(training context, 4096))\n"
             "  --logits-json   print one JSON object per step instead of text\n"
-            "  -v              print timings to stderr\n");
+            "  -v              print timings to stderr\n"
+            "  --chat          render -p as a user message with the model's chat template\n"
+            "                  (no template: the plain fallback format)\n"
+            "  --chat-template FILE  like --chat with the Jinja template in FILE\n");
 }
 
 static bool parse_ids(const char *s, cst_token **out, size_t *n) {
@@ -143,8 +151,97 @@ out:
     return rc;
 }
 
+/* -p text as one user message through the chat template (or the fallback). */
+static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst_token **out, size_t *n_out) {
+    const cst_vocab *v = cst_model_vocab(m);
+    char err[512];
+    char *file = NULL;
+    size_t flen = 0;
+    const char *src = cst_model_chat_template(m);
+    if (tpl_file) {
+        if (cst_read_file(tpl_file, &file, &flen)) {
+            fprintf(stderr, "castor run: cannot read --chat-template %s\n", tpl_file);
+            return 2;
+        }
+        src = file;
+    }
+    static const char ph[] = "\xEE\x80\x80" "cst-run-prompt" "\xEE\x80\x81";
+    const bool tpl = src && *src;
+    cst_tvalue *msgs = cst_tv_list(), *msg = cst_tv_dict();
+    int rc = 1;
+    cst_template *t = NULL;
+    char *r = NULL, *fin = NULL;
+    size_t rlen = 0, *ranges = NULL, nr = 0;
+    if (!msgs || !msg || cst_tv_dict_setz(msg, "role", cst_tv_cstr("user")) ||
+        cst_tv_dict_setz(msg, "content", cst_tv_cstr(tpl ? ph : text)) || cst_tv_list_push(msgs, msg)) {
+        msg = NULL;
+        goto out;
+    }
+    msg = NULL;
+    if (!tpl) {
+        if (cst_chat_fallback(msgs, true, &r, &rlen, err, sizeof err)) goto out;
+        /* the fallback has no special text: all of it is plain */
+        size_t all[2] = {0, rlen};
+        if (cst_tokenize_plain_ranges(v, r, rlen, true, all, 1, out, n_out)) goto out;
+        rc = 0;
+        goto out;
+    }
+    cst_status st = cst_template_parse(src, strlen(src), &t, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "castor run: chat template%s%s: %s\n", tpl_file ? " " : "", tpl_file ? tpl_file : "", err);
+        rc = 2;
+        goto out;
+    }
+    cst_chat_params cp = cst_chat_default_params();
+    cst_token b = cst_vocab_bos(v), e = cst_vocab_eos(v);
+    cp.bos_token = b >= 0 ? cst_vocab_text(v, b) : NULL;
+    cp.eos_token = e >= 0 ? cst_vocab_text(v, e) : NULL;
+    if (cst_chat_apply(t, msgs, &cp, &r, &rlen, err, sizeof err)) {
+        fprintf(stderr, "castor run: the chat template failed: %s\n", err);
+        goto out;
+    }
+    size_t tl = strlen(text), phl = sizeof ph - 1, k = 0, cap = 0, need = 0;
+    for (const char *q = r; (q = memmem(q, rlen - (size_t)(q - r), ph, phl)); q += phl) need += tl;
+    fin = malloc(rlen + need + 1);
+    if (!fin) goto out;
+    for (size_t i = 0; i < rlen;) {
+        const char *q = memmem(r + i, rlen - i, ph, phl);
+        size_t at = q ? (size_t)(q - r) : rlen;
+        memcpy(fin + k, r + i, at - i);
+        k += at - i;
+        if (!q) break;
+        if (nr == cap) {
+            cap = cap ? cap * 2 : 4;
+            size_t *nr2 = realloc(ranges, cap * 2 * sizeof *nr2);
+            if (!nr2) goto out;
+            ranges = nr2;
+        }
+        ranges[2 * nr] = k;
+        memcpy(fin + k, text, tl);
+        k += tl;
+        ranges[2 * nr + 1] = k;
+        nr++;
+        i = at + phl;
+    }
+    fin[k] = 0;
+    bool add_special = !(cp.bos_token && *cp.bos_token && !strncmp(fin, cp.bos_token, strlen(cp.bos_token)));
+    if (cst_tokenize_plain_ranges(v, fin, k, add_special, ranges, nr, out, n_out)) goto out;
+    rc = 0;
+out:
+    if (rc == 1) fprintf(stderr, "castor run: cannot render the chat prompt\n");
+    cst_tv_free(msgs);
+    cst_tv_free(msg);
+    cst_template_free(t);
+    free(r);
+    free(fin);
+    free(ranges);
+    free(file);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *ids = NULL;
+    const char *model = NULL, *text = NULL, *ids = NULL, *chat_tpl = NULL;
+    bool chat = false;
     int n_gen = 128, n_threads = 0, n_ctx = 0;
     bool json = false, verbose = false;
     cst_sampler_params sp = cst_sampler_default_params();
@@ -195,6 +292,12 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
             NEEDV();
             n_ctx = atoi(v);
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "--chat-template")) {
+            NEEDV();
+            chat = true;
+            chat_tpl = v;
         } else if (!strcmp(a, "--logits-json")) {
             json = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -235,6 +338,10 @@ int cmd_run(int argc, char **argv) {
                 rc = 2;
                 goto out;
             }
+    } else if (chat) {
+        rc = chat_tokens(m, chat_tpl, text, &prompt, &np);
+        if (rc) goto out;
+        rc = 1;
     } else {
         st = cst_tokenize(cst_model_vocab(m), text, strlen(text), true, true, &prompt, &np);
         if (st || np == 0) {
