@@ -176,7 +176,15 @@ typedef struct chat_prompt {
     size_t text_len;
     size_t *plain;          /* content byte ranges of text, pairs */
     size_t n_plain;
+    /* images (files_media.c: cst_media_tokens replaces toks): blocks of
+     * marker tokens in toks, their embedding rows borrowed from the cache */
+    const cst_req_embd *embds;
+    size_t n_embds;
+    int32_t n_image_tokens;
 } chat_prompt;
+
+/* The marker an image block renders as in chat text (files_media.c). */
+const char *cst_media_marker(void);
 
 /* Render the conversation (system, then the steps of each list in order:
  * user_input, model_output, thought; others skipped) with the model's chat
@@ -222,6 +230,7 @@ struct run {
     double limit_s;     /* the limit it came from (messages) */
     bool timed_out;
     int32_t n_prompt, n_cached, n_gen;
+    int32_t n_image; /* of n_prompt, image positions (usage by modality) */
     /* thinking: a thought step (index 0) before the model_output */
     bool think, think_eager, summaries; /* eager: the prompt opened the thought */
     bool thought_started, thought_done;

@@ -204,7 +204,8 @@ static void contents_free(contents *c) {
     free(c->len);
 }
 
-/* The text of a step's content blocks, joined (text blocks only). */
+/* The text of a step's content blocks, joined (text blocks; an image block
+ * becomes the media marker, where files_media.c puts the image). */
 static void step_text(json_t *step, buf *b) {
     put(b, "", 0);
     json_t *c = json_object_get(step, "content");
@@ -217,6 +218,8 @@ static void step_text(json_t *step, buf *b) {
     json_array_foreach(c, i, e) {
         json_t *t = json_object_get(e, "text");
         if (json_is_string(t)) put(b, json_string_value(t), json_string_length(t));
+        else if (json_is_string(json_object_get(e, "type")) && !strcmp(json_string_value(json_object_get(e, "type")), "image"))
+            put(b, cst_media_marker(), strlen(cst_media_marker())); /* split on by files_media.c */
     }
 }
 

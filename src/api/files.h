@@ -51,6 +51,7 @@ typedef struct cst_media_img {
 typedef struct cst_media {
     cst_media_img *img;
     size_t n;
+    cst_req_embd *embds; /* [n], filled by cst_media_tokens */
     int64_t image_tokens; /* positions the images take in the prompt */
 } cst_media;
 
@@ -66,6 +67,13 @@ size_t cst_media_count(json_t *const *lists, size_t n_lists);
 bool cst_media_prepare(cst_server *s, struct MHD_Connection *c, smodel *sm, const char *owner,
                        json_t *const *lists, size_t n_lists, cst_media *out, ekind *kind, char *err,
                        size_t errlen);
+
+/* Re-tokenize cp's text split at the media markers (one per image of m, in
+ * order), putting each image's block where its marker was (gemma3:
+ * <start_of_image>, n_tokens marker positions, <end_of_image>); replaces
+ * cp->toks and sets cp->embds / n_embds / n_image_tokens (the embds array is
+ * owned by m, the rows by the cache entries m holds). */
+cst_status cst_media_tokens(const smodel *sm, cst_media *m, chat_prompt *cp, char *err, size_t errlen);
 
 /* Embedding cache counters (for /metrics). */
 void cst_media_cache_stats(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);

@@ -4,6 +4,7 @@
  * model, time-to-first-token and per-token latency histograms.
  */
 #include "api_int.h"
+#include "files.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -162,5 +163,17 @@ char *cst_metrics_render(cst_server *s) {
                   "# TYPE castor_inflight_interactions gauge\ncastor_inflight_interactions %d\n", nr);
     sb_printf(&b, "# HELP castor_uptime_seconds Seconds since start.\n# TYPE castor_uptime_seconds gauge\n"
                   "castor_uptime_seconds %.0f\n", cst_time_now() - s->t_start);
+    uint64_t ih, im, ib, ie;
+    cst_media_cache_stats(&ih, &im, &ib, &ie); /* image embeddings (files_media.c) */
+    sb_printf(&b,
+              "# HELP castor_image_cache_hits_total Images whose embeddings came from the cache.\n"
+              "# TYPE castor_image_cache_hits_total counter\ncastor_image_cache_hits_total %llu\n"
+              "# HELP castor_image_cache_misses_total Images encoded by the vision projector.\n"
+              "# TYPE castor_image_cache_misses_total counter\ncastor_image_cache_misses_total %llu\n"
+              "# HELP castor_image_cache_bytes Memory held by cached image embeddings.\n"
+              "# TYPE castor_image_cache_bytes gauge\ncastor_image_cache_bytes %llu\n"
+              "# HELP castor_image_cache_entries Images in the embedding cache.\n"
+              "# TYPE castor_image_cache_entries gauge\ncastor_image_cache_entries %llu\n",
+              (unsigned long long)ih, (unsigned long long)im, (unsigned long long)ib, (unsigned long long)ie);
     return b.p;
 }

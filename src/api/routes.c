@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
+#include "files.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -237,6 +238,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     enum MHD_Result ret;
     json_t *history = NULL;
     chat_prompt cp = {0};
+    cst_media media = {0};
     run *r = NULL;
     smodel *sm = cst_api_find_model(s, cr.model);
     if (!sm) {
@@ -280,6 +282,24 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (cst) {
         ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
         goto out;
+    }
+    if (cst_media_count(lists, 2) > 0) { /* images: resolve, encode (cached), split the prompt (files_media.c) */
+        if (!sm->vision) {
+            ret = cst_api_error(c, E_INVALID,
+                                "model '%s' does not accept image input (no vision projector; serve it with --mmproj)",
+                                cr.model);
+            goto out;
+        }
+        ekind mk = E_INVALID;
+        if (!cst_media_prepare(s, c, sm, owner, lists, 2, &media, &mk, err, sizeof err)) {
+            ret = cst_api_error(c, mk, "%s", err);
+            goto out;
+        }
+        cst = cst_media_tokens(sm, &media, &cp, err, sizeof err);
+        if (cst) {
+            ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
+            goto out;
+        }
     }
     const size_t n_toks = cp.n_toks;
     const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
@@ -341,6 +361,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
 out:
     cst_run_unref(r);
     cst_chat_prompt_clear(&cp);
+    cst_media_clear(&media);
     json_decref(history);
     create_req_clear(&cr);
     json_decref(body);

@@ -47,11 +47,16 @@ static json_t *time_json(int64_t t) {
 }
 
 /* n_gen counts every generated token; n_thought of them were inside the thought. */
-static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen, int32_t n_thought) {
-    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:[{s:s,s:i}]}", "total_input_tokens", n_prompt,
-                     "total_cached_tokens", n_cached, "total_output_tokens", n_gen - n_thought,
-                     "total_thought_tokens", n_thought, "total_tool_use_tokens", 0, "total_tokens", n_prompt + n_gen,
-                     "input_tokens_by_modality", "modality", "text", "tokens", n_prompt);
+static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen, int32_t n_thought, int32_t n_image) {
+    json_t *u = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:[{s:s,s:i}]}", "total_input_tokens", n_prompt,
+                          "total_cached_tokens", n_cached, "total_output_tokens", n_gen - n_thought,
+                          "total_thought_tokens", n_thought, "total_tool_use_tokens", 0, "total_tokens",
+                          n_prompt + n_gen, "input_tokens_by_modality", "modality", "text", "tokens",
+                          n_prompt - n_image);
+    if (u && n_image > 0) /* image positions (files_media.c) */
+        json_array_append_new(json_object_get(u, "input_tokens_by_modality"),
+                              json_pack("{s:s,s:i}", "modality", "image", "tokens", n_image));
+    return u;
 }
 
 
@@ -98,7 +103,7 @@ static json_t *interaction_head(run *r, bool terminal) {
                           r->model, "created", time_json(r->created));
     if (terminal) {
         json_object_set_new(j, "updated", time_json(r->updated));
-        json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought));
+        json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image));
         json_object_set_new(j, "service_tier", json_string("standard"));
     }
     return j;
@@ -142,7 +147,7 @@ json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
     json_array_extend(steps, outs);
     json_decref(outs);
     json_object_set_new(j, "steps", steps);
-    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought));
+    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image));
     if (r->done && !strcmp(r->status, "failed"))
         json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal",
                                                    "message", r->error_msg ? r->error_msg : "generation failed"));
@@ -288,7 +293,7 @@ static void unlink_run(cst_server *s, run *r) {
 static void persist(run *r) {
     cst_server *s = r->srv;
     json_t *outs = output_steps(r);
-    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought);
+    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image);
     json_t *errs = !strcmp(r->status, "failed")
                        ? json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal", "message",
                                    r->error_msg ? r->error_msg : "generation failed")
@@ -494,7 +499,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
                          json_t *history, json_t *body, run **out, char *err, size_t errlen) {
     *out = NULL;
     const char *extra_stop = cp->extra_stop;
-    cst_req_params rp = {.prompt = cp->toks, .n_prompt = cp->n_toks};
+    cst_req_params rp = {.prompt = cp->toks, .n_prompt = cp->n_toks, .embds = cp->embds, .n_embds = cp->n_embds};
     if (cp->think) {
         rp.think_open = sm->chat.think_open;
         rp.think_close = sm->chat.think_close;
@@ -528,6 +533,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->srv = s;
+    r->n_image = cp->n_image_tokens;
     r->refs = 2; /* caller + pump */
     cst_api_new_id(r->id);
     snprintf(r->owner, sizeof r->owner, "%s", owner);

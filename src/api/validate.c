@@ -100,6 +100,49 @@ static json_t *norm_block(json_t *b, const char *path, char *err, size_t errlen)
         }
         return json_pack("{s:s,s:O}", "type", "text", "text", tx);
     }
+    if (!strcmp(t, "image")) { /* §2.4; resolved and checked further in files_media.c */
+        json_t *f[3] = {json_object_get(b, "data"), json_object_get(b, "uri"), json_object_get(b, "mime_type")};
+        static const char *names[3] = {"data", "uri", "mime_type"};
+        for (int i = 0; i < 3; i++) {
+            if (json_is_null(f[i])) f[i] = NULL;
+            if (f[i] && !json_is_string(f[i])) {
+                BAD("%s.%s: expected a string, got %s", path, names[i], type_name(f[i]));
+                return NULL;
+            }
+        }
+        if (!f[0] == !f[1]) {
+            BAD("%s: give exactly one of data (base64) and uri", path);
+            return NULL;
+        }
+        if (f[1] && json_string_length(f[1]) == 0) {
+            BAD("%s.uri: empty string", path);
+            return NULL;
+        }
+        if (f[2]) {
+            static const char *ok[] = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif"};
+            if (!in_list(json_string_value(f[2]), ok, CST_ARRAY_LEN(ok))) {
+                BAD("%s.mime_type: '%s' is not supported (image/png, image/jpeg, image/webp, image/gif)", path,
+                    json_string_value(f[2]));
+                return NULL;
+            }
+        }
+        json_t *res = json_object_get(b, "resolution");
+        if (res && !json_is_null(res)) {
+            static const char *lv[] = {"low", "medium", "high", "ultra_high"};
+            if (!json_is_string(res) || !in_list(json_string_value(res), lv, 4)) {
+                BAD("%s.resolution: expected one of low, medium, high, ultra_high", path);
+                return NULL;
+            }
+        } else {
+            res = NULL;
+        }
+        json_t *o = json_pack("{s:s}", "type", "image");
+        for (int i = 0; i < 3 && o; i++)
+            if (f[i]) json_object_set(o, names[i], f[i]);
+        if (o && res) json_object_set(o, "resolution", res);
+        if (!o) BAD("out of memory");
+        return o;
+    }
     if (in_list(t, content_types, CST_ARRAY_LEN(content_types))) {
         BAD("%s: %s content is not supported by this server yet", path, t);
         return NULL;

@@ -53,6 +53,8 @@ struct cst_sched_req {
     int32_t think_budget;
     cst_token *think_force;
     int32_t n_think_force, n_force_thought;
+    cst_req_embd *embds; /* rows owned (copied at submit) */
+    int32_t n_embds;
     double t_submit;
     struct cst_sched_req *qnext; /* FIFO link, under sched mu */
 };
@@ -70,6 +72,8 @@ static void req_free(cst_sched_req *r) {
     free(r->think_open);
     free(r->think_close);
     free(r->think_force);
+    for (int32_t i = 0; i < r->n_embds; i++) free((void *)r->embds[i].rows);
+    free(r->embds);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -325,6 +329,29 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
         r->n_stops = i + 1;
         if (!r->stops[i]) goto nomem;
     }
+    if (p->n_embds) {
+        const int32_t n_embd = cst_model_n_embd(s->m);
+        r->embds = calloc(p->n_embds, sizeof *r->embds);
+        if (!r->embds) goto nomem;
+        int32_t end = 0;
+        for (size_t i = 0; i < p->n_embds; i++) {
+            const cst_req_embd *e = &p->embds[i];
+            if (e->pos < end || e->n_rows <= 0 || !e->rows || (int64_t)e->pos + e->n_rows >= r->n_prompt ||
+                (e->non_causal && e->n_rows > s->p.n_batch) || r->prompt[e->pos] >= 0) {
+                req_free(r);
+                cst_errf(err, errlen, "embedding block %zu: bad position, size or marker (or more rows than n_batch %d)",
+                         i, s->p.n_batch);
+                return CST_ERR_INVALID_ARG;
+            }
+            end = e->pos + e->n_rows;
+            float *rows = malloc((size_t)e->n_rows * (size_t)n_embd * sizeof *rows);
+            if (!rows) goto nomem;
+            memcpy(rows, e->rows, (size_t)e->n_rows * (size_t)n_embd * sizeof *rows);
+            r->embds[i] = *e;
+            r->embds[i].rows = rows;
+            r->n_embds = (int32_t)i + 1;
+        }
+    }
     r->t_submit = cst_time_now();
     r->sched = s;
 
@@ -402,10 +429,8 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     for (int i = 0; i < s->p.n_slots; i++) {
         slot *sl = &s->slots[i];
         if (sl->state != SLOT_FREE) continue;
-        int32_t have = 0;
-        const cst_token *old = cst_ctx_seq_tokens(s->ctx, i, &have);
-        int32_t c = 0;
-        while (c < have && c < r->n_prompt && old[c] == r->prompt[c]) c++;
+        /* equal tokens; image blocks count only whole (same marker = same image) */
+        int32_t c = cst_ctx_seq_common_prefix(s->ctx, i, r->prompt, r->n_prompt);
         if (c > best_common || (c == best_common && sl->stamp < s->slots[best].stamp)) {
             best = i;
             best_common = c;
@@ -414,6 +439,8 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     CST_ASSERT(best >= 0);
     slot *sl = &s->slots[best];
     int32_t keep = CST_MIN(best_common, r->n_prompt - 1); /* always decode one token for logits */
+    for (int32_t k = 0; k < r->n_embds; k++) /* never resume inside an image block */
+        if (keep > r->embds[k].pos && keep < r->embds[k].pos + r->embds[k].n_rows) keep = r->embds[k].pos;
     cst_ctx_seq_truncate(s->ctx, best, keep);
     sl->req = r;
     sl->state = SLOT_PREFILL;
@@ -596,8 +623,29 @@ static void *engine_main(void *arg) {
             }
             if (pick < 0 || budget <= 0) break;
             slot *sl = &s->slots[pick];
+            /* an image block: decoded on its own (an all-embeddings batch,
+             * the whole block at once) while the slot has nothing in b */
+            const cst_req_embd *eb = NULL, *next_eb = NULL;
+            for (int32_t k2 = 0; k2 < sl->req->n_embds; k2++) {
+                const cst_req_embd *e = &sl->req->embds[k2];
+                if (e->pos == sl->n_done) eb = e;
+                if (e->pos > sl->n_done && !next_eb) next_eb = e;
+            }
+            if (eb) {
+                cst_status est = cst_ctx_decode_embd(s->ctx, pick, sl->n_done, eb->rows, eb->n_rows,
+                                                     sl->req->prompt[eb->pos], eb->non_causal);
+                if (est) {
+                    const char *msg = cst_ctx_errmsg(s->ctx);
+                    cst_ctx_seq_truncate(s->ctx, pick, 0);
+                    slot_finish(s, sl, CST_FINISH_NONE, est, msg && *msg ? msg : "image decode failed");
+                    continue;
+                }
+                sl->n_done += eb->n_rows;
+                continue;
+            }
             int32_t left = sl->req->n_prompt - sl->n_done;
             int32_t k = CST_MIN(left, budget);
+            if (next_eb) k = CST_MIN(k, next_eb->pos - sl->n_done); /* text up to the next image */
             for (int32_t j = 0; j < k; j++)
                 cst_batch_add(b, sl->req->prompt[sl->n_done + j], sl->n_done + j, pick, j == left - 1);
             sl->n_done += k;

@@ -41,6 +41,17 @@ int32_t cst_sched_n_ctx(const cst_sched *s);  /* resolved positions per sequence
 int32_t cst_sched_queue_depth(cst_sched *s);  /* requests waiting for a slot */
 int32_t cst_sched_active(cst_sched *s);       /* requests holding a slot */
 
+/* An embedding block inside a prompt (an image): prompt[pos .. pos+n_rows)
+ * hold its marker (cst_embd_marker(content hash), < 0), and the block is
+ * decoded from rows ([n_rows][n_embd] floats, copied at submit) with
+ * cst_ctx_decode_embd. Prefix reuse compares the markers (equal image, equal
+ * marker), never a part of a block. */
+typedef struct cst_req_embd {
+    int32_t pos, n_rows;
+    const float *rows;
+    bool non_causal; /* gemma3: the block attends to itself in both directions */
+} cst_req_embd;
+
 typedef struct cst_req_params {
     const cst_token *prompt; /* copied */
     size_t n_prompt;
@@ -62,6 +73,8 @@ typedef struct cst_req_params {
     const cst_token *think_force; /* copied */
     size_t n_think_force;
     size_t n_force_thought;   /* of think_force, how many count as thought (up to the marker) */
+    const cst_req_embd *embds; /* ascending, disjoint; the prompt must end with a token after the last */
+    size_t n_embds;
 } cst_req_params;
 
 /* Queue a request. On success *out holds a reference the caller releases with
