@@ -77,7 +77,9 @@ TEST(api_validate_rejects_with_path) {
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"bogus\"}]}", "input[0].type");
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":[{\"type\":\"text\",\"text\":1}]}]}", "input[0].content[0].text");
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"user_input\",\"content\":\"a\"},{\"type\":\"model_output\",\"content\":\"b\"}]}", "user_input");
-    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\"}]}", "image");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\",\"data\":\"AAAA\"}]}", "exactly one");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\",\"mime_type\":\"image/heic\"}]}", "mime_type");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"audio\",\"uri\":\"files/abc\"}]}", "audio");
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"function_result\",\"call_id\":\"x\",\"result\":\"r\"}]}", "function");
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\"}]}", "tools");
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"response_format\":{}}", "response_format");
