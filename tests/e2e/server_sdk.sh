@@ -4,6 +4,7 @@
 # with the real Qwen3 vocabulary and chat template, starts the real server on
 # a random loopback port with a temporary data dir and API keys, and runs the
 # node test files (node --test) that drive it with the SDK and with curl.
+# files.test.mjs spawns vision servers of its own (Files API, image input).
 # Env: CASTOR (the binary), CST_SHARED (fixtures).
 set -euo pipefail
 : "${CASTOR:?set CASTOR to the castor binary}"
@@ -50,7 +51,8 @@ export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=test-key-alpha CASTOR_KEY2
 export CASTOR_SERVER_PID="$SERVER_PID" CASTOR_DATA="$TMP/data" CASTOR
 export CASTOR_QWEN="$TMP/qwen3-tiny.gguf"
 rc=0
-node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/thinking.test.mjs || rc=$?
+node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/thinking.test.mjs \
+  "$HERE"/files.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
 kill -TERM "$SERVER_PID"
