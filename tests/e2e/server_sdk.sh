@@ -3,7 +3,9 @@
 # @google/genai SDK (npm ci) when missing, writes a qwen3-architecture model
 # with the real Qwen3 vocabulary and chat template, starts the real server on
 # a random loopback port with a temporary data dir and API keys, and runs the
-# node test files (node --test) that drive it with the SDK and with curl.
+# node test files (node --test) that drive it with the SDK, curl and raw
+# sockets (robust.test.mjs: hostile input); ops.test.mjs spawns servers of its
+# own (fault injection, full queue, deadlines, SIGTERM drain).
 # files.test.mjs spawns vision servers of its own (Files API, image input).
 # Env: CASTOR (the binary), CST_SHARED (fixtures).
 set -euo pipefail
@@ -48,10 +50,12 @@ PORT="$(cat "$TMP/port")"
 echo "castor serve on port $PORT (pid $SERVER_PID)"
 
 export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=test-key-alpha CASTOR_KEY2=test-key-beta
-export CASTOR_SERVER_PID="$SERVER_PID" CASTOR_DATA="$TMP/data" CASTOR
+export CASTOR_SERVER_PID="$SERVER_PID" CASTOR_DATA="$TMP/data" CASTOR_STORIES="$STORIES" CASTOR
 export CASTOR_QWEN="$TMP/qwen3-tiny.gguf"
 rc=0
-node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/thinking.test.mjs \
+# ops.test.mjs starts its own servers (fault injection, tiny queues, SIGTERM)
+node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/robust.test.mjs \
+  "$HERE"/ops.test.mjs "$HERE"/thinking.test.mjs \
   "$HERE"/files.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
