@@ -13,20 +13,6 @@
 
 static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
 
-/* Q4_K/Q5_K packed scales -> 16 bytes: 0-7 the sub-block scales, 8-15 the mins */
-static inline __m128i k4_scales(const uint8_t *q) {
-    uint32_t u0, u1, u2;
-    memcpy(&u0, q, 4);
-    memcpy(&u1, q + 4, 4);
-    memcpy(&u2, q + 8, 4);
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    const uint32_t m47 = ((u2 >> 4) & km2) | (((u1 >> 6) & km3) << 4);
-    const uint32_t m03 = u1 & km1;
-    const uint32_t s47 = (u2 & km2) | (((u0 >> 6) & km3) << 4);
-    const uint32_t s03 = u0 & km1;
-    return _mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03);
-}
-
 /* Sum of the 4 rows' int32 vectors of one token: lane k of the result holds a
  * partial sum of row k % 4 (one per 128-bit lane). */
 static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
@@ -54,8 +40,10 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __mmask32 hi16 = 0xFFFF0000u;
-    /* mins: 16-bit unit k = 4p + r of the result <- unit 4r + p of [mins r0..r3] */
-    const __m256i mins_idx = _mm256_setr_epi16(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    /* mins: 16-bit unit k = 4p + r of the result <- unit 8r + 4 + p of sm4 (row r's mins
+     * are bytes 8-15 of 128-bit lane r) */
+    static const int16_t mins_units[32] = {4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31};
+    const __m512i mins_idx = _mm512_loadu_si512((const void *)mins_units);
     /* bsums pairs: 32-bit lane k = 4p + r <- (bsp[2p], bsp[2p+1]) */
     const __m512i bsp_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 4, 4, 4, 4, 5, 5, 5, 5);
     __m512 acc[4];
@@ -72,21 +60,47 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
 
         __m512i sc16[4]; /* per row: int16 sub-block scales (lanes 0-7 Q4/Q5, 0-15 Q6) */
         __m512i sumi[4][4];
-        float dw[4], dmw[4];
-        __m128i smv[4];
+        __m512 d4;
+        __m512i sm4 = _mm512_setzero_si512(); /* Q4/Q5: 128-bit lane r = row r's 8 scales, 8 mins */
+        __m512 dmin4 = _mm512_setzero_ps();
+        if (kind != KIND_Q6) {
+            /* the first 16 bytes of Q4_K/Q5_K blocks: d, dmin, 12 bytes of packed 6-bit
+             * scales/mins (dwords u0 u1 u2); unpacked for the 4 rows at once:
+             * [u0 & 3f, (u2 & 0f) | (u0 >> 2 & 30), u1 & 3f, (u2 >> 4 & 0f) | (u1 >> 2 & 30)] */
+            const __m512i raw = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)xb[0])),
+                                                               _mm_loadu_si128((const __m128i *)xb[1]), 1)),
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)xb[2])),
+                                        _mm_loadu_si128((const __m128i *)xb[3]), 1),
+                1);
+            const __m512i A = _mm512_shuffle_epi32(raw, (_MM_PERM_ENUM)_MM_SHUFFLE(3, 2, 3, 1)); /* u0 u2 u1 u2 */
+            const __m512i B = _mm512_shuffle_epi32(raw, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 2, 1, 1)); /* u0 u0 u1 u1 */
+            const __m512i cnt = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+            const __m512i lowm = _mm512_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                                   0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                                   0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+            const __m512i him = _mm512_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030,
+                                                  0, 0x30303030, 0, 0x30303030, 0, 0x30303030);
+            sm4 = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi32(A, cnt), lowm),
+                                  _mm512_and_si512(_mm512_srli_epi32(B, 2), him));
+            sc16[0] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm512_castsi512_si128(sm4)));
+            sc16[1] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm512_extracti32x4_epi32(sm4, 1)));
+            sc16[2] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm512_extracti32x4_epi32(sm4, 2)));
+            sc16[3] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm512_extracti32x4_epi32(sm4, 3)));
+            /* (d, dmin) of the 4 rows -> [d0 d1 d2 d3] and [dmin0 .. dmin3] in every 128-bit lane */
+            const __m512i dd = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), raw);
+            const __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm512_castsi512_si128(dd)));
+            d4 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6), f);
+            dmin4 = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7, 1, 3, 5, 7), f);
+        } else {
+            float dw[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            if (kind == KIND_Q6) {
+            for (int r = 0; r < 4; r++) {
                 const block_q6_K *x = (const block_q6_K *)xb[r];
                 sc16[r] = _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)x->scales)));
                 dw[r] = f16(x->d);
-            } else {
-                const block_q4_K *x = (const block_q4_K *)xb[r]; /* d, dmin, scales: same place in Q5_K */
-                smv[r] = k4_scales(x->scales);
-                sc16[r] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(smv[r]));
-                dw[r] = f16(x->d);
-                dmw[r] = f16(x->dmin);
             }
+            d4 = bcast4(_mm_setr_ps(dw[0], dw[1], dw[2], dw[3]));
         }
         if (kind == KIND_Q6) {
             /* codes are stored +32: start from -32 * sum_g sc_g * bsums_g */
@@ -158,7 +172,6 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             }
         }
 
-        const __m512 d4 = bcast4(_mm_setr_ps(dw[0], dw[1], dw[2], dw[3]));
         if (kind == KIND_Q6) {
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
@@ -166,9 +179,8 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(d4, _mm512_set1_ps(a[t]->d)), acc[t]);
             }
         } else {
-            const __m512 dm4 = bcast4(_mm_setr_ps(dmw[0], dmw[1], dmw[2], dmw[3]));
-            const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi64(smv[2], smv[3]), _mm_unpackhi_epi64(smv[0], smv[1]));
-            const __m512i minv = _mm512_cvtepu8_epi16(_mm256_permutexvar_epi16(mins_idx, mins));
+            const __m512 dm4 = dmin4;
+            const __m512i minv = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi16(mins_idx, sm4)));
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
