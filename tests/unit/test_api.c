@@ -309,3 +309,38 @@ TEST(sched_cancel_queued_and_fault_injection) {
     cst_sched_free(s);
     cst_model_free(m);
 }
+
+TEST(sched_short_shared_prefix_does_not_evict) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 2;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    /* two conversations sharing a 2-token header, one after the other */
+    cst_token a[40], b[20];
+    for (int i = 0; i < 40; i++) a[i] = i < 2 ? 1 + i : 10 + i;
+    for (int i = 0; i < 20; i++) b[i] = i < 2 ? 1 + i : 200 + i;
+    result res;
+    cst_sched_req *r;
+    cst_req_params pa = req(a, 30, 1, 4);
+    ASSERT_OK(cst_sched_submit(s, &pa, &r, err, sizeof err));
+    drain(r, &res);
+    cst_sched_req_release(r);
+    cst_req_params pb = req(b, 20, 1, 4);
+    ASSERT_OK(cst_sched_submit(s, &pb, &r, err, sizeof err));
+    drain(r, &res);
+    ASSERT_EQ(res.done.n_cached, 0); /* the empty slot, not conversation a's */
+    cst_sched_req_release(r);
+    /* conversation a's next turn still finds its cache */
+    cst_req_params pa2 = req(a, 40, 1, 4);
+    ASSERT_OK(cst_sched_submit(s, &pa2, &r, err, sizeof err));
+    drain(r, &res);
+    ASSERT_EQ(res.done.n_cached, 30);
+    cst_sched_req_release(r);
+    cst_sched_free(s);
+    cst_model_free(m);
+}

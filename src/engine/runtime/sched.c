@@ -191,6 +191,7 @@ typedef struct slot {
     cst_token last;   /* sampled, not yet decoded */
     int32_t bidx;     /* batch entry with this slot's logits, -1 */
     uint64_t stamp;   /* LRU / admission order */
+    int32_t last_prompt; /* prompt length of the last request (follow-up detection) */
     double t_first;
     cst_sampler *smp;
     cst_stopper *stp;
@@ -423,18 +424,37 @@ static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, c
 }
 
 /* Put request r into the best free slot. */
+/* Slot choice: a slot whose cache is mostly this prompt's prefix (the common
+ * prefix covers the slot's last prompt, as in a follow-up turn whose history
+ * retokenizes differently, or half of its cached tokens, or half of the
+ * prompt) is reused, the longest match first; otherwise the prompt takes the least
+ * recently used slot (empty ones first), so that a short shared prefix (a
+ * system prompt, a chat header) never evicts another conversation's cache. */
 static void admit(cst_sched *s, cst_sched_req *r) {
-    int best = -1;
-    int32_t best_common = -1;
+    int best = -1, lru = -1;
+    int32_t best_common = -1, lru_common = 0;
+    uint64_t lru_age = 0;
     for (int i = 0; i < s->p.n_slots; i++) {
         slot *sl = &s->slots[i];
         if (sl->state != SLOT_FREE) continue;
         /* equal tokens; image blocks count only whole (same marker = same image) */
         int32_t c = cst_ctx_seq_common_prefix(s->ctx, i, r->prompt, r->n_prompt);
-        if (c > best_common || (c == best_common && sl->stamp < s->slots[best].stamp)) {
+        int32_t have = cst_ctx_seq_len(s->ctx, i);
+        const bool follow_up = sl->last_prompt > 0 && c >= sl->last_prompt;
+        if (c > 0 && (follow_up || 2 * c >= have || 2 * c >= r->n_prompt) && c > best_common) {
             best = i;
             best_common = c;
         }
+        const uint64_t age = have > 0 ? sl->stamp : 0; /* empty slots first */
+        if (lru < 0 || age < lru_age) {
+            lru = i;
+            lru_age = age;
+            lru_common = c;
+        }
+    }
+    if (best < 0) {
+        best = lru;
+        best_common = lru_common;
     }
     CST_ASSERT(best >= 0);
     slot *sl = &s->slots[best];
@@ -442,6 +462,7 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     for (int32_t k = 0; k < r->n_embds; k++) /* never resume inside an image block */
         if (keep > r->embds[k].pos && keep < r->embds[k].pos + r->embds[k].n_rows) keep = r->embds[k].pos;
     cst_ctx_seq_truncate(s->ctx, best, keep);
+    sl->last_prompt = r->n_prompt;
     sl->req = r;
     sl->state = SLOT_PREFILL;
     sl->n_done = keep;
