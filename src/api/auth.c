@@ -40,7 +40,7 @@ static void sha_block(uint32_t h[8], const uint8_t *p) {
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
 }
 
-void cst_sha256_hex(const void *data, size_t len, char out[65]) {
+void cst_sha256(const void *data, size_t len, uint8_t out[32]) {
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     const uint8_t *p = data;
     size_t n = len;
@@ -57,7 +57,13 @@ void cst_sha256_hex(const void *data, size_t len, char out[65]) {
     for (int i = 0; i < 8; i++) tail[tl - 1 - i] = (uint8_t)(bits >> (8 * i));
     sha_block(h, tail);
     if (tl == 128) sha_block(h, tail + 64);
-    for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", h[i]);
+    for (int i = 0; i < 32; i++) out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+void cst_sha256_hex(const void *data, size_t len, char out[65]) {
+    uint8_t d[32];
+    cst_sha256(data, len, d);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 /* ---- keys ------------------------------------------------------------------ */

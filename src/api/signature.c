@@ -1,9 +1,20 @@
-/* signature.c: thought signatures (spec §7). A signature is base64url of
- * 0x01 | reasoning text | HMAC-SHA256(key, 0x01 | text): opaque to clients,
- * verifiable by the server, and it carries the reasoning so a stateless
- * client that sends a thought step back lets the prompt restore it. The key
- * comes from --signature-key / CASTOR_SIGNATURE_KEY (64 hex digits), else it
- * is generated once and kept in DATA_DIR/signature.key (mode 0600).
+/* signature.c: thought signatures (spec §7). A signature is opaque to clients
+ * and carries the reasoning, encrypted and authenticated, so that a stateless
+ * client sending a thought step back lets the prompt restore it without ever
+ * seeing the text (thinking_summaries "none" stays private):
+ *
+ *   base64url( 0x02 | nonce[16] | ciphertext | tag[32] )
+ *   nonce      = HMAC(k_siv, text)[0..16)                        (synthetic IV)
+ *   ciphertext = text XOR keystream, keystream block i = HMAC(k_enc, nonce | be32(i))
+ *   tag        = HMAC(k_mac, 0x02 | nonce | ciphertext)          (encrypt-then-MAC)
+ *
+ * HMAC-SHA256 as a PRF in counter mode; the nonce is derived from the text
+ * (SIV), so the same thought always gives the same signature (reproducible
+ * responses for a fixed seed) and the only thing revealed is whether two
+ * thoughts are equal. k_siv, k_enc and k_mac are derived from the server key
+ * with distinct labels. The key comes from
+ * --signature-key / CASTOR_SIGNATURE_KEY (64 hex digits), else it is
+ * generated once and kept in DATA_DIR/signature.key (mode 0600).
  */
 #include "api_int.h"
 
@@ -14,19 +25,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void sha256(const void *d, size_t n, uint8_t out[32]) {
-    char hex[65];
-    cst_sha256_hex(d, n, hex);
-    for (int i = 0; i < 32; i++) {
-        unsigned v = 0;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
+#define SIG_VERSION 2
+#define NONCE_LEN 16
+#define TAG_LEN 32
 
-/* HMAC-SHA256 (RFC 2104) with a 32-byte key. */
-static bool hmac(const uint8_t key[32], const uint8_t *msg, size_t n, uint8_t out[32]) {
-    uint8_t *in = malloc(64 + n);
+/* HMAC-SHA256 (RFC 2104) with a 32-byte key over the concatenation a | b. */
+static bool hmac2(const uint8_t key[32], const uint8_t *a, size_t na, const uint8_t *b, size_t nb, uint8_t out[32]) {
+    uint8_t *in = malloc(64 + na + nb);
     if (!in) return false;
     uint8_t outer[64 + 32];
     for (int i = 0; i < 64; i++) {
@@ -34,10 +39,30 @@ static bool hmac(const uint8_t key[32], const uint8_t *msg, size_t n, uint8_t ou
         in[i] = k ^ 0x36;
         outer[i] = k ^ 0x5c;
     }
-    memcpy(in + 64, msg, n);
-    sha256(in, 64 + n, outer + 64);
+    if (na) memcpy(in + 64, a, na);
+    if (nb) memcpy(in + 64 + na, b, nb);
+    cst_sha256(in, 64 + na + nb, outer + 64);
     free(in);
-    sha256(outer, sizeof outer, out);
+    cst_sha256(outer, sizeof outer, out);
+    return true;
+}
+
+static void derive(const uint8_t key[32], const char *label, uint8_t out[32]) {
+    hmac2(key, (const uint8_t *)label, strlen(label), NULL, 0, out);
+}
+
+/* XOR buf with the keystream for nonce (encrypts and decrypts). */
+static bool keystream_xor(const uint8_t k_enc[32], const uint8_t nonce[NONCE_LEN], uint8_t *buf, size_t n) {
+    uint8_t ctr[NONCE_LEN + 4], ks[32];
+    memcpy(ctr, nonce, NONCE_LEN);
+    for (size_t off = 0, blk = 0; off < n; off += 32, blk++) {
+        ctr[NONCE_LEN] = (uint8_t)(blk >> 24);
+        ctr[NONCE_LEN + 1] = (uint8_t)(blk >> 16);
+        ctr[NONCE_LEN + 2] = (uint8_t)(blk >> 8);
+        ctr[NONCE_LEN + 3] = (uint8_t)blk;
+        if (!hmac2(k_enc, ctr, sizeof ctr, NULL, 0, ks)) return false;
+        for (size_t j = 0; j < 32 && off + j < n; j++) buf[off + j] ^= ks[j];
+    }
     return true;
 }
 
@@ -91,15 +116,23 @@ static uint8_t *unb64url(const char *s, size_t *n_out) {
 }
 
 char *cst_sig_make(const uint8_t key[32], const char *text, size_t len) {
-    uint8_t *m = malloc(1 + len + 32);
+    size_t n = 1 + NONCE_LEN + len + TAG_LEN;
+    uint8_t *m = malloc(n), k_enc[32], k_mac[32];
     if (!m) return NULL;
-    m[0] = 1;
-    if (len) memcpy(m + 1, text, len);
-    if (!hmac(key, m, 1 + len, m + 1 + len)) {
+    m[0] = SIG_VERSION;
+    uint8_t k_siv[32], siv[32];
+    derive(key, "castor thought signature: siv", k_siv);
+    if (!hmac2(k_siv, (const uint8_t *)text, len, NULL, 0, siv)) {
         free(m);
         return NULL;
     }
-    char *s = b64url(m, 1 + len + 32);
+    memcpy(m + 1, siv, NONCE_LEN);
+    if (len) memcpy(m + 1 + NONCE_LEN, text, len);
+    derive(key, "castor thought signature: encryption", k_enc);
+    derive(key, "castor thought signature: mac", k_mac);
+    char *s = NULL;
+    if (keystream_xor(k_enc, m + 1, m + 1 + NONCE_LEN, len) && hmac2(k_mac, m, 1 + NONCE_LEN + len, NULL, 0, m + n - TAG_LEN))
+        s = b64url(m, n);
     free(m);
     return s;
 }
@@ -111,20 +144,26 @@ bool cst_sig_open(const uint8_t key[32], const char *sig, char **text, size_t *l
     size_t n = 0;
     uint8_t *d = unb64url(sig, &n);
     if (!d) return false;
-    uint8_t mac[32];
-    bool ok = n >= 33 && d[0] == 1 && hmac(key, d, n - 32, mac);
-    if (ok) {
+    uint8_t k_enc[32], k_mac[32], mac[32];
+    derive(key, "castor thought signature: encryption", k_enc);
+    derive(key, "castor thought signature: mac", k_mac);
+    bool ok = n >= 1 + NONCE_LEN + TAG_LEN && d[0] == SIG_VERSION && hmac2(k_mac, d, n - TAG_LEN, NULL, 0, mac);
+    if (ok) { /* constant-time tag comparison */
         uint8_t diff = 0;
-        for (int i = 0; i < 32; i++) diff |= (uint8_t)(mac[i] ^ d[n - 32 + i]);
+        for (int i = 0; i < TAG_LEN; i++) diff |= (uint8_t)(mac[i] ^ d[n - TAG_LEN + i]);
         ok = diff == 0;
     }
     if (ok) {
-        *len = n - 33;
+        *len = n - 1 - NONCE_LEN - TAG_LEN;
         *text = malloc(*len + 1);
-        ok = *text != NULL;
+        ok = *text != NULL && keystream_xor(k_enc, d + 1, d + 1 + NONCE_LEN, *len);
         if (ok) {
-            memcpy(*text, d + 1, *len);
+            memcpy(*text, d + 1 + NONCE_LEN, *len);
             (*text)[*len] = 0;
+        } else {
+            free(*text);
+            *text = NULL;
+            *len = 0;
         }
     }
     free(d);
