@@ -32,6 +32,15 @@ static void fill_normal(float *x, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * nrand();
 }
 
+/* Types whose fast kernels (vec_dot, tiles, matmul) accumulate in exactly
+ * the ref's (ggml's) order: results must be bit-identical to ref. */
+static bool exact_order(cst_type t) {
+    return t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0;
+}
+
+/* bit equality of two floats (treats -0 != +0, as a bit-exact kernel must) */
+static bool same_bits(float a, float b) { return cst_f32_bits(a) == cst_f32_bits(b); }
+
 static void *xalloc(size_t n) {
     void *p = cst_alloc_aligned(n ? n : 64, 64);
     ASSERT(p);
@@ -219,6 +228,9 @@ static void check_isa_against_ref(cst_isa isa) {
                 for (int i = 0; i < n; i++) mag += fabs((double)y1[i] * y2[i]);
                 ASSERT_MSG(fabs((double)s1 - s2) <= 1e-5 * mag + 1e-30, "%s: %s vec_dot %.9g vs ref %.9g (n=%d pat=%d)",
                            cst_isa_name(isa), cst_type_name(t), s2, s1, n, pat);
+                if (exact_order(t))
+                    ASSERT_MSG(same_bits(s1, s2), "%s: %s vec_dot %.9g not bit-identical to ref %.9g (n=%d pat=%d)",
+                               cst_isa_name(isa), cst_type_name(t), s2, s1, n, pat);
                 cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(y1), cst_free_aligned(y2);
                 cst_free_aligned(qa1), cst_free_aligned(qa2), cst_free_aligned(qw), cst_free_aligned(qw2);
                 cst_free_aligned(qw3);
@@ -305,6 +317,9 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
                         ASSERT_MSG(fabs((double)s[tk * 6 + r] - e) <= 1e-5 * mag + 1e-30,
                                    "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g, ref %.9g (mag %.3g)", label,
                                    cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e, mag);
+                        if (exact_order(t))
+                            ASSERT_MSG(same_bits(s[tk * 6 + r], e), "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g not bit-identical to ref %.9g",
+                                       label, cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e);
                     }
                     ASSERT(s[tk * 6 + 4] == -999.0f && s[tk * 6 + 5] == -999.0f);
                 }
@@ -446,6 +461,10 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
                        "%s n_in %lld n_out %lld n_tok %lld: y[%lld][%lld] = %.9g, expected %.9g", cst_type_name(t),
                        (long long)n_in, (long long)n_out, (long long)n_tok, (long long)tk, (long long)o,
                        y[tk * ldy + o], e);
+            if (exact_order(t))
+                ASSERT_MSG(same_bits(y[tk * ldy + o], e), "%s n_in %lld n_tok %lld: y[%lld][%lld] = %.9g not bit-identical to %.9g",
+                           cst_type_name(t), (long long)n_in, (long long)n_tok, (long long)tk, (long long)o,
+                           y[tk * ldy + o], e);
         }
         for (int64_t o = n_out; o < ldy; o++) ASSERT(y[tk * ldy + o] == -999.0f);
     }

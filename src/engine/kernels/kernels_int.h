@@ -59,6 +59,8 @@ void cst_quantize_q4_K_ref(const float *x, void *y, int64_t n);
 void cst_quantize_q5_K_ref(const float *x, void *y, int64_t n);
 void cst_quantize_q6_K_ref(const float *x, void *y, int64_t n);
 
+/* ggml's hsum_float_8 order: (lo128 + hi128), then (0+2) + (1+3) */
+float cst_hsum8_ref(const float v[8]);
 void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *x, const void *y);

@@ -37,16 +37,31 @@ void cst_from_float_q8_0_ref(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* ggml's x86 accumulation order for the 32-element block types (vec_dot and
+ * tinyBLAS_Q0 alike): one 8-lane float accumulator; per block in order,
+ * lane j += (float)(exact int sum of the products of bytes 4j..4j+3) times
+ * the float product fp16(dx) * fp16(dy), as one FMA; then hsum8. */
+float cst_hsum8_ref(const float v[8]) {
+    float q[4];
+    for (int k = 0; k < 4; k++) q[k] = v[k] + v[k + 4]; /* lo128 + hi128 */
+    return (q[0] + q[2]) + (q[1] + q[3]);              /* movehl, movehdup */
+}
+
+static void acc_block8(float acc[8], const int8_t *w, const int8_t *a, float d) {
+    for (int j = 0; j < 8; j++) {
+        int s = 0;
+        for (int k = 0; k < 4; k++) s += w[4 * j + k] * a[4 * j + k];
+        acc[j] = fmaf(d, (float)s, acc[j]);
+    }
+}
+
 void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *vx, const void *vy) {
     const block_q8_0 *x = vx, *y = vy;
     const int nb = n / QK8_0;
-    float sum = 0.0f;
-    for (int i = 0; i < nb; i++) {
-        int sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[i].qs[j] * y[i].qs[j];
-        sum += sumi * (cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
-    }
-    *s = sum;
+    float acc[8] = {0};
+    for (int i = 0; i < nb; i++)
+        acc_block8(acc, x[i].qs, y[i].qs, cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
+    *s = cst_hsum8_ref(acc);
 }
 
 /* ---------------------------------------------------------------- Q4_0 */
@@ -63,20 +78,22 @@ void cst_to_float_q4_0_ref(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* same order as Q8_0; the block unpacks to low nibbles (elements 0-15) then
+ * high nibbles (16-31), minus 8 */
 void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
     const int nb = n / QK8_0;
-    float sum = 0.0f;
+    float acc[8] = {0};
+    int8_t w[QK4_0];
     for (int i = 0; i < nb; i++) {
-        int sumi = 0;
         for (int j = 0; j < QK4_0 / 2; j++) {
-            sumi += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
-            sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+            w[j] = (int8_t)((x[i].qs[j] & 0x0F) - 8);
+            w[j + QK4_0 / 2] = (int8_t)((x[i].qs[j] >> 4) - 8);
         }
-        sum += sumi * (cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
+        acc_block8(acc, w, y[i].qs, cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d));
     }
-    *s = sum;
+    *s = cst_hsum8_ref(acc);
 }
 
 /* ---------------------------------------------------------------- Q8_K */

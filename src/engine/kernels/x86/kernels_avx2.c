@@ -161,22 +161,12 @@ static void from_float_q8_0_avx2(const float *x, void *vy, int64_t n) {
 static void vec_dot_q8_0_q8_0_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q8_0 *x = vx, *y = vy;
     const int nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                  _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
-                                  _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    __m256 acc = _mm256_setzero_ps(); /* ggml's order: one accumulator, fma per block, hsum8 */
+    for (int i = 0; i < nb; i++) {
+        const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                  _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    *s = hsum8(_mm256_add_ps(acc0, acc1));
+    *s = hsum8(acc);
 }
 
 /* ------------------------------------------------------------ Q4_0 */
@@ -191,19 +181,12 @@ static void vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *vx, const void *
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
     const int nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = dot_i8(q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = dot_i8(q4_0_unpack(x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    __m256 acc = _mm256_setzero_ps(); /* ggml's order: one accumulator, fma per block, hsum8 */
+    for (int i = 0; i < nb; i++) {
+        const __m256i p = dot_i8(q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    for (; i < nb; i++) {
-        const __m256i p0 = dot_i8(q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    *s = hsum8(_mm256_add_ps(acc0, acc1));
+    *s = hsum8(acc);
 }
 
 /* ------------------------------------------------------------ Q8_K */

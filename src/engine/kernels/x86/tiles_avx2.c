@@ -1,8 +1,8 @@
 /* tiles_avx2.c: AVX2 4x4 (weight rows x tokens) micro-kernels for Q8_0, Q4_0,
  * F32, F16 and BF16, each computed as two 4x2 passes (16 ymm registers).
  * Q8_0/Q4_0: per 32-element block the signed int8 dot is maddubs(|w|,
- * sign(a, w)) + madd; the 4 rows of a token are folded into one vector (lane
- * k: a partial sum of row k % 4, exact integers) and scaled by d_w * d_a.
+ * sign(a, w)) + madd, accumulated exactly like the vec_dot (ggml's order,
+ * bit-identical results).
  * Float types: 8 FMA accumulators per pass, zero-padded tail. Results equal
  * the vec_dots up to float summation order.
  */
@@ -11,12 +11,6 @@
 #include <immintrin.h>
 
 static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
-
-static inline __m256i fold4_i(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
-    const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1));
-    const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(s2, s3), _mm256_unpackhi_epi32(s2, s3));
-    return _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
-}
 
 /* [sum a0, sum a1, sum a2, sum a3] */
 static inline __m128 fold4_ps(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -31,7 +25,15 @@ static inline __m256i q4_0_unpack(const uint8_t *qs) {
 }
 #define LOAD_Q8(p) _mm256_loadu_si256((const __m256i *)(p))
 
-/* rows x[0..3] with tokens y[0..1] */
+static inline float hsum8(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* rows x[0..3] with tokens y[0..1], in the vec_dot order bit for bit: one
+ * 8-lane accumulator per (row, token), fma(dw * da, lane sums, acc) per block */
 #define TILE_Q0_PASS(NAME, BT, LOADW)                                                              \
     static inline __attribute__((always_inline)) void NAME(int n, const void *const *vx,           \
                                                            const void *const *vy, float *s, int64_t lds) { \
@@ -40,28 +42,22 @@ static inline __m256i q4_0_unpack(const uint8_t *qs) {
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) x[r] = (const BT *)vx[r];              \
         const block_q8_0 *y[2] = {(const block_q8_0 *)vy[0], (const block_q8_0 *)vy[1]};          \
         const __m256i ones = _mm256_set1_epi16(1);                                                 \
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};                                \
+        __m256 acc[4][2];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps(); \
         for (int i = 0; i < nb; i++) {                                                             \
-            __m256i w[4], aw[4];                                                                   \
+            const __m256i a0 = LOAD_Q8(y[0][i].qs), a1 = LOAD_Q8(y[1][i].qs);                      \
+            const float da0 = f16(y[0][i].d), da1 = f16(y[1][i].d);                                \
             _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                 \
-                w[r] = LOADW(x[r][i].qs);                                                          \
-                aw[r] = _mm256_sign_epi8(w[r], w[r]);                                              \
-            }                                                                                      \
-            const __m128 dh = _mm_cvtph_ps(_mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d,      \
-                                                          (short)x[2][i].d, (short)x[3][i].d, 0, 0, 0, 0)); \
-            const __m256 dw = _mm256_set_m128(dh, dh);                                             \
-            _Pragma("GCC unroll 2") for (int t = 0; t < 2; t++) {                                 \
-                const __m256i a = LOAD_Q8(y[t][i].qs);                                             \
-                __m256i p[4];                                                                      \
-                _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) p[r] = _mm256_madd_epi16(     \
-                    _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(a, w[r])), ones);                 \
-                const __m256i u = fold4_i(p[0], p[1], p[2], p[3]);                                 \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(u), _mm256_mul_ps(dw, _mm256_set1_ps(f16(y[t][i].d))), \
-                                         acc[t]);                                                  \
+                const __m256i w = LOADW(x[r][i].qs), aw = _mm256_sign_epi8(w, w);                  \
+                const float dw = f16(x[r][i].d);                                                   \
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a0, w)), ones); \
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a1, w)), ones); \
+                acc[r][0] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da0), _mm256_cvtepi32_ps(p0), acc[r][0]); \
+                acc[r][1] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da1), _mm256_cvtepi32_ps(p1), acc[r][1]); \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 2") for (int t = 0; t < 2; t++)                                       \
-            _mm_storeu_ps(s + t * lds, _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1))); \
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) s[t * lds + r] = hsum8(acc[r][t]); \
     }
 
 TILE_Q0_PASS(pass_q8_0, block_q8_0, LOAD_Q8)
