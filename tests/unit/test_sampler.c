@@ -200,6 +200,81 @@ TEST(large_vocab_truncation) {
     free(sorted);
 }
 
+/* Sequences drawn by the previous sampler (full quickselect) for fixed seeds:
+ * the one-pass top-k must select, order and draw exactly the same way (ties
+ * at the k-th place included: the logits take 4096 distinct values only). */
+TEST(pinned_sequences) {
+    const int n = 49157; /* not a multiple of the 16-logit blocks */
+    float *l = malloc(n * sizeof *l);
+    uint64_t g = 777;
+    for (int i = 0; i < n; i++) {
+        g = g * 6364136223846793005ull + 1442695040888963407ull;
+        l[i] = (float)((uint32_t)(g >> 33) % 4096) / 256.0f;
+    }
+    l[n - 1] = NAN;
+    l[100] = -INFINITY;
+    const cst_sampler_params ps[3] = {params(0.8f, 40, 0.95f, 0.0f, 1234), params(1.0f, 40, 1.0f, 0.0f, 99),
+                                      params(1.5f, 7, 0.9f, 0.05f, 5)};
+    const int32_t want[3][16] = {
+        {8819, 18450, 3933, 29940, 10249, 29940, 28466, 32818, 42538, 48750, 32577, 32969, 14837, 48750, 7846, 18450},
+        {5654, 42703, 8681, 39650, 18450, 32969, 46544, 8877, 29940, 46861, 11187, 21704, 14837, 14837, 8681, 38825},
+        {8877, 13581, 13581, 14837, 10249, 14837, 10249, 14837, 8877, 8877, 21704, 8819, 8877, 14837, 10249, 21704},
+    };
+    for (int k = 0; k < 3; k++) {
+        cst_sampler *s = cst_sampler_new(&ps[k], n);
+        ASSERT(s);
+        for (int t = 0; t < 16; t++) {
+            l[t * 131 % n] += 0.25f;
+            ASSERT_EQ(cst_sampler_sample(s, l), want[k][t]);
+        }
+        cst_sampler_free(s);
+    }
+    free(l);
+}
+
+/* top-k over blocks: ties at the cut keep the lowest ids, a +inf anywhere
+ * wins, fewer finite logits than k keep them all, argmax finds a maximum in
+ * the tail or behind NaN blocks */
+TEST(top_k_blocks) {
+    const int n = 1003;
+    float *l = malloc(n * sizeof *l);
+    for (int i = 0; i < n; i++) l[i] = 1.0f;
+    cst_sampler_params p = params(1.0f, 3, 1.0f, 0, 17);
+    cst_sampler *s = cst_sampler_new(&p, n);
+    int seen[3] = {0};
+    for (int i = 0; i < 600; i++) {
+        int32_t t = cst_sampler_sample(s, l);
+        ASSERT(t >= 0 && t < 3);
+        seen[t]++;
+    }
+    ASSERT(seen[0] > 100 && seen[1] > 100 && seen[2] > 100);
+    l[998] = INFINITY;
+    l[999] = INFINITY;
+    ASSERT_EQ(cst_sampler_sample(s, l), 998);
+    for (int i = 0; i < n; i++) l[i] = i % 100 == 7 ? (float)i : -INFINITY; /* 10 finite, k = 40 */
+    cst_sampler_free(s);
+    p = params(1000.0f, 40, 1.0f, 0, 18);
+    s = cst_sampler_new(&p, n);
+    int hits = 0;
+    for (int i = 0; i < 400; i++) {
+        int32_t t = cst_sampler_sample(s, l);
+        ASSERT_EQ(t % 100, 7);
+        hits += t == 7;
+    }
+    ASSERT(hits > 10); /* near-uniform at a high temperature: the lowest is drawn too */
+    cst_sampler_free(s);
+    for (int i = 0; i < n; i++) l[i] = NAN;
+    l[1001] = -3;
+    l[1002] = -2;
+    ASSERT_EQ(cst_argmax(l, n), 1002);
+    l[40] = -2;
+    ASSERT_EQ(cst_argmax(l, n), 40);
+    l[20] = -0.0f;
+    l[35] = 0.0f;
+    ASSERT_EQ(cst_argmax(l, n), 20);
+    free(l);
+}
+
 /* ---- stopper ---------------------------------------------------------------- */
 typedef struct {
     char out[4096];

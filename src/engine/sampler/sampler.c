@@ -1,8 +1,10 @@
 /* sampler.c: token selection from logits: greedy argmax, or the chain
  * top-k -> top-p -> min-p -> temperature -> seeded draw (xoshiro256**).
  * Candidates are ordered by (logit desc, id asc), so results never depend on
- * the selection algorithm. Top-k is an O(n) quickselect plus a sort of the k
- * survivors; top-p without top-k grows a sorted prefix until the nucleus is
+ * the selection algorithm. A small top-k is one pass over the logits that
+ * skips 16-logit blocks below the current k-th best and keeps the survivors
+ * in a k-entry heap (a larger k: an O(n) quickselect); the survivors are then
+ * sorted. Top-p without top-k grows a sorted prefix until the nucleus is
  * covered. All scratch space is allocated in cst_sampler_new.
  */
 #define _GNU_SOURCE
@@ -14,6 +16,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#define CST_SAMPLER_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct {
     float logit;
@@ -100,14 +104,49 @@ void cst_sampler_free(cst_sampler *s) {
 
 uint64_t cst_sampler_seed(const cst_sampler *s) { return s->p.seed; }
 
+/* Block scans, 16 logits at a time: SSE2 on x86-64, scalar elsewhere. */
+#define VW 16
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* any of p[0..16) > t (false for NaN) */
+static inline bool any_gt16(const float *p, float t) {
+    const __m128 v = _mm_set1_ps(t);
+    __m128 m = _mm_or_ps(_mm_or_ps(_mm_cmpgt_ps(_mm_loadu_ps(p), v), _mm_cmpgt_ps(_mm_loadu_ps(p + 4), v)),
+                         _mm_or_ps(_mm_cmpgt_ps(_mm_loadu_ps(p + 8), v), _mm_cmpgt_ps(_mm_loadu_ps(p + 12), v)));
+    return _mm_movemask_ps(m) != 0;
+}
+#else
+static inline bool any_gt16(const float *p, float t) {
+    bool a = false;
+    for (int j = 0; j < VW; j++) a |= p[j] > t;
+    return a;
+}
+#endif
+
+/* First index of the largest non-NaN value (the first of equal maxima);
+ * 0 when every value is NaN. Blocks that hold nothing above the best so far
+ * are skipped with one compare. */
 int32_t cst_argmax(const float *logits, int32_t n) {
-    int32_t best = -1;
-    for (int32_t i = 0; i < n; i++) {
-        float x = logits[i];
-        if (isnan(x)) continue;
-        if (best < 0 || x > logits[best]) best = i;
+    int32_t best = -1, i = 0;
+    while (i < n && best < 0) { /* the first non-NaN value */
+        if (!isnan(logits[i])) best = i;
+        i++;
     }
-    return best < 0 ? 0 : best;
+    if (best < 0) return 0;
+    float m = logits[best];
+    while (i < n) {
+        if (i + VW <= n && !any_gt16(logits + i, m)) {
+            i += VW;
+            continue;
+        }
+        const int32_t end = i + VW < n ? i + VW : n;
+        for (; i < end; i++)
+            if (logits[i] > m) { /* false for NaN */
+                m = logits[i];
+                best = i;
+            }
+    }
+    return best;
 }
 
 /* ---- ordering helpers ----------------------------------------------------- */
@@ -176,13 +215,110 @@ static void sort_cands(cand *c, size_t n) {
     }
 }
 
+/* ---- top-k in one pass --------------------------------------------------------- */
+#define HEAP_K_MAX 256 /* larger k: quickselect */
+
+/* h[0..n) is a heap with the worst candidate at the root. */
+static void heap_down(cand *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, w = i;
+        if (l < n && better(&h[w], &h[l])) w = l;
+        if (l + 1 < n && better(&h[w], &h[l + 1])) w = l + 1;
+        if (w == i) return;
+        swapc(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+static void heap_up(cand *h, size_t i) {
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!better(&h[p], &h[i])) return;
+        swapc(&h[p], &h[i]);
+        i = p;
+    }
+}
+
+/* The k best finite logits into c[0..k), sorted best first, when more than k
+ * logits are finite (*cut = true); otherwise every finite logit in id order
+ * (what the full candidate list would be). Returns the count, or -1 with
+ * *inf_id set when a logit is +inf (the first one wins outright). Logits
+ * visited later have larger ids, so a later logit beats the heap's root only
+ * when it is strictly larger: whole 16-logit blocks at or below the root are
+ * skipped with one vector compare. */
+static ssize_t collect_top_k(cand *c, const float *logits, int32_t n_vocab, size_t k, bool *cut, int32_t *inf_id) {
+    size_t cnt = 0;
+    int32_t i = 0;
+    *cut = false;
+    for (; i < n_vocab && cnt < k; i++) { /* fill */
+        float x = logits[i];
+        if (isnan(x) || x == -INFINITY) continue;
+        if (x == INFINITY) {
+            *inf_id = i;
+            return -1;
+        }
+        c[cnt].logit = x;
+        c[cnt].id = i;
+        heap_up(c, cnt++);
+    }
+    bool more = false; /* a finite logit beyond the first k */
+    for (; i < n_vocab;) {
+        if (i + VW <= n_vocab && !any_gt16(logits + i, c[0].logit)) {
+            if (!more) more = any_gt16(logits + i, -INFINITY);
+            i += VW;
+            continue;
+        }
+        const int32_t end = CST_SAMPLER_MIN(i + VW, n_vocab);
+        for (; i < end; i++) {
+            float x = logits[i];
+            if (!(x > -INFINITY)) continue; /* NaN, -inf */
+            more = true;
+            if (x == INFINITY) {
+                *inf_id = i;
+                return -1;
+            }
+            if (x > c[0].logit) {
+                c[0].logit = x;
+                c[0].id = i;
+                heap_down(c, cnt, 0);
+            }
+        }
+    }
+    if (more) {
+        *cut = true;
+        sort_cands(c, cnt);
+    } else {
+        for (size_t a = 1; a < cnt; a++) { /* id order (insertion sort, cnt <= k) */
+            cand x = c[a];
+            size_t b = a;
+            while (b > 0 && c[b - 1].id > x.id) {
+                c[b] = c[b - 1];
+                b--;
+            }
+            c[b] = x;
+        }
+    }
+    return (ssize_t)cnt;
+}
+
 /* ---- the chain ------------------------------------------------------------ */
 int32_t cst_sampler_sample(cst_sampler *s, const float *logits) {
     const cst_sampler_params *p = &s->p;
     if (!(p->temperature > 0)) return cst_argmax(logits, s->n_vocab);
 
-    /* candidates: finite logits only (a +inf logit wins outright) */
+    cand *c = s->c;
+    bool sorted = false;
     size_t n = 0;
+    if (p->top_k > 0 && p->top_k <= HEAP_K_MAX) {
+        int32_t inf_id = -1;
+        ssize_t got = collect_top_k(c, logits, s->n_vocab, (size_t)p->top_k, &sorted, &inf_id);
+        if (got < 0) return inf_id;
+        n = (size_t)got;
+        if (n == 0) return cst_argmax(logits, s->n_vocab);
+        goto top_p;
+    }
+
+    /* candidates: finite logits only (a +inf logit wins outright) */
     for (int32_t i = 0; i < s->n_vocab; i++) {
         float x = logits[i];
         if (isnan(x) || x == -INFINITY) continue;
@@ -192,8 +328,6 @@ int32_t cst_sampler_sample(cst_sampler *s, const float *logits) {
         n++;
     }
     if (n == 0) return cst_argmax(logits, s->n_vocab);
-    cand *c = s->c;
-    bool sorted = false;
 
     /* top-k */
     if (p->top_k > 0 && (size_t)p->top_k < n) {
@@ -203,6 +337,7 @@ int32_t cst_sampler_sample(cst_sampler *s, const float *logits) {
         sorted = true;
     }
 
+top_p:
     /* top-p: the smallest prefix (by probability) whose mass reaches top_p */
     if (p->top_p < 1.0f && n > 1) {
         float maxl = c[0].logit;
