@@ -32,10 +32,13 @@ static void fill_normal(float *x, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * nrand();
 }
 
-/* Types whose fast kernels (vec_dot, tiles, matmul) accumulate in exactly
- * the ref's (ggml's) order: results must be bit-identical to ref. */
-static bool exact_order(cst_type t) {
-    return t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0;
+/* Types whose kernels (vec_dot, tiles, matmul) of a given ISA accumulate in
+ * exactly the ref's (ggml's) order: results must be bit-identical to ref.
+ * F32/F16 follow ggml's AVX-512 orders (16 lanes) only in the AVX-512 table. */
+static bool exact_order(cst_type t, cst_isa isa) {
+    if (t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0) return true;
+    if (t == CST_TYPE_F32 || t == CST_TYPE_F16) return isa == CST_ISA_AVX512 || isa == CST_ISA_REF;
+    return false;
 }
 
 /* bit equality of two floats (treats -0 != +0, as a bit-exact kernel must) */
@@ -182,7 +185,7 @@ TEST(q8_activation_rounding_is_llama_cpp) {
 /* ---- fast paths vs ref ---- */
 
 static void check_isa_against_ref(cst_isa isa) {
-    static const int sizes[] = {256, 512, 768, 2048, 4352};
+    static const int sizes[] = {256, 512, 768, 2048, 4352, 96, 1000}; /* 96, 1000: leftovers past 64 */
     for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
         const cst_type t = all_types[k];
         const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
@@ -192,6 +195,7 @@ static void check_isa_against_ref(cst_isa isa) {
         const cst_kernel_traits *rv = cst_kernel_traits_isa(vt, CST_ISA_REF);
         const cst_kernel_traits *fv = cst_kernel_traits_isa(vt, isa);
         for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+            if (sizes[si] % cst_type_get_info((int)t)->blck_size) continue;
             for (int pat = 0; pat < 4; pat++) {
                 const int n = sizes[si];
                 float *w = xalloc(n * 4), *a = xalloc(n * 4), *y1 = xalloc(n * 4), *y2 = xalloc(n * 4);
@@ -228,7 +232,7 @@ static void check_isa_against_ref(cst_isa isa) {
                 for (int i = 0; i < n; i++) mag += fabs((double)y1[i] * y2[i]);
                 ASSERT_MSG(fabs((double)s1 - s2) <= 1e-5 * mag + 1e-30, "%s: %s vec_dot %.9g vs ref %.9g (n=%d pat=%d)",
                            cst_isa_name(isa), cst_type_name(t), s2, s1, n, pat);
-                if (exact_order(t))
+                if (exact_order(t, isa))
                     ASSERT_MSG(same_bits(s1, s2), "%s: %s vec_dot %.9g not bit-identical to ref %.9g (n=%d pat=%d)",
                                cst_isa_name(isa), cst_type_name(t), s2, s1, n, pat);
                 cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(y1), cst_free_aligned(y2);
@@ -276,7 +280,7 @@ TEST(avx512_matches_ref) {
 
 /* Every 4x4 micro-kernel (rows x tokens) against 16 ref vec_dots, bounded by
  * the magnitude sum |w_i a_i| (a wrong bit would cost about mag/n). */
-static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
+static void check_tile(cst_type t, cst_tile4x4_fn tile, cst_isa isa, const char *label) {
     static const int sizes[] = {32, 96, 256, 512, 800, 2048, 4352}; /* odd block counts too */
     {
         const cst_kernel_traits *rt = cst_kernel_traits_isa(t, CST_ISA_REF);
@@ -308,6 +312,10 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
                 const void *xp[4], *yp[4];
                 for (int q = 0; q < 4; q++) xp[q] = W + q * bx, yp[q] = A + q * by;
                 tile(n, xp, yp, s, 6);
+                /* batches of some types have their own order (F32/F16: tinyBLAS): the ref tile */
+                const cst_tile4x4_fn rtile = cst_kernel_tile4x4_isa(t, CST_ISA_REF);
+                float sr[16];
+                if (rtile) rtile(n, xp, yp, sr, 4);
                 for (int tk = 0; tk < 4; tk++) {
                     for (int r = 0; r < 4; r++) {
                         float e = 0;
@@ -317,7 +325,8 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
                         ASSERT_MSG(fabs((double)s[tk * 6 + r] - e) <= 1e-5 * mag + 1e-30,
                                    "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g, ref %.9g (mag %.3g)", label,
                                    cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e, mag);
-                        if (exact_order(t))
+                        if (rtile) e = sr[tk * 4 + r];
+                        if (exact_order(t, isa))
                             ASSERT_MSG(same_bits(s[tk * 6 + r], e), "%s %s tile n=%d pat=%d: s[%d][%d] = %.9g not bit-identical to ref %.9g",
                                        label, cst_type_name(t), n, pat, tk, r, s[tk * 6 + r], e);
                     }
@@ -331,11 +340,11 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, const char *label) {
 }
 
 TEST(tiles_match_ref) {
-    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++) {
+    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
         if (!cst_isa_available((cst_isa)isa)) continue;
         for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
             const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(all_types[k], (cst_isa)isa);
-            if (tile) check_tile(all_types[k], tile, cst_isa_name((cst_isa)isa));
+            if (tile) check_tile(all_types[k], tile, (cst_isa)isa, cst_isa_name((cst_isa)isa));
         }
     }
 }
@@ -351,7 +360,7 @@ TEST(bf16_widening_kernels_match_ref) {
     static cst_tile4x4_fn tiles[CST_TYPE_COUNT];
     cst_kernels_float_avx512(tab, tiles, false);
     ASSERT(tab[CST_TYPE_BF16].vec_dot && tiles[CST_TYPE_BF16]);
-    check_tile(CST_TYPE_BF16, tiles[CST_TYPE_BF16], "avx512 widening");
+    check_tile(CST_TYPE_BF16, tiles[CST_TYPE_BF16], CST_ISA_AVX512, "avx512 widening");
     const cst_kernel_traits *rt = cst_kernel_traits_isa(CST_TYPE_BF16, CST_ISA_REF);
     for (int n = 1; n < 300; n += 37) {
         float *w = xalloc(n * 4), *a = xalloc(n * 4), *wd = xalloc(n * 4), *ad = xalloc(n * 4);
@@ -443,6 +452,12 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
     const size_t ws = cst_matmul_wsize(t, n_in, n_tok);
     void *wdata = xalloc(ws);
     cst_matmul(pool, W, t, n_in, n_out, x, n_tok, y, ldy, wdata);
+    /* the same product under the ref tables (bit-identical where the order is) */
+    const cst_isa isa = cst_kernels_isa();
+    float *yr = xalloc(ldy * n_tok * 4);
+    ASSERT(cst_kernels_set_isa(CST_ISA_REF));
+    cst_matmul(pool, W, t, n_in, n_out, x, n_tok, yr, ldy, wdata);
+    ASSERT(cst_kernels_set_isa(isa));
     const size_t arow = tr->vec_dot_type == CST_TYPE_F32 ? (size_t)n_in * 4 : cst_row_size(tr->vec_dot_type, n_in);
     char *qa = xalloc(arow);
     /* bound: 1e-5 of sum |w_i x_i| over the dequantized values (tiles sum in another order) */
@@ -461,20 +476,22 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
                        "%s n_in %lld n_out %lld n_tok %lld: y[%lld][%lld] = %.9g, expected %.9g", cst_type_name(t),
                        (long long)n_in, (long long)n_out, (long long)n_tok, (long long)tk, (long long)o,
                        y[tk * ldy + o], e);
-            if (exact_order(t))
-                ASSERT_MSG(same_bits(y[tk * ldy + o], e), "%s n_in %lld n_tok %lld: y[%lld][%lld] = %.9g not bit-identical to %.9g",
-                           cst_type_name(t), (long long)n_in, (long long)n_tok, (long long)tk, (long long)o,
-                           y[tk * ldy + o], e);
+            if (exact_order(t, isa))
+                ASSERT_MSG(same_bits(y[tk * ldy + o], yr[tk * ldy + o]),
+                           "%s %s n_in %lld n_out %lld n_tok %lld: y[%lld][%lld] = %.9g not bit-identical to ref matmul %.9g",
+                           cst_isa_name(isa), cst_type_name(t), (long long)n_in, (long long)n_out, (long long)n_tok,
+                           (long long)tk, (long long)o, y[tk * ldy + o], yr[tk * ldy + o]);
         }
         for (int64_t o = n_out; o < ldy; o++) ASSERT(y[tk * ldy + o] == -999.0f);
     }
     cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(y);
     cst_free_aligned(wdata), cst_free_aligned(qa), cst_free_aligned(wdq), cst_free_aligned(xdq);
+    cst_free_aligned(yr);
 }
 
 TEST(matmul_odd_shapes_and_threads) {
     static const int64_t toks[] = {1, 2, 3, 17, 40};
-    static const int64_t outs[] = {1, 7, 37};
+    static const int64_t outs[] = {1, 7, 8, 37}; /* 8: F32/F16 batches take the tile (tinyBLAS) path */
     const cst_isa prev = cst_kernels_isa();
     for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;

@@ -65,6 +65,8 @@ static void detect(void) {
 static void init_tables(void) {
     detect();
     fill_ref(tables[CST_ISA_REF]);
+    tiles[CST_ISA_REF][CST_TYPE_F32] = cst_tile_f32_ref; /* tinyBLAS order, see matmul.c */
+    tiles[CST_ISA_REF][CST_TYPE_F16] = cst_tile_f16_ref;
     memcpy(tables[CST_ISA_AVX2], tables[CST_ISA_REF], sizeof(tables[0]));
     memcpy(tables[CST_ISA_AVX512], tables[CST_ISA_REF], sizeof(tables[0]));
     if (isa_ok[CST_ISA_AVX2]) {

@@ -40,6 +40,12 @@ void cst_to_float_bf16_ref(const void *x, float *y, int64_t n);
 void cst_from_float_bf16_ref(const float *x, void *y, int64_t n);
 void cst_vec_dot_bf16_ref(int n, float *s, const void *x, const void *y);
 
+/* _mm512_reduce_add_ps order: (v[k]+v[k+8]), then (+4), then (0+2) + (1+3) */
+float cst_reduce16_ref(const float v[16]);
+/* F32/F16 4x4 tiles in tinyBLAS order (signature of cst_tile4x4_fn) */
+void cst_tile_f32_ref(int n, const void *const *x, const void *const *y, float *s, int64_t lds);
+void cst_tile_f16_ref(int n, const void *const *x, const void *const *y, float *s, int64_t lds);
+
 /* ---- ref: quantized types ---- */
 void cst_to_float_q8_0_ref(const void *x, float *y, int64_t n);
 void cst_to_float_q4_0_ref(const void *x, float *y, int64_t n);

@@ -106,6 +106,16 @@ static void mm_worker(void *p, int ith, int nth) {
     mm_rows(c, g0 * 4, CST_MIN(g1 * 4, c->n_out));
 }
 
+/* llama.cpp computes F32/F16 batches with tinyBLAS (llamafile sgemm) only
+ * when the rows come in fours and the row length in steps of 16; otherwise
+ * with its vec_dot. The tiles of these types follow tinyBLAS's order, so they
+ * are used under the same conditions (the result then equals llama.cpp's). */
+static bool use_tile(cst_type wt, int64_t n_in, int64_t n_out, int64_t n_tok) {
+    if (n_tok < 2) return false;
+    if (wt == CST_TYPE_F32 || wt == CST_TYPE_F16) return n_out % 4 == 0 && n_in % 16 == 0;
+    return true;
+}
+
 size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok) {
     const cst_kernel_traits *tr = cst_kernel_traits_for(wt);
     if (!tr || tr->vec_dot_type == CST_TYPE_F32) return 0;
@@ -118,7 +128,7 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     CST_ASSERT(tr && tr->vec_dot);
     mm_ctx c = {
         .tr = tr,
-        .tile = n_tok >= 2 ? cst_kernel_tile4x4(wt) : NULL,
+        .tile = use_tile(wt, n_in, n_out, n_tok) ? cst_kernel_tile4x4(wt) : NULL,
         .vtr = cst_kernel_traits_for(tr->vec_dot_type),
         .W = W,
         .w_row = cst_row_size(wt, n_in),

@@ -3,7 +3,9 @@
  * F16, as llama.cpp) and BF16, accumulating in F32, and the BF16 dot product.
  * BF16 uses vdpbf16ps where the CPU has AVX512_BF16 (functions compiled with
  * a target attribute, installed only after the CPUID check), else widens to
- * F32 and uses FMA. Results equal the ref dots up to float rounding.
+ * F32 and uses FMA. F32/F16 tiles reproduce tinyBLAS's (llamafile sgemm)
+ * order bit for bit (16 lanes per output, _mm512_reduce_add_ps order); BF16
+ * equals the ref dots up to float rounding.
  */
 #include "../kernels_int.h"
 
@@ -20,6 +22,19 @@ static inline __m128 fold4_ps(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
+/* [reduce_add(a0), .., reduce_add(a3)], each in _mm512_reduce_add_ps's order
+ * (cst_reduce16_ref): 256-bit halves, 128-bit halves, (0+2) + (1+3) */
+static inline __m128 reduce4_ps(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+    const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
+    /* x = [h0 | h1], y = [h2 | h3], h_r[k] = a_r[k] + a_r[k + 8] */
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+    /* z: 128-bit lane r holds q_r[k] = h_r[k] + h_r[k + 4] */
+    const __m512 u = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));           /* q0+q2, q1+q3 */
+    const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0xB1));           /* (q0+q2) + (q1+q3) */
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), v));
+}
+
 #define LOAD_F32(p, i) _mm512_loadu_ps((const float *)(p) + (i))
 #define MLOAD_F32(m, p, i) _mm512_maskz_loadu_ps(m, (const float *)(p) + (i))
 #define LOAD_F16(p, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const cst_f16 *)(p) + (i))))
@@ -29,7 +44,7 @@ static inline __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_s
 #define MLOAD_BF16(m, p, i) bf16_widen(_mm256_maskz_loadu_epi16(m, (const cst_bf16 *)(p) + (i)))
 
 /* 16 elements per step: 4 weight vectors x 4 activation vectors, 16 accumulators */
-#define TILE_F(NAME, LOAD, MLOAD)                                                                   \
+#define TILE_F(NAME, LOAD, MLOAD, FOLD)                                                                   \
     static void NAME(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {   \
         __m512 acc[4][4];                                                                           \
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                        \
@@ -53,12 +68,13 @@ static inline __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_s
             }                                                                                       \
         }                                                                                           \
         _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++)                                        \
-            _mm_storeu_ps(s + t * lds, fold4_ps(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));       \
+            _mm_storeu_ps(s + t * lds, FOLD(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));           \
     }
 
-TILE_F(tile_f32_avx512, LOAD_F32, MLOAD_F32)
-TILE_F(tile_f16_avx512, LOAD_F16, MLOAD_F16)
-TILE_F(tile_bf16_avx512, LOAD_BF16, MLOAD_BF16)
+/* F32/F16: tinyBLAS's order bit for bit when n % 16 == 0 (cst_tile_f32_ref) */
+TILE_F(tile_f32_avx512, LOAD_F32, MLOAD_F32, reduce4_ps)
+TILE_F(tile_f16_avx512, LOAD_F16, MLOAD_F16, reduce4_ps)
+TILE_F(tile_bf16_avx512, LOAD_BF16, MLOAD_BF16, fold4_ps)
 
 /* BF16 dot, widened to F32 */
 static void vec_dot_bf16_avx512(int n, float *s, const void *x, const void *y) {

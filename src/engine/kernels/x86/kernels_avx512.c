@@ -7,6 +7,7 @@
 #include "../kernels_int.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static inline float hsum8(__m256 v) {
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -19,43 +20,38 @@ static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
 
 /* ------------------------------------------------------------ floats */
 
+/* ggml_vec_dot_f32 / _f16 order (cst_vec_dot_f32_ref): 4 accumulators over
+ * 64-element steps, (a0+a2)+(a1+a3), reduce, leftovers one by one */
 static void vec_dot_f32_avx512(int n, float *s, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 64 <= n; i += 64) {
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64) {
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
         a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
     }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
-    }
-    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int i = np; i < n; i++) sum = fmaf(x[i], y[i], sum);
+    *s = sum;
 }
 
 static void vec_dot_f16_avx512(int n, float *s, const void *vx, const void *vy) {
     const cst_f16 *x = vx, *y = vy;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
+    const int np = n & ~63;
 #define LH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-    for (; i + 64 <= n; i += 64) {
+    for (int i = 0; i < np; i += 64) {
         a0 = _mm512_fmadd_ps(LH(x + i), LH(y + i), a0);
         a1 = _mm512_fmadd_ps(LH(x + i + 16), LH(y + i + 16), a1);
         a2 = _mm512_fmadd_ps(LH(x + i + 32), LH(y + i + 32), a2);
         a3 = _mm512_fmadd_ps(LH(x + i + 48), LH(y + i + 48), a3);
     }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LH(x + i), LH(y + i), a0);
 #undef LH
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)),
-                             _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, y + i)), a1);
-    }
-    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    double sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int i = np; i < n; i++) sum += (double)(f16(x[i]) * f16(y[i]));
+    *s = (float)sum;
 }
 
 void cst_fp16_to_fp32_row_avx512(const cst_f16 *x, float *y, int64_t n) {
