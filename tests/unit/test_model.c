@@ -323,8 +323,11 @@ TEST(two_sequences_in_one_batch_match_separate) {
             }
         }
         ASSERT_OK(cst_ctx_decode(c, b));
-        ASSERT(nmse(cst_ctx_logits(c, i1), l1, nv) < 1e-10);
-        ASSERT(nmse(cst_ctx_logits(c, i2), l2, nv) < 1e-10);
+        /* not bit-identical for F32 weights: separately the last layer's FFN
+         * and the output run for 1 row (ggml_vec_dot order), together for 2
+         * rows (tinyBLAS order), exactly as in llama.cpp (gemma3-F32: 5e-9) */
+        ASSERT(nmse(cst_ctx_logits(c, i1), l1, nv) < 1e-7);
+        ASSERT(nmse(cst_ctx_logits(c, i2), l2, nv) < 1e-7);
         ASSERT(cst_ctx_logits(c, 0) == NULL);
         ASSERT(cst_ctx_logits(c, -1) == NULL);
         ASSERT(cst_ctx_logits(c, 1000) == NULL);
