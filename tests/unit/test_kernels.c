@@ -36,7 +36,7 @@ static void fill_normal(float *x, int64_t n, float scale) {
  * exactly the ref's (ggml's) order: results must be bit-identical to ref.
  * F32/F16 follow ggml's AVX-512 orders (16 lanes) only in the AVX-512 table. */
 static bool exact_order(cst_type t, cst_isa isa) {
-    if (t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0) return true;
+    if (t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0 || t == CST_TYPE_Q5_K || t == CST_TYPE_Q6_K) return true;
     if (t == CST_TYPE_F32 || t == CST_TYPE_F16) return isa == CST_ISA_AVX512 || isa == CST_ISA_REF;
     return false;
 }

@@ -67,6 +67,9 @@ void cst_quantize_q6_K_ref(const float *x, void *y, int64_t n);
 
 /* ggml's hsum_float_8 order: (lo128 + hi128), then (0+2) + (1+3) */
 float cst_hsum8_ref(const float v[8]);
+/* Q5_K's mins term summs += dmin * isum, fused as GCC contracts ggml's
+ * `summs += dmin * _mm_extract_epi32(...)` */
+#define CST_Q5K_SUMMS(dmin, fsum, summs) fmaf((dmin), (fsum), (summs))
 void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *x, const void *y);

@@ -214,13 +214,18 @@ void cst_to_float_q5_K_ref(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* ggml's x86 (AVX2) order: per super-block 8 int32 lanes, lane l = sum over
+ * the 8 sub-blocks g of sc_g * (products of elements 32g+4l .. 32g+4l+3),
+ * acc[l] = fma(y.d * d, lane l, acc[l]); the mins go into one float
+ * summs += (-y.d * dmin) * (int) sum_j m_j * (bsums[2j] + bsums[2j+1]);
+ * result hsum8(acc) + summs. */
 void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
-    float sum = 0.0f;
+    float acc[8] = {0}, summs = 0.0f;
     for (int i = 0; i < nb; i++) {
-        int sumi = 0, summ = 0;
+        int lane[8] = {0}, summ = 0;
         const uint8_t *q = x[i].qs, *qh = x[i].qh;
         const int8_t *a = y[i].qs;
         for (int c = 0; c < QK_K / 64; c++, q += 32, a += 64) {
@@ -228,20 +233,19 @@ void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) 
             cst_get_scale_min_k4(2 * c, x[i].scales, &sc0, &m0);
             cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc1, &m1);
             const uint8_t u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
-            int s0 = 0, s1 = 0;
             for (int l = 0; l < 32; l++) {
-                s0 += ((q[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) * a[l];
-                s1 += ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) * a[l + 32];
+                lane[l / 4] += sc0 * (((q[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) * a[l]);
+                lane[l / 4] += sc1 * (((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) * a[l + 32]);
             }
-            sumi += sc0 * s0 + sc1 * s1;
             summ += m0 * (y[i].bsums[4 * c] + y[i].bsums[4 * c + 1]) +
                     m1 * (y[i].bsums[4 * c + 2] + y[i].bsums[4 * c + 3]);
         }
         const float d = y[i].d * cst_f16_to_f32(x[i].d);
-        const float dmin = y[i].d * cst_f16_to_f32(x[i].dmin);
-        sum += d * sumi - dmin * summ;
+        const float dmin = -y[i].d * cst_f16_to_f32(x[i].dmin);
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        summs = CST_Q5K_SUMMS(dmin, (float)summ, summs);
     }
-    *s = sum;
+    *s = cst_hsum8_ref(acc) + summs;
 }
 
 /* ---------------------------------------------------------------- Q6_K */
@@ -276,21 +280,24 @@ void cst_to_float_q6_K_ref(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* ggml's x86 order: lane l = -32 * (sc[2l] * bsums[2l] + sc[2l+1] * bsums[2l+1])
+ * + sum over the 8 32-element groups g of scales[(32g+4l)/16] * (products of
+ * the unsigned 6-bit codes and the activations for elements 32g+4l .. +3);
+ * acc[l] = fma(y.d * d, lane l, acc[l]); hsum8. */
 void cst_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
     int8_t q[QK_K];
-    float sum = 0.0f;
+    float acc[8] = {0};
     for (int i = 0; i < nb; i++) {
         q6_K_unpack(&x[i], q);
-        int sumi = 0;
-        for (int g = 0; g < QK_K / 16; g++) {
-            int sg = 0;
-            for (int j = 0; j < 16; j++) sg += q[16 * g + j] * y[i].qs[16 * g + j];
-            sumi += x[i].scales[g] * sg;
-        }
-        sum += cst_f16_to_f32(x[i].d) * y[i].d * sumi;
+        int lane[8];
+        for (int l = 0; l < 8; l++)
+            lane[l] = -32 * (x[i].scales[2 * l] * y[i].bsums[2 * l] + x[i].scales[2 * l + 1] * y[i].bsums[2 * l + 1]);
+        for (int e = 0; e < QK_K; e++) lane[(e % 32) / 4] += x[i].scales[e / 16] * ((q[e] + 32) * y[i].qs[e]);
+        const float d = y[i].d * cst_f16_to_f32(x[i].d);
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
     }
-    *s = sum;
+    *s = cst_hsum8_ref(acc);
 }

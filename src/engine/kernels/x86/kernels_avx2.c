@@ -308,12 +308,15 @@ static void vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *vx, const void *
     const int nb = n / QK_K;
     const __m256i m4 = _mm256_set1_epi8(0xF), b4 = _mm256_set1_epi8(16);
     __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    float summs = 0.0f; /* ggml's order: mins in one float, fused multiply-add per block */
     for (int i = 0; i < nb; i++) {
         const __m128i sm = k4_unpack_scales(x[i].scales);
         const float d = y[i].d * f16(x[i].d);
-        const float dmin = y[i].d * f16(x[i].dmin);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_mins_dot(sm, y[i].bsums)), accm);
+        const float dmin = -y[i].d * f16(x[i].dmin);
+        const __m128i md = k4_mins_dot(sm, y[i].bsums);
+        const __m128i md2 = _mm_add_epi32(md, _mm_unpackhi_epi64(md, md));
+        const int isum = _mm_cvtsi128_si32(_mm_add_epi32(md2, _mm_shuffle_epi32(md2, 1)));
+        summs = CST_Q5K_SUMMS(dmin, (float)isum, summs);
         const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
         __m256i sumi = _mm256_setzero_si256();
         const uint8_t *q = x[i].qs;
@@ -335,9 +338,7 @@ static void vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *vx, const void *
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    *s = hsum8(acc) - _mm_cvtss_f32(m);
+    *s = hsum8(acc) + summs;
 }
 
 /* shuffle controls for Q6_K: low 128-bit lane broadcasts int16 element 2k,

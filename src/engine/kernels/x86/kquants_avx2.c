@@ -177,11 +177,10 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
         tile_k2(KIND, n, x, y + 2, s + 2 * lds, lds);                                              \
     }
 TILE_K_AVX2(tile_q4_K_avx2, KIND_Q4)
-TILE_K_AVX2(tile_q5_K_avx2, KIND_Q5)
-TILE_K_AVX2(tile_q6_K_avx2, KIND_Q6)
+/* Q5_K and Q6_K have no AVX2 tile: batches use the vec_dot, which follows
+ * ggml's order (as llama.cpp does for these types); the tile_k2 paths for them
+ * are kept for reference but not installed. */
 
 void cst_kernels_tiles_kquants_avx2(cst_tile4x4_fn *tab) {
     tab[CST_TYPE_Q4_K] = tile_q4_K_avx2;
-    tab[CST_TYPE_Q5_K] = tile_q5_K_avx2;
-    tab[CST_TYPE_Q6_K] = tile_q6_K_avx2;
 }

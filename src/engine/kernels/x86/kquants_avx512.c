@@ -13,6 +13,13 @@
 
 static inline float f16(cst_f16 h) { return _cvtsh_ss(h); }
 
+static inline float hsum8(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
 /* Sum of the 4 rows' int32 vectors of one token: lane k of the result holds a
  * partial sum of row k % 4 (one per 128-bit lane). */
 static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
@@ -46,9 +53,19 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     const __m512i mins_idx = _mm512_loadu_si512((const void *)mins_units);
     /* bsums pairs: 32-bit lane k = 4p + r <- (bsp[2p], bsp[2p+1]) */
     const __m512i bsp_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 4, 4, 4, 4, 5, 5, 5, 5);
+    /* Q4_K: folded float accumulators; Q5_K/Q6_K: ggml's order, one 8-lane
+     * accumulator per (row, token) and (Q5_K) a float mins sum per (row, token) */
+    const int exact = kind != KIND_Q4;
     __m512 acc[4];
+    __m256 acc8[4][4];
+    __m128 summs[4];
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < 4; t++) {
+        acc[t] = _mm512_setzero_ps();
+        summs[t] = _mm_setzero_ps();
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc8[r][t] = _mm256_setzero_ps();
+    }
 
     for (int i = 0; i < nb; i++) {
         const char *xb[4];
@@ -103,7 +120,8 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             d4 = bcast4(_mm_setr_ps(dw[0], dw[1], dw[2], dw[3]));
         }
         if (kind == KIND_Q6) {
-            /* codes are stored +32: start from -32 * sum_g sc_g * bsums_g */
+            /* codes are stored +32: start from -32 * sum_g sc_g * bsums_g
+             * (lanes 0-7: groups 2k, 2k+1 -- ggml's lanes after the l + 8 fold) */
             __m512i bs[4];
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++)
@@ -172,12 +190,32 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             }
         }
 
-        if (kind == KIND_Q6) {
+        if (exact) {
+            /* lane l of ggml's 8 = lanes l and l + 8 of the chunk sums (exact integers) */
+            float dw[4];
+            _mm_storeu_ps(dw, _mm512_castps512_ps128(d4));
+            __m128i minv4[4];
+            if (kind == KIND_Q5) {
+                const __m512i minv = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi16(mins_idx, sm4)));
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
-                const __m512i u = fold4(sumi[0][t], sumi[1][t], sumi[2][t], sumi[3][t]);
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), _mm512_mul_ps(d4, _mm512_set1_ps(a[t]->d)), acc[t]);
+                for (int t = 0; t < 4; t++) {
+                    const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
+                    const __m512i bpz = _mm512_permutexvar_epi32(bsp_idx, _mm512_zextsi256_si512(_mm256_packs_epi32(bp, bp)));
+                    const __m512i mm = _mm512_madd_epi16(minv, bpz); /* lane 4p + r */
+                    const __m256i m8 = _mm256_add_epi32(_mm512_castsi512_si256(mm), _mm512_extracti64x4_epi64(mm, 1));
+                    minv4[t] = _mm_add_epi32(_mm256_castsi256_si128(m8), _mm256_extracti128_si256(m8, 1));
+                    /* summs += (-y.d * dmin) * isum, fused (CST_Q5K_SUMMS) */
+                    const __m128 dmv = _mm_mul_ps(_mm_set1_ps(-a[t]->d), _mm512_castps512_ps128(dmin4));
+                    summs[t] = _mm_fmadd_ps(dmv, _mm_cvtepi32_ps(minv4[t]), summs[t]);
+                }
             }
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    const __m256i u = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r][t]), _mm512_extracti64x4_epi64(sumi[r][t], 1));
+                    acc8[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(a[t]->d * dw[r]), _mm256_cvtepi32_ps(u), acc8[r][t]);
+                }
         } else {
             const __m512 dm4 = dmin4;
             const __m512i minv = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi16(mins_idx, sm4)));
@@ -192,6 +230,16 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
                 acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mm), _mm512_mul_ps(dm4, da), acc[t]);
             }
         }
+    }
+    if (exact) {
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            float sm[4];
+            _mm_storeu_ps(sm, summs[t]);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) s[t * lds + r] = hsum8(acc8[r][t]) + sm[r];
+        }
+        return;
     }
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
