@@ -9,6 +9,9 @@
 #include "../../core/core.h"
 
 #include <pthread.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -50,8 +53,11 @@ static void detect(void) {
     isa_ok[CST_ISA_REF] = true;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      __builtin_cpu_supports("f16c");
+    /* F16C: CPUID.1:ECX bit 29, read directly (clang < 15 rejects "f16c" in
+     * __builtin_cpu_supports, which breaks the clang fuzz build) */
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    const bool f16c = __get_cpuid(1, &a1, &b1, &c1, &d1) && (c1 >> 29 & 1);
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     isa_ok[CST_ISA_AVX2] = avx2;
     isa_ok[CST_ISA_AVX512] = avx2 && __builtin_cpu_supports("avx512f") &&
                              __builtin_cpu_supports("avx512bw") &&
