@@ -66,7 +66,11 @@ if [ $rc -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
   echo "fuzz.sh: $target FOUND A CRASH (rc $rc); reproducers in $build/crashes-$target/" >&2
   exit 1
 fi
-# keep the grown corpus for next time (small; best effort, serialised)
-( flock 9; mkdir -p "$persist" && cp -n "$work/corpus/"* "$persist/" 2>/dev/null ) 9>"$build/.fuzz.lock"
+# keep the grown corpus for next time (best effort, serialised; capped at
+# 3000 files so that loading it stays a small part of a short run)
+(
+  flock 9
+  mkdir -p "$persist" && [ "$(ls "$persist" | wc -l)" -lt 3000 ] && cp -n "$work/corpus/"* "$persist/" 2>/dev/null
+) 9>"$build/.fuzz.lock"
 echo "fuzz.sh: $target: no crash in ${secs}s"
 exit 0
