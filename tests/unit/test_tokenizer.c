@@ -2,7 +2,8 @@
  * files (ids and detokenized text, three special-token modes), llama.cpp's
  * phi-3 test vectors, the vocab-info.json facts (special ids, EOG sets,
  * attribute counts), plus robustness (invalid UTF-8, empty input, a 100 KB
- * input) and token_to_piece behaviour. */
+ * input) and token_to_piece behaviour; the no-copy (view) vocabularies against
+ * the copying ones, the vocab's memory bound, merges over non-token strings. */
 #define _GNU_SOURCE /* memmem */
 #include "core/core.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -61,8 +62,7 @@ static void print_ids(const char *what, const cst_token *ids, size_t n) {
 }
 
 /* Runs one golden file; returns the number of failing lines. */
-static int run_golden(const char *name) {
-    cst_vocab *v = need_vocab(name);
+static int run_golden_v(const char *name, const cst_vocab *v) {
     char rel[128];
     snprintf(rel, sizeof rel, "golden/tokenizer/%s.jsonl", name);
     FILE *f = fopen(cst_test_shared(rel), "r");
@@ -120,6 +120,8 @@ static int run_golden(const char *name) {
     ASSERT(n > 0);
     return bad_ids + bad_detok;
 }
+
+static int run_golden(const char *name) { return run_golden_v(name, need_vocab(name)); }
 
 TEST(golden_qwen3) { ASSERT_EQ(run_golden("qwen3"), 0); }
 TEST(golden_llama3) { ASSERT_EQ(run_golden("llama3"), 0); }
@@ -631,5 +633,107 @@ TEST(random_texts) {
                 free(ids);
             }
         }
+    }
+}
+
+/* ---- no-copy vocabularies, memory, merges whose sides are not tokens ---------- */
+TEST(view_vocabs_match_copies) {
+    for (size_t k = 0; k < sizeof g_vocabs / sizeof g_vocabs[0]; k++) {
+        const char *name = g_vocabs[k].name;
+        cst_vocab *c = need_vocab(name);
+        char err[256];
+        cst_gguf *g = NULL;
+        ASSERT_OK(cst_gguf_open(cst_test_shared(g_vocabs[k].model), &g, err, sizeof err));
+        cst_vocab *v = NULL;
+        ASSERT_OK(cst_vocab_load_view(g, &v, err, sizeof err));
+        ASSERT(cst_vocab_is_view(v) && !cst_vocab_is_view(c));
+        ASSERT(cst_vocab_mem_bytes(v) < cst_vocab_mem_bytes(c));
+        ASSERT_EQ(cst_vocab_n_tokens(v), cst_vocab_n_tokens(c));
+        ASSERT_EQ(cst_vocab_bos(v), cst_vocab_bos(c));
+        ASSERT_EQ(cst_vocab_eos(v), cst_vocab_eos(c));
+        ASSERT_EQ(cst_vocab_eot(v), cst_vocab_eot(c));
+        const cst_token *ev, *ec;
+        size_t nev = cst_vocab_eog_ids(v, &ev), nec = cst_vocab_eog_ids(c, &ec);
+        ASSERT(nev == nec && memcmp(ev, ec, nev * sizeof *ev) == 0);
+        for (cst_token t = 0; t < cst_vocab_n_tokens(c); t++) {
+            const char *ct = cst_vocab_text(c, t);
+            cst_strv vt = cst_vocab_text_view(v, t);
+            ASSERT_MSG(ct && vt.len == strlen(ct) && memcmp(vt.ptr, ct, vt.len) == 0, "%s: token %d", name, t);
+            ASSERT_EQ(cst_vocab_attr(v, t), cst_vocab_attr(c, t));
+            ASSERT_EQ(cst_vocab_find(v, vt.ptr, vt.len), cst_vocab_find(c, ct, strlen(ct)));
+            const char *z = cst_vocab_text(v, t); /* NUL-terminated for special tokens */
+            bool special = cst_vocab_attr(c, t) & (CST_TOKEN_ATTR_CONTROL | CST_TOKEN_ATTR_USER_DEFINED |
+                                                   CST_TOKEN_ATTR_UNKNOWN);
+            if (special || t == cst_vocab_bos(c) || t == cst_vocab_eos(c) || t == cst_vocab_eot(c))
+                ASSERT_MSG(z && strcmp(z, ct) == 0, "%s: token %d", name, t);
+            else ASSERT(z == NULL || strcmp(z, ct) == 0);
+            char a[512], b[512];
+            size_t na = cst_token_to_piece(v, t, a, sizeof a, true), nb = cst_token_to_piece(c, t, b, sizeof b, true);
+            ASSERT(na == nb && (na > sizeof a || memcmp(a, b, na) == 0));
+        }
+        ASSERT_EQ(run_golden_v(name, v), 0);
+        cst_vocab_free(v);
+        cst_gguf_close(g);
+    }
+}
+
+TEST(vocab_memory_bound) {
+    /* the vocab's own accounting (the tables and texts it allocated) */
+    const char *names[] = {"llama3", "qwen3"};
+    for (size_t k = 0; k < 2; k++) {
+        cst_vocab *v = need_vocab(names[k]);
+        size_t bytes = cst_vocab_mem_bytes(v);
+        fprintf(stderr, "  %s: %.2f MiB\n", names[k], bytes / 1048576.0);
+        ASSERT_MSG(bytes < 10u << 20, "%s: %zu bytes", names[k], bytes);
+        ASSERT(bytes > (size_t)cst_vocab_n_tokens(v) * 8); /* at least ids and offsets are counted */
+    }
+}
+
+/* Merges are keyed on string ids: a side that is not a token ("ab" here) still
+ * takes part, a later duplicate token text takes over the id, and symbols
+ * that end up as non-tokens fall back to one-byte tokens. */
+TEST(synthetic_bpe_merges_over_non_tokens) {
+    const char *toks[] = {"a", "b", "c", "abc", "a", "x y"};
+    int32_t types[] = {1, 1, 1, 1, 1, 1};
+    const char *merges[] = {"a b", "ab c", "a b", "x", "q ", "zz zz"};
+    for (int view = 0; view < 2; view++) {
+        cst_gguf_writer *w = cst_gguf_writer_new();
+        cst_gguf_set_str(w, "general.architecture", "llama");
+        cst_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+        cst_gguf_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+        cst_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, 6);
+        cst_gguf_set_arr(w, "tokenizer.ggml.token_type", CST_GGUF_INT32, types, 6);
+        cst_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, 6);
+        char path[512], err[256];
+        snprintf(path, sizeof path, "%s/bpe_extras.gguf", cst_test_tmpdir());
+        ASSERT_OK(cst_gguf_write(w, path, err, sizeof err));
+        cst_gguf_writer_free(w);
+        cst_gguf *g = NULL;
+        ASSERT_OK(cst_gguf_open(path, &g, err, sizeof err));
+        cst_vocab *v = NULL;
+        ASSERT_OK(view ? cst_vocab_load_view(g, &v, err, sizeof err) : cst_vocab_load(g, &v, err, sizeof err));
+        if (!view) {
+            cst_gguf_close(g);
+            g = NULL;
+        }
+        ASSERT_EQ(cst_vocab_find(v, "a", 1), 4); /* the later duplicate */
+        ASSERT_EQ(cst_vocab_find(v, "ab", 2), -1); /* a merge side, not a token */
+        cst_token *ids = NULL;
+        size_t n = 0;
+        ASSERT_OK(cst_tokenize(v, "abc", 3, false, false, &ids, &n));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(ids[0], 3); /* a+b -> "ab" (not a token), ab+c -> "abc" */
+        free(ids);
+        ASSERT_OK(cst_tokenize(v, "abab", 4, false, false, &ids, &n));
+        ASSERT_EQ(n, 4); /* "ab" "ab" stay non-tokens: byte by byte */
+        ASSERT(ids[0] == 4 && ids[1] == 1 && ids[2] == 4 && ids[3] == 1);
+        free(ids);
+        char *out = NULL;
+        cst_token seq[] = {3, 0, 5};
+        ASSERT_OK(cst_detokenize(v, seq, 3, &out, NULL));
+        ASSERT_STREQ(out, "abcax[UNK_BYTE_0x20x y]y"); /* a space is not in the byte map */
+        free(out);
+        cst_vocab_free(v);
+        cst_gguf_close(g);
     }
 }

@@ -292,7 +292,7 @@ cst_status cst_model_load(const char *path, const cst_model_params *p, cst_model
         goto fail;
     }
 
-    st = cst_vocab_load(m->g, &m->vocab, err, errlen);
+    st = cst_vocab_load_view(m->g, &m->vocab, err, errlen); /* m->g stays open until cst_model_free */
     if (st) goto fail;
 
     for (int64_t i = 0; i < cst_gguf_n_tensors(m->g); i++) {

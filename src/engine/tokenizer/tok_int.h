@@ -20,28 +20,42 @@ typedef struct cst_regex {
 
 #define CST_MAX_REGEX 8
 
+/* Strings: ids 0..n-1 are the tokens, n..n_str-1 merge sides that are not
+ * tokens ("extras", only so that merges can be keyed on ids). A string's
+ * text is str_off[id] bytes into the owned pool (CST_STR_OWNED set; always
+ * NUL-terminated) or into the GGUF mapping (vbase; not NUL-terminated; only
+ * with cst_vocab_load_view). */
+#define CST_STR_OWNED 0x80000000u
+#define CST_STR_NONE 0xffffffffu /* empty hash slot */
+#define CST_GPT2_CPTS 0x144      /* code points of the GPT-2 byte map are < 0x144 */
+
 struct cst_vocab {
     cst_vocab_type type;
-    int32_t n;
-    char *pool; /* all token texts, NUL-separated */
-    size_t *off;
-    uint32_t *len;
-    float *score;
-    int *attr;
-    char **piece; /* token_to_piece(special=true) cache, NUL-terminated */
-    uint32_t *piece_len;
-    int32_t max_token_len;
+    int32_t n;     /* tokens */
+    int32_t n_str; /* tokens + extras */
+    const char *vbase; /* view base (start of the tokens array's first text), or NULL */
+    char *pool;        /* owned texts */
+    size_t pool_n, pool_cap;
+    uint32_t *str_off; /* n_str entries */
+    uint16_t *str_len;
+    int32_t str_cap;
+    float *score; /* SPM only (NULL for BPE) */
+    uint16_t *attr;
 
-    /* token text -> id (open addressing, -1 empty) */
-    int32_t *ht;
-    size_t ht_mask;
+    /* string text -> id: open addressing, linear probing, power-of-two size;
+     * slot = (hash tag << ht_idbits) | id, CST_STR_NONE empty */
+    uint32_t *ht;
+    uint32_t ht_cap;
+    int ht_idbits;
 
-    /* BPE merges: (first, second) -> rank */
-    char *mpool;
+    /* BPE merges keyed on string ids: each slot packs (a << (idbits + rbits)) |
+     * (b << rbits) | rank; all ones = empty */
+    uint64_t *mht;
+    uint32_t mht_cap;
+    int m_idbits, m_rbits;
     uint32_t n_merges;
-    uint32_t *m_first_off, *m_first_len, *m_second_off, *m_second_len;
-    int32_t *mht; /* merge index, -1 empty */
-    size_t mht_mask;
+    int32_t char_id[CST_GPT2_CPTS]; /* string id of each byte-map character's UTF-8, -1 */
+    int16_t cpt_byte[CST_GPT2_CPTS]; /* inverse GPT-2 map, -1 */
 
     cst_token bos, eos, eot, eom, unk, sep, pad, mask, linefeed;
     cst_token fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;
@@ -62,9 +76,41 @@ struct cst_vocab {
 };
 
 uint64_t cst_tok_hash(const char *s, size_t n);
-cst_token cst_vocab_find_hashed(const cst_vocab *v, const char *s, size_t len);
-/* rank of merge (a, b), -1 if none */
-int32_t cst_vocab_merge_rank(const cst_vocab *v, const char *a, size_t alen, const char *b, size_t blen);
+
+static inline const char *cst_str_text(const cst_vocab *v, int32_t id) {
+    uint32_t o = v->str_off[id];
+    return (o & CST_STR_OWNED) ? v->pool + (o & ~CST_STR_OWNED) : v->vbase + o;
+}
+static inline size_t cst_str_len(const cst_vocab *v, int32_t id) { return v->str_len[id]; }
+
+/* string id (token or extra) of text s, -1 if none */
+int32_t cst_vocab_find_str(const cst_vocab *v, const char *s, size_t len);
+/* token id of text s (extras excluded), -1 if none */
+static inline cst_token cst_vocab_find_hashed(const cst_vocab *v, const char *s, size_t len) {
+    int32_t id = cst_vocab_find_str(v, s, len);
+    return id < v->n ? id : -1;
+}
+/* merge table slot: multiply-shift range reduction of a well-mixed hash */
+static inline uint32_t cst_mht_slot(uint64_t h, uint32_t cap) { return (uint32_t)(((h & 0xffffffffu) * (uint64_t)cap) >> 32); }
+/* rank of merge (string a, string b), -1 if none; a, b >= 0 */
+static inline int32_t cst_vocab_merge_rank_ids(const cst_vocab *v, int32_t a, int32_t b) {
+    if (!v->mht) return -1;
+    uint64_t key = ((uint64_t)(uint32_t)a << v->m_idbits) | (uint32_t)b;
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    uint32_t i = cst_mht_slot(h, v->mht_cap);
+    for (;;) {
+        uint64_t e = v->mht[i];
+        if (e == UINT64_MAX) return -1;
+        if ((e >> v->m_rbits) == key) return (int32_t)(e & ((1ull << v->m_rbits) - 1));
+        if (++i == v->mht_cap) i = 0;
+    }
+}
+/* the piece of token t as cst_token_to_piece(special = true) gives it:
+ * writes at most cap bytes to buf, returns the full length */
+size_t cst_vocab_piece(const cst_vocab *v, cst_token t, char *buf, size_t cap);
 
 /* Pre-tokenizer: set up v->rx for a tokenizer.ggml.pre value (BPE only). */
 cst_status cst_pretok_init(cst_vocab *v, const char *pre, char *err, size_t errlen);

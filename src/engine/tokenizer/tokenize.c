@@ -92,6 +92,7 @@ static bigram heap_pop(heap *h) {
 
 typedef struct {
     int prev, next;
+    int32_t id; /* BPE: string id of the symbol's text, -1 if none */
     size_t off, n;
 } symbol;
 
@@ -106,6 +107,7 @@ static symbol *make_symbols(const char *s, size_t len, size_t *count) {
         sym[k].off = off;
         sym[k].n = l;
         sym[k].prev = (int)k - 1;
+        sym[k].id = -1;
         off += l;
         sym[k].next = off == len ? -1 : (int)k + 1;
         k++;
@@ -172,9 +174,9 @@ static bool spm_tokenize(const cst_vocab *v, const char *s, size_t len, tokv *ou
 }
 
 /* ---- BPE ------------------------------------------------------------------ */
-static void bpe_try_add(const cst_vocab *v, const char *s, symbol *sym, heap *h, int l, int r) {
-    if (l < 0 || r < 0) return;
-    int32_t rank = cst_vocab_merge_rank(v, s + sym[l].off, sym[l].n, s + sym[r].off, sym[r].n);
+static void bpe_try_add(const cst_vocab *v, symbol *sym, heap *h, int l, int r) {
+    if (l < 0 || r < 0 || sym[l].id < 0 || sym[r].id < 0) return;
+    int32_t rank = cst_vocab_merge_rank_ids(v, sym[l].id, sym[r].id);
     if (rank < 0) return;
     bigram b = {(float)rank, l, r, sym[l].n + sym[r].n};
     heap_push(h, b);
@@ -193,7 +195,15 @@ static bool bpe_word(const cst_vocab *v, const char *w, size_t len, tokv *out, h
     symbol *sym = make_symbols(w, len, &ns);
     if (!sym) return false;
     h->n = 0;
-    for (size_t i = 1; i < ns; i++) bpe_try_add(v, w, sym, h, (int)i - 1, (int)i);
+    for (size_t i = 0; i < ns; i++) { /* a byte-map character: table lookup */
+        const unsigned char *c = (const unsigned char *)w + sym[i].off;
+        if (sym[i].n == 1 && c[0] < 0x80) sym[i].id = v->char_id[c[0]];
+        else if (sym[i].n == 2 && c[0] >= 0xc2 && c[0] < 0xe0 && (c[1] & 0xc0) == 0x80 &&
+                 (((uint32_t)(c[0] & 0x1f) << 6) | (c[1] & 0x3f)) < CST_GPT2_CPTS)
+            sym[i].id = v->char_id[((uint32_t)(c[0] & 0x1f) << 6) | (c[1] & 0x3f)];
+        else sym[i].id = cst_vocab_find_str(v, w + sym[i].off, sym[i].n);
+    }
+    for (size_t i = 1; i < ns; i++) bpe_try_add(v, sym, h, (int)i - 1, (int)i);
     while (h->n && !h->oom) {
         bigram b = heap_pop(h);
         symbol *L = &sym[b.left], *R = &sym[b.right];
@@ -202,13 +212,14 @@ static bool bpe_word(const cst_vocab *v, const char *w, size_t len, tokv *out, h
         R->n = 0;
         L->next = R->next;
         if (R->next >= 0) sym[R->next].prev = b.left;
-        bpe_try_add(v, w, sym, h, L->prev, b.left);
-        bpe_try_add(v, w, sym, h, b.left, L->next);
+        L->id = cst_vocab_find_str(v, w + L->off, L->n);
+        bpe_try_add(v, sym, h, L->prev, b.left);
+        bpe_try_add(v, sym, h, b.left, L->next);
     }
     bool ok = !h->oom;
     for (size_t i = 0; i < ns && ok; i++) {
         if (sym[i].n == 0) continue;
-        cst_token t = cst_vocab_find_hashed(v, w + sym[i].off, sym[i].n);
+        cst_token t = sym[i].id < v->n ? sym[i].id : -1;
         if (t >= 0) {
             tok_push(out, t);
         } else { /* llama.cpp looks up each raw byte as a one-byte token */
@@ -280,7 +291,8 @@ static void frag_push(fragv *f, cst_token tok, size_t off, size_t len) {
 static int cmp_special_order(const void *a, const void *b, void *ctx) {
     const cst_vocab *v = ctx;
     cst_token x = *(const cst_token *)a, y = *(const cst_token *)b;
-    if (v->len[x] != v->len[y]) return v->len[x] > v->len[y] ? -1 : 1;
+    size_t lx = cst_str_len(v, x), ly = cst_str_len(v, y);
+    if (lx != ly) return lx > ly ? -1 : 1;
     return (x > y) - (x < y);
 }
 
@@ -299,7 +311,7 @@ static cst_token *present_specials(const cst_vocab *v, const char *text, size_t 
     size_t n_lens = 0;
     bool many = false;
     for (size_t k = 0; k < v->n_special; k++) {
-        uint32_t l = v->len[v->special[k]];
+        uint32_t l = (uint32_t)cst_str_len(v, v->special[k]);
         if (n_lens && lens[n_lens - 1] == l) continue;
         if (n_lens == CST_ARRAY_LEN(lens)) {
             many = true;
@@ -311,7 +323,7 @@ static cst_token *present_specials(const cst_vocab *v, const char *text, size_t 
     if (many) { /* fallback: test every special token */
         for (size_t k = 0; k < v->n_special; k++) {
             cst_token t = v->special[k];
-            if (is_special_for(v, t, parse_special) && memmem(text, len, v->pool + v->off[t], v->len[t]))
+            if (is_special_for(v, t, parse_special) && memmem(text, len, cst_str_text(v, t), cst_str_len(v, t)))
                 tok_push(&found, t);
         }
     } else {
@@ -355,8 +367,8 @@ static bool partition(const cst_vocab *v, const char *text, size_t len, bool par
     if (n_sp == (size_t)-1) return false;
     for (size_t k = 0; k < n_sp && !cur.oom && !nxt.oom; k++) {
         cst_token t = sp[k];
-        const char *tt = v->pool + v->off[t];
-        size_t tl = v->len[t];
+        const char *tt = cst_str_text(v, t);
+        size_t tl = cst_str_len(v, t);
         int attr = v->attr[t];
         nxt.n = 0;
         for (size_t j = 0; j < cur.n; j++) {
@@ -472,8 +484,8 @@ cst_status cst_tokenize_plain_ranges(const cst_vocab *v, const char *text, size_
 size_t cst_token_to_piece(const cst_vocab *v, cst_token t, char *buf, size_t cap, bool special) {
     if (!v || t < 0 || t >= v->n) return 0;
     if (!special && (v->attr[t] & (CST_TOKEN_ATTR_UNKNOWN | CST_TOKEN_ATTR_CONTROL))) return 0;
-    size_t n = v->piece_len[t];
-    if (n <= cap && buf) memcpy(buf, v->piece[t], n);
+    size_t n = cst_vocab_piece(v, t, NULL, 0); /* nothing is written unless it all fits */
+    if (n <= cap && buf) cst_vocab_piece(v, t, buf, cap);
     return n;
 }
 
@@ -522,6 +534,7 @@ cst_status cst_detokenize(const cst_vocab *v, const cst_token *ids, size_t n, ch
     if (!v || (!ids && n)) return CST_ERR_INVALID_ARG;
     cst_sbuf b = {0};
     cst_sbuf_put(&b, "", 0);
+    if (b.oom) return CST_ERR_NOMEM;
     bool remove_space = v->add_space_prefix;
     for (size_t i = 0; i < n; i++) {
         cst_token t = ids[i];
@@ -529,11 +542,28 @@ cst_status cst_detokenize(const cst_vocab *v, const cst_token *ids, size_t n, ch
             free(b.p);
             return CST_ERR_INVALID_ARG;
         }
-        const char *p = v->piece[t];
-        size_t pl = v->piece_len[t];
-        if (remove_space && pl && p[0] == ' ') p++, pl--;
+        /* write the piece straight into the buffer (grown when it does not fit) */
+        size_t room = b.cap - b.n - 1;
+        size_t pl = cst_vocab_piece(v, t, b.p + b.n, room);
+        if (pl > room) {
+            size_t need = b.n + pl + 1, cap = b.cap;
+            while (cap < need) cap *= 2;
+            char *np = realloc(b.p, cap);
+            if (!np) {
+                free(b.p);
+                return CST_ERR_NOMEM;
+            }
+            b.p = np;
+            b.cap = cap;
+            cst_vocab_piece(v, t, b.p + b.n, pl);
+        }
+        if (remove_space && pl && b.p[b.n] == ' ') {
+            pl--;
+            memmove(b.p + b.n, b.p + b.n + 1, pl);
+        }
         remove_space = false;
-        cst_sbuf_put(&b, p, pl);
+        b.n += pl;
+        b.p[b.n] = 0;
     }
     if (b.oom) {
         free(b.p);

@@ -35,7 +35,16 @@ enum {
 /* Build the vocabulary from a GGUF's tokenizer.* keys. The vocab copies what it
  * needs; the gguf may be closed afterwards. */
 cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen);
+/* Same vocabulary, but token texts stay in g's mapping instead of being
+ * copied (about 1 MiB less for a 128k-token vocabulary): g must stay open
+ * until cst_vocab_free. cst_vocab_text then gives NUL-terminated texts only
+ * for special tokens (control, user-defined, unknown) and the special ids
+ * (bos, eos, eot, ...), NULL for other tokens; use cst_vocab_text_view. */
+cst_status cst_vocab_load_view(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen);
 void cst_vocab_free(cst_vocab *v); /* NULL ok */
+bool cst_vocab_is_view(const cst_vocab *v); /* loaded by cst_vocab_load_view */
+/* Bytes the vocab has allocated for itself (tables, texts; not the mapping). */
+size_t cst_vocab_mem_bytes(const cst_vocab *v);
 
 cst_vocab_type cst_vocab_kind(const cst_vocab *v);
 int32_t cst_vocab_n_tokens(const cst_vocab *v);
@@ -51,8 +60,12 @@ bool cst_vocab_is_eog(const cst_vocab *v, cst_token t); /* end-of-generation set
 size_t cst_vocab_eog_ids(const cst_vocab *v, const cst_token **ids);
 bool cst_vocab_is_control(const cst_vocab *v, cst_token t);
 int cst_vocab_attr(const cst_vocab *v, cst_token t);
-/* The token's text as stored in the vocabulary (e.g. "▁the", "Ġthe"). */
+/* The token's text as stored in the vocabulary (e.g. "▁the", "Ġthe"),
+ * NUL-terminated; NULL if t is out of range (or, for a vocab from
+ * cst_vocab_load_view, t is not a special token, see there). */
 const char *cst_vocab_text(const cst_vocab *v, cst_token t);
+/* The token's text as a view ({NULL, 0} if t is out of range); always works. */
+cst_strv cst_vocab_text_view(const cst_vocab *v, cst_token t);
 /* Find a token whose stored text is exactly s; -1 if none. */
 cst_token cst_vocab_find(const cst_vocab *v, const char *s, size_t len);
 

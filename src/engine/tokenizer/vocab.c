@@ -2,7 +2,9 @@
  * llama.cpp's llama_vocab::impl::load does: token texts/scores/types,
  * per-type defaults, special ids, text-based detection of EOT/EOM/FIM tokens,
  * the end-of-generation set, "unused" control tokens, the special-token list
- * used for partitioning, the piece cache and the phi-3 RSTRIP attributes.
+ * used for partitioning and the phi-3 RSTRIP attributes. Texts are copied into
+ * one pool (or, with cst_vocab_load_view, left in the GGUF mapping); merges
+ * are kept as (id, id) -> rank in one packed hash table.
  */
 #define _GNU_SOURCE /* memmem, qsort_r */
 #include "tok_int.h"
@@ -25,33 +27,29 @@ uint64_t cst_tok_hash(const char *s, size_t n) {
     return h;
 }
 
-static const char *tok_text(const cst_vocab *v, cst_token t) { return v->pool + v->off[t]; }
+/* Token hash: power-of-two table of uint32 slots, (tag << ht_idbits) | id
+ * with the tag taken from the hash's top bits, so that probing past other
+ * strings rarely touches their lengths or texts (most SPM lookups miss). */
+static uint32_t pow2_at_least(uint64_t n) {
+    uint64_t c = 64;
+    while (c < n) c *= 2;
+    return c > 0x80000000u ? 0 : (uint32_t)c;
+}
 
-cst_token cst_vocab_find_hashed(const cst_vocab *v, const char *s, size_t len) {
+static inline uint32_t ht_tag(const cst_vocab *v, uint64_t h) {
+    return v->ht_idbits >= 32 ? 0 : (uint32_t)(h >> (32 + v->ht_idbits));
+}
+
+int32_t cst_vocab_find_str(const cst_vocab *v, const char *s, size_t len) {
     if (!v->ht) return -1;
-    size_t i = (size_t)cst_tok_hash(s, len) & v->ht_mask;
-    for (;;) {
-        int32_t id = v->ht[i];
-        if (id < 0) return -1;
-        if (v->len[id] == len && memcmp(tok_text(v, id), s, len) == 0) return id;
-        i = (i + 1) & v->ht_mask;
-    }
-}
-
-static uint64_t merge_hash(const char *a, size_t alen, const char *b, size_t blen) {
-    return cst_tok_hash(a, alen) * 31 + cst_tok_hash(b, blen);
-}
-
-int32_t cst_vocab_merge_rank(const cst_vocab *v, const char *a, size_t alen, const char *b, size_t blen) {
-    if (!v->mht) return -1;
-    size_t i = (size_t)merge_hash(a, alen, b, blen) & v->mht_mask;
-    for (;;) {
-        int32_t m = v->mht[i];
-        if (m < 0) return -1;
-        if (v->m_first_len[m] == alen && v->m_second_len[m] == blen &&
-            memcmp(v->mpool + v->m_first_off[m], a, alen) == 0 && memcmp(v->mpool + v->m_second_off[m], b, blen) == 0)
-            return m;
-        i = (i + 1) & v->mht_mask;
+    uint64_t h = cst_tok_hash(s, len);
+    uint32_t mask = v->ht_cap - 1, tag = ht_tag(v, h), idmask = (uint32_t)((1ull << v->ht_idbits) - 1);
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        uint32_t e = v->ht[i];
+        if (e == CST_STR_NONE) return -1;
+        if ((e >> v->ht_idbits) != tag) continue;
+        uint32_t id = e & idmask;
+        if (v->str_len[id] == len && memcmp(cst_str_text(v, (int32_t)id), s, len) == 0) return (int32_t)id;
     }
 }
 
@@ -76,31 +74,224 @@ void cst_sbuf_put(cst_sbuf *b, const char *s, size_t n) {
 void cst_vocab_free(cst_vocab *v) {
     if (!v) return;
     cst_pretok_free(v);
-    if (v->piece)
-        for (int32_t i = 0; i < v->n; i++) free(v->piece[i]);
-    free(v->piece);
-    free(v->piece_len);
     free(v->pool);
-    free(v->off);
-    free(v->len);
+    free(v->str_off);
+    free(v->str_len);
     free(v->score);
     free(v->attr);
     free(v->ht);
-    free(v->mpool);
-    free(v->m_first_off);
-    free(v->m_first_len);
-    free(v->m_second_off);
-    free(v->m_second_len);
     free(v->mht);
     free(v->eog);
     free(v->special);
     free(v);
 }
 
-static size_t pow2_at_least(size_t n) {
-    size_t c = 16;
-    while (c < n) c *= 2;
-    return c;
+size_t cst_vocab_mem_bytes(const cst_vocab *v) {
+    if (!v) return 0;
+    return sizeof *v + v->pool_cap + (size_t)v->str_cap * (sizeof *v->str_off + sizeof *v->str_len) +
+           (v->score ? (size_t)v->n * sizeof *v->score : 0) + (size_t)v->n * sizeof *v->attr +
+           (size_t)v->ht_cap * sizeof *v->ht + (size_t)v->mht_cap * sizeof *v->mht + v->n_eog * sizeof *v->eog +
+           (v->n_special ? v->n_special : 1) * sizeof *v->special;
+}
+
+bool cst_vocab_is_view(const cst_vocab *v) { return v && v->vbase; }
+
+/* ---- strings ------------------------------------------------------------ */
+/* append s to the owned pool (NUL-terminated); returns its str_off value, or
+ * CST_STR_NONE when out of memory / past 2 GiB */
+static uint32_t pool_add(cst_vocab *v, const char *s, size_t len) {
+    if (v->pool_n + len + 1 > v->pool_cap) {
+        size_t cap = v->pool_cap ? v->pool_cap : 4096;
+        while (cap < v->pool_n + len + 1) cap *= 2;
+        if (cap > CST_STR_OWNED) cap = CST_STR_OWNED;
+        if (v->pool_n + len + 1 > cap) return CST_STR_NONE;
+        char *p = realloc(v->pool, cap);
+        if (!p) return CST_STR_NONE;
+        v->pool = p;
+        v->pool_cap = cap;
+    }
+    uint32_t off = (uint32_t)v->pool_n;
+    if (len) memcpy(v->pool + off, s, len);
+    v->pool[off + len] = 0;
+    v->pool_n += len + 1;
+    return off | CST_STR_OWNED;
+}
+
+/* where string s lives: a view into the mapping when allowed, else a copy */
+static uint32_t str_place(cst_vocab *v, const char *s, size_t len) {
+    if (v->vbase && s >= v->vbase && (size_t)(s - v->vbase) + len < CST_STR_OWNED) return (uint32_t)(s - v->vbase);
+    return pool_add(v, s, len);
+}
+
+/* put string id into table t (cap slots); a string with the same text
+ * already there gives up its slot (a later duplicate takes over the text) */
+static void ht_put(const cst_vocab *v, uint32_t *t, uint32_t cap, int32_t id) {
+    const char *s = cst_str_text(v, id);
+    size_t len = v->str_len[id];
+    uint64_t h = cst_tok_hash(s, len);
+    uint32_t mask = cap - 1, tag = ht_tag(v, h), idmask = (uint32_t)((1ull << v->ht_idbits) - 1);
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        uint32_t e = t[i], o = e & idmask;
+        if (e == CST_STR_NONE ||
+            ((e >> v->ht_idbits) == tag && v->str_len[o] == len && memcmp(cst_str_text(v, (int32_t)o), s, len) == 0)) {
+            t[i] = (tag << v->ht_idbits) | (uint32_t)id;
+            return;
+        }
+    }
+}
+
+static bool ht_resize(cst_vocab *v, uint32_t cap) {
+    uint32_t *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return false;
+    memset(t, 0xff, (size_t)cap * sizeof *t);
+    for (int32_t id = 0; id < v->n_str; id++) ht_put(v, t, cap, id);
+    free(v->ht);
+    v->ht = t;
+    v->ht_cap = cap;
+    return true;
+}
+
+/* Add string id (str_off/str_len already set, id == n_str) to the hash. */
+static bool str_insert(cst_vocab *v, int32_t id) {
+    if ((uint64_t)(v->n_str + 1) * 3 > (uint64_t)v->ht_cap * 2) { /* load <= 2/3 */
+        uint32_t cap = pow2_at_least((uint64_t)v->ht_cap * 2);
+        if (!cap || !ht_resize(v, cap)) return false;
+    }
+    ht_put(v, v->ht, v->ht_cap, id);
+    v->n_str = id + 1;
+    return true;
+}
+
+static bool str_reserve(cst_vocab *v, int32_t n) {
+    if (n <= v->str_cap) return true;
+    int64_t cap = v->str_cap ? (int64_t)v->str_cap : 64;
+    while (cap < n) cap *= 2;
+    if (cap > 0x7fffffff) cap = 0x7fffffff;
+    uint32_t *o = realloc(v->str_off, (size_t)cap * sizeof *o);
+    if (o) v->str_off = o;
+    uint16_t *l = realloc(v->str_len, (size_t)cap * sizeof *l);
+    if (l) v->str_len = l;
+    if (!o || !l) return false;
+    v->str_cap = (int32_t)cap;
+    return true;
+}
+
+/* id of a merge side: a token, an extra already added, or a new extra */
+static int32_t side_id(cst_vocab *v, const char *s, size_t len, bool *oom) {
+    int32_t id = cst_vocab_find_str(v, s, len);
+    if (id >= 0) return id;
+    if (v->n_str == 0x7fffffff || !str_reserve(v, v->n_str + 1)) {
+        *oom = true;
+        return -1;
+    }
+    uint32_t off = str_place(v, s, len);
+    if (off == CST_STR_NONE) {
+        *oom = true;
+        return -1;
+    }
+    id = v->n_str;
+    v->str_off[id] = off;
+    v->str_len[id] = (uint16_t)len;
+    if (!str_insert(v, id)) {
+        *oom = true;
+        return -1;
+    }
+    return id;
+}
+
+static void merge_insert(cst_vocab *v, int32_t a, int32_t b, uint32_t rank) {
+    uint64_t key = ((uint64_t)(uint32_t)a << v->m_idbits) | (uint32_t)b;
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    uint32_t i = cst_mht_slot(h, v->mht_cap);
+    for (;;) {
+        uint64_t e = v->mht[i];
+        if (e == UINT64_MAX) {
+            v->mht[i] = (key << v->m_rbits) | rank;
+            return;
+        }
+        if ((e >> v->m_rbits) == key) return; /* the first rank wins */
+        if (++i == v->mht_cap) i = 0;
+    }
+}
+
+/* ---- pieces (token_to_piece with special = true, lstrip 0) ---------------- */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} pwriter;
+
+static inline void pw_put(pwriter *w, const char *s, size_t k) {
+    if (w->n < w->cap) memcpy(w->p + w->n, s, CST_MIN(k, w->cap - w->n));
+    w->n += k;
+}
+
+size_t cst_vocab_piece(const cst_vocab *v, cst_token t, char *buf, size_t cap) {
+    pwriter w = {buf, 0, buf ? cap : 0};
+    const char *s = cst_str_text(v, t);
+    size_t n = v->str_len[t];
+    int attr = v->attr[t];
+    if (attr & (CST_TOKEN_ATTR_UNKNOWN | CST_TOKEN_ATTR_CONTROL | CST_TOKEN_ATTR_USER_DEFINED)) {
+        pw_put(&w, s, n);
+    } else if (v->type == CST_VOCAB_SPM) {
+        if (attr & CST_TOKEN_ATTR_NORMAL) {
+            size_t run = 0; /* bytes copied as they are */
+            for (size_t i = 0; i < n; i++) {
+                if (i + 2 < n && (unsigned char)s[i] == 0xe2 && (unsigned char)s[i + 1] == 0x96 &&
+                    (unsigned char)s[i + 2] == 0x81) {
+                    pw_put(&w, s + run, i - run);
+                    pw_put(&w, " ", 1);
+                    i += 2;
+                    run = i + 1;
+                }
+            }
+            pw_put(&w, s + run, n - run);
+        } else if (attr & CST_TOKEN_ATTR_BYTE) {
+            char hex[3] = {0, 0, 0};
+            if (n >= 5) {
+                hex[0] = s[3];
+                hex[1] = s[4];
+            }
+            char c = (char)strtol(hex, NULL, 16);
+            pw_put(&w, &c, 1);
+        }
+    } else if (attr & CST_TOKEN_ATTR_NORMAL) {
+        size_t off = 0;
+        while (off < n) {
+            unsigned char c0 = (unsigned char)s[off];
+            int byte;
+            uint32_t cpt;
+            if (c0 < 0x80) { /* fast paths: the byte map's 1- and 2-byte characters */
+                cpt = c0;
+                off++;
+            } else if ((c0 & 0xe0) == 0xc0 && off + 1 < n && ((unsigned char)s[off + 1] & 0xc0) == 0x80 && c0 >= 0xc2) {
+                cpt = ((uint32_t)(c0 & 0x1f) << 6) | ((unsigned char)s[off + 1] & 0x3f);
+                off += 2;
+            } else {
+                cpt = cst_utf8_decode(s, n, &off);
+            }
+            byte = cpt < CST_GPT2_CPTS ? v->cpt_byte[cpt] : -1;
+            if (byte >= 0) {
+                char c = (char)byte;
+                pw_put(&w, &c, 1);
+            } else {
+                /* llama.cpp: "[UNK_BYTE_0x" + hex of the code point's UTF-8 + token text + "]" */
+                char enc[4];
+                int el = cst_utf8_encode(cpt, enc);
+                pw_put(&w, "[UNK_BYTE_0x", 12);
+                for (int k = 0; k < el; k++) {
+                    char hx[3];
+                    snprintf(hx, sizeof hx, "%02x", (unsigned char)enc[k]);
+                    pw_put(&w, hx, 2);
+                }
+                pw_put(&w, s, n);
+                pw_put(&w, "]", 1);
+            }
+        }
+    }
+    return w.n;
 }
 
 static bool get_id(const cst_gguf *g, const char *key, int64_t *out) {
@@ -120,7 +311,7 @@ static bool get_bool(const cst_gguf *g, const char *key, bool *out) {
 
 static bool text_is(const cst_vocab *v, cst_token t, const char *const *list) {
     for (; *list; list++)
-        if (strlen(*list) == v->len[t] && memcmp(*list, tok_text(v, t), v->len[t]) == 0) return true;
+        if (strlen(*list) == v->str_len[t] && memcmp(*list, cst_str_text(v, t), v->str_len[t]) == 0) return true;
     return false;
 }
 
@@ -169,66 +360,9 @@ static int cmp_tok(const void *a, const void *b) {
 static int cmp_special(const void *a, const void *b, void *ctx) {
     const cst_vocab *v = ctx;
     cst_token x = *(const cst_token *)a, y = *(const cst_token *)b;
-    uint32_t lx = v->len[x], ly = v->len[y];
+    uint32_t lx = v->str_len[x], ly = v->str_len[y];
     if (lx != ly) return lx > ly ? -1 : 1;
     return (x > y) - (x < y);
-}
-
-/* token_to_piece with special = true, lstrip 0 (the cached form) */
-static bool make_piece(const cst_vocab *v, cst_token t, cst_sbuf *b) {
-    const char *s = tok_text(v, t);
-    size_t n = v->len[t];
-    int attr = v->attr[t];
-    if (attr & (CST_TOKEN_ATTR_UNKNOWN | CST_TOKEN_ATTR_CONTROL | CST_TOKEN_ATTR_USER_DEFINED)) {
-        cst_sbuf_put(b, s, n);
-    } else if (v->type == CST_VOCAB_SPM) {
-        if (attr & CST_TOKEN_ATTR_NORMAL) {
-            for (size_t i = 0; i < n; i++) {
-                if (i + 2 < n && (unsigned char)s[i] == 0xe2 && (unsigned char)s[i + 1] == 0x96 &&
-                    (unsigned char)s[i + 2] == 0x81) {
-                    cst_sbuf_put(b, " ", 1);
-                    i += 2;
-                } else {
-                    cst_sbuf_put(b, s + i, 1);
-                }
-            }
-        } else if (attr & CST_TOKEN_ATTR_BYTE) {
-            char hex[3] = {0, 0, 0};
-            if (n >= 5) {
-                hex[0] = s[3];
-                hex[1] = s[4];
-            }
-            char c = (char)strtol(hex, NULL, 16);
-            cst_sbuf_put(b, &c, 1);
-        }
-    } else {
-        if (attr & CST_TOKEN_ATTR_NORMAL) {
-            size_t off = 0;
-            while (off < n) {
-                size_t start = off;
-                uint32_t cpt = cst_utf8_decode(s, n, &off);
-                int byte = cst_cpt_to_byte(cpt);
-                if (byte >= 0) {
-                    char c = (char)byte;
-                    cst_sbuf_put(b, &c, 1);
-                } else {
-                    /* llama.cpp: "[UNK_BYTE_0x" + hex of the code point's UTF-8 + token text + "]" */
-                    char enc[4];
-                    int el = cst_utf8_encode(cpt, enc);
-                    (void)start;
-                    cst_sbuf_put(b, "[UNK_BYTE_0x", 12);
-                    for (int k = 0; k < el; k++) {
-                        char hx[3];
-                        snprintf(hx, sizeof hx, "%02x", (unsigned char)enc[k]);
-                        cst_sbuf_put(b, hx, 2);
-                    }
-                    cst_sbuf_put(b, s, n);
-                    cst_sbuf_put(b, "]", 1);
-                }
-            }
-        }
-    }
-    return !b->oom;
 }
 
 #define U_BAR "\xef\xbd\x9c" /* U+FF5C fullwidth vertical line */
@@ -277,8 +411,12 @@ static bool str_contains_ci(cst_strv s, const char *needle) {
         return (st);                                                                                       \
     } while (0)
 
-cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen) {
+static cst_status vocab_load(const cst_gguf *g, bool view, cst_vocab **out, char *err, size_t errlen) {
     *out = NULL;
+    if (!g) {
+        cst_errf(err, errlen, "no model file");
+        return CST_ERR_INVALID_ARG;
+    }
     cst_vocab *v = calloc(1, sizeof *v);
     if (!v) {
         cst_errf(err, errlen, "out of memory");
@@ -341,40 +479,60 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
             FAIL(CST_ERR_BAD_FORMAT, "tokenizer.ggml.token_type: not an int32 array");
         if (cst_gguf_arr_n(g, tti) < n) FAIL(CST_ERR_BAD_FORMAT, "tokenizer.ggml.token_type: fewer entries than tokens");
     }
-    size_t total = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        cst_strv s = cst_gguf_arr_str(g, ti, i);
-        total += (s.len ? s.len : 32) + 1;
+    uint64_t nm = 0; /* merges (BPE) */
+    int64_t mi = -1;
+    if (v->type == CST_VOCAB_BPE) {
+        mi = cst_gguf_find_key(g, "tokenizer.ggml.merges");
+        if (mi < 0) FAIL(CST_ERR_BAD_FORMAT, "cannot find tokenizer merges in model file");
+        if (cst_gguf_kv_type(g, mi) != CST_GGUF_ARRAY || cst_gguf_arr_type(g, mi) != CST_GGUF_STRING)
+            FAIL(CST_ERR_BAD_FORMAT, "tokenizer.ggml.merges: not a string array");
+        nm = cst_gguf_arr_n(g, mi);
+        if (nm > 0x7fffffff) FAIL(CST_ERR_BAD_FORMAT, "too many merges");
     }
-    v->pool = malloc(total);
-    v->off = malloc(n * sizeof *v->off);
-    v->len = malloc(n * sizeof *v->len);
-    v->score = malloc(n * sizeof *v->score);
+    /* string ids (tokens, then extras) stay below n + 2 * nm; all ones is the empty slot */
+    v->ht_idbits = 1;
+    while (v->ht_idbits < 32 && (1ull << v->ht_idbits) <= n + 2 * nm) v->ht_idbits++;
+    if (v->ht_idbits > 31) FAIL(CST_ERR_UNSUPPORTED, "vocabulary too large (%llu tokens, %llu merges)",
+                                (unsigned long long)n, (unsigned long long)nm);
+    if (view) v->vbase = cst_gguf_arr_str(g, ti, 0).ptr;
+    size_t total = 0;
+    if (!view) {
+        for (uint64_t i = 0; i < n; i++) {
+            size_t l = cst_gguf_arr_str(g, ti, i).len;
+            total += (l ? l : 32) + 1;
+        }
+        if (total >= CST_STR_OWNED) FAIL(CST_ERR_UNSUPPORTED, "tokenizer.ggml.tokens: texts too large");
+        v->pool = malloc(total);
+        v->pool_cap = total;
+    }
+    if (!str_reserve(v, (int32_t)n)) FAIL(CST_ERR_NOMEM, "out of memory");
+    if (v->type == CST_VOCAB_SPM) v->score = malloc(n * sizeof *v->score);
     v->attr = malloc(n * sizeof *v->attr);
-    size_t cap = pow2_at_least(n * 2);
-    v->ht = malloc(cap * sizeof *v->ht);
-    v->ht_mask = cap - 1;
-    if (!v->pool || !v->off || !v->len || !v->score || !v->attr || !v->ht) FAIL(CST_ERR_NOMEM, "out of memory");
-    memset(v->ht, 0xff, cap * sizeof *v->ht);
-    size_t pos = 0;
+    /* SPM looks up every candidate pair and most are not tokens: a sparser
+     * table (load <= 1/3) keeps those misses short; BPE mostly hits (<= 2/3) */
+    uint32_t ht_cap = pow2_at_least(v->type == CST_VOCAB_SPM ? n * 3 : n * 3 / 2);
+    if ((!view && !v->pool) || (v->type == CST_VOCAB_SPM && !v->score) || !v->attr || !ht_cap || !ht_resize(v, ht_cap))
+        FAIL(CST_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
         cst_strv s = cst_gguf_arr_str(g, ti, i);
-        v->off[i] = pos;
-        if (s.len == 0) { /* llama.cpp renames empty tokens */
-            int k = snprintf(v->pool + pos, 32, "[EMPTY_%llu]", (unsigned long long)i);
-            v->len[i] = (uint32_t)k;
-            pos += (size_t)k + 1;
+        uint32_t off;
+        size_t len = s.len;
+        if (len == 0) { /* llama.cpp renames empty tokens */
+            char name[32];
+            len = (size_t)snprintf(name, sizeof name, "[EMPTY_%llu]", (unsigned long long)i);
+            off = pool_add(v, name, len);
         } else {
-            if (s.len > 0xffffffffu) FAIL(CST_ERR_BAD_FORMAT, "token %llu too long", (unsigned long long)i);
-            memcpy(v->pool + pos, s.ptr, s.len);
-            v->pool[pos + s.len] = 0;
-            v->len[i] = (uint32_t)s.len;
-            pos += s.len + 1;
+            if (s.len > 0xffff) FAIL(CST_ERR_UNSUPPORTED, "token %llu: text longer than 65535 bytes", (unsigned long long)i);
+            off = view ? str_place(v, s.ptr, s.len) : pool_add(v, s.ptr, s.len);
         }
-        if ((int32_t)v->len[i] > v->max_token_len) v->max_token_len = (int32_t)v->len[i];
-        double sc = 0;
-        if (si >= 0) cst_gguf_arr_f64(g, si, i, &sc);
-        v->score[i] = (float)sc;
+        if (off == CST_STR_NONE) FAIL(CST_ERR_NOMEM, "out of memory");
+        v->str_off[i] = off;
+        v->str_len[i] = (uint16_t)len;
+        if (v->score) {
+            double sc = 0;
+            if (si >= 0) cst_gguf_arr_f64(g, si, i, &sc);
+            v->score[i] = (float)sc;
+        }
         int attr = CST_TOKEN_ATTR_NORMAL;
         if (tti >= 0) {
             int64_t tt = 0;
@@ -389,77 +547,52 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
             default: attr = 0; break; /* undefined */
             }
         }
-        v->attr[i] = attr;
-        /* insert (a later duplicate text takes over the id, as in older llama.cpp) */
-        const char *t = v->pool + v->off[i];
-        size_t h = (size_t)cst_tok_hash(t, v->len[i]) & v->ht_mask;
-        for (;;) {
-            int32_t id = v->ht[h];
-            if (id < 0) {
-                v->ht[h] = (int32_t)i;
-                break;
-            }
-            if (v->len[id] == v->len[i] && memcmp(tok_text(v, id), t, v->len[i]) == 0) {
-                v->ht[h] = (int32_t)i;
-                break;
-            }
-            h = (h + 1) & v->ht_mask;
-        }
+        v->attr[i] = (uint16_t)attr;
+        if (!str_insert(v, (int32_t)i)) FAIL(CST_ERR_NOMEM, "out of memory");
     }
 
-    /* merges */
+    /* merges: both sides become string ids (extras for sides that are not
+     * tokens), the pair's first rank goes into the packed table */
     if (v->type == CST_VOCAB_BPE) {
-        int64_t mi = cst_gguf_find_key(g, "tokenizer.ggml.merges");
-        if (mi < 0) FAIL(CST_ERR_BAD_FORMAT, "cannot find tokenizer merges in model file");
-        if (cst_gguf_kv_type(g, mi) != CST_GGUF_ARRAY || cst_gguf_arr_type(g, mi) != CST_GGUF_STRING)
-            FAIL(CST_ERR_BAD_FORMAT, "tokenizer.ggml.merges: not a string array");
-        uint64_t nm = cst_gguf_arr_n(g, mi);
-        if (nm > 0x7fffffff) FAIL(CST_ERR_BAD_FORMAT, "too many merges");
-        size_t mtotal = 0;
-        for (uint64_t i = 0; i < nm; i++) mtotal += cst_gguf_arr_str(g, mi, i).len + 1;
+        /* ids stay below n + 2 * nm; ranks below nm */
+        int idbits = v->ht_idbits, rbits = 1;
+        while (rbits < 32 && (1ull << rbits) <= nm) rbits++;
+        if (2 * idbits + rbits > 64) FAIL(CST_ERR_UNSUPPORTED, "vocabulary too large (%llu tokens, %llu merges)",
+                                          (unsigned long long)n, (unsigned long long)nm);
+        v->m_idbits = idbits;
+        v->m_rbits = 64 - 2 * idbits;
         v->n_merges = (uint32_t)nm;
-        v->mpool = malloc(mtotal ? mtotal : 1);
-        v->m_first_off = malloc((nm ? nm : 1) * sizeof(uint32_t));
-        v->m_first_len = malloc((nm ? nm : 1) * sizeof(uint32_t));
-        v->m_second_off = malloc((nm ? nm : 1) * sizeof(uint32_t));
-        v->m_second_len = malloc((nm ? nm : 1) * sizeof(uint32_t));
-        size_t mcap = pow2_at_least(nm * 2);
+        uint64_t mcap = nm + nm / 2 + 16;
         v->mht = malloc(mcap * sizeof *v->mht);
-        v->mht_mask = mcap - 1;
-        if (!v->mpool || !v->m_first_off || !v->m_first_len || !v->m_second_off || !v->m_second_len || !v->mht)
-            FAIL(CST_ERR_NOMEM, "out of memory");
-        if (mtotal > 0xffffffffu) FAIL(CST_ERR_BAD_FORMAT, "merges too large");
+        if (!v->mht) FAIL(CST_ERR_NOMEM, "out of memory");
+        v->mht_cap = (uint32_t)mcap;
         memset(v->mht, 0xff, mcap * sizeof *v->mht);
-        size_t mp = 0;
         for (uint64_t i = 0; i < nm; i++) {
             cst_strv s = cst_gguf_arr_str(g, mi, i);
-            memcpy(v->mpool + mp, s.ptr, s.len);
-            v->mpool[mp + s.len] = 0;
-            /* split at the first space after position 0; none -> ("", "") */
+            /* split at the first space after position 0; none -> ("", ""),
+             * which no symbol can match */
             size_t sp = 0;
             for (size_t k = 1; k < s.len; k++)
                 if (s.ptr[k] == ' ') {
                     sp = k;
                     break;
                 }
-            if (sp) {
-                v->m_first_off[i] = (uint32_t)mp;
-                v->m_first_len[i] = (uint32_t)sp;
-                v->m_second_off[i] = (uint32_t)(mp + sp + 1);
-                v->m_second_len[i] = (uint32_t)(s.len - sp - 1);
-            } else {
-                v->m_first_off[i] = v->m_second_off[i] = (uint32_t)mp;
-                v->m_first_len[i] = v->m_second_len[i] = 0;
-            }
-            mp += s.len + 1;
-            if (cst_vocab_merge_rank(v, v->mpool + v->m_first_off[i], v->m_first_len[i],
-                                     v->mpool + v->m_second_off[i], v->m_second_len[i]) >= 0)
-                continue; /* first rank wins */
-            size_t h = (size_t)merge_hash(v->mpool + v->m_first_off[i], v->m_first_len[i],
-                                          v->mpool + v->m_second_off[i], v->m_second_len[i]) & v->mht_mask;
-            while (v->mht[h] >= 0) h = (h + 1) & v->mht_mask;
-            v->mht[h] = (int32_t)i;
+            size_t l2 = sp ? s.len - sp - 1 : 0;
+            if (!sp || l2 == 0) continue;
+            if (sp > 0xffff || l2 > 0xffff) /* longer than any token: never a symbol built from tokens */
+                FAIL(CST_ERR_UNSUPPORTED, "merge %llu: side longer than 65535 bytes", (unsigned long long)i);
+            bool oom = false;
+            int32_t a = side_id(v, s.ptr, sp, &oom);
+            int32_t c = oom ? -1 : side_id(v, s.ptr + sp + 1, l2, &oom);
+            if (oom) FAIL(CST_ERR_NOMEM, "out of memory");
+            merge_insert(v, a, c, (uint32_t)i);
         }
+    }
+    for (uint32_t c = 0; c < CST_GPT2_CPTS; c++) {
+        char enc[4];
+        int el = cst_utf8_encode(c, enc);
+        v->char_id[c] = cst_vocab_find_str(v, enc, (size_t)el);
+        v->cpt_byte[c] = (int16_t)cst_cpt_to_byte(c);
     }
 
     /* newline token */
@@ -509,7 +642,7 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
 
     /* control tokens named "unused" are unused */
     for (int32_t i = 0; i < v->n; i++)
-        if ((v->attr[i] & CST_TOKEN_ATTR_CONTROL) && strstr(tok_text(v, i), "unused"))
+        if ((v->attr[i] & CST_TOKEN_ATTR_CONTROL) && memmem(cst_str_text(v, i), v->str_len[i], "unused", 6))
             v->attr[i] |= CST_TOKEN_ATTR_UNUSED;
 
     /* end-of-generation set */
@@ -558,23 +691,29 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
     for (int32_t i = 0; i < v->n; i++)
         if (v->attr[i] & (CST_TOKEN_ATTR_CONTROL | CST_TOKEN_ATTR_USER_DEFINED | CST_TOKEN_ATTR_UNKNOWN)) {
             v->special[v->n_special++] = i;
-            v->special_first[(unsigned char)tok_text(v, i)[0]] = 1;
+            v->special_first[(unsigned char)cst_str_text(v, i)[0]] = 1;
         }
     qsort_r(v->special, v->n_special, sizeof *v->special, cmp_special, v);
 
-    /* piece cache */
-    v->piece = calloc((size_t)v->n, sizeof *v->piece);
-    v->piece_len = malloc((size_t)v->n * sizeof *v->piece_len);
-    if (!v->piece || !v->piece_len) FAIL(CST_ERR_NOMEM, "out of memory");
-    for (int32_t i = 0; i < v->n; i++) {
-        cst_sbuf sb = {0};
-        cst_sbuf_put(&sb, "", 0);
-        if (!make_piece(v, i, &sb)) {
-            free(sb.p);
-            FAIL(CST_ERR_NOMEM, "out of memory");
+    /* views: special tokens and the special ids get NUL-terminated copies,
+     * so that cst_vocab_text works for them */
+    if (view) {
+        cst_token sp_ids[] = {v->bos, v->eos, v->eot, v->eom, v->unk, v->sep, v->pad, v->mask, v->linefeed,
+                              v->fim_pre, v->fim_suf, v->fim_mid, v->fim_pad, v->fim_rep, v->fim_sep};
+        for (size_t k = 0; k < v->n_special + CST_ARRAY_LEN(sp_ids); k++) {
+            cst_token t = k < v->n_special ? v->special[k] : sp_ids[k - v->n_special];
+            if (t < 0 || (v->str_off[t] & CST_STR_OWNED)) continue;
+            uint32_t off = pool_add(v, cst_str_text(v, t), v->str_len[t]);
+            if (off == CST_STR_NONE) FAIL(CST_ERR_NOMEM, "out of memory");
+            v->str_off[t] = off;
         }
-        v->piece[i] = sb.p;
-        v->piece_len[i] = (uint32_t)sb.n;
+    }
+    if (v->pool_cap > v->pool_n && v->pool_n) { /* give back the slack */
+        char *p = realloc(v->pool, v->pool_n);
+        if (p) {
+            v->pool = p;
+            v->pool_cap = v->pool_n;
+        }
     }
 
     /* per-model attributes (llama.cpp keys them on general.name) */
@@ -593,6 +732,14 @@ cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t 
     for (int c = 0; c < 256; c++) v->byte_enc_len[c] = (unsigned char)cst_utf8_encode(cst_byte_to_cpt((uint8_t)c), v->byte_enc[c]);
     *out = v;
     return CST_OK;
+}
+
+cst_status cst_vocab_load(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen) {
+    return vocab_load(g, false, out, err, errlen);
+}
+
+cst_status cst_vocab_load_view(const cst_gguf *g, cst_vocab **out, char *err, size_t errlen) {
+    return vocab_load(g, true, out, err, errlen);
 }
 
 cst_vocab_type cst_vocab_kind(const cst_vocab *v) { return v->type; }
@@ -622,5 +769,16 @@ bool cst_vocab_is_control(const cst_vocab *v, cst_token t) {
     return t >= 0 && t < v->n && (v->attr[t] & CST_TOKEN_ATTR_CONTROL);
 }
 int cst_vocab_attr(const cst_vocab *v, cst_token t) { return (t >= 0 && t < v->n) ? v->attr[t] : 0; }
-const char *cst_vocab_text(const cst_vocab *v, cst_token t) { return (t >= 0 && t < v->n) ? tok_text(v, t) : NULL; }
+const char *cst_vocab_text(const cst_vocab *v, cst_token t) {
+    if (t < 0 || t >= v->n || !(v->str_off[t] & CST_STR_OWNED)) return NULL;
+    return cst_str_text(v, t);
+}
+cst_strv cst_vocab_text_view(const cst_vocab *v, cst_token t) {
+    cst_strv s = {NULL, 0};
+    if (t >= 0 && t < v->n) {
+        s.ptr = cst_str_text(v, t);
+        s.len = v->str_len[t];
+    }
+    return s;
+}
 cst_token cst_vocab_find(const cst_vocab *v, const char *s, size_t len) { return cst_vocab_find_hashed(v, s, len); }
