@@ -72,6 +72,7 @@ float cst_hsum8_ref(const float v[8]);
 #define CST_Q5K_SUMMS(dmin, fsum, summs) fmaf((dmin), (fsum), (summs))
 void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_0_q8_0_x8_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *x, const void *y);
@@ -98,5 +99,13 @@ void cst_kernels_float_avx512(cst_kernel_traits *tab, cst_tile4x4_fn *tiles, boo
 /* CPU has AVX512_BF16 (valid after cst_kernels_init) */
 bool cst_kernels_has_avx512bf16(void);
 void cst_fp16_to_fp32_row_avx2(const cst_f16 *x, float *y, int64_t n);
+
+/* Q4_0 matrices with rows % 8 == 0 (llama.cpp repacks them into q4_0x8 and
+ * uses ggml_gemv/gemm_q4_0_8x8_q8_0): their order per output is one float
+ * acc = fma(block int sum, dw * da, acc). Dot and tile (tile may be NULL) of
+ * this order for an ISA. */
+void cst_kernel_q4_0_x8(cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile);
+void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *x, const void *y);
+cst_tile4x4_fn cst_tile_q4_0_x8_avx512(void);
 
 #endif

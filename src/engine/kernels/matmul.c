@@ -20,6 +20,7 @@
 typedef struct {
     const cst_kernel_traits *tr;
     cst_tile4x4_fn tile;          /* 4 rows x 4 tokens micro-kernel, or NULL */
+    cst_vec_dot_fn dot;           /* per-output dot (the traits' vec_dot but for Q4_0 x8) */
     const cst_kernel_traits *vtr; /* traits of the activation type */
     const char *W;
     size_t w_row; /* bytes per weight row */
@@ -68,7 +69,7 @@ static void mm_tile(const mm_ctx *c, int64_t o, int nr, int64_t t, int nt) {
 }
 
 static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
-    const cst_vec_dot_fn dot = c->tr->vec_dot;
+    const cst_vec_dot_fn dot = c->dot;
     const int n = (int)c->n_in;
     if (c->n_tok == 1) {
         for (int64_t o = r0; o < r1; o++) dot(n, &c->y[o], c->W + o * c->w_row, c->act);
@@ -140,6 +141,13 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
         .y = y,
         .pool = pool,
     };
+    c.dot = tr->vec_dot;
+    if (wt == CST_TYPE_Q4_0 && n_out % 8 == 0) {
+        /* llama.cpp repacks these (q4_0_8x8): its order, computed on the file's blocks */
+        cst_tile4x4_fn t8;
+        cst_kernel_q4_0_x8(cst_kernels_isa(), &c.dot, &t8);
+        c.tile = n_tok >= 2 ? t8 : NULL;
+    }
     if (tr->vec_dot_type == CST_TYPE_F32) {
         c.act = (const char *)x;
         c.a_row = (size_t)n_in * sizeof(float);

@@ -96,6 +96,26 @@ void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *vx, const void *vy) 
     *s = cst_hsum8_ref(acc);
 }
 
+/* llama.cpp's repacked Q4_0 (block_q4_0x8, ggml_gemv/gemm_q4_0_8x8_q8_0 on
+ * x86), used for matrices with rows % 8 == 0: per output one float
+ * accumulator, acc = fma((float)(exact int sum of the block), dw * da, acc)
+ * block by block, no lanes. */
+void cst_vec_dot_q4_0_q8_0_x8_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    float acc = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            sumi += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
+            sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+        }
+        acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d), acc);
+    }
+    *s = acc;
+}
+
 /* ---------------------------------------------------------------- Q8_K */
 
 void cst_to_float_q8_K_ref(const void *vx, float *y, int64_t n) {

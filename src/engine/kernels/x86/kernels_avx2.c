@@ -189,6 +189,22 @@ static void vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *vx, const void *
     *s = hsum8(acc);
 }
 
+/* llama.cpp's repacked Q4_0 order (rows % 8 == 0), see cst_vec_dot_q4_0_q8_0_x8_ref */
+void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    float acc = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        const __m256i p = dot_i8(q4_0_unpack(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+        h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+        acc = fmaf((float)_mm_cvtsi128_si32(h), f16(x[i].d) * f16(y[i].d), acc);
+    }
+    *s = acc;
+}
+
 /* ------------------------------------------------------------ Q8_K */
 
 /* bit-identical to cst_from_float_q8_K_ref */

@@ -164,6 +164,55 @@ static inline __attribute__((always_inline)) void tile_q0(const int q4, int n, c
         for (int r = 0; r < 4; r++) s[t * lds + r] = hsum8(acc[r][t]);
 }
 
+/* Q4_0 in the order of llama.cpp's repacked q4_0_8x8 kernels (rows % 8 == 0):
+ * per output one float accumulator, acc = fma((float) block int sum, dw * da,
+ * acc). The 16 (row, token) block sums are reduced exactly (hadd) into one
+ * zmm, lane 4t + r, so one convert and one FMA per block serve the tile. */
+static void tile_q4_0_x8_avx512(int n, const void *const *vx, const void *const *vy, float *s, int64_t lds) {
+    const int nb = n / QK8_0;
+    const block_q4_0 *xr[4];
+    const block_q8_0 *yt[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        xr[k] = (const block_q4_0 *)vx[k];
+        yt[k] = (const block_q8_0 *)vy[k];
+    }
+    const __m256i off = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();
+    const __m512i tidx = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        __m256i w[4], nc[4];
+        cst_f16 dh[8];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            w[r] = q4_0_unpack(xr[r][i].qs);
+            nc[r] = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, off, w[r]));
+            dh[r] = xr[r][i].d;
+        }
+        __m128i is[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const __m256i au = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)yt[t][i].qs), off);
+            dh[4 + t] = yt[t][i].d;
+            __m256i p[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) p[r] = _mm256_dpbusd_epi32(nc[r], au, w[r]);
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            is[t] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        }
+        const __m512i I = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(is[1], is[0])),
+                                             _mm256_set_m128i(is[3], is[2]), 1);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh));
+        const __m512 dwv = _mm512_broadcast_f32x4(_mm256_castps256_ps128(d8));
+        const __m512 dav = _mm512_permutexvar_ps(tidx, _mm512_castps256_ps512(d8));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(dwv, dav), acc);
+    }
+    float out[16];
+    _mm512_storeu_ps(out, acc);
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) memcpy(s + t * lds, out + 4 * t, 4 * sizeof(float));
+}
+
 static void tile_q8_0_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
     tile_q0(0, n, x, y, s, lds);
 }
@@ -177,6 +226,8 @@ void cst_kernels_fill_avx512(cst_kernel_traits *tab) {
     tab[CST_TYPE_Q8_0].vec_dot = vec_dot_q8_0_q8_0_avx512;
     tab[CST_TYPE_Q4_0].vec_dot = vec_dot_q4_0_q8_0_avx512;
 }
+
+cst_tile4x4_fn cst_tile_q4_0_x8_avx512(void) { return tile_q4_0_x8_avx512; }
 
 void cst_kernels_tiles_avx512(cst_tile4x4_fn *tab) {
     tab[CST_TYPE_Q8_0] = tile_q8_0_avx512;
