@@ -489,47 +489,59 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
     cst_free_aligned(yr);
 }
 
-/* Q4_0 matrices with rows % 8 == 0 use llama.cpp's repacked (q4_0_8x8)
+/* Q4_0/Q4_K matrices with rows % 8 == 0 use llama.cpp's repacked (8x8)
  * order: every ISA's dot and tile equal the ref dot bit for bit. */
-TEST(q4_0_x8_order_matches_ref) {
-    static const int sizes[] = {32, 96, 512, 800, 4352};
-    for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
-        const int n = sizes[si];
-        const size_t wrow = cst_row_size(CST_TYPE_Q4_0, n), arow = cst_row_size(CST_TYPE_Q8_0, n);
-        char *W = xalloc(wrow * 4), *A = xalloc(arow * 4);
-        float *f = xalloc(n * 4);
-        for (int k = 0; k < 4; k++) {
-            fill_normal(f, n, k == 3 ? 2.0f : 0.05f);
-            ASSERT(cst_quantize_row_ref(CST_TYPE_Q4_0, f, W + k * wrow, n));
-            fill_normal(f, n, k == 2 ? 1e3f : 1.0f);
-            cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(f, A + k * arow, n);
-        }
-        const void *xp[4], *yp[4];
-        for (int k = 0; k < 4; k++) xp[k] = W + k * wrow, yp[k] = A + k * arow;
-        float e[16];
-        for (int t = 0; t < 4; t++)
-            for (int r = 0; r < 4; r++) cst_vec_dot_q4_0_q8_0_x8_ref(n, &e[4 * t + r], xp[r], yp[t]);
-        for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
-            if (!cst_isa_available((cst_isa)isa)) continue;
-            cst_vec_dot_fn dot;
-            cst_tile4x4_fn tile;
-            cst_kernel_q4_0_x8((cst_isa)isa, &dot, &tile);
+TEST(x8_order_matches_ref) {
+    static const int sizes[] = {256, 512, 768, 4352, 32, 96, 800};
+    static const cst_type types[] = {CST_TYPE_Q4_0, CST_TYPE_Q4_K};
+    for (size_t ti = 0; ti < CST_ARRAY_LEN(types); ti++) {
+        const cst_type wt = types[ti];
+        const cst_type at = wt == CST_TYPE_Q4_K ? CST_TYPE_Q8_K : CST_TYPE_Q8_0;
+        cst_vec_dot_fn rdot;
+        cst_tile4x4_fn rtile;
+        ASSERT(cst_kernel_x8(wt, CST_ISA_REF, &rdot, &rtile));
+        for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+            const int n = sizes[si];
+            if (n % cst_type_get_info((int)wt)->blck_size) continue;
+            const size_t wrow = cst_row_size(wt, n), arow = cst_row_size(at, n);
+            char *W = xalloc(wrow * 4), *A = xalloc(arow * 4);
+            float *f = xalloc(n * 4);
+            for (int k = 0; k < 4; k++) {
+                fill_normal(f, n, k == 3 ? 2.0f : 0.05f);
+                ASSERT(cst_quantize_row_ref(wt, f, W + k * wrow, n));
+                fill_normal(f, n, k == 2 ? 1e3f : 1.0f);
+                cst_kernel_traits_isa(at, CST_ISA_REF)->from_float(f, A + k * arow, n);
+            }
+            const void *xp[4], *yp[4];
+            for (int k = 0; k < 4; k++) xp[k] = W + k * wrow, yp[k] = A + k * arow;
+            float e[16];
             for (int t = 0; t < 4; t++)
-                for (int r = 0; r < 4; r++) {
-                    float g;
-                    dot(n, &g, xp[r], yp[t]);
-                    ASSERT_MSG(same_bits(g, e[4 * t + r]), "%s q4_0 x8 dot n=%d: %.9g vs %.9g", cst_isa_name((cst_isa)isa),
-                               n, g, e[4 * t + r]);
-                }
-            if (!tile) continue;
-            float s[16];
-            tile(n, xp, yp, s, 4);
-            for (int k = 0; k < 16; k++)
-                ASSERT_MSG(same_bits(s[k], e[k]), "%s q4_0 x8 tile n=%d [%d]: %.9g vs %.9g", cst_isa_name((cst_isa)isa), n,
-                           k, s[k], e[k]);
+                for (int r = 0; r < 4; r++) rdot(n, &e[4 * t + r], xp[r], yp[t]);
+            for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+                if (!cst_isa_available((cst_isa)isa)) continue;
+                cst_vec_dot_fn dot;
+                cst_tile4x4_fn tile;
+                ASSERT(cst_kernel_x8(wt, (cst_isa)isa, &dot, &tile));
+                for (int t = 0; t < 4; t++)
+                    for (int r = 0; r < 4; r++) {
+                        float g;
+                        dot(n, &g, xp[r], yp[t]);
+                        ASSERT_MSG(same_bits(g, e[4 * t + r]), "%s %s x8 dot n=%d: %.9g vs %.9g",
+                                   cst_isa_name((cst_isa)isa), cst_type_name(wt), n, g, e[4 * t + r]);
+                    }
+                if (!tile) continue;
+                float s[16];
+                tile(n, xp, yp, s, 4);
+                for (int k = 0; k < 16; k++)
+                    ASSERT_MSG(same_bits(s[k], e[k]), "%s %s x8 tile n=%d [%d]: %.9g vs %.9g", cst_isa_name((cst_isa)isa),
+                               cst_type_name(wt), n, k, s[k], e[k]);
+            }
+            cst_free_aligned(W), cst_free_aligned(A), cst_free_aligned(f);
         }
-        cst_free_aligned(W), cst_free_aligned(A), cst_free_aligned(f);
     }
+    cst_vec_dot_fn d;
+    cst_tile4x4_fn tl;
+    ASSERT(!cst_kernel_x8(CST_TYPE_Q8_0, CST_ISA_REF, &d, &tl));
 }
 
 TEST(matmul_odd_shapes_and_threads) {

@@ -104,13 +104,13 @@ static double margin_for(const char *file) {
 static int golden_failed_files;
 
 /* Weight types whose matmul kernels do not yet accumulate in llama.cpp's
- * order (docs/internals/model.md, "Parity"): their deviations are printed as
- * KERNEL GAP and fail only with CST_TEST_STRICT=1. Every other file must meet
- * the criteria (F32, F16, Q8_0, Q4_0, Q5_K, Q6_K: exact ggml orders, NMSE 0). */
+ * order (docs/internals/model.md, "Parity") would be printed as KERNEL GAP and
+ * fail only with CST_TEST_STRICT=1. None now: F32, F16, Q8_0, Q4_0, Q5_K and
+ * Q6_K are bit-exact; Q4_K is exact for single tokens and small batches and
+ * meets the criteria (its 4-token gemm order at larger batches is not yet
+ * reproduced: step-0 NMSE up to 2.2e-4 on 33-130 token prompts). */
 static bool kernel_gap(const char *file) {
-    static const char *const gap[] = {"-Q4_K"};
-    for (size_t i = 0; i < sizeof gap / sizeof gap[0]; i++)
-        if (strstr(file, gap[i])) return true;
+    (void)file;
     return false;
 }
 

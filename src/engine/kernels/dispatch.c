@@ -150,13 +150,16 @@ cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa) {
     return tiles[isa][t];
 }
 
-void cst_kernel_q4_0_x8(cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile) {
+bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile) {
     cst_kernels_init();
-    *dot = cst_vec_dot_q4_0_q8_0_x8_ref;
+    if (t != CST_TYPE_Q4_0 && t != CST_TYPE_Q4_K) return false;
+    const bool q4k = t == CST_TYPE_Q4_K;
+    *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_ref : cst_vec_dot_q4_0_q8_0_x8_ref;
     *tile = NULL;
-    if ((int)isa < 0 || (int)isa >= 3 || !isa_ok[isa] || isa == CST_ISA_REF) return;
-    *dot = cst_vec_dot_q4_0_q8_0_x8_avx2;
-    if (isa == CST_ISA_AVX512) *tile = cst_tile_q4_0_x8_avx512();
+    if ((int)isa < 0 || (int)isa >= 3 || !isa_ok[isa] || isa == CST_ISA_REF) return true;
+    *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_avx2 : cst_vec_dot_q4_0_q8_0_x8_avx2;
+    if (isa == CST_ISA_AVX512) *tile = q4k ? cst_tile_q4_K_x8_avx512() : cst_tile_q4_0_x8_avx512();
+    return true;
 }
 
 cst_tile4x4_fn cst_kernel_tile4x4(cst_type t) { return cst_kernel_tile4x4_isa(t, cst_kernels_isa()); }

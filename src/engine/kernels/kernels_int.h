@@ -73,6 +73,7 @@ float cst_hsum8_ref(const float v[8]);
 void cst_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_0_q8_0_x8_ref(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_K_q8_K_x8_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q5_K_q8_K_ref(int n, float *s, const void *x, const void *y);
 void cst_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *x, const void *y);
@@ -100,12 +101,15 @@ void cst_kernels_float_avx512(cst_kernel_traits *tab, cst_tile4x4_fn *tiles, boo
 bool cst_kernels_has_avx512bf16(void);
 void cst_fp16_to_fp32_row_avx2(const cst_f16 *x, float *y, int64_t n);
 
-/* Q4_0 matrices with rows % 8 == 0 (llama.cpp repacks them into q4_0x8 and
- * uses ggml_gemv/gemm_q4_0_8x8_q8_0): their order per output is one float
- * acc = fma(block int sum, dw * da, acc). Dot and tile (tile may be NULL) of
- * this order for an ISA. */
-void cst_kernel_q4_0_x8(cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile);
+/* Q4_0 and Q4_K matrices with rows % 8 == 0 (llama.cpp repacks them into
+ * q4_0x8 / q4_Kx8 and uses ggml_gemv/gemm_*_8x8): their order per output is
+ * one float acc = fma(block int sum, dw * da, acc) (Q4_K: plus a mins
+ * accumulator, subtracted at the end). Dot and tile (tile may be NULL) of this
+ * order for type t (Q4_0 or Q4_K) and an ISA; false for other types. */
+bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile);
 void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_K_q8_K_x8_avx2(int n, float *s, const void *x, const void *y);
 cst_tile4x4_fn cst_tile_q4_0_x8_avx512(void);
+cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void);
 
 #endif

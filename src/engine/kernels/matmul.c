@@ -142,10 +142,9 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
         .pool = pool,
     };
     c.dot = tr->vec_dot;
-    if (wt == CST_TYPE_Q4_0 && n_out % 8 == 0) {
-        /* llama.cpp repacks these (q4_0_8x8): its order, computed on the file's blocks */
-        cst_tile4x4_fn t8;
-        cst_kernel_q4_0_x8(cst_kernels_isa(), &c.dot, &t8);
+    cst_tile4x4_fn t8;
+    if (n_out % 8 == 0 && cst_kernel_x8(wt, cst_kernels_isa(), &c.dot, &t8)) {
+        /* llama.cpp repacks these (q4_0_8x8, q4_K_8x8): its order, on the file's blocks */
         c.tile = n_tok >= 2 ? t8 : NULL;
     }
     if (tr->vec_dot_type == CST_TYPE_F32) {

@@ -210,6 +210,38 @@ void cst_vec_dot_q4_K_q8_K_ref(int n, float *s, const void *vx, const void *vy) 
     *s = sum;
 }
 
+/* llama.cpp's repacked Q4_K order (block_q4_Kx8, ggml_gemv/gemm_q4_K_8x8_q8_K
+ * on x86), for matrices with rows % 8 == 0: two float accumulators per
+ * output, acc = fma(scales int sum, dw * da, acc) and
+ * accm = fma(mins int sum, dmin * da, accm) per super-block; acc - accm. */
+void cst_vec_dot_q4_K_q8_K_x8_ref(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    float acc = 0.0f, accm = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+        for (int c = 0; c < QK_K / 64; c++, q += 32, a += 64) {
+            uint8_t sc0, m0, sc1, m1;
+            cst_get_scale_min_k4(2 * c, x[i].scales, &sc0, &m0);
+            cst_get_scale_min_k4(2 * c + 1, x[i].scales, &sc1, &m1);
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += (q[l] & 0xF) * a[l];
+                s1 += (q[l] >> 4) * a[l + 32];
+            }
+            sumi += sc0 * s0 + sc1 * s1;
+            summ += m0 * (y[i].bsums[4 * c] + y[i].bsums[4 * c + 1]) +
+                    m1 * (y[i].bsums[4 * c + 2] + y[i].bsums[4 * c + 3]);
+        }
+        acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d) * y[i].d, acc);
+        accm = fmaf((float)summ, cst_f16_to_f32(x[i].dmin) * y[i].d, accm);
+    }
+    *s = acc - accm;
+}
+
 /* ---------------------------------------------------------------- Q5_K */
 
 /* As Q4_K plus a fifth bit: element 64c+l takes bit 2c of qh[l], element

@@ -318,6 +318,44 @@ static void vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *vx, const void *
     *s = hsum8(acc) - _mm_cvtss_f32(m);
 }
 
+/* llama.cpp's repacked Q4_K order (rows % 8 == 0), see cst_vec_dot_q4_K_q8_K_x8_ref */
+static inline int hsum_i32_8(__m256i p) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+    return _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 1)));
+}
+
+void cst_vec_dot_q4_K_q8_K_x8_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    float acc = 0.0f, accm = 0.0f;
+    for (int i = 0; i < nb; i++) {
+        const __m128i sm = k4_unpack_scales(x[i].scales);
+        const __m128i md = k4_mins_dot(sm, y[i].bsums);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        __m256i sumi = _mm256_setzero_si256();
+        const uint8_t *q = x[i].qs;
+        const int8_t *a = y[i].qs;
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++, q += 32, a += 64) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)q);
+            const __m256i lo = _mm256_and_si256(b, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
+            const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c))));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16_ctl(2 * c + 1))));
+        }
+        const __m128i md2 = _mm_add_epi32(md, _mm_unpackhi_epi64(md, md));
+        const int imin = _mm_cvtsi128_si32(_mm_add_epi32(md2, _mm_shuffle_epi32(md2, 1)));
+        acc = fmaf((float)hsum_i32_8(sumi), f16(x[i].d) * y[i].d, acc);
+        accm = fmaf((float)imin, f16(x[i].dmin) * y[i].d, accm);
+    }
+    *s = acc - accm;
+}
+
 static void vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;

@@ -31,12 +31,12 @@ static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
 /* [v0 v1 v2 v3] repeated in the four 128-bit lanes */
 static inline __m512 bcast4(__m128 v) { return _mm512_broadcast_f32x4(v); }
 
-enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6 };
+enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6, KIND_Q4X8 = 7 /* Q4_K in the repacked q4_K_8x8 order */ };
 
 static inline __attribute__((always_inline)) void tile_k(const int kind, int n, const void *const *vx,
                                                          const void *const *vy, float *s, int64_t lds) {
     const int nb = n / QK_K;
-    const size_t bsz = kind == KIND_Q4 ? sizeof(block_q4_K) : kind == KIND_Q5 ? sizeof(block_q5_K)
+    const size_t bsz = kind == KIND_Q4 || kind == KIND_Q4X8 ? sizeof(block_q4_K) : kind == KIND_Q5 ? sizeof(block_q5_K)
                                                                                : sizeof(block_q6_K);
     const char *xr[4];
     const block_q8_K *yt[4];
@@ -55,7 +55,8 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
     const __m512i bsp_idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 4, 4, 4, 4, 5, 5, 5, 5);
     /* Q4_K: folded float accumulators; Q5_K/Q6_K: ggml's order, one 8-lane
      * accumulator per (row, token) and (Q5_K) a float mins sum per (row, token) */
-    const int exact = kind != KIND_Q4;
+    const int exact = kind == KIND_Q5 || kind == KIND_Q6;
+    __m512 accx = _mm512_setzero_ps(), accxm = _mm512_setzero_ps(); /* KIND_Q4X8: lane 4t + r */
     __m512 acc[4];
     __m256 acc8[4][4];
     __m128 summs[4];
@@ -171,7 +172,7 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
                 } else {
                     const block_q4_K *x4 = (const block_q4_K *)xb[r];
                     const block_q5_K *x5 = (const block_q5_K *)xb[r];
-                    const uint8_t *qs = kind == KIND_Q4 ? x4->qs : x5->qs;
+                    const uint8_t *qs = kind != KIND_Q5 ? x4->qs : x5->qs;
                     const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
                     wq = _mm512_and_si512(_mm512_mask_srli_epi16(w, hi16, w, 4), m4);
                     if (kind == KIND_Q5) {
@@ -190,7 +191,33 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             }
         }
 
-        if (exact) {
+        if (kind == KIND_Q4X8) {
+            /* one float accumulator per output for the scales part and one for the mins:
+             * exact int sums per (row, token), reduced with fold4 and lane adds */
+            const __m512i minv = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi16(mins_idx, sm4)));
+            __m128i is[4], im[4];
+            float dat[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                const __m512i u = fold4(sumi[0][t], sumi[1][t], sumi[2][t], sumi[3][t]); /* lane k: row k % 4 */
+                const __m256i u8 = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+                is[t] = _mm_add_epi32(_mm256_castsi256_si128(u8), _mm256_extracti128_si256(u8, 1));
+                const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
+                const __m512i bpz = _mm512_permutexvar_epi32(bsp_idx, _mm512_zextsi256_si512(_mm256_packs_epi32(bp, bp)));
+                const __m512i mm = _mm512_madd_epi16(minv, bpz); /* lane 4p + r */
+                const __m256i m8 = _mm256_add_epi32(_mm512_castsi512_si256(mm), _mm512_extracti64x4_epi64(mm, 1));
+                im[t] = _mm_add_epi32(_mm256_castsi256_si128(m8), _mm256_extracti128_si256(m8, 1));
+                dat[t] = a[t]->d;
+            }
+            const __m512i I = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(is[1], is[0])),
+                                                 _mm256_set_m128i(is[3], is[2]), 1);
+            const __m512i M = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(im[1], im[0])),
+                                                 _mm256_set_m128i(im[3], im[2]), 1);
+            const __m512 dav = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                     _mm512_castps128_ps512(_mm_loadu_ps(dat)));
+            accx = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(d4, dav), accx);
+            accxm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin4, dav), accxm);
+        } else if (exact) {
             /* lane l of ggml's 8 = lanes l and l + 8 of the chunk sums (exact integers) */
             float dw[4];
             _mm_storeu_ps(dw, _mm512_castps512_ps128(d4));
@@ -231,6 +258,13 @@ static inline __attribute__((always_inline)) void tile_k(const int kind, int n, 
             }
         }
     }
+    if (kind == KIND_Q4X8) {
+        float out[16];
+        _mm512_storeu_ps(out, _mm512_sub_ps(accx, accxm));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) memcpy(s + t * lds, out + 4 * t, 4 * sizeof(float));
+        return;
+    }
     if (exact) {
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
@@ -258,6 +292,12 @@ static void tile_q5_K_avx512(int n, const void *const *x, const void *const *y, 
 static void tile_q6_K_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
     tile_k(KIND_Q6, n, x, y, s, lds);
 }
+
+static void tile_q4_K_x8_avx512(int n, const void *const *x, const void *const *y, float *s, int64_t lds) {
+    tile_k(KIND_Q4X8, n, x, y, s, lds);
+}
+
+cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void) { return tile_q4_K_x8_avx512; }
 
 void cst_kernels_tiles_kquants_avx512(cst_tile4x4_fn *tab) {
     tab[CST_TYPE_Q4_K] = tile_q4_K_avx512;
