@@ -17,9 +17,13 @@
  * may not exceed the budget of the decode in progress on this thread. */
 static __thread size_t stb_budget, stb_used;
 
+/* Allocations are zeroed: stb_image 2.27 can read state a corrupt file never
+ * set (a JPEG scan using a Huffman table no DHT defined), and with leftover
+ * heap bytes in those tables it indexes far out of bounds (found by
+ * tests/fuzz/image_fuzz.c); zeroed tables only ever give in-range indexes. */
 static void *budget_malloc(size_t n) {
     if (n > stb_budget || stb_used > stb_budget - n || n > SIZE_MAX - 16) return NULL;
-    size_t *p = malloc(n + 16);
+    size_t *p = calloc(1, n + 16);
     if (!p) return NULL;
     p[0] = n;
     stb_used += n;
@@ -41,6 +45,7 @@ static void *budget_realloc(void *q, size_t n) {
     if (n > SIZE_MAX - 16) return NULL;
     size_t *np = realloc(p, n + 16);
     if (!np) return NULL;
+    if (n > old) memset((char *)np + 16 + old, 0, n - old); /* zeroed like budget_malloc */
     np[0] = n;
     stb_used = stb_used - old + n;
     return (char *)np + 16;
