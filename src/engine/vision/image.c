@@ -4,77 +4,12 @@
  * through a per-thread byte budget derived from those dimensions, so that a
  * small file cannot inflate into gigabytes (zlib bombs inside a PNG).
  */
-#include "vision.h"
+#include "vision_int.h"
 
 #include "../../core/core.h"
 #include <limits.h>
 #include <string.h>
 #include <webp/decode.h>
-
-/* ---- stb_image with a budgeted allocator ------------------------------ */
-
-/* Every stb allocation carries a 16-byte header with its size; the live total
- * may not exceed the budget of the decode in progress on this thread. */
-static __thread size_t stb_budget, stb_used;
-
-/* Allocations are zeroed: stb_image 2.27 can read state a corrupt file never
- * set (a JPEG scan using a Huffman table no DHT defined), and with leftover
- * heap bytes in those tables it indexes far out of bounds (found by
- * tests/fuzz/image_fuzz.c); zeroed tables only ever give in-range indexes. */
-static void *budget_malloc(size_t n) {
-    if (n > stb_budget || stb_used > stb_budget - n || n > SIZE_MAX - 16) return NULL;
-    size_t *p = calloc(1, n + 16);
-    if (!p) return NULL;
-    p[0] = n;
-    stb_used += n;
-    return (char *)p + 16;
-}
-
-static void budget_free(void *q) {
-    if (!q) return;
-    size_t *p = (size_t *)((char *)q - 16);
-    stb_used -= p[0];
-    free(p);
-}
-
-static void *budget_realloc(void *q, size_t n) {
-    if (!q) return budget_malloc(n);
-    size_t *p = (size_t *)((char *)q - 16);
-    size_t old = p[0];
-    if (n > old && (n - old > stb_budget || stb_used > stb_budget - (n - old))) return NULL;
-    if (n > SIZE_MAX - 16) return NULL;
-    size_t *np = realloc(p, n + 16);
-    if (!np) return NULL;
-    if (n > old) memset((char *)np + 16 + old, 0, n - old); /* zeroed like budget_malloc */
-    np[0] = n;
-    stb_used = stb_used - old + n;
-    return (char *)np + 16;
-}
-
-#define STBI_MALLOC(sz) budget_malloc(sz)
-#define STBI_REALLOC(p, nsz) budget_realloc(p, nsz)
-#define STBI_FREE(p) budget_free(p)
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_GIF
-#define STBI_NO_STDIO
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
-#define STBI_MAX_DIMENSIONS (1 << 20)
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-/* stb declares a few static functions it never defines under STB_IMAGE_STATIC;
- * that warning is issued at the end of the file, so it stays off file-wide. */
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmisleading-indentation"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
 
 /* ---- sniffing ----------------------------------------------------------- */
 
@@ -321,29 +256,25 @@ cst_status cst_image_decode(const void *bytes, size_t len, const cst_image_limit
     } else {
         /* Generous for every stb path (16-bit RGBA PNG, progressive JPEG, GIF
          * canvas + history) yet proportional to the declared size. */
-        stb_budget = 32 * npx + 2 * len + (1u << 20);
-        stb_used = 0;
-        int dw = 0, dh = 0, comp = 0;
-        stbi_uc *px = stbi_load_from_memory(b, (int)len, &dw, &dh, &comp, 3);
+        const size_t budget = 32 * npx + 2 * len + (1u << 20);
+        int dw = 0, dh = 0;
+        const char *why = NULL;
+        uint8_t *px = cst_stb_decode_rgb(b, len, budget, &dw, &dh, &why);
         if (!px) {
-            const char *why = stbi_failure_reason();
             bool mem = why && (!strcmp(why, "outofmem") || !strcmp(why, "Out of memory"));
             cst_errf(err, errlen, "%s: %s%s", fmt_name(f), mem ? "decoding needs more memory than allowed: " :
                      "corrupt or truncated data: ", why ? why : "decode failed");
             free(rgb);
-            stb_budget = 0;
             return mem ? CST_ERR_INVALID_ARG : CST_ERR_BAD_FORMAT;
         }
         if (dw != w || dh != h) {
             cst_errf(err, errlen, "%s: decoded size %dx%d differs from header %dx%d", fmt_name(f), dw, dh, w, h);
-            stbi_image_free(px);
+            cst_stb_free(px);
             free(rgb);
-            stb_budget = 0;
             return CST_ERR_BAD_FORMAT;
         }
         memcpy(rgb, px, npx * 3);
-        stbi_image_free(px);
-        stb_budget = 0;
+        cst_stb_free(px);
     }
     out->width = w;
     out->height = h;

@@ -6,6 +6,8 @@
 
 #include "vision.h"
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct cst_vision_hparams {
     int image_size, patch_size, n_embd, n_ff, n_layer, n_head;
@@ -22,5 +24,11 @@ bool cst_image_resize_bilinear(const uint8_t *src, int w, int h, uint8_t *dst, i
 /* Fit into side x side keeping the aspect ratio (bilinear, sizes rounded up),
  * floor-centred on black; false when out of memory. */
 bool cst_image_resize_pad(const uint8_t *src, int w, int h, uint8_t *dst, int side);
+
+/* stb.c: decode PNG/JPEG/GIF into RGB8 with stb_image, its allocations
+ * capped at budget bytes. NULL on failure with *why set (stb's reason, or
+ * NULL). Free with cst_stb_free. */
+uint8_t *cst_stb_decode_rgb(const uint8_t *b, size_t len, size_t budget, int *w, int *h, const char **why);
+void cst_stb_free(uint8_t *px);
 
 #endif
