@@ -205,7 +205,8 @@ cst_status cst_sig_load_key(const char *flag, const char *data_dir, uint8_t key[
 struct run {
     cst_server *srv;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;    /* done */
+    pthread_cond_t ev_cv; /* a new event in the log (SSE writers) */
     int refs;
     run *next; /* server list */
     char id[48];
@@ -218,7 +219,7 @@ struct run {
     char *input_json, *history_json, *turn_json;
     /* live state */
     char **ev_data;  /* event JSON texts; event_id = index + 1 */
-    char **ev_type;
+    const char **ev_type; /* static strings */
     size_t n_ev, cap_ev;
     char *text;
     size_t text_len, text_cap;
@@ -264,6 +265,10 @@ void cst_runs_cancel_all(cst_server *s);
 /* Random interaction id "v1_" + 22 base64url chars. */
 void cst_api_new_id(char out[48]);
 void cst_api_time_str(int64_t t, char out[32]);
+/* The step.delta text event, built by hand exactly as jansson would dump it
+ * ({"event_type":"step.delta","event_id":"N","index":I,"delta":{"type":
+ * "text","text":...}}; text: valid UTF-8 without NUL). malloc'd, or NULL. */
+char *cst_api_text_delta_json(size_t event_id, int index, const char *text, size_t len);
 
 /* ---- metrics (metrics.c) ------------------------------------------------- */
 typedef enum { R_CREATE, R_GET, R_DELETE, R_CANCEL, R_MODELS, R_HEALTH, R_METRICS, R_OTHER, R_LAST } route_id;

@@ -1,7 +1,8 @@
 /* routes.c: the interaction endpoints (§3-6): create (JSON, SSE, background),
  * get (JSON or SSE replay with last_event_id), delete and cancel, plus the
  * SSE writer: an MHD content-reader callback that blocks on the run's event
- * log (thread-per-connection), writes one event per call (flushed at once),
+ * log (thread-per-connection), writes the events that are there (flushed at
+ * once, straight into MHD's buffer),
  * sends keep-alive comments while nothing happens, ends with [DONE], and
  * cancels a non-background run when the client goes away.
  */
@@ -53,6 +54,7 @@ typedef struct sse {
     bool cancel_on_close;
     int fd;
     double last_write;
+    double last_gone_check;
     double keepalive_s;
     cst_server *srv;
 } sse;
@@ -62,6 +64,20 @@ static char *frame(const char *type, const char *data) {
     char *f = malloc(n);
     if (f) snprintf(f, n, "event: %s\ndata: %s\n\n", type, data);
     return f;
+}
+
+/* "event: TYPE\ndata: DATA\n\n" into buf when it fits (returns its length),
+ * else 0 */
+static size_t frame_into(char *buf, size_t max, const char *type, const char *data) {
+    const size_t tl = strlen(type), dl = strlen(data), n = tl + dl + 16;
+    if (n > max) return 0;
+    char *p = buf;
+    memcpy(p, "event: ", 7), p += 7;
+    memcpy(p, type, tl), p += tl;
+    memcpy(p, "\ndata: ", 7), p += 7;
+    memcpy(p, data, dl), p += dl;
+    memcpy(p, "\n\n", 2), p += 2;
+    return (size_t)(p - buf);
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -86,14 +102,31 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             run *r = w->r;
             pthread_mutex_lock(&r->mu);
             if (w->next < r->n_ev) {
-                f = frame(r->ev_type[w->next], r->ev_data[w->next]);
-                w->next++;
+                /* every event already in the log that fits, straight into
+                 * MHD's buffer; a larger one goes through pend */
+                size_t n = 0, k;
+                while (w->next < r->n_ev &&
+                       (k = frame_into(buf + n, max - n, r->ev_type[w->next], r->ev_data[w->next])) > 0) {
+                    n += k;
+                    w->next++;
+                }
+                if (n == 0) {
+                    f = frame(r->ev_type[w->next], r->ev_data[w->next]);
+                    w->next++;
+                }
+                pthread_mutex_unlock(&r->mu);
+                if (n > 0) {
+                    w->last_write = cst_time_now();
+                    return (ssize_t)n;
+                }
+                goto have;
             } else if (r->done) {
                 w->done_queued = true;
             } else {
-                /* wake at least every 200 ms (disconnect checks) and in
-                 * time for the next keep-alive comment */
-                const double until_ka = w->keepalive_s - (cst_time_now() - w->last_write);
+                /* wake on a new event, at least every 200 ms (disconnect
+                 * checks), and in time for the next keep-alive comment */
+                const double now = cst_time_now();
+                const double until_ka = w->keepalive_s - (now - w->last_write);
                 const long wait_ns = (long)(CST_MAX(0.001, CST_MIN(0.2, until_ka)) * 1e9);
                 struct timespec dl;
                 clock_gettime(CLOCK_REALTIME, &dl);
@@ -102,10 +135,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                     dl.tv_sec++;
                     dl.tv_nsec -= 1000000000L;
                 }
-                pthread_cond_timedwait(&r->cv, &r->mu, &dl);
+                const bool woke = pthread_cond_timedwait(&r->ev_cv, &r->mu, &dl) == 0;
+                const bool more = w->next < r->n_ev || r->done;
                 pthread_mutex_unlock(&r->mu);
-                if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (cst_time_now() - w->last_write >= w->keepalive_s) f = strdup(": keep-alive\n\n");
+                /* a disconnect check when the wait timed out, or 200 ms after
+                 * the last one (not a syscall per token) */
+                const double t = cst_time_now();
+                if (!woke || t - w->last_gone_check >= 0.2) {
+                    w->last_gone_check = t;
+                    if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+                }
+                if (more) continue;
+                if (t - w->last_write >= w->keepalive_s) f = strdup(": keep-alive\n\n");
                 if (!f) continue;
                 goto have;
             }

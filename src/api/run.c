@@ -1,9 +1,12 @@
 /* run.c: one in-flight interaction. cst_run_start tokenizes nothing (the
- * route did), submits to the model's scheduler and starts a pump thread that
- * turns scheduler events into the interaction's SSE event log (§4.5), keeps
- * the output text, and at the end persists record + event log to the store.
- * Readers (the create handler, SSE writers, get/cancel) follow the log under
- * the run's mutex. Also the Interaction JSON builders (§3).
+ * route did) and submits to the model's scheduler with an event sink: START
+ * and TEXT events are turned into the interaction's SSE event log (§4.5) on
+ * the engine thread (the text delta JSON is built by hand, one allocation per
+ * token) and wake the SSE writers directly. A pump thread waits for the DONE
+ * event (and the deadline), writes the closing events and persists record +
+ * event log to the store. Readers (the create handler, SSE writers,
+ * get/cancel) follow the log under the run's mutex. Also the Interaction
+ * JSON builders (§3).
  */
 #include "api_int.h"
 
@@ -62,6 +65,27 @@ static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen, int
 
 /* ---- events ---------------------------------------------------------------- */
 
+/* Append a ready event text (takes txt; type is a static string). r->mu held. */
+static void append_locked(run *r, const char *type, char *txt) {
+    if (!txt) return;
+    if (r->n_ev == r->cap_ev) {
+        size_t nc = r->cap_ev ? r->cap_ev * 2 : 64;
+        char **nd = realloc(r->ev_data, nc * sizeof *nd);
+        if (nd) r->ev_data = nd;
+        const char **nt = realloc(r->ev_type, nc * sizeof *nt);
+        if (nt) r->ev_type = nt;
+        if (!nd || !nt) {
+            free(txt);
+            return;
+        }
+        r->cap_ev = nc;
+    }
+    r->ev_data[r->n_ev] = txt;
+    r->ev_type[r->n_ev] = type;
+    r->n_ev++;
+    pthread_cond_broadcast(&r->ev_cv);
+}
+
 /* Append an event (j gets event_type/event_id first; steals j). r->mu held. */
 static void emit_locked(run *r, const char *type, json_t *body) {
     json_t *j = json_object();
@@ -73,29 +97,45 @@ static void emit_locked(run *r, const char *type, json_t *body) {
     json_decref(body);
     char *txt = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    char *ty = strdup(type);
-    if (!txt || !ty) {
-        free(txt);
-        free(ty);
-        return;
+    append_locked(r, type, txt);
+}
+
+char *cst_api_text_delta_json(size_t event_id, int index, const char *text, size_t len) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t cap = 96 + len * 6;
+    char *o = malloc(cap);
+    if (!o) return NULL;
+    int k = snprintf(o, cap, "{\"event_type\":\"step.delta\",\"event_id\":\"%zu\",\"index\":%d,\"delta\":{\"type\":\"text\",\"text\":\"",
+                     event_id, index);
+    if (k < 0) {
+        free(o);
+        return NULL;
     }
-    if (r->n_ev == r->cap_ev) {
-        size_t nc = r->cap_ev ? r->cap_ev * 2 : 64;
-        char **nd = realloc(r->ev_data, nc * sizeof *nd);
-        if (nd) r->ev_data = nd;
-        char **nt = realloc(r->ev_type, nc * sizeof *nt);
-        if (nt) r->ev_type = nt;
-        if (!nd || !nt) {
-            free(txt);
-            free(ty);
-            return;
+    size_t n = (size_t)k;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            o[n++] = (char)c;
+            continue;
         }
-        r->cap_ev = nc;
+        o[n++] = '\\';
+        switch (c) {
+        case '"': o[n++] = '"'; break;
+        case '\\': o[n++] = '\\'; break;
+        case '\b': o[n++] = 'b'; break;
+        case '\f': o[n++] = 'f'; break;
+        case '\n': o[n++] = 'n'; break;
+        case '\r': o[n++] = 'r'; break;
+        case '\t': o[n++] = 't'; break;
+        default:
+            memcpy(o + n, "u00", 3);
+            o[n + 3] = hex[c >> 4];
+            o[n + 4] = hex[c & 15];
+            n += 5;
+        }
     }
-    r->ev_data[r->n_ev] = txt;
-    r->ev_type[r->n_ev] = ty;
-    r->n_ev++;
-    pthread_cond_broadcast(&r->cv);
+    memcpy(o + n, "\"}}", 4); /* with the NUL */
+    return o;
 }
 
 static json_t *interaction_head(run *r, bool terminal) {
@@ -192,10 +232,7 @@ json_t *cst_irec_json(const cst_irec *rec, bool include_input) {
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void run_free(run *r) {
-    for (size_t i = 0; i < r->n_ev; i++) {
-        free(r->ev_data[i]);
-        free(r->ev_type[i]);
-    }
+    for (size_t i = 0; i < r->n_ev; i++) free(r->ev_data[i]);
     free(r->ev_data);
     free(r->ev_type);
     free(r->text);
@@ -210,6 +247,7 @@ static void run_free(run *r) {
     free(r->signature);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+    pthread_cond_destroy(&r->ev_cv);
     free(r);
 }
 
@@ -358,8 +396,8 @@ static void output_start(run *r) {
  * (random-weight models can emit stray byte tokens; JSON needs valid text).
  * The scheduler never splits a valid character, so deltas and the stored
  * text sanitise identically. */
-static char *utf8_clean(const char *t, size_t n, size_t *out_len) {
-    char *o = malloc(n * 3 + 1);
+static char *utf8_clean(const char *t, size_t n, size_t *out_len, char *stack, size_t stack_len) {
+    char *o = n * 3 + 1 <= stack_len ? stack : malloc(n * 3 + 1);
     if (!o) return NULL;
     size_t k = 0;
     const unsigned char *u = (const unsigned char *)t;
@@ -393,6 +431,52 @@ static char *utf8_clean(const char *t, size_t n, size_t *out_len) {
     return o;
 }
 
+/* START and TEXT events (the sink, on the engine thread; or the pump when
+ * events are queued). ev->text is borrowed. r->mu held. */
+static void handle_locked(run *r, const cst_sched_event *ev) {
+    if (ev->type == CST_SCHED_EV_START) {
+        r->n_prompt = ev->n_prompt;
+        r->n_cached = ev->n_cached;
+        r->status = "in_progress";
+        emit_locked(r, "interaction.status_update",
+                    json_pack("{s:s,s:s}", "interaction_id", r->id, "status", "in_progress"));
+        return;
+    }
+    if (ev->type != CST_SCHED_EV_TEXT) return;
+    double now = cst_time_now();
+    if (r->t_last_token > 0) cst_metrics_token_latency(now - r->t_last_token);
+    else cst_metrics_ttft(now - r->t_submit);
+    r->t_last_token = now;
+    size_t cl = 0;
+    char stack[512];
+    char *clean = utf8_clean(ev->text, ev->len, &cl, stack, sizeof stack);
+    if (ev->thought && r->think && !r->thought_done) {
+        thought_start(r);
+        if (clean && cl > 0) {
+            buf_append(&r->thought, &r->thought_len, &r->thought_cap, clean, cl);
+            if (r->summaries)
+                emit_locked(r, "step.delta",
+                            json_pack("{s:i,s:{s:s,s:{s:s,s:s%}}}", "index", 0, "delta", "type", "thought_summary",
+                                      "content", "type", "text", "text", clean, cl));
+        }
+    } else if (!ev->thought) {
+        output_start(r);
+        if (clean && cl > 0) {
+            text_append(r, clean, cl);
+            append_locked(r, "step.delta",
+                          cst_api_text_delta_json(r->n_ev + 1, r->thought_started ? 1 : 0, clean, cl));
+        }
+    }
+    if (clean != stack) free(clean);
+}
+
+static void on_sched_event(void *ud, const cst_sched_event *ev) {
+    run *r = ud;
+    pthread_mutex_lock(&r->mu);
+    handle_locked(r, ev);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void *pump(void *arg) {
     run *r = arg;
     cst_server *s = r->srv;
@@ -413,38 +497,9 @@ static void *pump(void *arg) {
             continue;
         }
         pthread_mutex_lock(&r->mu);
-        if (ev.type == CST_SCHED_EV_START) {
-            r->n_prompt = ev.n_prompt;
-            r->n_cached = ev.n_cached;
-            r->status = "in_progress";
-            emit_locked(r, "interaction.status_update",
-                        json_pack("{s:s,s:s}", "interaction_id", r->id, "status", "in_progress"));
-        } else if (ev.type == CST_SCHED_EV_TEXT) {
-            double now = cst_time_now();
-            if (r->t_last_token > 0) cst_metrics_token_latency(now - r->t_last_token);
-            else cst_metrics_ttft(now - r->t_submit);
-            r->t_last_token = now;
-            size_t cl = 0;
-            char *clean = utf8_clean(ev.text, ev.len, &cl);
+        if (ev.type != CST_SCHED_EV_DONE) {
+            handle_locked(r, &ev);
             free(ev.text);
-            if (ev.thought && r->think && !r->thought_done) {
-                thought_start(r);
-                if (clean && cl > 0) {
-                    buf_append(&r->thought, &r->thought_len, &r->thought_cap, clean, cl);
-                    if (r->summaries)
-                        emit_locked(r, "step.delta",
-                                    json_pack("{s:i,s:{s:s,s:{s:s,s:s%}}}", "index", 0, "delta", "type",
-                                              "thought_summary", "content", "type", "text", "text", clean, cl));
-                }
-            } else if (!ev.thought) {
-                output_start(r);
-                if (clean && cl > 0) {
-                    text_append(r, clean, cl);
-                    emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s%}}", "index", r->thought_started ? 1 : 0,
-                                                           "delta", "type", "text", "text", clean, cl));
-                }
-            }
-            free(clean);
         } else {
             r->n_prompt = ev.n_prompt;
             r->n_cached = ev.n_cached;
@@ -483,6 +538,7 @@ static void *pump(void *arg) {
             pthread_mutex_lock(&r->mu);
             r->done = true;
             pthread_cond_broadcast(&r->cv);
+            pthread_cond_broadcast(&r->ev_cv);
             pthread_mutex_unlock(&r->mu);
             break;
         }
@@ -532,6 +588,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (!r) return CST_ERR_NOMEM;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    pthread_cond_init(&r->ev_cv, NULL);
     r->srv = s;
     r->n_image = cp->n_image_tokens;
     r->refs = 2; /* caller + pump */
@@ -563,9 +620,15 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
         return CST_ERR_NOMEM;
     }
 
+    /* r->mu is held from the submit until interaction.created is in the
+     * log: the engine's first event (the sink) waits for it */
+    rp.on_event = on_sched_event;
+    rp.on_event_ud = r;
     pthread_mutex_lock(&s->runs_mu);
+    pthread_mutex_lock(&r->mu);
     cst_status st = cst_sched_submit(sm->sched, &rp, &r->req, err, errlen);
     if (st) {
+        pthread_mutex_unlock(&r->mu);
         pthread_mutex_unlock(&s->runs_mu);
         run_free(r);
         return st;
@@ -576,8 +639,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     pthread_mutex_unlock(&s->runs_mu);
 
     /* "queued" while every slot is busy; interaction.status_update
-     * (in_progress) follows when the scheduler admits it (pump) */
-    pthread_mutex_lock(&r->mu);
+     * (in_progress) follows when the scheduler admits it (the sink) */
     if (r->status[0] == 'q' && !cst_sched_req_waiting(r->req)) r->status = "in_progress";
     emit_locked(r, "interaction.created", json_pack("{s:o}", "interaction", interaction_head(r, false)));
     pthread_mutex_unlock(&r->mu);

@@ -102,6 +102,31 @@ TEST(api_sha256_vectors) {
     ASSERT_STREQ(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+/* the hand-built step.delta text event equals jansson's dump of the same
+ * object, for every byte class (controls, quotes, backslash, DEL, UTF-8) */
+TEST(api_text_delta_json_matches_jansson) {
+    const char *texts[] = {"", "hello", "a\"b\\c/d", "\b\f\n\r\t", "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80",
+                           "</script>\u00e9"};
+    char all[128];
+    for (int i = 1; i < 128; i++) all[i - 1] = (char)i;
+    all[127] = 0;
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0] + 1; t++) {
+        const char *x = t < sizeof texts / sizeof texts[0] ? texts[t] : all;
+        for (int index = 0; index < 2; index++) {
+            json_t *j = json_pack("{s:s,s:s,s:i,s:{s:s,s:s}}", "event_type", "step.delta", "event_id", "12", "index", index,
+                                  "delta", "type", "text", "text", x);
+            ASSERT(j);
+            char *want = json_dumps(j, JSON_COMPACT);
+            char *got = cst_api_text_delta_json(12, index, x, strlen(x));
+            ASSERT(want && got);
+            ASSERT_STREQ(got, want);
+            free(want);
+            free(got);
+            json_decref(j);
+        }
+    }
+}
+
 /* conversation rendering (chat templates, thinking, signatures): test_thinking.c */
 
 /* ---- scheduler ---------------------------------------------------------- */
@@ -206,6 +231,67 @@ TEST(sched_concurrent_deterministic_and_prefix_reuse) {
     ASSERT_STREQ(res3.text, res[0].text);
     ASSERT(res3.done.n_cached > 0);
     cst_sched_req_release(r3);
+    free(toks);
+    cst_sched_free(s);
+    cst_model_free(m);
+}
+
+/* an on_event sink gets START and the TEXT events on the engine thread, in
+ * order, before DONE is queued; the text equals the queued path's */
+typedef struct {
+    result res;
+    int n_events, n_start_after_text;
+} sink_state;
+
+static void sink_fn(void *ud, const cst_sched_event *ev) {
+    sink_state *st = ud;
+    st->n_events++;
+    if (ev->type == CST_SCHED_EV_START) {
+        st->res.n_start++;
+        if (st->res.len > 0) st->n_start_after_text++;
+    } else if (ev->type == CST_SCHED_EV_TEXT) {
+        size_t n = CST_MIN(ev->len, sizeof st->res.text - 1 - st->res.len);
+        memcpy(st->res.text + st->res.len, ev->text, n);
+        st->res.len += n;
+    }
+}
+
+TEST(sched_event_sink) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 2;
+    sp.n_ctx = 256;
+    sp.n_threads = 1;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    cst_token *toks = NULL;
+    size_t n = 0;
+    const char *prompt = "Once upon a time, there was a little cat";
+    ASSERT_OK(cst_tokenize(cst_model_vocab(m), prompt, strlen(prompt), true, false, &toks, &n));
+    cst_req_params p = req(toks, n, 11, 24);
+    cst_sched_req *r;
+    ASSERT_OK(cst_sched_submit(s, &p, &r, err, sizeof err));
+    result queued;
+    drain(r, &queued);
+    cst_sched_req_release(r);
+    static sink_state st;
+    memset(&st, 0, sizeof st);
+    p.on_event = sink_fn;
+    p.on_event_ud = &st;
+    ASSERT_OK(cst_sched_submit(s, &p, &r, err, sizeof err));
+    cst_sched_event ev;
+    ASSERT(cst_sched_req_next(r, &ev, 60.0));
+    ASSERT_EQ(ev.type, CST_SCHED_EV_DONE); /* nothing else is queued */
+    free(ev.text);
+    ASSERT_EQ(ev.finish, CST_FINISH_LENGTH);
+    ASSERT_EQ(ev.n_gen, 24);
+    ASSERT_EQ(st.res.n_start, 1);
+    ASSERT_EQ(st.n_start_after_text, 0);
+    ASSERT(st.n_events >= 2);
+    ASSERT_STREQ(st.res.text, queued.text);
+    cst_sched_req_release(r);
     free(toks);
     cst_sched_free(s);
     cst_model_free(m);

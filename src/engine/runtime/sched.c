@@ -3,7 +3,8 @@
  * then least recently used), decodes one batch holding one token per
  * generating slot plus prompt chunks of prefilling slots, samples each slot
  * that asked for logits and pushes TEXT/DONE events to the request's queue,
- * which the caller drains from its own thread. Cancellation is a flag the
+ * which the caller drains from its own thread (or hands START/TEXT to the
+ * request's on_event sink on the engine thread). Cancellation is a flag the
  * loop checks before every batch, so a request stops within one token; a
  * request still waiting in the FIFO is removed from it at once.
  *
@@ -56,6 +57,8 @@ struct cst_sched_req {
     cst_req_embd *embds; /* rows owned (copied at submit) */
     int32_t n_embds;
     double t_submit;
+    void (*on_event)(void *ud, const cst_sched_event *ev); /* START/TEXT sink, or NULL */
+    void *on_event_ud;
     struct cst_sched_req *qnext; /* FIFO link, under sched mu */
 };
 
@@ -108,6 +111,11 @@ static void req_push(cst_sched_req *r, const cst_sched_event *ev) {
 
 static void push_text_k(cst_sched_req *r, const char *txt, size_t len, bool thought) {
     if (len == 0) return;
+    if (r->on_event) { /* the caller's sink, on this thread: no copy, no hand-off */
+        cst_sched_event ev = {.type = CST_SCHED_EV_TEXT, .text = (char *)txt, .len = len, .thought = thought};
+        r->on_event(r->on_event_ud, &ev);
+        return;
+    }
     char *t = malloc(len + 1);
     if (!t) return;
     memcpy(t, txt, len);
@@ -314,6 +322,8 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
     r->n_prompt = (int32_t)p->n_prompt;
     r->sp = p->sampling;
     r->max_tokens = p->max_tokens;
+    r->on_event = p->on_event;
+    r->on_event_ud = p->on_event_ud;
     if (p->think_open && p->think_close && *p->think_open && *p->think_close) {
         r->think_open = strdup(p->think_open);
         r->think_close = strdup(p->think_close);
@@ -492,7 +502,8 @@ static void admit(cst_sched *s, cst_sched_req *r) {
         return;
     }
     cst_sched_event ev = {.type = CST_SCHED_EV_START, .n_prompt = r->n_prompt, .n_cached = keep};
-    req_push(r, &ev);
+    if (r->on_event) r->on_event(r->on_event_ud, &ev);
+    else req_push(r, &ev);
 }
 
 /* Start forcing the end of the thought (budget spent, or the model ended

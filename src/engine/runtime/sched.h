@@ -18,6 +18,7 @@
 
 typedef struct cst_sched cst_sched;
 typedef struct cst_sched_req cst_sched_req;
+typedef struct cst_sched_event cst_sched_event;
 
 typedef struct cst_sched_params {
     int32_t n_slots;   /* concurrent sequences (default 4) */
@@ -75,6 +76,14 @@ typedef struct cst_req_params {
     size_t n_force_thought;   /* of think_force, how many count as thought (up to the marker) */
     const cst_req_embd *embds; /* ascending, disjoint; the prompt must end with a token after the last */
     size_t n_embds;
+    /* Optional event sink: START and TEXT events are handed to on_event on
+     * the engine thread, in order, instead of being queued (no allocation,
+     * no hand-off per token; TEXT text is borrowed for the call and not
+     * NUL-terminated). DONE is always queued for cst_sched_req_next, after
+     * every on_event call of the request. on_event must be quick (it holds
+     * up every sequence) and must not call into the scheduler. */
+    void (*on_event)(void *ud, const cst_sched_event *ev);
+    void *on_event_ud;
 } cst_req_params;
 
 /* Queue a request. On success *out holds a reference the caller releases with
@@ -92,7 +101,7 @@ typedef enum cst_sched_ev_type {
     CST_SCHED_EV_DONE = 3,  /* last event: finish, status, counters */
 } cst_sched_ev_type;
 
-typedef struct cst_sched_event {
+struct cst_sched_event {
     cst_sched_ev_type type;
     char *text; /* TEXT: malloc'd, NUL-terminated; the reader frees it */
     size_t len;
@@ -105,7 +114,7 @@ typedef struct cst_sched_event {
     bool thought;       /* TEXT: thought text */
     bool think_forced;  /* DONE: the budget (or an end inside the thought) forced the close */
     double t_first;     /* DONE: seconds from submit to the first token (0 if none) */
-} cst_sched_event;
+};
 
 /* Wait up to timeout_s (< 0: forever) for the next event. Returns false on
  * timeout. After DONE no further events come (further calls time out). */
