@@ -221,8 +221,7 @@ struct run {
     char **ev_data;  /* event JSON texts; event_id = index + 1 */
     const char **ev_type; /* static strings */
     size_t n_ev, cap_ev;
-    char *text;
-    size_t text_len, text_cap;
+    cst_buf text; /* the output text (oom: the run fails) */
     bool step_started;
     const char *status; /* "queued"/"in_progress" then terminal */
     const char *error_code; /* failed: "internal" or "gateway_timeout" */
@@ -235,8 +234,7 @@ struct run {
     /* thinking: a thought step (index 0) before the model_output */
     bool think, think_eager, summaries; /* eager: the prompt opened the thought */
     bool thought_started, thought_done;
-    char *thought; /* reasoning text */
-    size_t thought_len, thought_cap;
+    cst_buf thought; /* reasoning text */
     char *signature;
     int32_t n_thought;
     bool done;

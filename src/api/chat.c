@@ -136,28 +136,6 @@ void cst_chat_model_describe(const chat_model *cm, char *out, size_t n) {
 
 /* ---- rendering ------------------------------------------------------------ */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf;
-
-static void put(buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = (b->cap ? b->cap * 2 : 1024) + n;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
 
 /* The contents being rendered: placeholder i stands for contents[i]. */
 typedef struct {
@@ -206,20 +184,20 @@ static void contents_free(contents *c) {
 
 /* The text of a step's content blocks, joined (text blocks; an image block
  * becomes the media marker, where files_media.c puts the image). */
-static void step_text(json_t *step, buf *b) {
-    put(b, "", 0);
+static void step_text(json_t *step, cst_buf *b) {
+    cst_buf_put(b, "", 0);
     json_t *c = json_object_get(step, "content");
     if (json_is_string(c)) {
-        put(b, json_string_value(c), json_string_length(c));
+        cst_buf_put(b, json_string_value(c), json_string_length(c));
         return;
     }
     size_t i;
     json_t *e;
     json_array_foreach(c, i, e) {
         json_t *t = json_object_get(e, "text");
-        if (json_is_string(t)) put(b, json_string_value(t), json_string_length(t));
+        if (json_is_string(t)) cst_buf_put(b, json_string_value(t), json_string_length(t));
         else if (json_is_string(json_object_get(e, "type")) && !strcmp(json_string_value(json_object_get(e, "type")), "image"))
-            put(b, cst_media_marker(), strlen(cst_media_marker())); /* split on by files_media.c */
+            cst_buf_put(b, cst_media_marker(), strlen(cst_media_marker())); /* split on by files_media.c */
     }
 }
 
@@ -255,7 +233,7 @@ static void pick_nonce(contents *c, const char *system, json_t *const *lists, si
             size_t i;
             json_t *st;
             json_array_foreach(lists[l], i, st) {
-                buf b = {0};
+                cst_buf b = {0};
                 step_text(st, &b);
                 if (b.p && strstr(b.p, c->nonce)) clash = true;
                 free(b.p);
@@ -284,7 +262,7 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
     cst_tvalue *extra = NULL;
     char *rendered = NULL;
     size_t rlen = 0;
-    buf fin = {0};
+    cst_buf fin = {0};
     size_t *ranges = NULL, n_ranges = 0, cap_ranges = 0;
     if (!msgs) goto nomem;
 
@@ -317,7 +295,7 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
             }
             bool user = !strcmp(type, "user_input");
             if (!user && strcmp(type, "model_output")) continue;
-            buf b = {0};
+            cst_buf b = {0};
             step_text(stp, &b);
             if (b.oom) {
                 free(reasoning);
@@ -368,11 +346,11 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
     for (size_t i = 0; i < rlen;) {
         const char *ph = memmem(rendered + i, rlen - i, c.nonce, c.nonce_len);
         if (!ph) {
-            put(&fin, rendered + i, rlen - i);
+            cst_buf_put(&fin, rendered + i, rlen - i);
             break;
         }
         size_t at = (size_t)(ph - rendered);
-        put(&fin, rendered + i, at - i);
+        cst_buf_put(&fin, rendered + i, at - i);
         char *end;
         unsigned long idx = strtoul(ph + c.nonce_len, &end, 10);
         if (end == ph + c.nonce_len || idx >= c.n || (size_t)(rendered + rlen - end) < 3 ||
@@ -390,13 +368,13 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
                 ranges = nr;
             }
             ranges[2 * n_ranges] = fin.len;
-            put(&fin, c.txt[idx], c.len[idx]);
+            cst_buf_put(&fin, c.txt[idx], c.len[idx]);
             ranges[2 * n_ranges + 1] = fin.len;
             n_ranges++;
         }
         i = (size_t)(end - rendered) + 3;
     }
-    put(&fin, "", 0);
+    cst_buf_put(&fin, "", 0);
 
     /* thinking: the prompt opens the thought (the template's generation
      * prompt, or Castor appends the open marker as thinking templates do) */
@@ -408,8 +386,8 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
             while (n && (fin.p[n - 1] == '\n' || fin.p[n - 1] == ' ')) n--;
             size_t ol = strlen(cm->think_open);
             if (!(n >= ol && !memcmp(fin.p + n - ol, cm->think_open, ol))) {
-                put(&fin, cm->think_open, ol);
-                put(&fin, "\n", 1);
+                cst_buf_put(&fin, cm->think_open, ol);
+                cst_buf_put(&fin, "\n", 1);
             }
             out->think_inside = true;
         } else {

@@ -41,22 +41,11 @@ void cst_api_utf8_fix(char *s) {
      * mid-character by the buffer: replace every invalid byte by '?' so the
      * JSON encoder never refuses the reply */
     unsigned char *u = (unsigned char *)s;
-    for (size_t i = 0; u[i];) {
-        unsigned c = u[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0;
-        for (size_t j = 1; ok && j < len; j++) ok = (u[i + j] & 0xC0) == 0x80;
-        if (ok && len > 1) {
-            uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-            for (size_t j = 1; j < len; j++) cp = cp << 6 | (u[i + j] & 0x3F);
-            ok = !(len == 2 && cp < 0x80) && !(len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
-                 !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF));
-        }
-        if (!ok) {
-            u[i++] = '?';
-            continue;
-        }
-        i += len;
+    const size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        const size_t len = cst_utf8_char_len(u + i, n - i);
+        if (len == 0) u[i++] = '?';
+        else i += len;
     }
 }
 

@@ -165,12 +165,12 @@ static json_t *output_steps(run *r) {
         json_t *t = json_pack("{s:s,s:s}", "type", "thought", "signature", r->signature ? r->signature : "");
         if (r->summaries)
             json_object_set_new(t, "summary", json_pack("[{s:s,s:s%}]", "type", "text", "text",
-                                                        r->thought ? r->thought : "", r->thought ? r->thought_len : 0));
+                                                        r->thought.p ? r->thought.p : "", r->thought.len));
         json_array_append_new(a, t);
     }
     if (r->step_started || r->done)
         json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
-                                           "text", r->text ? r->text : "", r->text ? r->text_len : (size_t)0));
+                                           "text", r->text.p ? r->text.p : "", r->text.len));
     return a;
 }
 
@@ -235,7 +235,7 @@ static void run_free(run *r) {
     for (size_t i = 0; i < r->n_ev; i++) free(r->ev_data[i]);
     free(r->ev_data);
     free(r->ev_type);
-    free(r->text);
+    cst_buf_free(&r->text);
     free(r->model);
     free(r->previous_id);
     free(r->request_echo);
@@ -243,7 +243,7 @@ static void run_free(run *r) {
     free(r->history_json);
     free(r->turn_json);
     free(r->error_msg);
-    free(r->thought);
+    cst_buf_free(&r->thought);
     free(r->signature);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -354,19 +354,6 @@ static void persist(run *r) {
 
 /* ---- pump ------------------------------------------------------------------ */
 
-static void buf_append(char **p, size_t *len, size_t *cap, const char *t, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t nc = (*cap ? *cap * 2 : 256) + n;
-        char *np = realloc(*p, nc);
-        if (!np) return;
-        *p = np;
-        *cap = nc;
-    }
-    memcpy(*p + *len, t, n);
-    *len += n;
-    (*p)[*len] = 0;
-}
-static void text_append(run *r, const char *t, size_t n) { buf_append(&r->text, &r->text_len, &r->text_cap, t, n); }
 
 /* Thought step events (§4.5): start at the first event of a thinking run,
  * summary deltas while it runs, the signature last, then stop. r->mu held. */
@@ -378,7 +365,7 @@ static void thought_start(run *r) {
 static void thought_finish(run *r) {
     if (!r->thought_started || r->thought_done) return;
     r->thought_done = true;
-    r->signature = cst_sig_make(r->srv->sig_key, r->thought ? r->thought : "", r->thought_len);
+    r->signature = cst_sig_make(r->srv->sig_key, r->thought.p ? r->thought.p : "", r->thought.len);
     emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s}}", "index", 0, "delta", "type", "thought_signature",
                                            "signature", r->signature ? r->signature : ""));
     emit_locked(r, "step.stop", json_pack("{s:i}", "index", 0));
@@ -402,23 +389,14 @@ static char *utf8_clean(const char *t, size_t n, size_t *out_len, char *stack, s
     size_t k = 0;
     const unsigned char *u = (const unsigned char *)t;
     for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t j = 1; ok && j < len; j++) ok = (u[i + j] & 0xC0) == 0x80;
-        if (ok && len > 1) {
-            uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-            for (size_t j = 1; j < len; j++) cp = cp << 6 | (u[i + j] & 0x3F);
-            ok = !(len == 2 && cp < 0x80) && !(len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
-                 !(len == 4 && (cp < 0x10000 || cp > 0x10FFFF));
-        }
-        if (!ok) {
+        const size_t len = cst_utf8_char_len(u + i, n - i);
+        if (len == 0) {
             memcpy(o + k, "\xEF\xBF\xBD", 3);
             k += 3;
             i++;
             continue;
         }
-        if (c == 0) { /* NUL would end the C string: drop it */
+        if (u[i] == 0) { /* NUL would end the C string: drop it */
             i++;
             continue;
         }
@@ -453,7 +431,7 @@ static void handle_locked(run *r, const cst_sched_event *ev) {
     if (ev->thought && r->think && !r->thought_done) {
         thought_start(r);
         if (clean && cl > 0) {
-            buf_append(&r->thought, &r->thought_len, &r->thought_cap, clean, cl);
+            cst_buf_put(&r->thought, clean, cl);
             if (r->summaries)
                 emit_locked(r, "step.delta",
                             json_pack("{s:i,s:{s:s,s:{s:s,s:s%}}}", "index", 0, "delta", "type", "thought_summary",
@@ -462,7 +440,7 @@ static void handle_locked(run *r, const cst_sched_event *ev) {
     } else if (!ev->thought) {
         output_start(r);
         if (clean && cl > 0) {
-            text_append(r, clean, cl);
+            cst_buf_put(&r->text, clean, cl);
             append_locked(r, "step.delta",
                           cst_api_text_delta_json(r->n_ev + 1, r->thought_started ? 1 : 0, clean, cl));
         }
@@ -515,6 +493,10 @@ static void *pump(void *arg) {
                 r->status = "failed";
                 r->error_code = "internal";
                 r->error_msg = ev.text ? strdup(ev.text) : strdup("generation failed");
+            } else if (r->text.oom || r->thought.oom) {
+                r->status = "failed";
+                r->error_code = "internal";
+                r->error_msg = strdup("out of memory keeping the generated text");
             } else if (ev.finish == CST_FINISH_CANCELLED || atomic_load(&r->cancel_requested)) {
                 r->status = "cancelled";
             } else if (ev.finish == CST_FINISH_LENGTH) {

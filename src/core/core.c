@@ -104,3 +104,47 @@ cst_status cst_read_file(const char *path, char **out, size_t *out_len) {
     if (out_len) *out_len = len;
     return CST_OK;
 }
+
+bool cst_buf_put(cst_buf *b, const void *s, size_t n) {
+    if (b->oom) return false;
+    if (n > SIZE_MAX / 2 - b->len - 1) {
+        b->oom = true;
+        return false;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->cap ? b->cap * 2 : 256) + n;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = true;
+            return false;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return true;
+}
+
+void cst_buf_free(cst_buf *b) {
+    free(b->p);
+    *b = (cst_buf){0};
+}
+
+size_t cst_utf8_char_len(const unsigned char *u, size_t n) {
+    if (n == 0) return 0;
+    const unsigned c = u[0];
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    if (len == 1) return 1;
+    uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t j = 1; j < len; j++) {
+        if ((u[j] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (u[j] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}

@@ -47,6 +47,22 @@ double cst_time_now(void);
 /* Read a whole file into a malloc'd NUL-terminated buffer. */
 cst_status cst_read_file(const char *path, char **out, size_t *out_len);
 
+/* Growable byte string, NUL-terminated after every put (so an empty put
+ * gives "" rather than NULL). A failed allocation sets oom, keeps what was
+ * there and drops every later put: check oom before trusting the contents. */
+typedef struct cst_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} cst_buf;
+bool cst_buf_put(cst_buf *b, const void *s, size_t n);
+void cst_buf_free(cst_buf *b); /* back to {0} */
+
+/* Length (1 to 4) of the well-formed UTF-8 character starting u[0..n): no
+ * overlong forms, surrogates or code points past U+10FFFF; 0 when ill-formed
+ * or cut off by n. */
+size_t cst_utf8_char_len(const unsigned char *u, size_t n);
+
 /* Overflow-checked size arithmetic: return false on overflow. */
 static inline bool cst_mul_ok(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);

@@ -67,3 +67,44 @@ TEST(pool_runs_every_thread) {
         cst_pool_free(pool);
     }
 }
+
+TEST(buf_put_grows_and_terminates) {
+    cst_buf b = {0};
+    ASSERT(cst_buf_put(&b, "", 0));
+    ASSERT(b.p && b.len == 0 && b.p[0] == 0); /* an empty put gives "" */
+    char chunk[1000];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 100; i++) ASSERT(cst_buf_put(&b, chunk, sizeof chunk));
+    ASSERT_EQ(b.len, (size_t)100000);
+    ASSERT_EQ(b.p[b.len], 0);
+    ASSERT_EQ((size_t)strspn(b.p, "x"), (size_t)100000);
+    ASSERT(!b.oom);
+    ASSERT(!cst_buf_put(&b, chunk, SIZE_MAX / 2)); /* a size that cannot be had sets oom */
+    ASSERT(b.oom);
+    ASSERT(!cst_buf_put(&b, "y", 1)); /* and later puts are dropped, the contents kept */
+    ASSERT_EQ(b.len, (size_t)100000);
+    cst_buf_free(&b);
+    ASSERT(!b.p && b.len == 0 && !b.oom);
+}
+
+TEST(utf8_char_len) {
+    static const struct {
+        const char *s;
+        size_t n, want;
+    } cases[] = {
+        {"a", 1, 1}, {"\x7f", 1, 1}, {"", 1, 1}, /* NUL is a character */
+        {"\xc3\xa9", 2, 2}, {"\xe2\x82\xac", 3, 3}, {"\xf0\x9f\x98\x80", 4, 4}, {"\xf4\x8f\xbf\xbf", 4, 4},
+        {"\xc3\xa9", 1, 0},          /* cut off */
+        {"\xe2\x82", 2, 0},          /* cut off */
+        {"\x80", 1, 0},              /* lone continuation */
+        {"\xc0\xaf", 2, 0},          /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},      /* overlong */
+        {"\xed\xa0\x80", 3, 0},      /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, 0},  /* U+110000 */
+        {"\xf8\x88\x80\x80\x80", 5, 0}, /* 5-byte form */
+        {"\xc3(", 2, 0},             /* bad continuation */
+    };
+    for (size_t i = 0; i < CST_ARRAY_LEN(cases); i++)
+        ASSERT_MSG(cst_utf8_char_len((const unsigned char *)cases[i].s, cases[i].n) == cases[i].want, "case %zu", i);
+    ASSERT_EQ(cst_utf8_char_len((const unsigned char *)"a", 0), (size_t)0);
+}

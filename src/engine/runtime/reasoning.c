@@ -6,17 +6,13 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "reasoning.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 typedef enum { ST_PRE = 0, ST_THINK, ST_ANSWER } rstate;
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} rbuf;
 
 struct cst_reasoning {
     char *open, *close;
@@ -26,27 +22,10 @@ struct cst_reasoning {
     bool think_start; /* at the start of thought text: skip newlines */
     size_t nl_held;   /* trailing newlines of the thought, not yet emitted */
     bool answer_start; /* right after a close marker: skip whitespace */
-    rbuf hold;        /* unresolved input */
-    rbuf pre_ws;      /* whitespace seen in PRE */
-    rbuf thought, answer; /* outputs of the current call */
+    cst_buf hold;        /* unresolved input */
+    cst_buf pre_ws;      /* whitespace seen in PRE */
+    cst_buf thought, answer; /* outputs of the current call */
 };
-
-static void rb_put(rbuf *b, const char *s, size_t n) {
-    if (b->oom || n == 0) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        while (nc < b->n + n) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
 
 cst_reasoning *cst_reasoning_new(const char *open, const char *close, bool inside) {
     if (!open || !close || !*open || !*close) return NULL;
@@ -91,13 +70,13 @@ static void text(cst_reasoning *r, const char *s, size_t n) {
         switch (r->st) {
         case ST_PRE:
             if (is_ws(c)) {
-                rb_put(&r->pre_ws, &c, 1);
+                cst_buf_put(&r->pre_ws, &c, 1);
                 break;
             }
             r->st = ST_ANSWER;
-            rb_put(&r->answer, r->pre_ws.p, r->pre_ws.n);
-            r->pre_ws.n = 0;
-            rb_put(&r->answer, &c, 1);
+            cst_buf_put(&r->answer, r->pre_ws.p, r->pre_ws.len);
+            r->pre_ws.len = 0;
+            cst_buf_put(&r->answer, &c, 1);
             break;
         case ST_THINK:
             if (c == '\n') {
@@ -105,13 +84,13 @@ static void text(cst_reasoning *r, const char *s, size_t n) {
                 break;
             }
             r->think_start = false;
-            for (; r->nl_held; r->nl_held--) rb_put(&r->thought, "\n", 1);
-            rb_put(&r->thought, &c, 1);
+            for (; r->nl_held; r->nl_held--) cst_buf_put(&r->thought, "\n", 1);
+            cst_buf_put(&r->thought, &c, 1);
             break;
         case ST_ANSWER:
             if (r->answer_start && is_ws(c)) break;
             r->answer_start = false;
-            rb_put(&r->answer, &c, 1);
+            cst_buf_put(&r->answer, &c, 1);
             break;
         }
     }
@@ -123,7 +102,7 @@ static void marker(cst_reasoning *r, bool open) {
             r->st = ST_THINK;
             r->seen = true;
             r->think_start = true;
-            r->pre_ws.n = 0;
+            r->pre_ws.len = 0;
         }
         return; /* an open marker inside a thought or the answer is dropped */
     }
@@ -131,7 +110,7 @@ static void marker(cst_reasoning *r, bool open) {
         r->st = ST_ANSWER;
         r->answer_start = true;
         r->nl_held = 0;
-        r->pre_ws.n = 0;
+        r->pre_ws.len = 0;
     }
 }
 
@@ -146,7 +125,7 @@ static size_t partial(const char *s, size_t n, const char *m, size_t ml) {
 static bool process(cst_reasoning *r, bool final) {
     size_t i = 0;
     const char *b = r->hold.p;
-    size_t n = r->hold.n;
+    size_t n = r->hold.len;
     while (i < n) {
         const char *o = memmem(b + i, n - i, r->open, r->open_len);
         const char *c = memmem(b + i, n - i, r->close, r->close_len);
@@ -165,10 +144,10 @@ static bool process(cst_reasoning *r, bool final) {
     }
     text(r, b + i, n - i - keep);
     if (keep) memmove(r->hold.p, b + n - keep, keep);
-    r->hold.n = keep;
+    r->hold.len = keep;
     if (final && r->st == ST_PRE) { /* only whitespace was generated */
-        rb_put(&r->answer, r->pre_ws.p, r->pre_ws.n);
-        r->pre_ws.n = 0;
+        cst_buf_put(&r->answer, r->pre_ws.p, r->pre_ws.len);
+        r->pre_ws.len = 0;
     }
     return !(r->hold.oom || r->pre_ws.oom || r->thought.oom || r->answer.oom);
 }
@@ -176,21 +155,21 @@ static bool process(cst_reasoning *r, bool final) {
 static bool outputs(cst_reasoning *r, bool ok, const char **thought, size_t *thought_len, const char **answer,
                     size_t *answer_len) {
     *thought = r->thought.p ? r->thought.p : "";
-    *thought_len = r->thought.n;
+    *thought_len = r->thought.len;
     *answer = r->answer.p ? r->answer.p : "";
-    *answer_len = r->answer.n;
+    *answer_len = r->answer.len;
     return ok;
 }
 
 bool cst_reasoning_feed(cst_reasoning *r, const char *t, size_t len, const char **thought, size_t *thought_len,
                         const char **answer, size_t *answer_len) {
-    r->thought.n = r->answer.n = 0;
-    rb_put(&r->hold, t, len);
+    r->thought.len = r->answer.len = 0;
+    cst_buf_put(&r->hold, t, len);
     return outputs(r, process(r, false), thought, thought_len, answer, answer_len);
 }
 
 bool cst_reasoning_flush(cst_reasoning *r, const char **thought, size_t *thought_len, const char **answer,
                          size_t *answer_len) {
-    r->thought.n = r->answer.n = 0;
+    r->thought.len = r->answer.len = 0;
     return outputs(r, process(r, true), thought, thought_len, answer, answer_len);
 }
