@@ -89,6 +89,11 @@ struct cst_store_ops {
     cst_status (*file_expired)(cst_store *s, int64_t now, size_t limit, cst_frec **out, size_t *n);
     /* Number of files (any owner, expired or not) whose blob is sha256. */
     cst_status (*blob_refs)(cst_store *s, const char *sha256, int64_t *n);
+    /* Bytes held by owner's files not expired at now (sum of sizes; 0 when
+     * none), and the earliest expires among them (0 when none): the per-key
+     * upload quota. PostgreSQL: SELECT COALESCE(SUM(size), 0), MIN(expires)
+     * FROM files WHERE owner = $1 AND expires > $2. */
+    cst_status (*file_usage)(cst_store *s, const char *owner, int64_t now, int64_t *bytes, int64_t *next_expiry);
 };
 
 struct cst_store {
@@ -137,6 +142,10 @@ static inline cst_status cst_store_file_expired(cst_store *s, int64_t now, size_
 }
 static inline cst_status cst_store_blob_refs(cst_store *s, const char *sha256, int64_t *n) {
     return s->ops->blob_refs(s, sha256, n);
+}
+static inline cst_status cst_store_file_usage(cst_store *s, const char *owner, int64_t now, int64_t *bytes,
+                                              int64_t *next_expiry) {
+    return s->ops->file_usage(s, owner, now, bytes, next_expiry);
 }
 
 #endif

@@ -466,6 +466,36 @@ out:
     return rc;
 }
 
+static cst_status sq_file_usage(cst_store *bs, const char *owner, int64_t now, int64_t *bytes,
+                                int64_t *next_expiry) {
+    sq_store *s = (sq_store *)bs;
+    *bytes = 0;
+    if (next_expiry) *next_expiry = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    /* (owner, id) is UNIQUE: its index serves the owner filter */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT COALESCE(SUM(size), 0), MIN(expires) FROM files"
+                           " WHERE owner = ? AND expires > ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, owner);
+    sqlite3_bind_int64(st, 2, now);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = fail(s, "sum file sizes");
+        goto out;
+    }
+    *bytes = sqlite3_column_int64(st, 0);
+    if (next_expiry && sqlite3_column_type(st, 1) != SQLITE_NULL) *next_expiry = sqlite3_column_int64(st, 1);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 static void sq_close(cst_store *bs) {
     sq_store *s = (sq_store *)bs;
     sqlite3_close(s->db);
@@ -487,6 +517,7 @@ static const struct cst_store_ops sq_ops = {
     .file_del = sq_file_del,
     .file_expired = sq_file_expired,
     .blob_refs = sq_blob_refs,
+    .file_usage = sq_file_usage,
 };
 
 cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen) {

@@ -88,6 +88,45 @@ TEST(files_store_contract) {
     cst_store_close(s);
 }
 
+TEST(files_store_usage) {
+    /* the per-key quota's input: bytes of an owner's live files, earliest expiry */
+    cst_store *s = open_tmp("u.db");
+    int64_t bytes = -1, next = -1;
+    ASSERT_OK(cst_store_file_usage(s, "k1", 100, &bytes, &next));
+    ASSERT_EQ(bytes, 0);
+    ASSERT_EQ(next, 0);
+    const struct {
+        const char *id, *owner;
+        int64_t size, expires;
+    } rows[] = {{"a", "k1", 1000, 500}, {"b", "k1", 20, 300}, {"c", "k1", 7, 150}, {"a", "k2", 4000, 500}};
+    for (size_t i = 0; i < CST_ARRAY_LEN(rows); i++) {
+        cst_frec r = {.id = (char *)rows[i].id, .owner = (char *)rows[i].owner, .mime = "image/png",
+                      .size = rows[i].size, .sha256 = (char *)H1, .created = 100, .updated = 100,
+                      .expires = rows[i].expires};
+        ASSERT_OK(cst_store_file_put(s, &r));
+    }
+    ASSERT_OK(cst_store_file_usage(s, "k1", 100, &bytes, &next));
+    ASSERT_EQ(bytes, 1027); /* k2's file never counts for k1 */
+    ASSERT_EQ(next, 150);
+    ASSERT_OK(cst_store_file_usage(s, "k1", 150, &bytes, &next));
+    ASSERT_EQ(bytes, 1020); /* c expired at 150 (still a row until the janitor runs) */
+    ASSERT_EQ(next, 300);
+    ASSERT_OK(cst_store_file_usage(s, "k1", 150, &bytes, NULL)); /* next_expiry is optional */
+    ASSERT_EQ(bytes, 1020);
+    ASSERT_OK(cst_store_file_usage(s, "k2", 150, &bytes, &next));
+    ASSERT_EQ(bytes, 4000);
+    ASSERT_EQ(next, 500);
+    ASSERT_OK(cst_store_file_del(s, "k1", "a", NULL)); /* deleting frees */
+    ASSERT_OK(cst_store_file_usage(s, "k1", 150, &bytes, &next));
+    ASSERT_EQ(bytes, 20);
+    ASSERT_OK(cst_store_file_usage(s, "k1", 300, &bytes, &next));
+    ASSERT_EQ(bytes, 0);
+    ASSERT_EQ(next, 0);
+    ASSERT_OK(cst_store_file_usage(s, "nobody", 0, &bytes, &next));
+    ASSERT_EQ(bytes, 0);
+    cst_store_close(s);
+}
+
 TEST(files_base64) {
     char out[64];
     cst_b64_encode((const uint8_t *)"foobar", 6, out);
