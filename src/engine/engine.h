@@ -189,6 +189,32 @@ const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n)
  * decoded non-causally) and never covering CST_TOKEN_EMBD_ANON positions.
  * The caller may still want to leave at least one token to decode. */
 int32_t cst_ctx_seq_common_prefix(const cst_ctx *ctx, int32_t seq, const cst_token *toks, int32_t n);
+/* The same rule over two token lists: old[0..have) (what a cache holds)
+ * against toks[0..n). */
+int32_t cst_tokens_common_prefix(const cst_token *old, int32_t have, const cst_token *toks, int32_t n);
+
+/* ---- sequence snapshots (host-memory KV prefix cache) -------------------
+ * A snapshot is a self-describing byte buffer holding the first n positions
+ * of a sequence: the K and V rows of every layer, copied verbatim (F16, so a
+ * restore is bit-identical), and the tokens recorded for those positions
+ * (embedding markers included). Layout: a 32-byte header (magic, n, n_layer,
+ * K and V widths), tokens[n], then per layer K [n][dim_k] and V [dim_v][n].
+ * A snapshot only fits a context of the same model and shape (checked). */
+/* Bytes of a snapshot of n positions (0 if n < 0). */
+size_t cst_ctx_seq_state_size(const cst_ctx *ctx, int32_t n);
+/* Copy seq's first n positions (n <= cst_ctx_seq_len) into buf, which has
+ * size bytes (at least cst_ctx_seq_state_size(ctx, n)). Errors:
+ * CST_ERR_INVALID_ARG (bad seq, n, or buffer too small). */
+cst_status cst_ctx_seq_state_save(cst_ctx *ctx, int32_t seq, int32_t n, void *buf, size_t size);
+/* Make seq hold the first n positions of the snapshot (n <= the snapshot's
+ * length; seq's old content is dropped): K/V, tokens and length, as if those
+ * positions had been decoded into seq. Errors: CST_ERR_INVALID_ARG (bad seq
+ * or n, n > n_ctx), CST_ERR_BAD_FORMAT (not a snapshot of this context's
+ * shape, or truncated). */
+cst_status cst_ctx_seq_state_load(cst_ctx *ctx, int32_t seq, const void *buf, size_t size, int32_t n);
+/* Tokens stored in a snapshot (borrowed from buf), *n its length; NULL if
+ * buf is not a well-formed snapshot of size bytes. */
+const cst_token *cst_seq_state_tokens(const void *buf, size_t size, int32_t *n);
 
 /* ======================================================================
  * Generation helper (castor run, simple callers)

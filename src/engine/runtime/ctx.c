@@ -1,10 +1,12 @@
 /* ctx.c: inference contexts: the F16 KV cache for n_seq sequences, every
  * scratch buffer the forward pass needs (sized by n_batch, allocated once),
  * the thread pool, batch validation before a decode, and the per-sequence
- * cache operations used for prefix reuse (truncate, copy).
+ * cache operations used for prefix reuse (truncate, copy, snapshots saved
+ * to and restored from caller buffers).
  */
 #include "model_int.h"
 
+#include <stddef.h>
 #include <string.h>
 
 cst_ctx_params cst_ctx_default_params(void) {
@@ -341,7 +343,11 @@ const cst_token *cst_ctx_seq_tokens(const cst_ctx *ctx, int32_t seq, int32_t *n)
 int32_t cst_ctx_seq_common_prefix(const cst_ctx *ctx, int32_t seq, const cst_token *toks, int32_t n) {
     int32_t have = 0;
     const cst_token *old = cst_ctx_seq_tokens(ctx, seq, &have);
-    if (!old || !toks || n <= 0) return 0;
+    return cst_tokens_common_prefix(old, have, toks, n);
+}
+
+int32_t cst_tokens_common_prefix(const cst_token *old, int32_t have, const cst_token *toks, int32_t n) {
+    if (!old || !toks || n <= 0 || have <= 0) return 0;
     const int32_t lim = CST_MIN(have, n);
     int32_t k = 0;
     while (k < lim && old[k] == toks[k] && toks[k] != CST_TOKEN_EMBD_ANON) k++;
@@ -354,4 +360,111 @@ int32_t cst_ctx_seq_common_prefix(const cst_ctx *ctx, int32_t seq, const cst_tok
             while (k > 0 && toks[k - 1] == mk) k--;
     }
     return k;
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+#define SNAP_MAGIC 0x50414e53u /* "SNAP" */
+
+typedef struct snap_hdr {
+    uint32_t magic;
+    int32_t n, n_layer, kdim, vdim;
+    int32_t pad[3];
+} snap_hdr;
+_Static_assert(sizeof(snap_hdr) == 32, "snapshot header is 32 bytes");
+
+static size_t snap_size(int64_t n, int64_t n_layer, int64_t kdim, int64_t vdim) {
+    return sizeof(snap_hdr) + (size_t)n * sizeof(cst_token) +
+           (size_t)n_layer * (size_t)n * (size_t)(kdim + vdim) * sizeof(cst_f16);
+}
+
+/* The header of a well-formed snapshot of size bytes, or NULL. */
+static const snap_hdr *snap_check(const void *buf, size_t size) {
+    if (!buf || size < sizeof(snap_hdr)) return NULL;
+    snap_hdr h;
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != SNAP_MAGIC || h.n < 0 || h.n_layer <= 0 || h.kdim <= 0 || h.vdim <= 0 || h.n > (1 << 24) ||
+        h.n_layer > (1 << 16) || h.kdim > (1 << 20) || h.vdim > (1 << 20))
+        return NULL;
+    if (size < snap_size(h.n, h.n_layer, h.kdim, h.vdim)) return NULL;
+    return buf;
+}
+
+size_t cst_ctx_seq_state_size(const cst_ctx *ctx, int32_t n) {
+    if (n < 0) return 0;
+    const cst_hparams *hp = &ctx->m->hp;
+    return snap_size(n, hp->n_layer, (int64_t)hp->n_head_kv * hp->head_dim, (int64_t)hp->n_head_kv * hp->head_dim_v);
+}
+
+cst_status cst_ctx_seq_state_save(cst_ctx *ctx, int32_t seq, int32_t n, void *buf, size_t size) {
+    ctx->err[0] = 0;
+    if (seq < 0 || seq >= ctx->p.n_seq || n < 0 || n > ctx->seq_len[seq] || !buf ||
+        size < cst_ctx_seq_state_size(ctx, n)) {
+        cst_errf(ctx->err, sizeof ctx->err, "seq_state_save: bad sequence %d, length %d or buffer of %zu bytes", seq, n,
+                 size);
+        return CST_ERR_INVALID_ARG;
+    }
+    const cst_hparams *hp = &ctx->m->hp;
+    const size_t nctx = (size_t)ctx->p.n_ctx, nn = (size_t)n;
+    const size_t kdim = (size_t)hp->n_head_kv * hp->head_dim, vdim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    snap_hdr h = {.magic = SNAP_MAGIC, .n = n, .n_layer = hp->n_layer, .kdim = (int32_t)kdim, .vdim = (int32_t)vdim};
+    char *p = buf;
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    memcpy(p, ctx->tokens + (size_t)seq * nctx, nn * sizeof(cst_token));
+    p += nn * sizeof(cst_token);
+    for (int il = 0; il < hp->n_layer; il++) {
+        memcpy(p, ctx->k[il] + (size_t)seq * nctx * kdim, nn * kdim * sizeof(cst_f16));
+        p += nn * kdim * sizeof(cst_f16);
+        for (size_t d = 0; d < vdim; d++) {
+            memcpy(p, ctx->v[il] + ((size_t)seq * vdim + d) * nctx, nn * sizeof(cst_f16));
+            p += nn * sizeof(cst_f16);
+        }
+    }
+    return CST_OK;
+}
+
+cst_status cst_ctx_seq_state_load(cst_ctx *ctx, int32_t seq, const void *buf, size_t size, int32_t n) {
+    ctx->err[0] = 0;
+    const snap_hdr *hp0 = snap_check(buf, size);
+    if (!hp0) {
+        cst_errf(ctx->err, sizeof ctx->err, "seq_state_load: not a sequence snapshot (or truncated)");
+        return CST_ERR_BAD_FORMAT;
+    }
+    snap_hdr h;
+    memcpy(&h, hp0, sizeof h);
+    const cst_hparams *hp = &ctx->m->hp;
+    const size_t kdim = (size_t)hp->n_head_kv * hp->head_dim, vdim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    if (h.n_layer != hp->n_layer || (size_t)h.kdim != kdim || (size_t)h.vdim != vdim) {
+        cst_errf(ctx->err, sizeof ctx->err,
+                 "seq_state_load: snapshot of %d layers x K %d / V %d does not fit this model (%d x %zu / %zu)",
+                 h.n_layer, h.kdim, h.vdim, hp->n_layer, kdim, vdim);
+        return CST_ERR_BAD_FORMAT;
+    }
+    if (seq < 0 || seq >= ctx->p.n_seq || n < 0 || n > h.n || n > ctx->p.n_ctx) {
+        cst_errf(ctx->err, sizeof ctx->err, "seq_state_load: bad sequence %d or length %d (snapshot %d, n_ctx %d)",
+                 seq, n, h.n, ctx->p.n_ctx);
+        return CST_ERR_INVALID_ARG;
+    }
+    const size_t nctx = (size_t)ctx->p.n_ctx, nn = (size_t)n, ns = (size_t)h.n;
+    const char *p = (const char *)buf + sizeof h;
+    memcpy(ctx->tokens + (size_t)seq * nctx, p, nn * sizeof(cst_token));
+    p += ns * sizeof(cst_token);
+    for (int il = 0; il < hp->n_layer; il++) {
+        memcpy(ctx->k[il] + (size_t)seq * nctx * kdim, p, nn * kdim * sizeof(cst_f16));
+        p += ns * kdim * sizeof(cst_f16);
+        for (size_t d = 0; d < vdim; d++) {
+            memcpy(ctx->v[il] + ((size_t)seq * vdim + d) * nctx, p, nn * sizeof(cst_f16));
+            p += ns * sizeof(cst_f16);
+        }
+    }
+    ctx->seq_len[seq] = n;
+    return CST_OK;
+}
+
+const cst_token *cst_seq_state_tokens(const void *buf, size_t size, int32_t *n) {
+    const snap_hdr *h = snap_check(buf, size);
+    if (n) *n = 0;
+    if (!h) return NULL;
+    if (n) memcpy(n, &((const char *)buf)[offsetof(snap_hdr, n)], sizeof *n);
+    return (const cst_token *)((const char *)buf + sizeof(snap_hdr));
 }
