@@ -41,6 +41,8 @@ typedef struct cst_server_params {
     /* Files API and image input (files.c) */
     const char *const *mmprojs;    /* [n_models]: vision projector GGUF per model, NULL entries: none (may be NULL) */
     uint64_t max_file_size;        /* bytes per uploaded file (default 2 GiB); 413 beyond */
+    uint64_t file_quota;           /* bytes of live files + open uploads per API key (0: default 20 GiB;
+                                      UINT64_MAX: unlimited); 429 at upload start beyond */
     int64_t file_ttl_s;            /* uploaded files expire after this (default 48 h) */
     double upload_timeout_s;       /* an idle upload session is dropped after this (default 3600) */
     size_t image_cache_bytes;      /* embedding cache budget (default 256 MiB) */

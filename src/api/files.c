@@ -5,7 +5,8 @@
  * against the magic numbers, then moves the temp file to its content-addressed
  * blob (<data>/files/blobs/xx/<sha256>) and records the metadata in the store.
  * Get / list (paged, newest first) / delete / download; errors in the Google
- * RPC shape. A janitor thread removes expired files, unreferenced blobs and
+ * RPC shape. A per-key quota (--file-quota) bounds live files plus open
+ * sessions' declared lengths (429 at start). A janitor thread removes expired files, unreferenced blobs and
  * idle sessions.
  */
 #include "files.h"
@@ -59,6 +60,7 @@ struct cst_files {
     pthread_mutex_t mu;   /* sessions, blob placement / removal */
     upsess *sessions;
     uint64_t max_size;
+    uint64_t quota;       /* bytes per owner (UINT64_MAX: unlimited) */
     int64_t ttl_s;
     double session_ttl_s;
     pthread_t janitor;
@@ -214,8 +216,8 @@ static const char *rpc_status(ekind k) {
 
 #define E_CONFLICT_409 E_KIND_LAST /* 409 ALREADY_EXISTS (not an interactions error kind) */
 
-static enum MHD_Result queue(struct MHD_Connection *c, int status, char *txt, const char *ctype,
-                             const char *up_status, const char *up_url) {
+static enum MHD_Result queue_ra(struct MHD_Connection *c, int status, char *txt, const char *ctype,
+                                const char *up_status, const char *up_url, int64_t retry_after) {
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(txt);
@@ -224,21 +226,32 @@ static enum MHD_Result queue(struct MHD_Connection *c, int status, char *txt, co
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     if (up_status) MHD_add_response_header(r, "X-Goog-Upload-Status", up_status);
     if (up_url) MHD_add_response_header(r, "X-Goog-Upload-URL", up_url);
+    if (retry_after > 0) {
+        char ra[32];
+        snprintf(ra, sizeof ra, "%lld", (long long)retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
     cst_api_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result ferr(struct MHD_Connection *c, const char *up_status, int k, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static enum MHD_Result ferr(struct MHD_Connection *c, const char *up_status, int k, const char *fmt, ...) {
+static enum MHD_Result queue(struct MHD_Connection *c, int status, char *txt, const char *ctype,
+                             const char *up_status, const char *up_url) {
+    return queue_ra(c, status, txt, ctype, up_status, up_url, 0);
+}
+
+/* retry_after > 0: a Retry-After header of that many seconds (429 / 503 / 504
+ * always get one: 1 s unless given) */
+static enum MHD_Result vferr(struct MHD_Connection *c, const char *up_status, int k, int64_t retry_after,
+                             const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static enum MHD_Result vferr(struct MHD_Connection *c, const char *up_status, int k, int64_t retry_after,
+                             const char *fmt, va_list ap) {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     cst_api_utf8_fix(msg);
+    if (retry_after <= 0 && (k == E_EXHAUSTED || k == E_UNAVAILABLE || k == E_TIMEOUT)) retry_after = 1;
     int http = k == E_CONFLICT_409 ? 409 : cst_api_ekind_http((ekind)k);
     const char *st = k == E_CONFLICT_409 ? "ALREADY_EXISTS" : rpc_status((ekind)k);
     if (k != E_CONFLICT_409) cst_metrics_error((ekind)k);
@@ -246,7 +259,28 @@ static enum MHD_Result ferr(struct MHD_Connection *c, const char *up_status, int
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!txt) return MHD_NO;
-    return queue(c, http, txt, "application/json; charset=utf-8", up_status, NULL);
+    return queue_ra(c, http, txt, "application/json; charset=utf-8", up_status, NULL, retry_after);
+}
+
+static enum MHD_Result ferr(struct MHD_Connection *c, const char *up_status, int k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static enum MHD_Result ferr(struct MHD_Connection *c, const char *up_status, int k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r = vferr(c, up_status, k, 0, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static enum MHD_Result ferr_retry(struct MHD_Connection *c, const char *up_status, int k, int64_t retry_after,
+                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static enum MHD_Result ferr_retry(struct MHD_Connection *c, const char *up_status, int k, int64_t retry_after,
+                                  const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r = vferr(c, up_status, k, retry_after, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 static enum MHD_Result fjson(struct MHD_Connection *c, json_t *j, const char *up_status) {
@@ -329,6 +363,59 @@ static void sess_kill(cst_files *f, upsess *u) {
             break;
         }
     sess_free(u);
+}
+
+/* ---- quota ------------------------------------------------------------------ */
+
+bool cst_files_quota_exceeded(uint64_t quota, uint64_t held, uint64_t reserved, uint64_t declared) {
+    if (quota == UINT64_MAX) return false; /* unlimited */
+    /* held + reserved + declared > quota, without overflow */
+    if (held > quota) return true;
+    uint64_t left = quota - held;
+    if (reserved > left) return true;
+    return declared > left - reserved;
+}
+
+/* Under f->mu: what owner uses now: bytes of its live files (held), declared
+ * lengths of its open upload sessions (reserved), and when its earliest live
+ * file expires (0: none). */
+static cst_status quota_usage(cst_files *f, const char *owner, uint64_t *held, uint64_t *reserved,
+                              int64_t *next_expiry) {
+    *reserved = 0;
+    for (upsess *u = f->sessions; u; u = u->next)
+        if (!u->dead && !strcmp(u->owner, owner)) *reserved += u->declared;
+    int64_t bytes = 0;
+    cst_status st = cst_store_file_usage(f->srv->store, owner, now_s(), &bytes, next_expiry);
+    *held = bytes > 0 ? (uint64_t)bytes : 0;
+    return st;
+}
+
+/* Under f->mu: true when declared more bytes fit in owner's quota; else
+ * answers 429 RESOURCE_EXHAUSTED (or 500 on a store failure) into *ret.
+ * Retry-After: until the owner's earliest file expires (that frees bytes),
+ * else the upload session timeout (in-progress uploads), else 1 s. */
+static bool quota_admit(cst_server *s, struct MHD_Connection *c, const char *owner, uint64_t declared,
+                        enum MHD_Result *ret) {
+    cst_files *f = s->files;
+    if (f->quota == UINT64_MAX) return true;
+    uint64_t held = 0, reserved = 0;
+    int64_t next = 0;
+    if (quota_usage(f, owner, &held, &reserved, &next)) {
+        *ret = ferr(c, "final", E_INTERNAL, "store: %s", s->store->err);
+        return false;
+    }
+    if (!cst_files_quota_exceeded(f->quota, held, reserved, declared)) return true;
+    int64_t wait = next > now_s() ? next - now_s() : reserved ? (int64_t)(f->session_ttl_s + 0.999) : 1;
+    *ret = ferr_retry(c, "final", E_EXHAUSTED, wait,
+                      "file quota exceeded: this API key holds %llu bytes in files and %llu bytes in uploads in "
+                      "progress; %llu more would exceed the quota of %llu bytes per key (delete files or wait for "
+                      "them to expire)",
+                      (unsigned long long)held, (unsigned long long)reserved, (unsigned long long)declared,
+                      (unsigned long long)f->quota);
+    cst_info("files: upload of %llu bytes refused: quota of %llu bytes (%llu held, %llu reserved)",
+             (unsigned long long)declared, (unsigned long long)f->quota, (unsigned long long)held,
+             (unsigned long long)reserved);
+    return false;
 }
 
 /* ---- connection hooks --------------------------------------------------------- */
@@ -520,6 +607,12 @@ static enum MHD_Result upload_start(cst_server *s, struct MHD_Connection *c, con
                    mime);
         goto out;
     }
+    /* quota (§10.1: checked here, in the spec's order, and again atomically
+     * when the session is registered below) */
+    pthread_mutex_lock(&f->mu);
+    bool admit = quota_admit(s, c, owner, declared, &ret);
+    pthread_mutex_unlock(&f->mu);
+    if (!admit) goto out;
     char file_id[48] = "";
     bool named = false;
     if (jname && !json_is_null(jname)) {
@@ -585,6 +678,12 @@ static enum MHD_Result upload_start(cst_server *s, struct MHD_Connection *c, con
         goto out;
     }
     pthread_mutex_lock(&f->mu);
+    /* a concurrent start of the same key may have reserved bytes meanwhile */
+    if (!quota_admit(s, c, owner, declared, &ret)) {
+        pthread_mutex_unlock(&f->mu);
+        sess_free(u);
+        goto out;
+    }
     u->next = f->sessions;
     f->sessions = u;
     pthread_mutex_unlock(&f->mu);
@@ -1027,6 +1126,7 @@ cst_status cst_files_open(cst_server *s, char *err, size_t errlen) {
     pthread_mutex_init(&f->stop_mu, NULL);
     pthread_cond_init(&f->stop_cv, NULL);
     f->max_size = s->p.max_file_size ? s->p.max_file_size : (2ull << 30);
+    f->quota = s->p.file_quota ? s->p.file_quota : (20ull << 30);
     f->ttl_s = s->p.file_ttl_s > 0 ? s->p.file_ttl_s : 48 * 3600;
     f->session_ttl_s = s->p.upload_timeout_s > 0 ? s->p.upload_timeout_s : 3600;
     const char *dd = s->p.data_dir ? s->p.data_dir : "data";

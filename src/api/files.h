@@ -91,5 +91,9 @@ void cst_b64_encode(const uint8_t *p, size_t n, char *out);
 int cst_files_uri_id(const char *uri, const char *prefix, const char *const *hosts, char id[48]);
 /* True for ids [a-z0-9]{1,40}. */
 bool cst_files_valid_id(const char *id);
+/* The per-key quota rule: held (live files) + reserved (open upload sessions)
+ * + declared (the new upload) > quota, computed without overflow;
+ * quota UINT64_MAX is unlimited. */
+bool cst_files_quota_exceeded(uint64_t quota, uint64_t held, uint64_t reserved, uint64_t declared);
 
 #endif

@@ -24,6 +24,8 @@ static void usage(FILE *f) {
             "  --thinking-level L    level for requests without one, preceding -m (default medium)\n"
             "  --mmproj FILE         vision projector GGUF for the preceding -m (image input)\n"
             "  --max-file-size BYTES uploaded file limit (default 2147483648); 413 beyond\n"
+            "  --file-quota BYTES    live files + uploads in progress per API key (default\n"
+            "                        21474836480 = 20 GiB; 0 = unlimited); 429 at upload start beyond\n"
             "  --file-ttl S          uploaded files expire after S seconds (default 172800 = 48 h)\n"
             "  --upload-timeout S    drop an upload session idle for S seconds (default 3600)\n"
             "  --image-cache BYTES   image embedding cache budget (default 268435456)\n"
@@ -107,6 +109,15 @@ int cmd_serve(int argc, char **argv) {
             else if (a[2] == 'f') p.file_ttl_s = (int64_t)(x < 1 ? 1 : x);
             else if (a[2] == 'u') p.upload_timeout_s = x;
             else p.image_cache_bytes = (size_t)x;
+        } else if (!strcmp(a, "--file-quota")) {
+            NEED();
+            size_t nd = strspn(v, "0123456789");
+            if (nd == 0 || nd > 19 || v[nd]) {
+                fprintf(stderr, "castor serve: --file-quota: expected a number of bytes (0 = unlimited), got %s\n", v);
+                return 2;
+            }
+            unsigned long long q = strtoull(v, NULL, 10);
+            p.file_quota = q ? (uint64_t)q : UINT64_MAX;
         } else if (!strcmp(a, "--signature-key")) {
             NEED();
             p.signature_key = v;

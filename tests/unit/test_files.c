@@ -1,6 +1,7 @@
 /* test_files.c: the Files API pieces below HTTP: the store's files contract
  * (insert/conflict, owner partitioning, paging order, expiry listing, delete
- * returning the blob hash, blob reference counts), base64, URI -> file id,
+ * returning the blob hash, blob reference counts, per-owner usage), the quota
+ * rule, base64, URI -> file id,
  * and the image path of the server: a rendered prompt split at the media
  * marker must give exactly llama.cpp's chunks for tinygemma3 (text ids,
  * <start_of_image>, 256 image positions, <end_of_image>, text ids), and the
@@ -125,6 +126,25 @@ TEST(files_store_usage) {
     ASSERT_OK(cst_store_file_usage(s, "nobody", 0, &bytes, &next));
     ASSERT_EQ(bytes, 0);
     cst_store_close(s);
+}
+
+TEST(files_quota_rule) {
+    /* held + reserved + declared > quota; exactly the quota still fits */
+    ASSERT(!cst_files_quota_exceeded(100, 0, 0, 100));
+    ASSERT(cst_files_quota_exceeded(100, 0, 0, 101));
+    ASSERT(!cst_files_quota_exceeded(100, 60, 30, 10));
+    ASSERT(cst_files_quota_exceeded(100, 60, 30, 11));
+    ASSERT(cst_files_quota_exceeded(100, 60, 41, 1)); /* in-progress uploads count */
+    ASSERT(cst_files_quota_exceeded(100, 101, 0, 1)); /* over already (quota lowered on restart) */
+    ASSERT(cst_files_quota_exceeded(100, 0, 101, 1));
+    /* no wrap-around with huge values */
+    ASSERT(cst_files_quota_exceeded(100, UINT64_MAX, UINT64_MAX, UINT64_MAX));
+    ASSERT(cst_files_quota_exceeded(100, 50, 0, UINT64_MAX - 10));
+    ASSERT(cst_files_quota_exceeded(UINT64_MAX - 1, UINT64_MAX - 1, 1, 1));
+    ASSERT(!cst_files_quota_exceeded(20ull << 30, 10ull << 30, 8ull << 30, 2ull << 30));
+    ASSERT(cst_files_quota_exceeded(20ull << 30, 10ull << 30, 8ull << 30, (2ull << 30) + 1));
+    /* UINT64_MAX: unlimited (--file-quota 0) */
+    ASSERT(!cst_files_quota_exceeded(UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX));
 }
 
 TEST(files_base64) {
