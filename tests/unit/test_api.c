@@ -430,3 +430,150 @@ TEST(sched_short_shared_prefix_does_not_evict) {
     cst_sched_free(s);
     cst_model_free(m);
 }
+
+/* ---- host-memory KV snapshots (cache_bytes) ------------------------------ */
+
+static cst_sched *new_sched(cst_model *m, int n_slots, size_t cache_bytes) {
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = n_slots;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.cache_bytes = cache_bytes;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    return s;
+}
+
+static void run_greedy(cst_sched *s, const cst_token *t, size_t n, int32_t max, result *res) {
+    cst_req_params p = req(t, n, 1, max);
+    p.sampling.temperature = 0;
+    cst_sched_req *r;
+    char err[256];
+    ASSERT_OK(cst_sched_submit(s, &p, &r, err, sizeof err));
+    drain(r, res);
+    ASSERT_EQ(res->done.status, CST_OK);
+    cst_sched_req_release(r);
+}
+
+static cst_token *tok(cst_model *m, const char *text, bool bos, size_t *n) {
+    cst_token *t = NULL;
+    ASSERT_OK(cst_tokenize(cst_model_vocab(m), text, strlen(text), bos, false, &t, n));
+    return t;
+}
+
+/* Conversation A, then B taking A's slot, then A's follow-up (A's prompt +
+ * more). Returns the follow-up's result and the scheduler's stats. */
+static void followup(cst_model *m, int n_slots, size_t cache_bytes, result *res, cst_sched_stats *stats, size_t *n_a) {
+    size_t na, nb, nm;
+    cst_token *a = tok(m, "Once upon a time, there was a little dog named Max", true, &na);
+    cst_token *b = tok(m, "The sun was shining and the birds were singing in the tall trees", false, &nb);
+    cst_token *more = tok(m, " One day, Max found a big red ball in the garden.", false, &nm);
+    cst_token *a2 = malloc((na + nm) * sizeof *a2);
+    memcpy(a2, a, na * sizeof *a);
+    memcpy(a2 + na, more, nm * sizeof *more);
+    cst_sched *s = new_sched(m, n_slots, cache_bytes);
+    result r;
+    run_greedy(s, a, na, 8, &r);
+    run_greedy(s, b, nb, 8, &r);
+    run_greedy(s, a2, na + nm, 16, res);
+    *stats = cst_sched_get_stats(s);
+    *n_a = na;
+    cst_sched_free(s);
+    free(a);
+    free(b);
+    free(more);
+    free(a2);
+}
+
+TEST(sched_kv_snapshot_restores_evicted_conversation) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    result on, off, two;
+    cst_sched_stats st_on, st_off, st_two;
+    size_t na = 0;
+    /* one slot, snapshots on: B's admission saves A, A's follow-up restores it */
+    followup(m, 1, CST_SCHED_CACHE_BYTES_DEFAULT, &on, &st_on, &na);
+    ASSERT(on.done.n_cached >= (int32_t)na - 1);
+    ASSERT_EQ(st_on.n_snapshot_restores, 1);
+    ASSERT_EQ(st_on.n_snapshot_saves, 2); /* A before B, B before A's follow-up */
+    ASSERT_EQ(st_on.n_snapshots, 2);
+    ASSERT(st_on.snapshot_bytes > 0 && st_on.snapshot_bytes <= CST_SCHED_CACHE_BYTES_DEFAULT);
+    ASSERT_EQ(st_on.n_snapshot_evictions, 0);
+    ASSERT(st_on.n_cached_tokens >= (uint64_t)na - 1);
+    ASSERT(st_on.n_cache_hits >= 1);
+    /* one slot, snapshots off: the follow-up recomputes everything */
+    followup(m, 1, 0, &off, &st_off, &na);
+    ASSERT_EQ(off.done.n_cached, 0);
+    ASSERT_EQ(st_off.n_snapshots, 0);
+    ASSERT_EQ(st_off.n_snapshot_saves, 0);
+    ASSERT_EQ(st_off.n_snapshot_restores, 0);
+    /* two slots, snapshots off: A's prefix stays in its slot */
+    followup(m, 2, 0, &two, &st_two, &na);
+    ASSERT_EQ(two.done.n_cached, on.done.n_cached);
+    /* greedy text after a restore equals recomputing, and in-slot reuse */
+    ASSERT(on.len > 0);
+    ASSERT_EQ(on.done.n_gen, off.done.n_gen);
+    ASSERT_STREQ(on.text, off.text);
+    ASSERT_STREQ(on.text, two.text);
+    cst_model_free(m);
+}
+
+/* A budget for one snapshot: the oldest is evicted, a snapshot in use is
+ * never dropped to make room, a newer state of a conversation replaces its
+ * older one, and a snapshot larger than the budget is not kept. */
+TEST(sched_kv_snapshot_budget_eviction) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    enum { L = 20, X = 5 };
+    cst_token a[L + X], b[L + X], c[L];
+    for (int i = 0; i < L + X; i++) {
+        a[i] = 100 + i;
+        b[i] = 200 + i;
+    }
+    for (int i = 0; i < L; i++) c[i] = 300 + i;
+    const size_t per = cst_model_kv_bytes_per_token(m, CST_TYPE_F16) + sizeof(cst_token);
+    const size_t one = 32 + L * per; /* a snapshot of L positions (header + rows) */
+    cst_sched *s = new_sched(m, 1, one + (X + 2) * per);
+    result r;
+    /* max_tokens 1: the sampled token is never decoded, so a slot holds exactly its prompt */
+    run_greedy(s, a, L, 1, &r);
+    run_greedy(s, b, L, 1, &r); /* saves a */
+    run_greedy(s, c, L, 1, &r); /* saves b, evicting a */
+    cst_sched_stats st = cst_sched_get_stats(s);
+    ASSERT_EQ(st.n_snapshot_saves, 2);
+    ASSERT_EQ(st.n_snapshot_evictions, 1);
+    ASSERT_EQ(st.n_snapshots, 1);
+    ASSERT_EQ(st.snapshot_bytes, one);
+    /* b's follow-up: restored; c cannot be saved (b is in use, no room) */
+    run_greedy(s, b, L + X, 1, &r);
+    ASSERT_EQ(r.done.n_cached, L);
+    st = cst_sched_get_stats(s);
+    ASSERT_EQ(st.n_snapshot_restores, 1);
+    ASSERT_EQ(st.n_snapshot_saves, 2);
+    ASSERT_EQ(st.n_snapshots, 1);
+    /* a's follow-up: a was evicted; the slot's longer b replaces the old b */
+    run_greedy(s, a, L + X, 1, &r);
+    ASSERT_EQ(r.done.n_cached, 0);
+    st = cst_sched_get_stats(s);
+    ASSERT_EQ(st.n_snapshot_saves, 3);
+    ASSERT_EQ(st.n_snapshots, 1);
+    ASSERT_EQ(st.snapshot_bytes, one + X * per);
+    ASSERT_EQ(st.n_snapshot_restores, 1);
+    /* ... which b's next turn finds whole */
+    run_greedy(s, b, L + X, 1, &r); /* the same prompt again: all but the last token */
+    ASSERT_EQ(r.done.n_cached, L + X - 1);
+    cst_sched_free(s);
+    /* a budget smaller than one snapshot keeps nothing */
+    s = new_sched(m, 1, one - 1);
+    run_greedy(s, a, L, 1, &r);
+    run_greedy(s, b, L, 1, &r);
+    run_greedy(s, a, L + X, 1, &r);
+    ASSERT_EQ(r.done.n_cached, 0);
+    st = cst_sched_get_stats(s);
+    ASSERT_EQ(st.n_snapshots, 0);
+    ASSERT_EQ(st.snapshot_bytes, 0);
+    ASSERT_EQ(st.n_snapshot_saves, 0);
+    cst_sched_free(s);
+    cst_model_free(m);
+}

@@ -1,6 +1,8 @@
 /* sched.c: the engine thread. Requests wait in a bounded FIFO; each loop
  * iteration admits them into free slots (longest cached common prefix first,
- * then least recently used), decodes one batch holding one token per
+ * then least recently used; a slot about to lose another conversation is
+ * saved to a host-memory snapshot store first, and a snapshot sharing a
+ * longer prefix is restored), decodes one batch holding one token per
  * generating slot plus prompt chunks of prefilling slots, samples each slot
  * that asked for logits and pushes TEXT/DONE events to the request's queue,
  * which the caller drains from its own thread (or hands START/TEXT to the
@@ -211,6 +213,15 @@ typedef struct slot {
     bool forced;
 } slot;
 
+/* A host-memory snapshot of a slot's KV (cst_ctx_seq_state_save). */
+typedef struct snap {
+    void *buf;
+    size_t bytes;
+    const cst_token *toks; /* inside buf */
+    int32_t n;
+    uint64_t stamp; /* LRU */
+} snap;
+
 struct cst_sched {
     cst_model *m;
     cst_ctx *ctx;
@@ -228,6 +239,10 @@ struct cst_sched {
     char *piece;
     uint64_t clock;
     cst_sched_stats stats;
+    /* snapshot store (engine thread only; counters mirrored in stats) */
+    snap *snaps;
+    int32_t n_snaps, cap_snaps;
+    size_t snap_bytes;
     int32_t fault_fail_after; /* CST_FAULT (test-only), 0: off */
     int32_t fault_sleep_ms;
 };
@@ -271,7 +286,8 @@ static void parse_faults(struct cst_sched *s) {
 }
 
 cst_sched_params cst_sched_default_params(void) {
-    cst_sched_params p = {.n_slots = 4, .n_ctx = 0, .n_batch = 512, .n_threads = 0, .max_queue = 64};
+    cst_sched_params p = {.n_slots = 4, .n_ctx = 0, .n_batch = 512, .n_threads = 0, .max_queue = 64,
+                          .cache_bytes = CST_SCHED_CACHE_BYTES_DEFAULT};
     return p;
 }
 
@@ -433,6 +449,111 @@ static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, c
     req_unref(r);
 }
 
+/* ---- host-memory snapshots --------------------------------------------
+ * When admit() rewrites a slot whose conversation would be lost (the new
+ * prompt keeps less than the slot's last prompt), the slot's KV and tokens
+ * are copied into a snapshot first, unless a snapshot already holds them.
+ * Snapshots are kept within cache_bytes, least recently used dropped first;
+ * a snapshot whose tokens are a prefix of a newer one is dropped as a
+ * duplicate. Admission restores one into the chosen slot when it shares a
+ * longer reusable prefix with the prompt than the slot does. Engine thread
+ * only; allocation happens at admission, never per token. */
+
+static void snap_stats(cst_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stats.n_snapshots = (uint64_t)s->n_snaps;
+    s->stats.snapshot_bytes = (uint64_t)s->snap_bytes;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void snap_drop(cst_sched *s, int32_t i) {
+    s->snap_bytes -= s->snaps[i].bytes;
+    free(s->snaps[i].buf);
+    s->snaps[i] = s->snaps[--s->n_snaps];
+}
+
+/* Index of the snapshot with the longest reusable prefix of t[0..n) (the
+ * newest among equals), its length in *common; -1 if none shares a token. */
+static int32_t snap_best(const cst_sched *s, const cst_token *t, int32_t n, int32_t *common) {
+    int32_t best = -1, bc = 0;
+    for (int32_t i = 0; i < s->n_snaps; i++) {
+        const snap *sn = &s->snaps[i];
+        const int32_t c = cst_tokens_common_prefix(sn->toks, sn->n, t, n);
+        if (c > bc || (c == bc && c > 0 && sn->stamp > s->snaps[best].stamp)) {
+            best = i;
+            bc = c;
+        }
+    }
+    *common = bc;
+    return best;
+}
+
+/* Save slot seq's content as a snapshot. `pinned` (a snapshot's buffer or
+ * NULL) is neither evicted nor dropped as a duplicate. */
+static void snap_save(cst_sched *s, int seq, const void *pinned) {
+    int32_t have = 0;
+    const cst_token *toks = cst_ctx_seq_tokens(s->ctx, seq, &have);
+    if (!toks || have <= 0) return;
+    for (int32_t i = 0; i < s->n_snaps; i++) { /* already held */
+        snap *sn = &s->snaps[i];
+        if (sn->n >= have && !memcmp(sn->toks, toks, (size_t)have * sizeof *toks)) {
+            sn->stamp = ++s->clock;
+            return;
+        }
+    }
+    const size_t bytes = cst_ctx_seq_state_size(s->ctx, have);
+    if (bytes > s->p.cache_bytes) return; /* larger than the whole budget: not kept */
+    for (int32_t i = 0; i < s->n_snaps;) { /* older, shorter states of this conversation */
+        snap *sn = &s->snaps[i];
+        if (sn->buf != pinned && sn->n < have && !memcmp(sn->toks, toks, (size_t)sn->n * sizeof *toks)) snap_drop(s, i);
+        else i++;
+    }
+    uint64_t evicted = 0;
+    while (s->snap_bytes + bytes > s->p.cache_bytes) {
+        int32_t lru = -1;
+        for (int32_t i = 0; i < s->n_snaps; i++)
+            if (s->snaps[i].buf != pinned && (lru < 0 || s->snaps[i].stamp < s->snaps[lru].stamp)) lru = i;
+        if (lru < 0) break;
+        snap_drop(s, lru);
+        evicted++;
+    }
+    bool stored = false;
+    if (s->snap_bytes + bytes <= s->p.cache_bytes) {
+        if (s->n_snaps == s->cap_snaps) {
+            int32_t cap = s->cap_snaps ? 2 * s->cap_snaps : 16;
+            snap *ns = realloc(s->snaps, (size_t)cap * sizeof *ns);
+            if (ns) {
+                s->snaps = ns;
+                s->cap_snaps = cap;
+            }
+        }
+        void *buf = s->n_snaps < s->cap_snaps ? malloc(bytes) : NULL;
+        if (buf && cst_ctx_seq_state_save(s->ctx, seq, have, buf, bytes) == CST_OK) {
+            int32_t n = 0;
+            const cst_token *st = cst_seq_state_tokens(buf, bytes, &n);
+            s->snaps[s->n_snaps++] = (snap){.buf = buf, .bytes = bytes, .toks = st, .n = n, .stamp = ++s->clock};
+            s->snap_bytes += bytes;
+            stored = true;
+        } else {
+            free(buf);
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.n_snapshot_evictions += evicted;
+    if (stored) s->stats.n_snapshot_saves++;
+    pthread_mutex_unlock(&s->mu);
+    snap_stats(s);
+}
+
+/* How much of a common prefix c a request may reuse: at least one token is
+ * decoded (for logits), and never from inside an image block. */
+static int32_t reusable(const cst_sched_req *r, int32_t c) {
+    int32_t keep = CST_MIN(c, r->n_prompt - 1);
+    for (int32_t k = 0; k < r->n_embds; k++)
+        if (keep > r->embds[k].pos && keep < r->embds[k].pos + r->embds[k].n_rows) keep = r->embds[k].pos;
+    return CST_MAX(keep, 0);
+}
+
 /* Put request r into the best free slot. */
 /* Slot choice: a slot whose cache is mostly this prompt's prefix (the common
  * prefix covers the slot's last prompt, as in a follow-up turn whose history
@@ -468,9 +589,42 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     }
     CST_ASSERT(best >= 0);
     slot *sl = &s->slots[best];
-    int32_t keep = CST_MIN(best_common, r->n_prompt - 1); /* always decode one token for logits */
-    for (int32_t k = 0; k < r->n_embds; k++) /* never resume inside an image block */
-        if (keep > r->embds[k].pos && keep < r->embds[k].pos + r->embds[k].n_rows) keep = r->embds[k].pos;
+    int32_t keep = reusable(r, best_common);
+    /* a snapshot with a longer reusable prefix */
+    int32_t si = -1, skeep = 0;
+    if (s->p.cache_bytes > 0 && s->n_snaps > 0) {
+        int32_t sc = 0;
+        si = snap_best(s, r->prompt, r->n_prompt, &sc);
+        skeep = reusable(r, sc);
+        if (si >= 0 && skeep <= keep) si = -1;
+    }
+    /* what the slot keeps of its own content: its common prefix with the
+     * prompt, or with the restored snapshot's part */
+    int32_t have = 0;
+    const cst_token *old = cst_ctx_seq_tokens(s->ctx, best, &have);
+    const int32_t kept = si >= 0 ? cst_tokens_common_prefix(old, have, s->snaps[si].toks, skeep) : keep;
+    /* the slot's conversation would be lost (the new prompt does not follow
+     * up its last prompt): save it first */
+    if (s->p.cache_bytes > 0 && have > kept && kept < sl->last_prompt - 1) {
+        const void *pin = si >= 0 ? s->snaps[si].buf : NULL;
+        snap_save(s, best, pin);
+        if (pin) /* the store may have been reordered */
+            for (si = 0; s->snaps[si].buf != pin; si++) {}
+    }
+    if (si >= 0) {
+        snap *sn = &s->snaps[si];
+        cst_status lst = cst_ctx_seq_state_load(s->ctx, best, sn->buf, sn->bytes, skeep);
+        if (lst == CST_OK) {
+            keep = skeep;
+            if (2 * skeep >= sn->n) sn->stamp = ++s->clock; /* a real use, not just a shared header */
+            pthread_mutex_lock(&s->mu);
+            s->stats.n_snapshot_restores++;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            cst_warn("KV snapshot restore failed (%s); recomputing the prompt", cst_ctx_errmsg(s->ctx));
+            keep = 0;
+        }
+    }
     cst_ctx_seq_truncate(s->ctx, best, keep);
     sl->last_prompt = r->n_prompt;
     sl->req = r;
@@ -790,6 +944,8 @@ void cst_sched_free(cst_sched *s) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->th, NULL);
     }
+    for (int32_t i = 0; i < s->n_snaps; i++) free(s->snaps[i].buf);
+    free(s->snaps);
     cst_batch_free(s->batch);
     free(s->slots);
     free(s->piece);

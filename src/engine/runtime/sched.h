@@ -2,7 +2,8 @@
  * cst_ctx with n_slots sequences; callers (HTTP workers) submit tokenized
  * prompts and read back text events. Each iteration the engine admits queued
  * requests into free slots (reusing the slot whose cached tokens share the
- * longest prefix with the prompt; LRU among the rest), builds one batch with
+ * longest prefix with the prompt; LRU among the rest; or restoring a longer
+ * prefix from the host-memory snapshots of evicted conversations), builds one batch with
  * one decode token per generating sequence plus prompt chunks of new ones
  * (continuous batching), decodes, samples per sequence and pushes events.
  * No JSON or HTTP here: only tokens, text and counters.
@@ -26,7 +27,14 @@ typedef struct cst_sched_params {
     int32_t n_batch;   /* tokens per decode (default 512) */
     int32_t n_threads; /* <= 0: all CPUs */
     int32_t max_queue; /* requests waiting for a slot before submit says BUSY (default 64) */
+    /* Host-memory KV prefix cache: bytes of sequence snapshots kept (LRU)
+     * for conversations whose slot was taken by another one; a later prompt
+     * extending one restores it instead of recomputing (default 256 MiB;
+     * 0: off). */
+    size_t cache_bytes;
 } cst_sched_params;
+
+#define CST_SCHED_CACHE_BYTES_DEFAULT ((size_t)256 << 20)
 
 cst_sched_params cst_sched_default_params(void);
 
@@ -108,7 +116,7 @@ struct cst_sched_event {
     cst_finish finish;  /* DONE */
     cst_status status;  /* DONE: CST_OK, or the engine error (message in text) */
     int32_t n_prompt;   /* START/DONE */
-    int32_t n_cached;   /* START/DONE: prompt tokens reused from the slot's cache */
+    int32_t n_cached;   /* START/DONE: prompt tokens reused (slot's cache or a snapshot) */
     int32_t n_gen;      /* DONE: generated tokens (thought included) */
     int32_t n_thought;  /* DONE: of which inside the thought (markers included) */
     bool thought;       /* TEXT: thought text */
@@ -132,9 +140,15 @@ void cst_sched_req_release(cst_sched_req *r);
 typedef struct cst_sched_stats {
     uint64_t n_decodes;
     uint64_t n_prompt_tokens; /* evaluated (not reused) */
-    uint64_t n_cached_tokens; /* reused from slots */
+    uint64_t n_cached_tokens; /* reused from slots or snapshots */
     uint64_t n_gen_tokens;
     uint64_t n_cache_hits;    /* admissions that reused at least one token */
+    /* host-memory snapshots (cache_bytes) */
+    uint64_t n_snapshots;          /* held now */
+    uint64_t snapshot_bytes;       /* their memory now (<= cache_bytes) */
+    uint64_t n_snapshot_saves;     /* slot contents saved before a slot was rewritten */
+    uint64_t n_snapshot_restores;  /* admissions whose prefix came from a snapshot */
+    uint64_t n_snapshot_evictions; /* dropped to stay within cache_bytes */
 } cst_sched_stats;
 cst_sched_stats cst_sched_get_stats(cst_sched *s);
 
