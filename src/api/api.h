@@ -30,6 +30,7 @@ typedef struct cst_server_params {
     int32_t n_threads;             /* <= 0: all CPUs */
     int32_t n_slots;               /* sequences per model (default 4) */
     int32_t max_queue;             /* waiting requests per model before 429 (default 64) */
+    size_t kv_cache_bytes;         /* host-memory KV snapshots per model (default 256 MiB; 0: off) */
     size_t max_body;               /* bytes; default 100 MiB */
     const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
     int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context) */

@@ -156,6 +156,20 @@ char *cst_metrics_render(cst_server *s) {
     for (size_t i = 0; i < s->n_models; i++)
         sb_printf(&b, "castor_active_sequences{model=\"%s\"} %d\n", s->models[i].stem,
                   cst_sched_active(s->models[i].sched));
+    /* host-memory KV snapshots (sched.c, --cache-ram); one group per family */
+    static const char *const kv_fam[4][3] = {
+        {"castor_kv_snapshots", "gauge", "KV snapshots of evicted conversations held in host memory."},
+        {"castor_kv_snapshot_bytes", "gauge", "Host memory held by KV snapshots."},
+        {"castor_kv_snapshot_restores_total", "counter", "Admissions whose prompt prefix came from a KV snapshot."},
+        {"castor_kv_snapshot_evictions_total", "counter", "KV snapshots dropped to stay within --cache-ram."}};
+    for (int f = 0; f < 4; f++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", kv_fam[f][0], kv_fam[f][2], kv_fam[f][0], kv_fam[f][1]);
+        for (size_t i = 0; i < s->n_models; i++) {
+            cst_sched_stats ks = cst_sched_get_stats(s->models[i].sched);
+            const uint64_t v[4] = {ks.n_snapshots, ks.snapshot_bytes, ks.n_snapshot_restores, ks.n_snapshot_evictions};
+            sb_printf(&b, "%s{model=\"%s\"} %llu\n", kv_fam[f][0], s->models[i].stem, (unsigned long long)v[f]);
+        }
+    }
     pthread_mutex_lock(&s->runs_mu);
     int nr = s->n_runs;
     pthread_mutex_unlock(&s->runs_mu);

@@ -24,6 +24,7 @@ cst_server_params cst_server_default_params(void) {
     p.data_dir = "data";
     p.n_slots = 4;
     p.max_queue = 64;
+    p.kv_cache_bytes = CST_SCHED_CACHE_BYTES_DEFAULT;
     p.max_body = 100u << 20;
     p.keepalive_ms = 10000;
     p.request_timeout_s = 600;
@@ -296,6 +297,7 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
         if (s->p.n_ctx > 0) sp.n_ctx = s->p.n_ctx;
         if (s->p.n_slots > 0) sp.n_slots = s->p.n_slots;
         if (s->p.max_queue > 0) sp.max_queue = s->p.max_queue;
+        sp.cache_bytes = s->p.kv_cache_bytes;
         sp.n_threads = s->p.n_threads;
         st = cst_sched_new(sm->m, &sp, &sm->sched, err, errlen);
         if (st) return st;

@@ -42,6 +42,8 @@ static void usage(FILE *f) {
             "  -t, --threads N       engine threads (default all CPUs)\n"
             "  -np, --parallel N     sequences (slots) per model (default 4)\n"
             "  --max-queue N         waiting requests per model before 429 (default 64)\n"
+            "  --cache-ram MIB       host memory per model for the KV of conversations evicted from\n"
+            "                        their slot, restored on a follow-up (default 256; 0: off)\n"
             "  --max-body BYTES      request body limit (default 104857600)\n"
             "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
             "  --no-gemini-names     do not map gemini-* names to the first model\n"
@@ -157,6 +159,15 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) {
             NEED();
             p.n_slots = atoi(v);
+        } else if (!strcmp(a, "--cache-ram")) {
+            NEED();
+            char *end = NULL;
+            long long mib = strtoll(v, &end, 10);
+            if (end == v || *end || mib < 0 || mib > (1ll << 30)) {
+                fprintf(stderr, "castor serve: bad --cache-ram %s (MiB, 0 = off)\n", v);
+                return 2;
+            }
+            p.kv_cache_bytes = (size_t)mib << 20;
         } else if (!strcmp(a, "--max-queue")) {
             NEED();
             p.max_queue = atoi(v);
