@@ -577,3 +577,31 @@ TEST(sched_kv_snapshot_budget_eviction) {
     cst_sched_free(s);
     cst_model_free(m);
 }
+
+/* The benchmark's pattern on a small scale: more conversations than slots,
+ * interleaved turn by turn, each turn's prompt extending the last. From the
+ * second turn on every prompt's history is reused (restored or in its slot),
+ * and the store holds one snapshot per conversation (older turns replaced). */
+TEST(sched_kv_snapshot_interleaved_conversations) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    enum { NC = 6, T = 4, L0 = 10, STEP = 5 };
+    cst_sched *s = new_sched(m, 2, CST_SCHED_CACHE_BYTES_DEFAULT);
+    cst_token conv[NC][L0 + T * STEP];
+    for (int k = 0; k < NC; k++)
+        for (int i = 0; i < L0 + T * STEP; i++) conv[k][i] = 20 + k * 40 + i;
+    result r;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < NC; k++) {
+            const int n = L0 + t * STEP;
+            run_greedy(s, conv[k], (size_t)n, 1, &r); /* max 1: the slot holds exactly the prompt */
+            ASSERT_EQ(r.done.n_cached, t == 0 ? 0 : n - STEP);
+        }
+    cst_sched_stats st = cst_sched_get_stats(s);
+    ASSERT_EQ(st.n_snapshot_restores, (T - 1) * NC);
+    ASSERT(st.n_snapshots <= NC);
+    ASSERT_EQ(st.n_snapshot_evictions, 0);
+    ASSERT_EQ(st.n_cached_tokens, (uint64_t)NC * (L0 * (T - 1) + STEP * (T - 1) * (T - 2) / 2));
+    cst_sched_free(s);
+    cst_model_free(m);
+}
