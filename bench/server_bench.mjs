@@ -8,11 +8,13 @@
 //   - `castor bench` on the same model and threads (tg tokens/s), and the
 //     server's overhead per token = 1/server_tps - 1/bench_tps (goal <= 0.05 ms);
 //   - turn-N time to first token for 16 interleaved conversations chained with
-//     previous_interaction_id (flat when the slot's prefix is reused).
+//     previous_interaction_id on the default 4 slots (flat when each turn's
+//     history comes back from a slot or a host-memory KV snapshot).
 // A report, not a test: numbers on a shared machine are noisy, so each
 // measurement is repeated and the best is kept.
 // usage: node bench/server_bench.mjs [--castor build/castor] [--model M.gguf]
 //          [--threads 2] [--tokens 64] [--reps 3] [--turns 5] [--convs 16]
+//          [--slots 4] [--cache-ram MIB]
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,6 +31,8 @@ const TOKENS = Number(args.tokens ?? 64);
 const REPS = Number(args.reps ?? 3);
 const TURNS = Number(args.turns ?? 5);
 const CONVS = Number(args.convs ?? 16);
+const SLOTS = Number(args.slots ?? 4);
+const CACHE_RAM = args["cache-ram"]; // server default when absent
 const SHARED = process.env.CST_SHARED ?? join(HERE, "..", "..", "shared");
 const TMP = mkdtempSync(join(tmpdir(), "castor-sbench-"));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -51,7 +55,8 @@ function engineBench() {
 async function startServer() {
   const portFile = join(TMP, "port");
   const proc = spawn(CASTOR, ["serve", "-m", MODEL, "--no-auth", "--port", "0", "--port-file", portFile, "--data-dir", join(TMP, "data"),
-    "-t", String(THREADS), "-np", String(Math.max(CONVS, 4)), "-c", "1024", "--max-queue", "256"], { stdio: ["ignore", "ignore", "inherit"] });
+    "-t", String(THREADS), "-np", String(SLOTS), "-c", "1024", "--max-queue", "256",
+    ...(CACHE_RAM !== undefined ? ["--cache-ram", String(CACHE_RAM)] : [])], { stdio: ["ignore", "ignore", "inherit"] });
   for (let i = 0; i < 400 && !existsSync(portFile); i++) await sleep(25);
   if (!existsSync(portFile)) throw new Error("castor serve did not start");
   return { proc, url: `http://127.0.0.1:${readFileSync(portFile, "utf8").trim()}` };
@@ -152,7 +157,7 @@ async function main() {
     console.log(`| server, 4 concurrent clients: aggregate | ${fmt(best4.agg, 1)} tok/s |`);
     console.log(`| server, 4 concurrent clients: per client (median) | ${fmt(best4.perClient, 1)} tok/s |`);
     console.log(`| server, 4 concurrent clients: time to first token (median) | ${fmt(best4.ttft, 1)} ms |`);
-    console.log(`\n## turn-N time to first token, ${CONVS} interleaved conversations (previous_interaction_id)\n`);
+    console.log(`\n## turn-N time to first token, ${CONVS} interleaved conversations (previous_interaction_id), ${SLOTS} slots, --cache-ram ${CACHE_RAM ?? "default"}\n`);
     console.log("| turn | prompt tokens (median) | reused from cache (median) | TTFT median | TTFT best |");
     console.log("|---|---|---|---|---|");
     for (const t of turns) console.log(`| ${t.t} | ${t.input} | ${t.cached} | ${fmt(t.ttft, 1)} ms | ${fmt(t.best, 1)} ms |`);

@@ -463,8 +463,10 @@ describe("expiry and abandoned uploads (--file-ttl 2 --upload-timeout 1)", () =>
     const url = r.headers.get("x-goog-upload-url");
     assert.equal((await send(url, PNG_B.subarray(0, 10), { cmd: "upload" })).status, 200);
     assert.equal(tmps(s).length, 1);
-    // the quota is full (the file + the session's reservation); Retry-After: until the file expires
-    const full = await start(s, { len: 1 });
+    // over the quota with the file alone, whether or not the idle session is
+    // still counted (no race with --upload-timeout); Retry-After: until the
+    // file expires
+    const full = await start(s, { len: PNG_B.length + 1 });
     assert.equal(full.status, 429);
     assert.equal(full.json.error.status, "RESOURCE_EXHAUSTED");
     assert.ok(["1", "2"].includes(full.headers.get("retry-after")), full.headers.get("retry-after"));
