@@ -99,6 +99,14 @@ async function stream(url, body) {
     cached: done.usage.total_cached_tokens, input: done.usage.total_input_tokens, status: done.status };
 }
 
+// the engine thread's busy time from /metrics (seconds, summed over models)
+async function engineTimes(url) {
+  const t = await (await fetch(`${url}/metrics`)).text();
+  const sum = (fam) => [...t.matchAll(new RegExp(`^${fam}\\{[^}]*\\} ([0-9.]+)$`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
+  return { decode: sum("castor_engine_decode_seconds_total"), host: sum("castor_engine_host_seconds_total"),
+    sample: sum("castor_engine_sample_seconds_total") };
+}
+
 const gen = (seed) => ({ generation_config: { max_output_tokens: TOKENS, temperature: 0.8, seed, stop_sequences: [] } });
 const PROMPT = "Write a long story about a small robot who learns to paint, with many details about colours and light.";
 
@@ -114,7 +122,11 @@ async function main() {
     await stream(url, { input: "warm up", generation_config: { max_output_tokens: 8 } });
     // 1 client
     const one = [];
+    const e0 = await engineTimes(url);
     for (let i = 0; i < REPS + 1; i++) one.push(await stream(url, { input: `${PROMPT} (${i})`, ...gen(i + 1) }));
+    const e1 = await engineTimes(url);
+    const nOne = one.reduce((a, r) => a + r.n, 0);
+    const perTok = (k) => (1000 * (e1[k] - e0[k])) / nOne; // ms per generated token
     const full1 = one.filter((r) => r.deltas >= TOKENS / 2);
     const best1 = full1.reduce((a, b) => (b.tps > a.tps ? b : a), full1[0] ?? one[0]);
     // 4 concurrent clients
@@ -154,6 +166,8 @@ async function main() {
     console.log(`| server, 1 client: streamed decode | ${fmt(best1.tps, 1)} tok/s (${fmt(1000 / best1.tps, 3)} ms/token) |`);
     console.log(`| server, 1 client: time to first token (${best1.input} prompt tokens) | ${fmt(best1.ttft, 1)} ms |`);
     console.log(`| **server overhead per token** (1/server - 1/engine; goal <= 0.05 ms) | **${fmt(ovh, 3)} ms** (${fmt((100 * ovh * best1.tps) / 1000, 1)} %) |`);
+    console.log(`| engine thread, 1 client: forward pass per generated token (prompts included) | ${fmt(perTok("decode"), 3)} ms |`);
+    console.log(`| engine thread, 1 client: serving loop per generated token (admission, sampling, detokenizing, stops, events) | ${fmt(perTok("host"), 3)} ms (sampling ${fmt(perTok("sample"), 3)} ms) |`);
     console.log(`| server, 4 concurrent clients: aggregate | ${fmt(best4.agg, 1)} tok/s |`);
     console.log(`| server, 4 concurrent clients: per client (median) | ${fmt(best4.perClient, 1)} tok/s |`);
     console.log(`| server, 4 concurrent clients: time to first token (median) | ${fmt(best4.ttft, 1)} ms |`);

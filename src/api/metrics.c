@@ -170,6 +170,21 @@ char *cst_metrics_render(cst_server *s) {
             sb_printf(&b, "%s{model=\"%s\"} %llu\n", kv_fam[f][0], s->models[i].stem, (unsigned long long)v[f]);
         }
     }
+    /* the engine thread's busy time: forward passes, and the serving loop
+     * around them (sampling is a part of host) */
+    static const char *const eng_fam[3][2] = {
+        {"castor_engine_decode_seconds_total", "Engine thread time in forward passes."},
+        {"castor_engine_host_seconds_total",
+         "Engine thread time around the forward passes: admission, batching, sampling, detokenizing, stops, events."},
+        {"castor_engine_sample_seconds_total", "Engine thread time in the sampler (part of host)."}};
+    for (int f = 0; f < 3; f++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", eng_fam[f][0], eng_fam[f][1], eng_fam[f][0]);
+        for (size_t i = 0; i < s->n_models; i++) {
+            cst_sched_stats ks = cst_sched_get_stats(s->models[i].sched);
+            const double v[3] = {ks.decode_seconds, ks.host_seconds, ks.sample_seconds};
+            sb_printf(&b, "%s{model=\"%s\"} %.6f\n", eng_fam[f][0], s->models[i].stem, v[f]);
+        }
+    }
     pthread_mutex_lock(&s->runs_mu);
     int nr = s->n_runs;
     pthread_mutex_unlock(&s->runs_mu);

@@ -140,6 +140,12 @@ describe("REST: transport, auth and errors", () => {
     assert.match(r.body, /castor_requests_total\{route="create",code="200"\} \d+/);
     assert.match(r.body, /castor_time_to_first_token_seconds_bucket/);
     assert.match(r.body, /castor_queue_depth/);
+    // the engine thread's time: earlier tests generated on stories260K, so its
+    // forward passes took time, and the loop around them some too
+    const eng = (fam) => Number((r.body.match(new RegExp(`${fam}\\{model="stories260K"\\} ([0-9.]+)`)) ?? [])[1]);
+    assert.ok(eng("castor_engine_decode_seconds_total") > 0, r.body);
+    assert.ok(eng("castor_engine_host_seconds_total") > 0);
+    assert.ok(eng("castor_engine_sample_seconds_total") <= eng("castor_engine_host_seconds_total"));
     const m = await curlJson("GET", "/v1beta/models");
     assert.equal(m.status, 200);
     assert.deepEqual(m.json.models.map((x) => x.name), ["models/stories260K", "models/qwen3-tiny"]);

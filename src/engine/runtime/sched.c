@@ -239,6 +239,7 @@ struct cst_sched {
     char *piece;
     uint64_t clock;
     cst_sched_stats stats;
+    double t_sample; /* sampling time of the current iteration (engine thread) */
     /* snapshot store (engine thread only; counters mirrored in stats) */
     snap *snaps;
     int32_t n_snaps, cap_snaps;
@@ -690,7 +691,9 @@ static void slot_sample(cst_sched *s, slot *sl, int idx) {
         if (thinking && sl->n_think + r->n_force_thought >= r->think_budget && start_force(sl)) {
             tok = r->think_force[sl->force_pos++];
         } else {
+            const double t0 = cst_time_now();
             tok = cst_sampler_sample(sl->smp, logits);
+            s->t_sample += cst_time_now() - t0;
             /* the model ends inside its thought: close it, the answer follows */
             if (thinking && cst_vocab_is_eog(vocab, tok) && start_force(sl)) tok = r->think_force[sl->force_pos++];
         }
@@ -749,6 +752,7 @@ static void *engine_main(void *arg) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
+        const double t_iter = cst_time_now();
         cst_sched_req *adm[64];
         int n_adm = 0;
         int n_free = ns - s->n_active;
@@ -838,14 +842,23 @@ static void *engine_main(void *arg) {
             budget -= k;
             sl->bidx = (k == left) ? b->n - 1 : -2; /* -2: in this batch, no logits yet */
         }
-        if (b->n == 0) continue;
+        if (b->n == 0) {
+            const double t = cst_time_now() - t_iter;
+            pthread_mutex_lock(&s->mu);
+            s->stats.host_seconds += t;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
 
         if (s->fault_sleep_ms > 0) usleep((useconds_t)s->fault_sleep_ms * 1000u);
+        const double t_dec = cst_time_now();
         cst_status st = cst_ctx_decode(s->ctx, b);
-        pthread_mutex_lock(&s->mu);
-        s->stats.n_decodes++;
-        pthread_mutex_unlock(&s->mu);
+        const double t_dec_end = cst_time_now();
         if (st) {
+            pthread_mutex_lock(&s->mu);
+            s->stats.n_decodes++;
+            s->stats.decode_seconds += t_dec_end - t_dec;
+            pthread_mutex_unlock(&s->mu);
             const char *msg = cst_ctx_errmsg(s->ctx);
             for (int i = 0; i < ns; i++) {
                 slot *sl = &s->slots[i];
@@ -865,6 +878,14 @@ static void *engine_main(void *arg) {
             }
             if (sl->bidx >= 0) slot_sample(s, sl, i);
         }
+        const double t_end = cst_time_now();
+        pthread_mutex_lock(&s->mu);
+        s->stats.n_decodes++;
+        s->stats.decode_seconds += t_dec_end - t_dec;
+        s->stats.host_seconds += (t_dec - t_iter) + (t_end - t_dec_end);
+        s->stats.sample_seconds += s->t_sample;
+        s->t_sample = 0;
+        pthread_mutex_unlock(&s->mu);
     }
     /* shutdown: cancel what is left */
     for (int i = 0; i < ns; i++)

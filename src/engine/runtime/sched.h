@@ -149,6 +149,10 @@ typedef struct cst_sched_stats {
     uint64_t n_snapshot_saves;     /* slot contents saved before a slot was rewritten */
     uint64_t n_snapshot_restores;  /* admissions whose prefix came from a snapshot */
     uint64_t n_snapshot_evictions; /* dropped to stay within cache_bytes */
+    /* engine thread time while it has work: in the forward pass, and around
+     * it (admission, batch building, sampling, detokenizing, stop matching,
+     * the events) -- the latter is the per-token cost the serving loop adds */
+    double decode_seconds, host_seconds, sample_seconds; /* sample: part of host */
 } cst_sched_stats;
 cst_sched_stats cst_sched_get_stats(cst_sched *s);
 
