@@ -11,6 +11,7 @@
 #include "files.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <poll.h>
 #include <string.h>
 #include <strings.h>
@@ -83,6 +84,16 @@ static size_t frame_into(char *buf, size_t max, const char *type, const char *da
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     sse *w = cls;
+    /* This connection thread wakes once per token. As SCHED_BATCH it does
+     * not preempt the engine thread that woke it (no wakeup preemption): it
+     * runs when a core frees up, instead of stalling the next forward pass
+     * on a busy machine (+5-10% streamed tokens/s with -t = cores here). */
+    static __thread bool batch_set;
+    if (!batch_set) {
+        const struct sched_param sp = {0};
+        (void)sched_setscheduler(0, SCHED_BATCH, &sp);
+        batch_set = true;
+    }
     for (;;) {
         if (w->pend && w->pend_off < w->pend_len) {
             size_t n = CST_MIN(max, w->pend_len - w->pend_off);
