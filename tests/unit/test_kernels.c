@@ -563,6 +563,52 @@ TEST(matmul_odd_shapes_and_threads) {
     ASSERT(cst_kernels_set_isa(prev));
 }
 
+/* A token's outputs do not depend on the batch around it for the types whose
+ * tiles sum in the dot's order (Q8_0, Q4_0 and the x8 repacked orders): the
+ * matmul may pick dots or tiles by batch size (Q0_TILE_MIN_TOK), and a
+ * server stream must give the same bits alone or batched with others. */
+TEST(matmul_batch_invariant) {
+    static const cst_type types[] = {CST_TYPE_Q8_0, CST_TYPE_Q4_0, CST_TYPE_Q4_K};
+    static const int64_t toks[] = {1, 2, 3, 4, 7, 8, 9, 16, 33};
+    const int64_t n_in = 512, n_max = 33;
+    const cst_isa prev = cst_kernels_isa();
+    cst_pool *pool = cst_pool_new(2);
+    ASSERT(pool);
+    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (size_t k = 0; k < CST_ARRAY_LEN(types); k++) {
+            for (int64_t n_out = 36; n_out <= 40; n_out += 4) { /* 40: x8 layouts */
+                const cst_type t = types[k];
+                if (t == CST_TYPE_Q4_K && n_out % 8) continue; /* its plain 4x4 tile has its own order */
+                float *wf = xalloc(n_in * n_out * 4), *x = xalloc(n_in * n_max * 4);
+                fill_normal(wf, n_in * n_out, 0.05f);
+                fill_normal(x, n_in * n_max, 1.0f);
+                const size_t wrow = cst_row_size(t, n_in);
+                char *W = xalloc(wrow * n_out);
+                for (int64_t o = 0; o < n_out; o++) ASSERT(cst_quantize_row_ref(t, wf + o * n_in, W + o * wrow, n_in));
+                void *wdata = xalloc(cst_matmul_wsize(t, n_in, n_max));
+                float *y1 = xalloc(n_out * 4), *yb = xalloc(n_out * n_max * 4);
+                for (size_t a = 0; a < CST_ARRAY_LEN(toks); a++) {
+                    const int64_t nt = toks[a];
+                    cst_matmul(pool, W, t, n_in, n_out, x, nt, yb, n_out, wdata);
+                    for (int64_t tk = 0; tk < nt; tk++) {
+                        cst_matmul(pool, W, t, n_in, n_out, x + tk * n_in, 1, y1, n_out, wdata);
+                        for (int64_t o = 0; o < n_out; o++)
+                            ASSERT_MSG(same_bits(yb[tk * n_out + o], y1[o]),
+                                       "%s %s n_out %lld: token %lld of %lld, output %lld: %.9g batched, %.9g alone",
+                                       cst_isa_name((cst_isa)isa), cst_type_name(t), (long long)n_out, (long long)tk,
+                                       (long long)nt, (long long)o, yb[tk * n_out + o], y1[o]);
+                    }
+                }
+                cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(wdata);
+                cst_free_aligned(y1), cst_free_aligned(yb);
+            }
+        }
+    }
+    cst_pool_free(pool);
+    ASSERT(cst_kernels_set_isa(prev));
+}
+
 /* ---- weight quantizers reproduce llama-quantize output ---- */
 
 #include "engine/gguf/gguf.h"

@@ -16,6 +16,13 @@
 #define SERIAL_CONVERT 32768
 /* Weight rows per tile in phase 2 (their bytes stay in L1/L2 across the tile). */
 #define ROW_TILE 8
+/* Q8_0 / Q4_0 batches below this many tokens use the per-output dot: their
+ * 4x4 tile sums in the dot's order (bit for bit, test_kernels), so only the
+ * speed differs, and with fewer than 8 tokens the dots are faster here
+ * (smollm2-135m Q8_0, 2 threads: 2 tokens 14.1 -> 5.7 ms, 4 tokens 17.1 ->
+ * 8.1 ms; llama3.2-1b Q8_0: 2 tokens 84 -> 46 ms, 8 tokens favour the tile).
+ * Continuous batching decodes such batches: one token per stream. */
+#define Q0_TILE_MIN_TOK 8
 
 typedef struct {
     const cst_kernel_traits *tr;
@@ -146,6 +153,8 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     if (n_out % 8 == 0 && cst_kernel_x8(wt, cst_kernels_isa(), &c.dot, &t8)) {
         /* llama.cpp repacks these (q4_0_8x8, q4_K_8x8): its order, on the file's blocks */
         c.tile = n_tok >= 2 ? t8 : NULL;
+    } else if ((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0) && n_tok < Q0_TILE_MIN_TOK) {
+        c.tile = NULL;
     }
     if (tr->vec_dot_type == CST_TYPE_F32) {
         c.act = (const char *)x;
