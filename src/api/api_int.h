@@ -45,6 +45,7 @@ typedef struct smodel {
     chat_model chat;
     struct cst_vision *vision; /* --mmproj projector, or NULL (no image input) */
     pthread_mutex_t vision_mu; /* cst_vision_encode is not reentrant */
+    struct cst_pool *vision_pool; /* its threads (-t), NULL without a projector */
 } smodel;
 
 typedef struct alias {

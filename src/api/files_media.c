@@ -342,7 +342,7 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
         if (!rows) FAIL(E_INTERNAL, "out of memory encoding image %zu", idx + 1);
         double t0 = cst_time_now();
         pthread_mutex_lock(&p->sm->vision_mu);
-        st = cst_vision_encode(v, &img, rows, NULL, derr, sizeof derr);
+        st = cst_vision_encode(v, &img, rows, p->sm->vision_pool, derr, sizeof derr);
         pthread_mutex_unlock(&p->sm->vision_mu);
         if (st) FAIL(E_INTERNAL, "image %zu: the vision encoder failed: %s", idx + 1, derr);
         cst_info("image encoded (%dx%d, sha256 %.12s..., %d tokens) in %.3f s", img.width, img.height, hex, nt,

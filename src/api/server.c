@@ -5,6 +5,7 @@
  * preflight, and the drain on shutdown.
  */
 #include "api_int.h"
+#include "core/pool.h"
 #include "engine/vision/vision.h"
 #include "files.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 cst_server_params cst_server_default_params(void) {
     cst_server_params p;
@@ -314,6 +316,14 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
                          s->p.mmprojs[i], cst_vision_n_embd(sm->vision), sm->stem, cst_model_n_embd(sm->m));
                 return CST_ERR_INVALID_ARG;
             }
+            /* the encoder's own threads (the engine's pool belongs to the
+             * engine thread); they sleep between images */
+            const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+            sm->vision_pool = cst_pool_new(s->p.n_threads > 0 ? s->p.n_threads : (int)CST_MAX(1, ncpu));
+            if (!sm->vision_pool) {
+                cst_errf(err, errlen, "--mmproj %s: cannot start the encoder's threads", s->p.mmprojs[i]);
+                return CST_ERR_NOMEM;
+            }
             cst_info("model %s: vision projector %s (%s, %d tokens per image)", sm->stem, s->p.mmprojs[i],
                      cst_vision_projector(sm->vision), cst_vision_n_tokens(sm->vision));
         }
@@ -508,6 +518,7 @@ void cst_server_free(cst_server *s) {
         cst_model_free(s->models[i].m);
         cst_chat_model_free(&s->models[i].chat);
         cst_vision_free(s->models[i].vision);
+        cst_pool_free(s->models[i].vision_pool);
         if (s->models[i].sched) pthread_mutex_destroy(&s->models[i].vision_mu);
         free(s->models[i].path);
         free(s->models[i].stem);
