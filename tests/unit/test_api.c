@@ -180,20 +180,31 @@ static cst_req_params req(const cst_token *t, size_t n, uint64_t seed, int32_t m
     return p;
 }
 
-TEST(sched_concurrent_deterministic_and_prefix_reuse) {
-    cst_model *m = load_stories();
-    if (!m) return;
+static cst_sched *new_sched(cst_model *m, int n_slots, int n_ctx, size_t cache_bytes) {
     cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 2;
-    sp.n_ctx = 256;
+    sp.n_slots = n_slots;
+    sp.n_ctx = n_ctx;
     sp.n_threads = 1;
+    sp.cache_bytes = cache_bytes;
     cst_sched *s = NULL;
     char err[256];
     ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
-    cst_token *toks = NULL;
+    return s;
+}
+
+static cst_token *tok(cst_model *m, const char *text, bool bos, size_t *n) {
+    cst_token *t = NULL;
+    ASSERT_OK(cst_tokenize(cst_model_vocab(m), text, strlen(text), bos, false, &t, n));
+    return t;
+}
+
+TEST(sched_concurrent_deterministic_and_prefix_reuse) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched *s = new_sched(m, 2, 256, 0);
+    char err[256];
     size_t n = 0;
-    const char *prompt = "Once upon a time, there was a little dog";
-    ASSERT_OK(cst_tokenize(cst_model_vocab(m), prompt, strlen(prompt), true, false, &toks, &n));
+    cst_token *toks = tok(m, "Once upon a time, there was a little dog", true, &n);
     /* three requests on two slots: all finish; equal seeds give equal text */
     cst_sched_req *r[3];
     for (int i = 0; i < 3; i++) {
@@ -259,17 +270,10 @@ static void sink_fn(void *ud, const cst_sched_event *ev) {
 TEST(sched_event_sink) {
     cst_model *m = load_stories();
     if (!m) return;
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 2;
-    sp.n_ctx = 256;
-    sp.n_threads = 1;
-    cst_sched *s = NULL;
+    cst_sched *s = new_sched(m, 2, 256, 0);
     char err[256];
-    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
-    cst_token *toks = NULL;
     size_t n = 0;
-    const char *prompt = "Once upon a time, there was a little cat";
-    ASSERT_OK(cst_tokenize(cst_model_vocab(m), prompt, strlen(prompt), true, false, &toks, &n));
+    cst_token *toks = tok(m, "Once upon a time, there was a little cat", true, &n);
     cst_req_params p = req(toks, n, 11, 24);
     cst_sched_req *r;
     ASSERT_OK(cst_sched_submit(s, &p, &r, err, sizeof err));
@@ -399,13 +403,8 @@ TEST(sched_cancel_queued_and_fault_injection) {
 TEST(sched_short_shared_prefix_does_not_evict) {
     cst_model *m = load_stories();
     if (!m) return;
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 2;
-    sp.n_ctx = 128;
-    sp.n_threads = 1;
-    cst_sched *s = NULL;
+    cst_sched *s = new_sched(m, 2, 128, 0);
     char err[256];
-    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
     /* two conversations sharing a 2-token header, one after the other */
     cst_token a[40], b[20];
     for (int i = 0; i < 40; i++) a[i] = i < 2 ? 1 + i : 10 + i;
@@ -433,18 +432,6 @@ TEST(sched_short_shared_prefix_does_not_evict) {
 
 /* ---- host-memory KV snapshots (cache_bytes) ------------------------------ */
 
-static cst_sched *new_sched(cst_model *m, int n_slots, size_t cache_bytes) {
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = n_slots;
-    sp.n_ctx = 128;
-    sp.n_threads = 1;
-    sp.cache_bytes = cache_bytes;
-    cst_sched *s = NULL;
-    char err[256];
-    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
-    return s;
-}
-
 static void run_greedy(cst_sched *s, const cst_token *t, size_t n, int32_t max, result *res) {
     cst_req_params p = req(t, n, 1, max);
     p.sampling.temperature = 0;
@@ -454,12 +441,6 @@ static void run_greedy(cst_sched *s, const cst_token *t, size_t n, int32_t max, 
     drain(r, res);
     ASSERT_EQ(res->done.status, CST_OK);
     cst_sched_req_release(r);
-}
-
-static cst_token *tok(cst_model *m, const char *text, bool bos, size_t *n) {
-    cst_token *t = NULL;
-    ASSERT_OK(cst_tokenize(cst_model_vocab(m), text, strlen(text), bos, false, &t, n));
-    return t;
 }
 
 /* Conversation A, then B taking A's slot, then A's follow-up (A's prompt +
@@ -472,7 +453,7 @@ static void followup(cst_model *m, int n_slots, size_t cache_bytes, result *res,
     cst_token *a2 = malloc((na + nm) * sizeof *a2);
     memcpy(a2, a, na * sizeof *a);
     memcpy(a2 + na, more, nm * sizeof *more);
-    cst_sched *s = new_sched(m, n_slots, cache_bytes);
+    cst_sched *s = new_sched(m, n_slots, 128, cache_bytes);
     result r;
     run_greedy(s, a, na, 8, &r);
     run_greedy(s, b, nb, 8, &r);
@@ -534,7 +515,7 @@ TEST(sched_kv_snapshot_budget_eviction) {
     for (int i = 0; i < L; i++) c[i] = 300 + i;
     const size_t per = cst_model_kv_bytes_per_token(m, CST_TYPE_F16) + sizeof(cst_token);
     const size_t one = 32 + L * per; /* a snapshot of L positions (header + rows) */
-    cst_sched *s = new_sched(m, 1, one + (X + 2) * per);
+    cst_sched *s = new_sched(m, 1, 128, one + (X + 2) * per);
     result r;
     /* max_tokens 1: the sampled token is never decoded, so a slot holds exactly its prompt */
     run_greedy(s, a, L, 1, &r);
@@ -565,7 +546,7 @@ TEST(sched_kv_snapshot_budget_eviction) {
     ASSERT_EQ(r.done.n_cached, L + X - 1);
     cst_sched_free(s);
     /* a budget smaller than one snapshot keeps nothing */
-    s = new_sched(m, 1, one - 1);
+    s = new_sched(m, 1, 128, one - 1);
     run_greedy(s, a, L, 1, &r);
     run_greedy(s, b, L, 1, &r);
     run_greedy(s, a, L + X, 1, &r);
@@ -586,7 +567,7 @@ TEST(sched_kv_snapshot_interleaved_conversations) {
     cst_model *m = load_stories();
     if (!m) return;
     enum { NC = 6, T = 4, L0 = 10, STEP = 5 };
-    cst_sched *s = new_sched(m, 2, CST_SCHED_CACHE_BYTES_DEFAULT);
+    cst_sched *s = new_sched(m, 2, 128, CST_SCHED_CACHE_BYTES_DEFAULT);
     cst_token conv[NC][L0 + T * STEP];
     for (int k = 0; k < NC; k++)
         for (int i = 0; i < L0 + T * STEP; i++) conv[k][i] = 20 + k * 40 + i;

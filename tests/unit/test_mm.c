@@ -6,6 +6,7 @@
  * embedding batch validation and the n_batch limit for non-causal images.
  */
 #include "test.h"
+#include "engine_util.h"
 
 #include "core/core.h"
 #include "core/pool.h"
@@ -21,27 +22,6 @@
 #define MMPROJ_FILE "models/mmproj-tinygemma3.gguf"
 #define NMSE_TOL 1e-5 /* F32 model */
 #define MARGIN 1e-3
-
-static cst_model *lm_load(void) {
-    char err[256] = "";
-    cst_model *m = NULL;
-    cst_status st = cst_model_load(cst_test_shared(LM_FILE), NULL, &m, err, sizeof err);
-    ASSERT_MSG(st == CST_OK, "load %s: %s (%s)", LM_FILE, cst_status_str(st), err);
-    return m;
-}
-
-static cst_ctx *new_ctx(cst_model *m, int n_ctx, int n_seq, int n_batch) {
-    cst_ctx_params p = cst_ctx_default_params();
-    p.n_ctx = n_ctx;
-    p.n_seq = n_seq;
-    p.n_batch = n_batch;
-    p.n_threads = N_THREADS;
-    char err[256] = "";
-    cst_ctx *c = NULL;
-    cst_status st = cst_ctx_new(m, &p, &c, err, sizeof err);
-    ASSERT_MSG(st == CST_OK, "ctx: %s", err);
-    return c;
-}
 
 static int argmax(const float *x, int n) {
     int best = 0;
@@ -249,7 +229,7 @@ static void check_golden(const char *what, const golden *g, run_result r) {
 /* ---- tests -------------------------------------------------------------- */
 TEST(golden_image_through_vision_encoder) {
     load_goldens();
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     ASSERT_EQ(cst_model_n_embd(m), 128);
     for (int i = 0; i < n_golden; i++) {
         float *rows = encode_image(goldens[i].image);
@@ -261,7 +241,7 @@ TEST(golden_image_through_vision_encoder) {
 
 TEST(golden_image_from_golden_embeddings) {
     load_goldens();
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     for (int i = 0; i < n_golden; i++)
         check_golden("golden", &goldens[i], run_golden(m, &goldens[i], goldens[i].embd, true, false));
     cst_model_free(m);
@@ -272,7 +252,7 @@ TEST(golden_image_from_golden_embeddings) {
  * >= 1000x further from the reference than the non-causal decode. */
 TEST(causal_image_misses_golden) {
     load_goldens();
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     int n_fail = 0;
     for (int i = 0; i < n_golden; i++) {
         run_result nc = run_golden(m, &goldens[i], goldens[i].embd, true, true);
@@ -291,7 +271,7 @@ TEST(causal_image_misses_golden) {
  * feeding a token's own embedding row (times sqrt(n_embd), as gemma3 scales
  * it) as an embedding entry gives the same logits as the token. */
 TEST(embedding_row_equals_token_input) {
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     cst_ctx *c = new_ctx(m, 64, 2, 64);
     cst_batch *b = cst_batch_new(64);
     const cst_token toks[4] = {1, 410, 504, 356};
@@ -334,7 +314,7 @@ TEST(embedding_row_equals_token_input) {
  * decode. */
 TEST(prefix_reuse_with_images) {
     load_goldens();
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     const int nv = cst_model_n_vocab(m);
     const golden *ga = &goldens[0], *gb = &goldens[1];
     ASSERT(strcmp(ga->image, gb->image) != 0);
@@ -408,7 +388,7 @@ TEST(prefix_reuse_with_images) {
 /* cst_ctx_seq_common_prefix never ends inside an image block and never
  * reuses anonymous embedding positions. */
 TEST(common_prefix_respects_image_blocks) {
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     cst_ctx *c = new_ctx(m, 64, 1, 64);
     cst_batch *b = cst_batch_new(64);
     const cst_token mk = cst_embd_marker(42);
@@ -461,7 +441,7 @@ TEST(common_prefix_respects_image_blocks) {
  * give the same result as one batch. Bad embedding batches are refused. */
 TEST(image_batch_limits_and_errors) {
     load_goldens();
-    cst_model *m = lm_load();
+    cst_model *m = load(LM_FILE);
     const golden *g = &goldens[0];
     cst_ctx *c = new_ctx(m, 512, 2, 128);
     cst_batch *b = cst_batch_new(128);

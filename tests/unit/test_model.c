@@ -9,6 +9,7 @@
  * over the whole vocabulary.
  */
 #include "test.h"
+#include "engine_util.h"
 
 #include "engine/engine.h"
 
@@ -16,8 +17,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N_THREADS 2
 
 static double nmse(const float *a, const float *b, int n) {
     double num = 0, den = 0;
@@ -33,27 +32,6 @@ static int argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
-}
-
-static cst_model *load(const char *rel) {
-    char err[256] = "";
-    cst_model *m = NULL;
-    cst_status st = cst_model_load(cst_test_shared(rel), NULL, &m, err, sizeof err);
-    ASSERT_MSG(st == CST_OK, "load %s: %s (%s)", rel, cst_status_str(st), err);
-    return m;
-}
-
-static cst_ctx *new_ctx(cst_model *m, int n_ctx, int n_seq, int n_batch) {
-    cst_ctx_params p = cst_ctx_default_params();
-    p.n_ctx = n_ctx;
-    p.n_seq = n_seq;
-    p.n_batch = n_batch;
-    p.n_threads = N_THREADS;
-    char err[256] = "";
-    cst_ctx *c = NULL;
-    cst_status st = cst_ctx_new(m, &p, &c, err, sizeof err);
-    ASSERT_MSG(st == CST_OK, "ctx: %s", err);
-    return c;
 }
 
 /* Decode toks[0..n) into seq starting at pos0, in chunks of `chunk`; the
