@@ -46,8 +46,10 @@ if (!MODEL) {
 }
 
 // ---- engine baseline -------------------------------------------------------
-function engineBench() {
-  const out = execFileSync(CASTOR, ["bench", "-m", MODEL, "-p", "32", "-n", String(TOKENS), "-t", String(THREADS), "-r", String(REPS), "--json"], { encoding: "utf8" });
+// the same positions as the server's requests: a prompt of nPrompt tokens,
+// then TOKENS decodes (attention grows with the position)
+function engineBench(nPrompt) {
+  const out = execFileSync(CASTOR, ["bench", "-m", MODEL, "-p", String(nPrompt), "-n", String(TOKENS), "-t", String(THREADS), "-r", String(REPS), "--json"], { encoding: "utf8" });
   return JSON.parse(out.trim().split("\n").at(-1));
 }
 
@@ -55,7 +57,7 @@ function engineBench() {
 async function startServer() {
   const portFile = join(TMP, "port");
   const proc = spawn(CASTOR, ["serve", "-m", MODEL, "--no-auth", "--port", "0", "--port-file", portFile, "--data-dir", join(TMP, "data"),
-    "-t", String(THREADS), "-np", String(SLOTS), "-c", "1024", "--max-queue", "256",
+    "-t", String(THREADS), "-np", String(SLOTS), "-c", String(args.ctx ?? 1024), "--max-queue", "256",
     ...(CACHE_RAM !== undefined ? ["--cache-ram", String(CACHE_RAM)] : [])], { stdio: ["ignore", "ignore", "inherit"] });
   for (let i = 0; i < 400 && !existsSync(portFile); i++) await sleep(25);
   if (!existsSync(portFile)) throw new Error("castor serve did not start");
@@ -114,9 +116,6 @@ const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "-");
 
 async function main() {
-  const eng = [];
-  for (let i = 0; i < 2; i++) eng.push(engineBench());
-  const bestEng = eng.reduce((a, b) => (b.tg_tps > a.tg_tps ? b : a));
   const { proc, url } = await startServer();
   try {
     await stream(url, { input: "warm up", generation_config: { max_output_tokens: 8 } });
@@ -127,6 +126,10 @@ async function main() {
     const e1 = await engineTimes(url);
     const nOne = one.reduce((a, r) => a + r.n, 0);
     const perTok = (k) => (1000 * (e1[k] - e0[k])) / nOne; // ms per generated token
+    // engine baseline at the same positions (the server is idle meanwhile)
+    const eng = [];
+    for (let i = 0; i < 2; i++) eng.push(engineBench(one[0].input));
+    const bestEng = eng.reduce((a, b) => (b.tg_tps > a.tg_tps ? b : a));
     const full1 = one.filter((r) => r.deltas >= TOKENS / 2);
     const best1 = full1.reduce((a, b) => (b.tps > a.tps ? b : a), full1[0] ?? one[0]);
     // 4 concurrent clients
@@ -161,7 +164,7 @@ async function main() {
     console.log(`\n## castor serve vs castor bench (${bestEng.desc}, ${THREADS} threads, ${TOKENS} tokens per request)\n`);
     console.log("| measurement | value |");
     console.log("|---|---|");
-    console.log(`| castor bench tg (engine, 1 sequence) | ${fmt(bestEng.tg_tps, 1)} tok/s (${fmt(1000 / bestEng.tg_tps, 3)} ms/token) |`);
+    console.log(`| castor bench tg (engine, 1 sequence, after a ${bestEng.n_prompt}-token prompt as the server's) | ${fmt(bestEng.tg_tps, 1)} tok/s (${fmt(1000 / bestEng.tg_tps, 3)} ms/token) |`);
     console.log(`| castor bench pp | ${fmt(bestEng.pp_tps, 1)} tok/s |`);
     console.log(`| server, 1 client: streamed decode | ${fmt(best1.tps, 1)} tok/s (${fmt(1000 / best1.tps, 3)} ms/token) |`);
     console.log(`| server, 1 client: time to first token (${best1.input} prompt tokens) | ${fmt(best1.ttft, 1)} ms |`);
