@@ -400,6 +400,45 @@ TEST(sched_cancel_queued_and_fault_injection) {
     cst_model_free(m);
 }
 
+/* max_queue counts the requests that wait for a slot, not one a free slot
+ * is about to take: back-to-back submits (before the engine thread has
+ * admitted the first) accept one running + max_queue waiting, then BUSY. */
+TEST(sched_queue_counts_only_waiting) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    setenv("CST_FAULT", "decode_sleep_ms:50", 1); /* the first stays running */
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 1;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.max_queue = 1;
+    cst_sched *s = NULL;
+    char err[256];
+    cst_status st = cst_sched_new(m, &sp, &s, err, sizeof err);
+    unsetenv("CST_FAULT");
+    ASSERT_OK(st);
+    cst_token toks[8];
+    for (int i = 0; i < 8; i++) toks[i] = 1 + i;
+    cst_req_params p = req(toks, 8, 1, 8);
+    cst_sched_req *a = NULL, *b = NULL, *c = NULL;
+    ASSERT_OK(cst_sched_submit(s, &p, &a, err, sizeof err));
+    ASSERT(!cst_sched_req_waiting(a));
+    ASSERT_OK(cst_sched_submit(s, &p, &b, err, sizeof err));
+    ASSERT(cst_sched_req_waiting(b));
+    ASSERT_EQ(cst_sched_submit(s, &p, &c, err, sizeof err), CST_ERR_BUSY);
+    ASSERT(strstr(err, "queue is full") != NULL);
+    cst_sched_req_cancel(a);
+    cst_sched_req_cancel(b);
+    result ra, rb;
+    drain(a, &ra);
+    drain(b, &rb);
+    ASSERT_EQ(rb.done.finish, CST_FINISH_CANCELLED);
+    cst_sched_req_release(a);
+    cst_sched_req_release(b);
+    cst_sched_free(s);
+    cst_model_free(m);
+}
+
 TEST(sched_short_shared_prefix_does_not_evict) {
     cst_model *m = load_stories();
     if (!m) return;

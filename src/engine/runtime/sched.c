@@ -390,7 +390,11 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
         cst_errf(err, errlen, "the server is shutting down");
         return CST_ERR_CANCELLED;
     }
-    if (s->qlen >= s->p.max_queue) {
+    /* queued requests a free slot is about to take are not waiting: only
+     * those beyond the slots count against max_queue (a request submitted
+     * just after another finished is not refused because the engine thread
+     * has not yet run to admit the previous one) */
+    if (s->n_active + s->qlen - s->p.n_slots >= s->p.max_queue) {
         pthread_mutex_unlock(&s->mu);
         req_free(r);
         cst_errf(err, errlen, "the request queue is full (%d waiting); retry later", s->p.max_queue);
