@@ -12,9 +12,12 @@
 #include "engine_util.h"
 
 #include "engine/engine.h"
+#include "engine/kernels/kernels.h"
+#include "engine/runtime/model_int.h" /* cst_attn_head (module-internal) */
 
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -600,4 +603,51 @@ TEST(model_metadata) {
     ASSERT(cst_model_vocab(m) != NULL);
     ASSERT_EQ(cst_model_kv_bytes_per_token(m, CST_TYPE_F16), 2 * 2 * (64 + 64) * 2);
     cst_model_free(m);
+}
+
+/* One attention head (ops_exact.c) gives the scalar twin's bits on every ISA
+ * this CPU runs: decode (ggml_vec_dot_f16 order) and batch (tinyBLAS order),
+ * head sizes with and without 64-multiples, windows starting and ending
+ * inside a 16-position group, one position, long ranges. */
+TEST(attn_head_isa_bit_identical) {
+    enum { NCTX = 300, HD_MAX = 128 };
+    static cst_f16 k[NCTX * HD_MAX], v[HD_MAX * NCTX], p16[NCTX], q16[HD_MAX];
+    static float q[HD_MAX], scores[NCTX], out_ref[HD_MAX], out_isa[HD_MAX];
+    uint64_t st = 12345;
+    for (int i = 0; i < NCTX * HD_MAX; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+    }
+    for (int i = 0; i < HD_MAX; i++) q[i] = (float)sin(0.37 * i + 1.0) * 2.0f;
+    const cst_isa saved = cst_kernels_isa();
+    const int hds[] = {8, 32, 64, 80, 128};
+    const int32_t ranges[][2] = {{0, 0}, {0, 15}, {3, 3}, {5, 70}, {16, 47}, {0, 299}, {17, 298}, {250, 299}};
+    int n_cmp = 0;
+    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+            for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
+                for (int batch = 0; batch < 2; batch++) {
+                    cst_attn_head a = {.q = q, .k = k, .v = v, .k_stride = HD_MAX, .v_stride = NCTX,
+                                       .hd = hds[h], .hdv = hds[h], .p0 = ranges[r][0], .p1 = ranges[r][1],
+                                       .scale = 0.125f, .batch = batch, .scores = scores, .p16 = p16, .q16 = q16};
+                    ASSERT(cst_kernels_set_isa(CST_ISA_REF));
+                    a.out = out_ref;
+                    cst_attn_head_run(&a);
+                    ASSERT(cst_kernels_set_isa((cst_isa)isa));
+                    a.out = out_isa;
+                    cst_attn_head_run(&a);
+                    for (int d = 0; d < hds[h]; d++)
+                        if (memcmp(&out_ref[d], &out_isa[d], sizeof(float))) {
+                            fprintf(stderr, "    isa %d hd %d range %d..%d batch %d dim %d: %.9g vs ref %.9g\n", isa,
+                                    hds[h], ranges[r][0], ranges[r][1], batch, d, out_isa[d], out_ref[d]);
+                            ASSERT(false);
+                        }
+                    n_cmp++;
+                }
+    }
+    cst_kernels_set_isa(saved);
+    printf("    %d head/range/order cases compared\n", n_cmp);
 }

@@ -37,8 +37,13 @@ static void att_worker(void *arg, int ith, int nth) {
 
     const int64_t n_task = (int64_t)j->b->n * n_head;
     /* strided over (token, head): causal rows grow with the token, so contiguous
-     * halves would give the last thread most of the work */
-    for (int64_t task = ith; task < n_task; task += nth) {
+     * halves would give the last thread most of the work. One token: contiguous
+     * runs of heads, so that the heads sharing a K/V head (GQA) run on one
+     * thread back to back and read that K/V from cache, not memory. */
+    const bool one = j->b->n == 1;
+    const int64_t t_lo = one ? n_task * ith / nth : ith, t_hi = one ? n_task * (ith + 1) / nth : n_task;
+    const int64_t t_step = one ? 1 : nth;
+    for (int64_t task = t_lo; task < t_hi; task += t_step) {
         const int32_t t = (int32_t)(task / n_head), h = (int32_t)(task % n_head);
         const int32_t seq = j->b->seq[t], pos = j->b->pos[t];
         const int32_t kvh = h / gqa;

@@ -193,18 +193,43 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm256_mask_storeu_epi16(a->p16 + g * 16, m, h);
     }
+    /* P*V: group g goes to accumulator g & 3 (ggml_vec_dot_f16) or to one
+     * accumulator (tinyBLAS). The accumulators are named, never indexed at
+     * run time, so that they stay in registers. */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
+#define PV_STEP(acc, g)                                                                          \
+    do {                                                                                         \
+        const __mmask16 m_ = (g) > g0 && (g) < g1 ? (__mmask16)0xFFFF : group_mask((g), p0, p1); \
+        acc = _mm512_fmadd_ps(LOADHM(m_, v + (g) * 16), LOADHM(m_, a->p16 + (g) * 16), acc);     \
+    } while (0)
     for (int32_t d = 0; d < a->hdv; d++) {
         const cst_f16 *v = a->v + (size_t)d * a->v_stride;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int32_t g = g0; g <= g1; g++) {
-            const __mmask16 m = group_mask(g, p0, p1);
-            const int ai = vlanes ? 0 : (g & 3);
-            acc[ai] = _mm512_fmadd_ps(LOADHM(m, v + g * 16), LOADHM(m, a->p16 + g * 16), acc[ai]);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        if (vlanes) {
+            for (int32_t g = g0; g <= g1; g++) PV_STEP(a0, g);
+        } else {
+            int32_t g = g0;
+            for (; g <= g1 && (g & 3); g++) {
+                if ((g & 3) == 1) PV_STEP(a1, g);
+                else if ((g & 3) == 2) PV_STEP(a2, g);
+                else PV_STEP(a3, g);
+            }
+            for (; g + 3 <= g1; g += 4) {
+                PV_STEP(a0, g);
+                PV_STEP(a1, g + 1);
+                PV_STEP(a2, g + 2);
+                PV_STEP(a3, g + 3);
+            }
+            for (; g <= g1; g++) {
+                if ((g & 3) == 0) PV_STEP(a0, g);
+                else if ((g & 3) == 1) PV_STEP(a1, g);
+                else PV_STEP(a2, g);
+            }
+            a0 = _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
         }
-        if (!vlanes) acc[0] = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-        a->out[d] = _mm512_reduce_add_ps(acc[0]);
+        a->out[d] = _mm512_reduce_add_ps(a0);
     }
+#undef PV_STEP
 }
 #undef LOADH
 #undef LOADHM
