@@ -234,6 +234,117 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
 #undef LOADH
 #undef LOADHM
 
+/* ---- AVX2 ---------------------------------------------------------------------
+ * The scalar twin's 16-lane accumulators as pairs of 8-lane registers (same
+ * lanes, same FMAs, same reduce16 tree), so the bits are the ref's. The
+ * softmax stays scalar (O(positions), not O(positions x head size)). */
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LOADH8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+
+/* reduce16 of the 16 lanes (lo, hi) */
+AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
+    const __m256 t8 = _mm256_add_ps(lo, hi);                                           /* i, i+8 */
+    const __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1)); /* i, i+4 */
+    const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));                           /* 0+2, 1+3 */
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
+}
+
+AVX2 static float dot_f16_avx2(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) {
+    if (lanes) { /* n % 16 == 0 */
+        __m256 lo = _mm256_setzero_ps(), hi = lo;
+        for (int i = 0; i < n; i += 16) {
+            lo = _mm256_fmadd_ps(LOADH8(x + i), LOADH8(y + i), lo);
+            hi = _mm256_fmadd_ps(LOADH8(x + i + 8), LOADH8(y + i + 8), hi);
+        }
+        return reduce16_avx2(lo, hi);
+    }
+    const int np = n & ~63;
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int i = 0; i < np; i += 64) {
+        a[0] = _mm256_fmadd_ps(LOADH8(x + i), LOADH8(y + i), a[0]);
+        a[1] = _mm256_fmadd_ps(LOADH8(x + i + 8), LOADH8(y + i + 8), a[1]);
+        a[2] = _mm256_fmadd_ps(LOADH8(x + i + 16), LOADH8(y + i + 16), a[2]);
+        a[3] = _mm256_fmadd_ps(LOADH8(x + i + 24), LOADH8(y + i + 24), a[3]);
+        a[4] = _mm256_fmadd_ps(LOADH8(x + i + 32), LOADH8(y + i + 32), a[4]);
+        a[5] = _mm256_fmadd_ps(LOADH8(x + i + 40), LOADH8(y + i + 40), a[5]);
+        a[6] = _mm256_fmadd_ps(LOADH8(x + i + 48), LOADH8(y + i + 48), a[6]);
+        a[7] = _mm256_fmadd_ps(LOADH8(x + i + 56), LOADH8(y + i + 56), a[7]);
+    }
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    double sum = reduce16_avx2(lo, hi);
+    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * cst_f16_to_f32(y[i]));
+    return (float)sum;
+}
+
+AVX2 static void attn_head_avx2(const cst_attn_head *a) {
+    const int32_t p0 = a->p0, p1 = a->p1;
+    float *s = a->scores;
+    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    const bool klanes = a->batch && a->hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int32_t p = p0; p <= p1; p++) {
+        s[p] = dot_f16_avx2(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    double sum = 0.0;
+    for (int32_t g = p0 >> 4; g <= p1 >> 4; g++) {
+        float e[16];
+        for (int l = 0; l < 16; l++) {
+            const int32_t p = g * 16 + l;
+            e[l] = (p >= p0 && p <= p1) ? exp_lane(s[p] - mx) : 0.0f;
+            if (p >= p0 && p <= p1) s[p] = e[l];
+        }
+        sum += (double)reduce16(e);
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t p = p0; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+    /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
+     * batch order); partial groups lane by lane, whole groups 16 at a time */
+    const bool vlanes = a->batch && a->hdv % 4 == 0;
+    const int32_t gf = (p0 + 15) >> 4, gl = (p1 + 1) >> 4; /* whole groups gf..gl-1 */
+    for (int32_t d = 0; d < a->hdv; d++) {
+        const cst_f16 *v = a->v + (size_t)d * a->v_stride;
+        float acc[4][16] = {{0}};
+        const int32_t pe = gf < gl ? gf * 16 - 1 : p1; /* no whole group: all lane by lane */
+        for (int32_t p = p0; p <= pe; p++) {
+            float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
+            *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+        }
+        if (gf < gl) {
+            __m256 r[8];
+            for (int k = 0; k < 4; k++) {
+                r[2 * k] = _mm256_loadu_ps(acc[k]);
+                r[2 * k + 1] = _mm256_loadu_ps(acc[k] + 8);
+            }
+            for (int32_t g = gf; g < gl; g++) {
+                const int k = vlanes ? 0 : (g & 3);
+                const __m256 vl = LOADH8(v + g * 16), vh = LOADH8(v + g * 16 + 8);
+                const __m256 pl = LOADH8(a->p16 + g * 16), ph = LOADH8(a->p16 + g * 16 + 8);
+                switch (k) { /* named registers, never indexed at run time */
+                case 0: r[0] = _mm256_fmadd_ps(vl, pl, r[0]), r[1] = _mm256_fmadd_ps(vh, ph, r[1]); break;
+                case 1: r[2] = _mm256_fmadd_ps(vl, pl, r[2]), r[3] = _mm256_fmadd_ps(vh, ph, r[3]); break;
+                case 2: r[4] = _mm256_fmadd_ps(vl, pl, r[4]), r[5] = _mm256_fmadd_ps(vh, ph, r[5]); break;
+                default: r[6] = _mm256_fmadd_ps(vl, pl, r[6]), r[7] = _mm256_fmadd_ps(vh, ph, r[7]); break;
+                }
+            }
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_ps(acc[k], r[2 * k]);
+                _mm256_storeu_ps(acc[k] + 8, r[2 * k + 1]);
+            }
+            for (int32_t p = CST_MAX(p0, gl * 16); p <= p1; p++) {
+                float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
+                *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+            }
+        }
+        if (!vlanes)
+            for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        a->out[d] = reduce16(acc[0]);
+    }
+}
+#undef LOADH8
+
 /* The AVX-512 path is taken when the kernels run AVX-512 (CPUID checked there). */
 static bool have_avx512(void) { return cst_kernels_isa() == CST_ISA_AVX512; }
 #else
@@ -255,6 +366,10 @@ void cst_attn_head_run(const cst_attn_head *a) {
 #ifdef CST_X86
     if (have_avx512()) {
         attn_head_avx512(a);
+        return;
+    }
+    if (cst_kernels_isa() == CST_ISA_AVX2) {
+        attn_head_avx2(a);
         return;
     }
 #endif
