@@ -343,22 +343,29 @@ TEST(sched_cancel_limits_and_queue) {
     cst_model_free(m);
 }
 
+/* One slot, 128 positions, one thread, CST_FAULT set while it starts. */
+static cst_sched *one_slot_sched(cst_model *m, int32_t max_queue, const char *fault) {
+    setenv("CST_FAULT", fault, 1);
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 1;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.max_queue = max_queue;
+    cst_sched *s = NULL;
+    char err[256];
+    if (cst_sched_new(m, &sp, &s, err, sizeof err) != CST_OK) fprintf(stderr, "    cst_sched_new: %s\n", err);
+    unsetenv("CST_FAULT");
+    return s;
+}
+
 TEST(sched_cancel_queued_and_fault_injection) {
     cst_model *m = load_stories();
     if (!m) return;
     /* test-only faults: slow decodes keep the one slot busy; a sequence
      * fails once it has generated 3 tokens */
-    setenv("CST_FAULT", "decode_sleep_ms:20,decode_fail_after:3", 1);
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 1;
-    sp.n_ctx = 128;
-    sp.n_threads = 1;
-    sp.max_queue = 4;
-    cst_sched *s = NULL;
+    cst_sched *s = one_slot_sched(m, 4, "decode_sleep_ms:20,decode_fail_after:3");
+    ASSERT(s != NULL);
     char err[256];
-    cst_status st = cst_sched_new(m, &sp, &s, err, sizeof err);
-    unsetenv("CST_FAULT");
-    ASSERT_OK(st);
     cst_token toks[16];
     for (int i = 0; i < 16; i++) toks[i] = 1 + i;
     cst_req_params p = req(toks, 16, 1, 0);
@@ -406,17 +413,9 @@ TEST(sched_cancel_queued_and_fault_injection) {
 TEST(sched_queue_counts_only_waiting) {
     cst_model *m = load_stories();
     if (!m) return;
-    setenv("CST_FAULT", "decode_sleep_ms:50", 1); /* the first stays running */
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 1;
-    sp.n_ctx = 128;
-    sp.n_threads = 1;
-    sp.max_queue = 1;
-    cst_sched *s = NULL;
+    cst_sched *s = one_slot_sched(m, 1, "decode_sleep_ms:50"); /* the first stays running */
+    ASSERT(s != NULL);
     char err[256];
-    cst_status st = cst_sched_new(m, &sp, &s, err, sizeof err);
-    unsetenv("CST_FAULT");
-    ASSERT_OK(st);
     cst_token toks[8];
     for (int i = 0; i < 8; i++) toks[i] = 1 + i;
     cst_req_params p = req(toks, 8, 1, 8);

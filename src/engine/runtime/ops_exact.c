@@ -66,16 +66,11 @@ static float dot_f16_ref(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) 
     return (float)sum;
 }
 
-static void attn_head_ref(const cst_attn_head *a) {
+/* Scores (a->scores[p0..p1], max mx) -> probabilities in a->p16: ggml's
+ * expf lane by lane, sums of 16-position groups in double. */
+static void softmax_p16_ref(const cst_attn_head *a, float mx) {
     const int32_t p0 = a->p0, p1 = a->p1;
     float *s = a->scores;
-    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
-    const bool klanes = a->batch && a->hd % 16 == 0;
-    float mx = -INFINITY;
-    for (int32_t p = p0; p <= p1; p++) {
-        s[p] = dot_f16_ref(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
-        if (s[p] > mx) mx = s[p];
-    }
     double sum = 0.0;
     for (int32_t g = p0 >> 4; g <= p1 >> 4; g++) {
         float e[16];
@@ -88,6 +83,19 @@ static void attn_head_ref(const cst_attn_head *a) {
     }
     const float inv = (float)(1.0 / sum);
     for (int32_t p = p0; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+}
+
+static void attn_head_ref(const cst_attn_head *a) {
+    const int32_t p0 = a->p0, p1 = a->p1;
+    float *s = a->scores;
+    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    const bool klanes = a->batch && a->hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int32_t p = p0; p <= p1; p++) {
+        s[p] = dot_f16_ref(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    softmax_p16_ref(a, mx);
     const bool vlanes = a->batch && a->hdv % 4 == 0;
     for (int32_t d = 0; d < a->hdv; d++) {
         const cst_f16 *v = a->v + (size_t)d * a->v_stride;
@@ -288,18 +296,7 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
         s[p] = dot_f16_avx2(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
         if (s[p] > mx) mx = s[p];
     }
-    double sum = 0.0;
-    for (int32_t g = p0 >> 4; g <= p1 >> 4; g++) {
-        float e[16];
-        for (int l = 0; l < 16; l++) {
-            const int32_t p = g * 16 + l;
-            e[l] = (p >= p0 && p <= p1) ? exp_lane(s[p] - mx) : 0.0f;
-            if (p >= p0 && p <= p1) s[p] = e[l];
-        }
-        sum += (double)reduce16(e);
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int32_t p = p0; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+    softmax_p16_ref(a, mx);
     /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
      * batch order); partial groups lane by lane, whole groups 16 at a time */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
