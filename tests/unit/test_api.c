@@ -301,17 +301,28 @@ TEST(sched_event_sink) {
     cst_model_free(m);
 }
 
-TEST(sched_cancel_limits_and_queue) {
-    cst_model *m = load_stories();
-    if (!m) return;
+/* One slot, 128 positions, one thread; CST_FAULT set while it starts
+ * (fault NULL: none). */
+static cst_sched *one_slot_sched(cst_model *m, int32_t max_queue, const char *fault) {
+    if (fault) setenv("CST_FAULT", fault, 1);
     cst_sched_params sp = cst_sched_default_params();
     sp.n_slots = 1;
     sp.n_ctx = 128;
     sp.n_threads = 1;
-    sp.max_queue = 1;
+    sp.max_queue = max_queue;
     cst_sched *s = NULL;
     char err[256];
-    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    if (cst_sched_new(m, &sp, &s, err, sizeof err) != CST_OK) fprintf(stderr, "    cst_sched_new: %s\n", err);
+    if (fault) unsetenv("CST_FAULT");
+    return s;
+}
+
+TEST(sched_cancel_limits_and_queue) {
+    cst_model *m = load_stories();
+    if (!m) return;
+    cst_sched *s = one_slot_sched(m, 1, NULL);
+    ASSERT(s != NULL);
+    char err[256];
     cst_token toks[200];
     for (int i = 0; i < 200; i++) toks[i] = 1 + i % 100;
     cst_req_params big = req(toks, 128, 1, 0);
@@ -341,21 +352,6 @@ TEST(sched_cancel_limits_and_queue) {
     cst_sched_req_release(q1);
     cst_sched_free(s);
     cst_model_free(m);
-}
-
-/* One slot, 128 positions, one thread, CST_FAULT set while it starts. */
-static cst_sched *one_slot_sched(cst_model *m, int32_t max_queue, const char *fault) {
-    setenv("CST_FAULT", fault, 1);
-    cst_sched_params sp = cst_sched_default_params();
-    sp.n_slots = 1;
-    sp.n_ctx = 128;
-    sp.n_threads = 1;
-    sp.max_queue = max_queue;
-    cst_sched *s = NULL;
-    char err[256];
-    if (cst_sched_new(m, &sp, &s, err, sizeof err) != CST_OK) fprintf(stderr, "    cst_sched_new: %s\n", err);
-    unsetenv("CST_FAULT");
-    return s;
 }
 
 TEST(sched_cancel_queued_and_fault_injection) {

@@ -437,15 +437,24 @@ TEST(isa_names_and_selection) {
 
 /* ---- matmul ---- */
 
-static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out, int64_t n_tok) {
-    const cst_kernel_traits *tr = cst_kernel_traits_for(t);
-    const cst_kernel_traits *vt = cst_kernel_traits_for(tr->vec_dot_type);
-    float *wf = xalloc(n_in * n_out * 4), *x = xalloc(n_in * n_tok * 4);
+/* n_out random rows of n_in weights (sd 0.05) quantized to t by the ref. */
+static char *random_weights(cst_type t, int64_t n_in, int64_t n_out) {
+    float *wf = xalloc(n_in * n_out * 4);
     fill_normal(wf, n_in * n_out, 0.05f);
-    fill_normal(x, n_in * n_tok, 1.0f);
     const size_t wrow = cst_row_size(t, n_in);
     char *W = xalloc(wrow * n_out);
     for (int64_t o = 0; o < n_out; o++) ASSERT(cst_quantize_row_ref(t, wf + o * n_in, W + o * wrow, n_in));
+    cst_free_aligned(wf);
+    return W;
+}
+
+static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out, int64_t n_tok) {
+    const cst_kernel_traits *tr = cst_kernel_traits_for(t);
+    const cst_kernel_traits *vt = cst_kernel_traits_for(tr->vec_dot_type);
+    char *W = random_weights(t, n_in, n_out);
+    const size_t wrow = cst_row_size(t, n_in);
+    float *x = xalloc(n_in * n_tok * 4);
+    fill_normal(x, n_in * n_tok, 1.0f);
     const int64_t ldy = n_out + 3;
     float *y = xalloc(ldy * n_tok * 4);
     for (int64_t i = 0; i < ldy * n_tok; i++) y[i] = -999.0f;
@@ -484,7 +493,7 @@ static void check_matmul(cst_pool *pool, cst_type t, int64_t n_in, int64_t n_out
         }
         for (int64_t o = n_out; o < ldy; o++) ASSERT(y[tk * ldy + o] == -999.0f);
     }
-    cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(y);
+    cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(y);
     cst_free_aligned(wdata), cst_free_aligned(qa), cst_free_aligned(wdq), cst_free_aligned(xdq);
     cst_free_aligned(yr);
 }
@@ -580,12 +589,9 @@ TEST(matmul_batch_invariant) {
             for (int64_t n_out = 36; n_out <= 40; n_out += 4) { /* 40: x8 layouts */
                 const cst_type t = types[k];
                 if (t == CST_TYPE_Q4_K && n_out % 8) continue; /* its plain 4x4 tile has its own order */
-                float *wf = xalloc(n_in * n_out * 4), *x = xalloc(n_in * n_max * 4);
-                fill_normal(wf, n_in * n_out, 0.05f);
+                char *W = random_weights(t, n_in, n_out);
+                float *x = xalloc(n_in * n_max * 4);
                 fill_normal(x, n_in * n_max, 1.0f);
-                const size_t wrow = cst_row_size(t, n_in);
-                char *W = xalloc(wrow * n_out);
-                for (int64_t o = 0; o < n_out; o++) ASSERT(cst_quantize_row_ref(t, wf + o * n_in, W + o * wrow, n_in));
                 void *wdata = xalloc(cst_matmul_wsize(t, n_in, n_max));
                 float *y1 = xalloc(n_out * 4), *yb = xalloc(n_out * n_max * 4);
                 for (size_t a = 0; a < CST_ARRAY_LEN(toks); a++) {
@@ -600,7 +606,7 @@ TEST(matmul_batch_invariant) {
                                        (long long)nt, (long long)o, yb[tk * n_out + o], y1[o]);
                     }
                 }
-                cst_free_aligned(wf), cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(wdata);
+                cst_free_aligned(x), cst_free_aligned(W), cst_free_aligned(wdata);
                 cst_free_aligned(y1), cst_free_aligned(yb);
             }
         }

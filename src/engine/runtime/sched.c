@@ -464,13 +464,6 @@ static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, c
  * longer reusable prefix with the prompt than the slot does. Engine thread
  * only; allocation happens at admission, never per token. */
 
-static void snap_stats(cst_sched *s) {
-    pthread_mutex_lock(&s->mu);
-    s->stats.n_snapshots = (uint64_t)s->n_snaps;
-    s->stats.snapshot_bytes = (uint64_t)s->snap_bytes;
-    pthread_mutex_unlock(&s->mu);
-}
-
 static void snap_drop(cst_sched *s, int32_t i) {
     s->snap_bytes -= s->snaps[i].bytes;
     free(s->snaps[i].buf);
@@ -546,8 +539,9 @@ static void snap_save(cst_sched *s, int seq, const void *pinned) {
     pthread_mutex_lock(&s->mu);
     s->stats.n_snapshot_evictions += evicted;
     if (stored) s->stats.n_snapshot_saves++;
+    s->stats.n_snapshots = (uint64_t)s->n_snaps;
+    s->stats.snapshot_bytes = (uint64_t)s->snap_bytes;
     pthread_mutex_unlock(&s->mu);
-    snap_stats(s);
 }
 
 /* How much of a common prefix c a request may reuse: at least one token is
