@@ -238,7 +238,8 @@ struct run {
     cst_buf thought; /* reasoning text */
     char *signature;
     int32_t n_thought;
-    bool done;
+    bool final; /* status is terminal and usage/errors are set (shown from then on) */
+    bool done;  /* final and persisted: waiters and SSE writers may finish */
     atomic_bool cancel_requested;
     cst_sched_req *req;
     double t_submit, t_last_token;

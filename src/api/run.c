@@ -168,7 +168,7 @@ static json_t *output_steps(run *r) {
                                                         r->thought.p ? r->thought.p : "", r->thought.len));
         json_array_append_new(a, t);
     }
-    if (r->step_started || r->done)
+    if (r->step_started || r->final)
         json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
                                            "text", r->text.p ? r->text.p : "", r->text.len));
     return a;
@@ -187,8 +187,8 @@ json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
     json_array_extend(steps, outs);
     json_decref(outs);
     json_object_set_new(j, "steps", steps);
-    if (r->done) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image));
-    if (r->done && !strcmp(r->status, "failed"))
+    if (r->final) json_object_set_new(j, "usage", usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image));
+    if (r->final && !strcmp(r->status, "failed"))
         json_object_set_new(j, "errors", json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal",
                                                    "message", r->error_msg ? r->error_msg : "generation failed"));
     if (include_input && r->input_json) {
@@ -504,6 +504,7 @@ static void *pump(void *arg) {
             } else {
                 r->status = "completed";
             }
+            r->final = true; /* status, usage and errors change together, under r->mu */
             free(ev.text);
             output_start(r);
             emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
