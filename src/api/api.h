@@ -65,8 +65,5 @@ int cst_server_port(const cst_server *s);
 void cst_server_drain(cst_server *s, double timeout_s);
 void cst_server_free(cst_server *s); /* stops everything; closes the store. NULL ok */
 
-/* SHA-256 of data as 64 lowercase hex chars + NUL (used for API keys). */
-void cst_sha256(const void *data, size_t len, uint8_t out[32]);
-void cst_sha256_hex(const void *data, size_t len, char out[65]);
 
 #endif

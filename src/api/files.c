@@ -104,65 +104,6 @@ bool cst_files_valid_id(const char *id) {
     return true;
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void cst_b64_encode(const uint8_t *p, size_t n, char *out) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        out[o++] = B64[v >> 18 & 63];
-        out[o++] = B64[v >> 12 & 63];
-        out[o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? B64[v & 63] : '=';
-    }
-    out[o] = 0;
-}
-
-uint8_t *cst_b64_decode(const char *s, size_t len, size_t *out_len, bool *oom) {
-    *oom = false;
-    *out_len = 0;
-    size_t pad = 0;
-    while (len && s[len - 1] == '=' && pad < 3) {
-        len--;
-        pad++;
-    }
-    if (len % 4 == 1 || pad > 2 || (pad && (len + pad) % 4)) return NULL; /* padding, when given, completes a quad */
-    uint8_t *out = malloc(len / 4 * 3 + 3);
-    if (!out) {
-        *oom = true;
-        return NULL;
-    }
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A'
-                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
-                : ch >= '0' && ch <= '9' ? ch - '0' + 52
-                : ch == '+' ? 62
-                : ch == '/' ? 63
-                : -1;
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* leftover bits must be zero (canonical encoding) */
-    if (bits && (acc & ((1u << bits) - 1))) {
-        free(out);
-        return NULL;
-    }
-    *out_len = o;
-    return out;
-}
-
 static int hexval(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
@@ -308,9 +249,9 @@ static json_t *file_json(cst_server *s, struct MHD_Connection *c, const cst_frec
     public_base(s, c, base, sizeof base);
     snprintf(uri, sizeof uri, "%s/v1beta/files/%s", base, r->id);
     snprintf(name, sizeof name, "files/%s", r->id);
-    cst_api_time_str(r->created, ct);
-    cst_api_time_str(r->updated, ut);
-    cst_api_time_str(r->expires, et);
+    cst_time_rfc3339(r->created, ct);
+    cst_time_rfc3339(r->updated, ut);
+    cst_time_rfc3339(r->expires, et);
     snprintf(size, sizeof size, "%lld", (long long)r->size);
     uint8_t raw[32];
     hex_to_bytes(r->sha256, raw, 32);

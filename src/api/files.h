@@ -79,11 +79,6 @@ cst_status cst_media_tokens(const smodel *sm, cst_media *m, chat_prompt *cp, cha
 void cst_media_cache_stats(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);
 
 /* ---- helpers (exposed for tests) ---------------------------------------- */
-/* Standard base64 (padding optional, no whitespace). Returns malloc'd bytes or
- * NULL when invalid (or out of memory: *oom set). */
-uint8_t *cst_b64_decode(const char *s, size_t len, size_t *out_len, bool *oom);
-/* Standard base64 with padding into out (4*ceil(n/3)+1 bytes). */
-void cst_b64_encode(const uint8_t *p, size_t n, char *out);
 /* File id of a URI for this server: "files/ID" or an absolute
  * http(s)://HOST[/prefix]/{v1,v1beta,v1alpha}/files/ID whose HOST is one of
  * hosts (NULL-terminated list). Returns 1 and the id, 0 when the URI is

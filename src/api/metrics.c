@@ -4,7 +4,6 @@
  * model, time-to-first-token and per-token latency histograms.
  */
 #include "api_int.h"
-#include "files.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +25,14 @@ static struct {
     uint64_t ttft_n[N_TTFT + 1], tok_n[N_TOK + 1];
     double ttft_sum, tok_sum;
     uint64_t ttft_count, tok_count;
+    cst_metrics_cache_fn image_cache;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void cst_metrics_image_cache_source(cst_metrics_cache_fn fn) {
+    pthread_mutex_lock(&M.mu);
+    M.image_cache = fn;
+    pthread_mutex_unlock(&M.mu);
+}
 
 void cst_metrics_request(route_id r, int http_status) {
     size_t i = 0;
@@ -192,8 +198,11 @@ char *cst_metrics_render(cst_server *s) {
                   "# TYPE castor_inflight_interactions gauge\ncastor_inflight_interactions %d\n", nr);
     sb_printf(&b, "# HELP castor_uptime_seconds Seconds since start.\n# TYPE castor_uptime_seconds gauge\n"
                   "castor_uptime_seconds %.0f\n", cst_time_now() - s->t_start);
-    uint64_t ih, im, ib, ie;
-    cst_media_cache_stats(&ih, &im, &ib, &ie); /* image embeddings (files_media.c) */
+    uint64_t ih = 0, im = 0, ib = 0, ie = 0;
+    pthread_mutex_lock(&M.mu);
+    const cst_metrics_cache_fn image_cache = M.image_cache;
+    pthread_mutex_unlock(&M.mu);
+    if (image_cache) image_cache(&ih, &im, &ib, &ie);
     sb_printf(&b,
               "# HELP castor_image_cache_hits_total Images whose embeddings came from the cache.\n"
               "# TYPE castor_image_cache_hits_total counter\ncastor_image_cache_hits_total %llu\n"

@@ -147,33 +147,6 @@ TEST(files_quota_rule) {
     ASSERT(!cst_files_quota_exceeded(UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX));
 }
 
-TEST(files_base64) {
-    char out[64];
-    cst_b64_encode((const uint8_t *)"foobar", 6, out);
-    ASSERT_STREQ(out, "Zm9vYmFy");
-    cst_b64_encode((const uint8_t *)"foob", 4, out);
-    ASSERT_STREQ(out, "Zm9vYg==");
-    const char *ok[] = {"Zm9vYg==", "Zm9vYg", "Zm9vYmE=", "Zm9vYmFy", ""};
-    const size_t lens[] = {4, 4, 5, 6, 0};
-    for (int i = 0; i < 5; i++) {
-        size_t n = 99;
-        bool oom;
-        uint8_t *b = cst_b64_decode(ok[i], strlen(ok[i]), &n, &oom);
-        ASSERT_MSG(b != NULL, "decode %s", ok[i]);
-        ASSERT_EQ(n, lens[i]);
-        ASSERT(!memcmp(b, "foobar", n));
-        free(b);
-    }
-    const char *bad[] = {"Zm9vY", "Zm9v!g==", "Zm9vYg===", "Zm9vYh==", "Zm 9v", "Zg=", "Z==="};
-    for (int i = 0; i < 7; i++) {
-        size_t n;
-        bool oom;
-        uint8_t *b = cst_b64_decode(bad[i], strlen(bad[i]), &n, &oom);
-        ASSERT_MSG(b == NULL, "accepted %s", bad[i]);
-        free(b);
-    }
-}
-
 TEST(files_uri_id) {
     const char *hosts[] = {"127.0.0.1:8080", "castor.local", NULL};
     char id[48];
