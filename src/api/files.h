@@ -36,6 +36,11 @@ bool cst_files_dispatch(cst_server *s, struct MHD_Connection *c, conn *cs, const
 
 /* ---- media in interactions (routes.c) ---------------------------------- */
 
+/* What a model served here can read, for error messages. */
+#define CST_READABLE_TYPES                                                                                       \
+    "images (image/png, image/jpeg, image/webp, image/gif; with a vision projector) and documents (text/plain, " \
+    "text/markdown, text/csv, text/html, application/json, text/x-*, application/pdf)"
+
 /* The marker chat rendering puts where an image block is (cst_chat_render);
  * random per process, so user text cannot forge it. */
 const char *cst_media_marker(void);

@@ -304,6 +304,15 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
             cst_frec_clear(&fr);
             goto fail;
         }
+        if (strncasecmp(fr.mime, "image/", 6)) {
+            *p->kind = E_INVALID;
+            snprintf(p->err, p->errlen,
+                     "image %zu: file 'files/%s' has type '%s', which is not an image (a document type goes in a "
+                     "{\"type\": \"document\"} block; this server reads %s)",
+                     idx + 1, id, fr.mime, CST_READABLE_TYPES);
+            cst_frec_clear(&fr);
+            goto fail;
+        }
         char path[4400];
         snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", p->s->p.data_dir ? p->s->p.data_dir : "data",
                  fr.sha256, fr.sha256);
