@@ -149,3 +149,50 @@ TEST(docs_pdf_hostile) {
     ASSERT_EQ(cst_doc_extract(enc, strlen(enc), "application/pdf", NULL, &d, err, sizeof err), CST_ERR_BAD_FORMAT);
     ASSERT_MSG(strstr(err, "encrypted") || strstr(err, "damaged") || strstr(err, "no pages"), "%s", err);
 }
+
+/* The hostile corpus (tests/fuzz/seeds/docs_fuzz, docs_seeds.mjs) replayed
+ * in the ordinary builds (ASan+UBSan in make test) with the fuzz target's
+ * limits: every input ends in a document or an error with a message. */
+#include <dirent.h>
+#include "core/core.h"
+
+TEST(docs_hostile_corpus) {
+    static const char *const mimes[] = {"application/pdf", "text/plain", "text/html", "text/csv",
+                                        "application/json", "text/x-c", "text/markdown", "application/pdf"};
+    const char *src = getenv("CST_SOURCE");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/seeds/docs_fuzz", src ? src : "..");
+    DIR *d = opendir(dir);
+    ASSERT_MSG(d, "no %s", dir);
+    struct dirent *e;
+    int n = 0, n_err = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        char *b = NULL;
+        size_t len = 0;
+        ASSERT(cst_read_file(path, &b, &len) == CST_OK && len >= 2);
+        cst_doc_limits lim = cst_doc_default_limits();
+        lim.max_pages = 20;
+        lim.max_pixels = 256 * 1024;
+        lim.mem_bytes = (size_t)64 << 20;
+        lim.render_side = (b[1] & 1) ? 32 : 0;
+        cst_doc doc;
+        char err[512] = "";
+        cst_status st = cst_doc_extract(b + 2, len - 2, mimes[b[0] & 7], &lim, &doc, err, sizeof err);
+        if (st) {
+            ASSERT_MSG(err[0] && !doc.pages, "%s: no message", e->d_name);
+            n_err++;
+        } else {
+            ASSERT_MSG(doc.n_pages >= 1 && doc.n_pages <= 20, "%s: %zu pages", e->d_name, doc.n_pages);
+            cst_doc_free(&doc);
+        }
+        if (getenv("CST_TEST_VERBOSE")) printf("      %-22s %s\n", e->d_name, st ? err : "ok");
+        free(b);
+        n++;
+    }
+    closedir(d);
+    ASSERT(n >= 20);
+    ASSERT(n_err >= 10); /* most of the corpus is refused */
+}
