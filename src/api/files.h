@@ -47,10 +47,12 @@ const char *cst_media_marker(void);
 
 /* The bytes of an image or document block (b: data base64 or uri of a file
  * of owner), malloc'd into *out; file_mime gets the file's type for a uri
- * ("" for inline data). what names the block in messages ("image 2"). On
- * failure *kind and err say what to answer (404 unknown file, 400 ...). */
+ * ("" for inline data). what names the block in messages ("image 2"). A file
+ * larger than max_len (0: no limit) is refused before it is read. On failure
+ * *kind and err say what to answer (404 unknown file, 400 ...). */
 bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner, json_t *b, const char *what,
-                     uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err, size_t errlen);
+                     size_t max_len, uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err,
+                     size_t errlen);
 
 /* Images of a request, in prompt order. */
 typedef struct cst_media_img {

@@ -138,7 +138,8 @@ static bool expand_one(cst_server *s, struct MHD_Connection *c, smodel *sm, cons
     const char *given = json_string_value(json_object_get(b, "mime_type"));
     uint8_t *bytes = NULL;
     size_t len = 0;
-    if (!cst_media_bytes(s, c, owner, b, what, &bytes, &len, fmime, kind, err, errlen)) return false;
+    if (!cst_media_bytes(s, c, owner, b, what, CST_DOC_MAX_BYTES, &bytes, &len, fmime, kind, err, errlen))
+        return false;
     bool ok = false;
     cst_doc doc = {0};
     char *hdr = NULL;

@@ -273,7 +273,8 @@ static void our_hosts(cst_server *s, struct MHD_Connection *c, char hosts[4][300
 }
 
 bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner, json_t *b, const char *what,
-                     uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err, size_t errlen) {
+                     size_t max_len, uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err,
+                     size_t errlen) {
     uint8_t *bytes = NULL;
     size_t len = 0;
     file_mime[0] = 0;
@@ -314,6 +315,12 @@ bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner,
         if (st == CST_ERR_NOT_FOUND) BFAIL(E_NOT_FOUND, "%s: file 'files/%s' not found", what, id);
         if (st) BFAIL(E_INTERNAL, "store: %s", s->store->err);
         snprintf(file_mime, 128, "%s", fr.mime);
+        if (max_len && fr.size > 0 && (uint64_t)fr.size > (uint64_t)max_len) {
+            int64_t fs = fr.size;
+            cst_frec_clear(&fr);
+            BFAIL(E_INVALID, "%s: file 'files/%s' is %lld bytes, over the limit of %zu bytes for this use", what, id,
+                  (long long)fs, max_len);
+        }
         char path[4400];
         snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", s->p.data_dir ? s->p.data_dir : "data", fr.sha256,
                  fr.sha256);
@@ -339,7 +346,8 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
     const char *given = json_string_value(json_object_get(b, "mime_type"));
     char what[32], fmime[128];
     snprintf(what, sizeof what, "image %zu", idx + 1);
-    if (!cst_media_bytes(p->s, p->c, p->owner, b, what, &bytes, &len, fmime, p->kind, p->err, p->errlen)) return false;
+    if (!cst_media_bytes(p->s, p->c, p->owner, b, what, 0, &bytes, &len, fmime, p->kind, p->err, p->errlen))
+        return false;
     if (fmime[0] && strncasecmp(fmime, "image/", 6))
         FAIL(E_INVALID,
              "image %zu: the file has type '%s', which is not an image (a document type goes in a "

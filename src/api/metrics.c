@@ -204,5 +204,16 @@ char *cst_metrics_render(cst_server *s) {
               "# HELP castor_image_cache_entries Images in the embedding cache.\n"
               "# TYPE castor_image_cache_entries gauge\ncastor_image_cache_entries %llu\n",
               (unsigned long long)ih, (unsigned long long)im, (unsigned long long)ib, (unsigned long long)ie);
+    cst_docs_cache_stats(&ih, &im, &ib, &ie); /* extracted documents (files_docs.c) */
+    sb_printf(&b,
+              "# HELP castor_document_cache_hits_total Documents whose extraction came from the cache.\n"
+              "# TYPE castor_document_cache_hits_total counter\ncastor_document_cache_hits_total %llu\n"
+              "# HELP castor_document_cache_misses_total Documents extracted (text, PDF pages).\n"
+              "# TYPE castor_document_cache_misses_total counter\ncastor_document_cache_misses_total %llu\n"
+              "# HELP castor_document_cache_bytes Memory held by cached extracted documents.\n"
+              "# TYPE castor_document_cache_bytes gauge\ncastor_document_cache_bytes %llu\n"
+              "# HELP castor_document_cache_entries Documents in the extraction cache.\n"
+              "# TYPE castor_document_cache_entries gauge\ncastor_document_cache_entries %llu\n",
+              (unsigned long long)ih, (unsigned long long)im, (unsigned long long)ib, (unsigned long long)ie);
     return b.p;
 }

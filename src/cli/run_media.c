@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 static const char MARK[] = "\xEE\x80\x82" "cst-run-image" "\xEE\x80\x83";
 #define MARK_LEN (sizeof MARK - 1)
@@ -242,6 +243,13 @@ int cst_run_media(cst_model *m, const cst_run_media_opts *o) {
     if (!srcs) goto oom;
     /* the document: framed text, page images as markers */
     if (o->file) {
+        struct stat sb;
+        if (stat(o->file, &sb) == 0 && (uint64_t)sb.st_size > (uint64_t)CST_DOC_MAX_BYTES) {
+            fprintf(stderr, "castor run: %s is %lld bytes, over the limit of %zu bytes for a document\n", o->file,
+                    (long long)sb.st_size, (size_t)CST_DOC_MAX_BYTES);
+            rc = 2;
+            goto out;
+        }
         if (cst_read_file(o->file, &fbytes, &flen)) {
             fprintf(stderr, "castor run: cannot read --file %s\n", o->file);
             rc = 2;

@@ -225,6 +225,11 @@ cst_status cst_doc_extract(const void *bytes, size_t len, const char *mime, cons
     cst_doc_limits dl = lim ? *lim : cst_doc_default_limits();
     char m[128];
     bare_mime(mime ? mime : "", m, sizeof m);
+    if (len > CST_DOC_MAX_BYTES) {
+        snprintf(err, errlen, "the document is %zu bytes, over the limit of %zu bytes for a document", len,
+                 (size_t)CST_DOC_MAX_BYTES);
+        return CST_ERR_BAD_FORMAT;
+    }
     if (!strcmp(m, "application/pdf")) return cst_pdf_extract(bytes, len, &dl, out, err, errlen);
     if (!is_text_mime(m)) {
         snprintf(err, errlen, "type '%s' is not a document type this server reads (%s)", mime ? mime : "", CST_DOC_TYPES);

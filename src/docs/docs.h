@@ -21,6 +21,10 @@ typedef struct cst_doc_limits {
 
 cst_doc_limits cst_doc_default_limits(void); /* 100 pages, 64 Mpixel, 256 MiB, no rendering */
 
+/* Documents larger than this are refused before they are read (a text that
+ * long could never fit a context; callers check the size first). */
+#define CST_DOC_MAX_BYTES ((size_t)64 << 20)
+
 typedef struct cst_doc_page {
     char *text;      /* UTF-8, NUL-terminated, no NUL inside */
     size_t text_len;

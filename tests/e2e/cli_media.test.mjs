@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makePdf } from "./mkpdf.mjs";
@@ -124,6 +124,13 @@ test("castor run --file: the document's framed text is the prompt (text and PDF)
   assert.match(v.err, /image page 1 of .*doc\.pdf: 256 tokens/);
   // no -p: the document alone
   assert.equal(run(["-m", STORIES, "--file", notes, "-n", "1"]).code, 0);
+  // a 1 GB sparse file is refused before it is read
+  const sparse = join(TMP, "sparse.txt");
+  writeFileSync(sparse, "x");
+  truncateSync(sparse, 1 << 30);
+  const sp = run(["-m", STORIES, "--file", sparse, "-n", "1"]);
+  assert.equal(sp.code, 2);
+  assert.match(sp.err, /1073741824 bytes, over the limit of 67108864 bytes/);
   // hostile: a damaged PDF is an error, not a crash
   const broken = join(TMP, "broken.pdf");
   writeFileSync(broken, makePdf(["x"]).subarray(0, 60));

@@ -142,6 +142,9 @@ describe("documents (stories260K and tiny-gemma3-vision + mmproj)", () => {
     const before = (s.log().match(/document cache hit/g) || []).length;
     await create("tiny-gemma3-vision-F32", [{ type: "document", uri: up.pdf.uri }, { type: "text", text: "Again." }]);
     assert.ok((s.log().match(/document cache hit/g) || []).length > before);
+    const metrics = await (await fetch(s.url + "/metrics")).text();
+    assert.ok(Number(metrics.match(/^castor_document_cache_hits_total (\d+)/m)[1]) >= 1);
+    assert.ok(Number(metrics.match(/^castor_document_cache_entries (\d+)/m)[1]) >= 1);
   });
 
   test("errors: invalid UTF-8 and NUL name the byte offset; unreadable types, images of text, audio and video name what is read", async () => {

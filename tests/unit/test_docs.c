@@ -40,6 +40,9 @@ TEST(docs_utf8_offsets) {
     ASSERT(!d.paged);
     ASSERT_STREQ(d.pages[0].text, "a,b\n1,2\n");
     cst_doc_free(&d);
+    /* over the size limit: refused from the length alone, before a byte is read */
+    ASSERT_EQ(cst_doc_extract("x", CST_DOC_MAX_BYTES + 1, "text/plain", NULL, &d, err, sizeof err), CST_ERR_BAD_FORMAT);
+    ASSERT_MSG(strstr(err, "over the limit of 67108864 bytes"), "%s", err);
     /* an empty text document is a valid one */
     ASSERT_EQ(cst_doc_extract("", 0, "text/plain", NULL, &d, err, sizeof err), CST_OK);
     ASSERT_STREQ(d.pages[0].text, "");
