@@ -279,10 +279,12 @@ void cst_metrics_tokens(int64_t in, int64_t cached, int64_t out, bool cache_hit)
 void cst_metrics_ttft(double s);
 void cst_metrics_token_latency(double s);
 char *cst_metrics_render(cst_server *s); /* malloc'd Prometheus text */
-/* Metrics includes no other module of src/api: a cache's owner registers how
- * to read its counters (files_media.c's image embeddings, at server start). */
+/* Metrics includes no other file of src/api: a cache's owner registers how to
+ * read its counters, rendered as castor_NAME_cache_{hits_total,misses_total,
+ * bytes,entries} (name and what are static strings; at most 4 caches;
+ * registering a name again replaces its reader). */
 typedef void (*cst_metrics_cache_fn)(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);
-void cst_metrics_image_cache_source(cst_metrics_cache_fn fn);
+void cst_metrics_cache_source(const char *name, const char *what, cst_metrics_cache_fn fn);
 
 /* ---- routes (routes.c) ------------------------------------------------- */
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner);

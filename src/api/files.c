@@ -541,13 +541,8 @@ static enum MHD_Result upload_start(cst_server *s, struct MHD_Connection *c, con
                    mime);
         goto out;
     }
-    if (!mime_supported(mime)) {
-        ret = ferr(c, "final", E_INVALID,
-                   "mimeType '%s' is not supported by this server (supported: image/png, image/jpeg, image/webp, "
-                   "image/gif)",
-                   mime);
-        goto out;
-    }
+    /* any type is stored (§10.1); whether a model can read it is decided
+     * when an interaction uses the file (files_media.c, files_docs.c) */
     /* quota (§10.1: checked here, in the spec's order, and again atomically
      * when the session is registered below) */
     pthread_mutex_lock(&f->mu);
@@ -681,12 +676,16 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
     }
     char sha[65];
     cst_sha256_hex(map, len, sha);
-    const char *sniffed = cst_image_sniff_mime(map, len);
+    /* a declared image type must be that image (it would fail at every use);
+     * other types are kept as they are */
+    const bool image = mime_supported(u->mime);
+    const char *sniffed = image ? cst_image_sniff_mime(map, len) : NULL;
     int w = 0, h = 0;
     char perr[256] = "";
     cst_status pst = sniffed ? cst_image_probe(map, len, NULL, &w, &h, perr, sizeof perr) : CST_ERR_UNSUPPORTED;
     munmap(map, len);
-    if (!sniffed || strcmp(sniffed, u->mime))
+    if (!image) pst = CST_OK;
+    else if (!sniffed || strcmp(sniffed, u->mime))
         return ferr(c, "final", E_INVALID, "the uploaded bytes are %s, but the declared mimeType is '%s'",
                     sniffed ? sniffed : "not an image of a supported type", u->mime);
     if (pst) return ferr(c, "final", E_INVALID, "the uploaded %s is not a valid image: %s", u->mime, perr);
@@ -717,7 +716,9 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
         if (st == CST_ERR_CONFLICT) return ferr(c, "final", E_CONFLICT_409, "file 'files/%s' already exists", u->file_id);
         return ferr(c, "final", E_INTERNAL, "store: %s", s->store->err);
     }
-    cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
+    if (image)
+        cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
+    else cst_info("files: stored files/%s (%zu bytes, %s, sha256 %.12s...)", u->file_id, len, u->mime, sha);
     rec.seq = 0;
     json_t *fj = file_json(s, c, &rec);
     return fjson(c, json_pack("{s:o}", "file", fj), "final");

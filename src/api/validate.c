@@ -5,6 +5,7 @@
  * trailing user_input steps), with string content turned into text blocks.
  */
 #include "api_int.h"
+#include "docs/docs.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -143,8 +144,43 @@ static json_t *norm_block(json_t *b, const char *path, char *err, size_t errlen)
         if (!o) BAD("out of memory");
         return o;
     }
+    if (!strcmp(t, "document")) { /* §2.4; resolved and extracted in files_docs.c */
+        json_t *f[3] = {json_object_get(b, "data"), json_object_get(b, "uri"), json_object_get(b, "mime_type")};
+        static const char *names[3] = {"data", "uri", "mime_type"};
+        for (int i = 0; i < 3; i++) {
+            if (json_is_null(f[i])) f[i] = NULL;
+            if (f[i] && !json_is_string(f[i])) {
+                BAD("%s.%s: expected a string, got %s", path, names[i], type_name(f[i]));
+                return NULL;
+            }
+        }
+        if (!f[0] == !f[1]) {
+            BAD("%s: give exactly one of data (base64) and uri", path);
+            return NULL;
+        }
+        if (f[1] && json_string_length(f[1]) == 0) {
+            BAD("%s.uri: empty string", path);
+            return NULL;
+        }
+        if (f[0] && !f[2]) {
+            BAD("%s.mime_type: required with inline data (%s)", path, CST_DOC_TYPES);
+            return NULL;
+        }
+        if (f[2] && !cst_doc_readable(json_string_value(f[2]))) {
+            BAD("%s.mime_type: '%s' is not a document type this server reads (%s)", path, json_string_value(f[2]),
+                CST_DOC_TYPES);
+            return NULL;
+        }
+        json_t *o = json_pack("{s:s}", "type", "document");
+        for (int i = 0; i < 3 && o; i++)
+            if (f[i]) json_object_set(o, names[i], f[i]);
+        if (!o) BAD("out of memory");
+        return o;
+    }
     if (in_list(t, content_types, CST_ARRAY_LEN(content_types))) {
-        BAD("%s: %s content is not supported by this server yet", path, t);
+        BAD("%s: %s content is not supported by this server (it reads text, image (image/png, image/jpeg, "
+            "image/webp, image/gif) and document (%s) content)",
+            path, t, CST_DOC_TYPES);
         return NULL;
     }
     BAD("%s.type: unknown content type '%s'", path, t);
