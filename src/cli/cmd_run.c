@@ -86,8 +86,7 @@ static bool on_token(void *ud, cst_token tok, const char *text, size_t len) {
     return false;
 }
 
-/* top-10 by logit, ties by lower id */
-static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
+void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k) {
     *k = 0;
     for (int32_t i = 0; i < n; i++) {
         int j = *k;
@@ -130,7 +129,7 @@ static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_g
         cst_token tok = cst_sampler_sample(smp, lg);
         int32_t ids[10];
         int k;
-        top10(lg, nv, ids, &k);
+        cst_cli_top10(lg, nv, ids, &k);
         printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
         for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
         printf("]");

@@ -128,22 +128,6 @@ static const float *prefill(cst_ctx *ctx, const cst_token *toks, size_t np, cons
     return lg;
 }
 
-/* top-10 by logit, ties by lower id */
-static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
-    *k = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int j = *k;
-        if (j == 10 && !(lg[i] > lg[ids[9]])) continue;
-        if (j < 10) (*k)++;
-        else j = 9;
-        while (j > 0 && lg[i] > lg[ids[j - 1]]) {
-            ids[j] = ids[j - 1];
-            j--;
-        }
-        ids[j] = i;
-    }
-}
-
 static int generate(cst_ctx *ctx, const float *lg, size_t np, const cst_run_media_opts *o) {
     const cst_model *m = cst_ctx_model(ctx);
     const cst_vocab *v = cst_model_vocab(m);
@@ -164,7 +148,7 @@ static int generate(cst_ctx *ctx, const float *lg, size_t np, const cst_run_medi
         if (o->json) {
             int32_t ids[10];
             int k;
-            top10(lg, nv, ids, &k);
+            cst_cli_top10(lg, nv, ids, &k);
             printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
             for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
             printf("]");
