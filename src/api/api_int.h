@@ -240,6 +240,8 @@ struct run {
     int32_t n_thought;
     bool final; /* status is terminal and usage/errors are set (shown from then on) */
     bool done;  /* final and persisted: waiters and SSE writers may finish */
+    char *persist_err;      /* set when the final record could not be stored (before done) */
+    bool persist_transient; /* ... and the store called it transient (503, else 500) */
     atomic_bool cancel_requested;
     cst_sched_req *req;
     double t_submit, t_last_token;

@@ -377,7 +377,9 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
-        ret = cst_api_error(c, cst_api_status_kind(st), "%s", err);
+        ekind k = cst_api_status_kind(st);
+        if (st == CST_ERR_STORE && s->store->transient) k = E_UNAVAILABLE; /* disk full: 503 */
+        ret = cst_api_error(c, k, "%s", err);
         goto out;
     }
     if (cr.stream) {
@@ -409,6 +411,9 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
         ret = cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
                             r->limit_s);
+    else if (r->persist_err) /* acknowledged means stored */
+        ret = cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
+                            r->persist_err);
     else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
 out:
     cst_run_unref(r);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 cst_server_params cst_server_default_params(void) {
@@ -367,6 +368,41 @@ static void log_mhd(void *cls, const char *fmt, va_list ap) {
     cst_debug("mhd: %s", b);
 }
 
+/* Interactions recorded as queued or in_progress when the server stopped
+ * (kill -9, power loss, a crash) can no longer finish: they become failed,
+ * saying why, so that a GET of an id the server returned never 404s nor
+ * shows a run that will never end. */
+static cst_status recover_unfinished(cst_server *s, char *err, size_t errlen) {
+    char now_s[32];
+    const int64_t now = (int64_t)time(NULL);
+    cst_api_time_str(now, now_s);
+    json_t *e = json_pack("[{s:s,s:s+}]", "code", "internal", "message",
+                          "the server stopped before this interaction finished; it was marked failed when the server "
+                          "restarted at ",
+                          now_s);
+    json_t *u = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "total_input_tokens", 0, "total_cached_tokens", 0,
+                          "total_output_tokens", 0, "total_thought_tokens", 0, "total_tool_use_tokens", 0,
+                          "total_tokens", 0);
+    char *es = e ? json_dumps(e, JSON_COMPACT) : NULL, *us = u ? json_dumps(u, JSON_COMPACT) : NULL;
+    json_decref(e);
+    json_decref(u);
+    int64_t n = 0;
+    cst_status st = es && us ? cst_store_fail_unfinished(s->store, now, es, us, &n) : CST_ERR_NOMEM;
+    free(es);
+    free(us);
+    if (st == CST_ERR_UNSUPPORTED) {
+        cst_warn("store %s: no start-up recovery of interrupted interactions", s->store->ops->name);
+        return CST_OK;
+    }
+    if (st) {
+        cst_errf(err, errlen, "store: marking interrupted interactions failed: %s",
+                 st == CST_ERR_NOMEM ? "out of memory" : s->store->err);
+        return st;
+    }
+    if (n > 0) cst_warn("store: %lld interactions were interrupted by the last stop; marked failed", (long long)n);
+    return CST_OK;
+}
+
 cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char *err, size_t errlen) {
     *out = NULL;
     cst_server *s = calloc(1, sizeof *s);
@@ -414,6 +450,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
         url = dbpath;
     }
     st = cst_store_open(url, &s->store, err, errlen);
+    if (st) goto fail;
+    st = recover_unfinished(s, err, errlen);
     if (st) goto fail;
     if (!pp->signature_key && !getenv("CASTOR_SIGNATURE_KEY"))
         (void)mkdir(pp->data_dir ? pp->data_dir : "data", 0700); /* the generated key lives there */
