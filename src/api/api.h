@@ -6,6 +6,11 @@
 #ifndef CST_API_H
 #define CST_API_H
 
+/* Output tokens of a request without max_output_tokens (castor serve
+ * --max-output; 0: until the context is full). Enough for a paragraph;
+ * seconds on a small model, so examples never run to the context's end. */
+#define CST_DEFAULT_MAX_OUTPUT 256
+
 #include "castor.h"
 
 #include <stdbool.h>
@@ -33,7 +38,8 @@ typedef struct cst_server_params {
     size_t kv_cache_bytes;         /* host-memory KV snapshots per model (default 256 MiB; 0: off) */
     size_t max_body;               /* bytes; default 100 MiB */
     const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
-    int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context) */
+    int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context);
+                                    * default CST_DEFAULT_MAX_OUTPUT */
     int32_t keepalive_ms;          /* SSE ": keep-alive" comment after this much silence (default 10000) */
     double request_timeout_s;      /* unary create deadline -> 504 gateway_timeout (default 600; < 0: none) */
     double stream_timeout_s;       /* stream / background deadline -> SSE error gateway_timeout (default 1200) */

@@ -46,6 +46,7 @@ typedef struct smodel {
     struct cst_vision *vision; /* --mmproj projector, or NULL (no image input) */
     pthread_mutex_t vision_mu; /* cst_vision_encode is not reentrant */
     struct cst_pool *vision_pool; /* its threads (-t), NULL without a projector */
+    size_t max_piece; /* bytes of the vocabulary's longest token text: no token covers more input bytes */
 } smodel;
 
 typedef struct alias {

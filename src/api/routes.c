@@ -260,6 +260,22 @@ static bool json_content_type(const char *ct) {
 
 #define MAX_JSON_DEPTH 64
 
+/* Bytes of the "text" strings in a JSON value (the text a prompt renders). */
+static size_t text_bytes(json_t *j) {
+    size_t n = 0;
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) n += text_bytes(json_array_get(j, i));
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            if (!strcmp(k, "text") && json_is_string(v)) n += json_string_length(v);
+            else n += text_bytes(v);
+        }
+    }
+    return n;
+}
+
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner) {
     char err[1024];
     if (cs->too_large)
@@ -276,7 +292,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
                              "Api-Revision %s (the legacy outputs schema) is not supported; use 2026-05-20 or later",
                              rev);
     json_error_t je;
-    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
+    /* a key given twice is refused, as Google's parser does */
+    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, JSON_REJECT_DUPLICATES, &je);
     if (!body)
         return cst_api_error(c, E_INVALID, "malformed JSON in the request body: %s (line %d, column %d)", je.text,
                              je.line, je.column);
@@ -285,9 +302,22 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         json_decref(body);
         return cst_api_error(c, E_INVALID, "%s", err);
     }
-    const char *alt = query(c, "alt");
-    if (alt && !strcmp(alt, "sse")) cr.stream = true;
     enum MHD_Result ret;
+    /* ?alt=sse (or ?stream=true) streams; alt=json and stream=false change
+     * nothing; any other value is refused rather than ignored */
+    const char *alt = query(c, "alt");
+    bool qstream = false;
+    if (alt && strcmp(alt, "sse") && strcmp(alt, "json")) {
+        json_decref(body);
+        create_req_clear(&cr);
+        return cst_api_error(c, E_INVALID, "alt: expected sse or json, got '%.100s'", alt);
+    }
+    if (!query_bool(c, "stream", &qstream, &ret)) {
+        json_decref(body);
+        create_req_clear(&cr);
+        return ret;
+    }
+    if ((alt && !strcmp(alt, "sse")) || qstream) cr.stream = true;
     json_t *history = NULL;
     chat_prompt cp = {0};
     cst_media media = {0};
@@ -329,6 +359,18 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     json_array_extend(history, cr.context);
     json_t *lists[2] = {history, cr.turn};
+    /* text that can never fit the context is refused before tokenizing it
+     * (seconds for megabytes): no token covers more than max_piece bytes */
+    const size_t n_text = text_bytes(history) + text_bytes(cr.turn) +
+                          (cr.system_instruction ? strlen(cr.system_instruction) : 0);
+    const size_t max_text = sm->max_piece * (size_t)cst_sched_n_ctx(sm->sched);
+    if (n_text > max_text) {
+        ret = cst_api_error(c, E_INVALID,
+                            "the input holds %zu bytes of text, more than the model's context of %d tokens can ever "
+                            "hold (at most %zu bytes); shorten the input",
+                            n_text, cst_sched_n_ctx(sm->sched), max_text);
+        goto out;
+    }
     cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err,
                                      sizeof err);
     if (cst) {

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -34,6 +35,7 @@ cst_server_params cst_server_default_params(void) {
     p.stream_timeout_s = 1200;
     p.idle_timeout_s = 60;
     p.body_timeout_s = 60;
+    p.default_max_output = CST_DEFAULT_MAX_OUTPUT;
     return p;
 }
 
@@ -141,6 +143,8 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
     }
     if (!strcmp(path, "/metrics")) {
         *rid = R_METRICS;
+        char mowner[65]; /* with --api-keys, any valid key reads the metrics */
+        if (!cst_api_auth(s, c, mowner, &ret)) return ret;
         return reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", cst_metrics_render(s));
     }
     enum MHD_Result fret;
@@ -199,6 +203,32 @@ static int queued_status(struct MHD_Connection *c) {
     return ci ? (int)ci->http_status : 0;
 }
 
+/* Request smuggling guards: Content-Length headers that disagree, or one
+ * beside Transfer-Encoding, make the body's end ambiguous behind a proxy. */
+typedef struct {
+    const char *first;
+    int n, differ;
+} cl_scan;
+
+static enum MHD_Result cl_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    cl_scan *sc = cls;
+    if (key && !strcasecmp(key, "Content-Length")) {
+        if (sc->n++ == 0) sc->first = value;
+        else if (!value || !sc->first || strcmp(value, sc->first)) sc->differ = 1;
+    }
+    return MHD_YES;
+}
+
+static const char *framing_error(struct MHD_Connection *c) {
+    cl_scan sc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, cl_count, &sc);
+    if (sc.differ) return "the request has Content-Length headers that disagree";
+    if (sc.n > 0 && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return "the request has both Content-Length and Transfer-Encoding";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -213,6 +243,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
+        const char *fe = framing_error(c);
+        if (fe) /* answered before the body is read: MHD then closes the connection */
+            return cst_api_error(c, E_INVALID, "%s", fe);
         cst_files_conn_begin(s, c, cs, url, method); /* upload chunks stream to disk */
         return MHD_YES;
     }
@@ -296,6 +329,10 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
             cst_errf(err, errlen, "model %s: %s", sm->path, cerr);
             return st;
         }
+        const cst_vocab *voc = cst_model_vocab(sm->m);
+        sm->max_piece = 4; /* an unknown character (<unk>) is at most 4 bytes */
+        for (cst_token t = 0; t < cst_vocab_n_tokens(voc); t++)
+            sm->max_piece = CST_MAX(sm->max_piece, cst_vocab_text_view(voc, t).len);
         cst_sched_params sp = cst_sched_default_params();
         if (s->p.n_ctx > 0) sp.n_ctx = s->p.n_ctx;
         if (s->p.n_slots > 0) sp.n_slots = s->p.n_slots;

@@ -47,7 +47,8 @@ static void usage(FILE *f) {
             "  --max-body BYTES      request body limit (default 104857600)\n"
             "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
             "  --no-gemini-names     do not map gemini-* names to the first model\n"
-            "  --max-output N        output cap for requests without max_output_tokens (default: context)\n"
+            "  --max-output N        output cap for requests without max_output_tokens (default 256;\n"
+            "                        0: until the context is full)\n"
             "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n"
             "  --request-timeout S   unary create deadline, then 504 gateway_timeout (default 600; 0: none)\n"
             "  --stream-timeout S    streaming/background deadline, then an SSE error event\n"
@@ -212,6 +213,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (nm == 0) {
         usage(stderr);
+        fprintf(stderr, "\ncastor serve: no model: give -m PATH.gguf (for example -m ../shared/models/stories260K.gguf)\n");
         return 2;
     }
     if (p.no_auth && p.api_keys_file) {
