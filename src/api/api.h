@@ -58,6 +58,9 @@ typedef struct cst_server_params {
     const char *const *thinking_budgets; /* "MIN,LOW,MEDIUM,HIGH" thought tokens (default 64,1024,4096,16384) */
     const char *const *thinking_levels;  /* level for requests without thinking_level (default medium) */
     const char *signature_key;     /* 64 hex digits; NULL: $CASTOR_SIGNATURE_KEY, else DATA_DIR/signature.key */
+    size_t image_decode_bytes;     /* pixel memory of the images being decoded at once, all requests
+                                    * together (default 512 MiB): an image over it is a 400, the
+                                    * others wait for room (up to 30 s, then 429) */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

@@ -36,6 +36,7 @@ cst_server_params cst_server_default_params(void) {
     p.idle_timeout_s = 60;
     p.body_timeout_s = 60;
     p.default_max_output = CST_DEFAULT_MAX_OUTPUT;
+    p.image_decode_bytes = (size_t)512 << 20;
     return p;
 }
 

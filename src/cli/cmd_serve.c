@@ -29,6 +29,8 @@ static void usage(FILE *f) {
             "  --file-ttl S          uploaded files expire after S seconds (default 172800 = 48 h)\n"
             "  --upload-timeout S    drop an upload session idle for S seconds (default 3600)\n"
             "  --image-cache BYTES   image embedding cache budget (default 268435456)\n"
+            "  --image-decode-mem BYTES  pixel memory of images decoded at once across requests\n"
+            "                        (default 536870912): larger images are refused, others wait\n"
             "  --signature-key HEX   thought-signature key, 64 hex digits (default $CASTOR_SIGNATURE_KEY,\n"
             "                        else DATA_DIR/signature.key, generated once)\n"
             "  --host ADDR           listen address (default 127.0.0.1)\n"
@@ -100,7 +102,7 @@ int cmd_serve(int argc, char **argv) {
             }
             mmprojs[nm - 1] = v;
         } else if (!strcmp(a, "--max-file-size") || !strcmp(a, "--file-ttl") || !strcmp(a, "--upload-timeout") ||
-                   !strcmp(a, "--image-cache")) {
+                   !strcmp(a, "--image-cache") || !strcmp(a, "--image-decode-mem")) {
             NEED();
             char *end;
             double x = strtod(v, &end);
@@ -111,6 +113,7 @@ int cmd_serve(int argc, char **argv) {
             if (a[2] == 'm') p.max_file_size = (uint64_t)x;
             else if (a[2] == 'f') p.file_ttl_s = (int64_t)(x < 1 ? 1 : x);
             else if (a[2] == 'u') p.upload_timeout_s = x;
+            else if (!strcmp(a, "--image-decode-mem")) p.image_decode_bytes = (size_t)x;
             else p.image_cache_bytes = (size_t)x;
         } else if (!strcmp(a, "--file-quota")) {
             NEED();

@@ -3,7 +3,7 @@
 // framing (Content-Length that disagrees, beside Transfer-Encoding), ?alt= /
 // ?stream= on create, duplicate JSON keys, /metrics behind the API key, the
 // input-bytes bound checked before tokenizing, the default output cap, and
-// `castor serve` without a model.
+// `castor serve` without a model, the image decode memory budget.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import net from "node:net";
 import { join } from "node:path";
+import { deflateSync, crc32 } from "node:zlib";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;
@@ -141,4 +142,47 @@ test("castor serve without -m says what is missing", () => {
   const r = spawnSync(CASTOR, ["serve", "--no-auth"], { encoding: "utf8" });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /no model: give -m PATH\.gguf/);
+});
+
+// A grey RGB PNG of w x h pixels (compresses to a few hundred bytes).
+function greyPng(w, h) {
+  const chunk = (type, data) => {
+    const td = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const b = Buffer.alloc(8 + data.length + 4);
+    b.writeUInt32BE(data.length, 0);
+    td.copy(b, 4);
+    b.writeUInt32BE(crc32(td), 8 + data.length);
+    return b;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  const raw = Buffer.alloc((w * 3 + 1) * h, 0x80);
+  for (let y = 0; y < h; y++) raw[y * (w * 3 + 1)] = 0;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("image decode memory across requests: an image over the budget is a 400, the others decode in turn", async () => {
+  const SHARED = process.env.CST_SHARED;
+  const vision = join(SHARED, "models/tiny-gemma3-vision-F32.gguf"), mmproj = join(SHARED, "models/mmproj-tinygemma3.gguf");
+  const d = mkdtempSync(join(tmpdir(), "castor-img-"));
+  const s = await startServer(d, ["-m", vision, "--mmproj", mmproj, "--no-auth", "--image-decode-mem", "1000000"]);
+  try {
+    const img = (w, h) => ({ model: "tiny-gemma3-vision-F32", generation_config: { max_output_tokens: 2 },
+      input: [{ type: "text", text: "Describe" }, { type: "image", data: greyPng(w, h).toString("base64"), mime_type: "image/png" }] });
+    const big = await create(s, img(400, 400)); // 400*400*7 bytes > 1 MB
+    assert.equal(big.status, 400);
+    assert.match((await big.json()).error.message, /400x400 pixels need \d+ MiB to decode, over the server's image decode memory/);
+    // 8 concurrent requests, each within the budget, not all at once: every one is answered
+    const rs = await Promise.all([...Array(8).keys()].map((i) => create(s, img(200 + i, 200))));
+    for (const r of rs) assert.equal(r.status, 200, JSON.stringify(r.status === 200 ? {} : r.statusText));
+    await Promise.all(rs.map((r) => r.text()));
+  } finally {
+    s.proc.kill("SIGTERM");
+    await s.exited;
+    rmSync(d, { recursive: true, force: true });
+  }
 });
