@@ -61,6 +61,9 @@ typedef struct cst_server_params {
     size_t image_decode_bytes;     /* pixel memory of the images being decoded at once, all requests
                                     * together (default 512 MiB): an image over it is a 400, the
                                     * others wait for room (up to 30 s, then 429) */
+    int32_t max_connections;       /* open client connections (default 1024; the descriptor limit
+                                    * is raised to fit, else this is lowered to fit it) */
+    int32_t max_connections_per_ip; /* per client address (default 0: no per-address limit) */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

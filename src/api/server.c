@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -37,6 +38,7 @@ cst_server_params cst_server_default_params(void) {
     p.body_timeout_s = 60;
     p.default_max_output = CST_DEFAULT_MAX_OUTPUT;
     p.image_decode_bytes = (size_t)512 << 20;
+    p.max_connections = 1024;
     return p;
 }
 
@@ -525,12 +527,33 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
         if (inet_pton(AF_INET, hb, &a4.sin_addr) != 1) goto badhost;
         sa = (struct sockaddr *)&a4;
     }
+    /* descriptors: a connection takes one (and a thread); the store, models,
+     * uploads and the listening socket need some more. Raise the soft limit
+     * to fit, else connect fewer (new ones wait in the backlog, never crash) */
+    unsigned max_conn = (unsigned)(pp->max_connections > 0 ? pp->max_connections : 1024);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        const rlim_t want = (rlim_t)max_conn + 64;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            const unsigned fit = rl.rlim_cur > 96 ? (unsigned)(rl.rlim_cur - 64) : 32;
+            cst_warn("the descriptor limit (%llu) holds %u connections, not %u (raise ulimit -n)",
+                     (unsigned long long)rl.rlim_cur, fit, max_conn);
+            max_conn = fit;
+        }
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
                               (unsigned)(pp->idle_timeout_s > 0 ? pp->idle_timeout_s : 0),
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                              (unsigned)(pp->max_connections_per_ip > 0 ? pp->max_connections_per_ip : 0),
                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
                               NULL, MHD_OPTION_END);
     if (!s->mhd) {

@@ -58,6 +58,8 @@ static void usage(FILE *f) {
             "  --keepalive-ms N      SSE keep-alive comment after N ms without events (default 10000)\n"
             "  --idle-timeout S      close connections silent for S seconds (default 60)\n"
             "  --body-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "  --max-connections N   open client connections (default 1024)\n"
+            "  --max-connections-per-ip N  per client address (default 0: no limit)\n"
             "Test only: CST_FAULT=decode_fail_after:N,decode_sleep_ms:N injects engine faults.\n");
 }
 
@@ -202,6 +204,16 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "castor serve: bad --keepalive-ms %s\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--max-connections") || !strcmp(a, "--max-connections-per-ip")) {
+            NEED();
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (*end || x < 0 || x > 1000000 || (x == 0 && !strcmp(a, "--max-connections"))) {
+                fprintf(stderr, "castor serve: %s: expected a count, got %s\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--max-connections")) p.max_connections = (int32_t)x;
+            else p.max_connections_per_ip = (int32_t)x;
         } else if (!strcmp(a, "--idle-timeout")) {
             NEED();
             p.idle_timeout_s = atoi(v);

@@ -10,6 +10,7 @@ import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync, writeFileSync
   unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
+import http from "node:http";
 import { join } from "node:path";
 
 const CASTOR = process.env.CASTOR;
@@ -268,10 +269,27 @@ test("disk full: a create is stored or refused with 503, never acknowledged and 
   }
 });
 
-test("descriptor exhaustion: the server survives and serves again when the sockets go", async () => {
+// GET path from another loopback address (127.0.0.2): a different client.
+function getFrom(port, path, localAddress) {
+  return new Promise((resolve, reject) => {
+    const rq = http.request({ host: "127.0.0.1", port, path, localAddress, timeout: 10000 }, (res) => {
+      let b = "";
+      res.on("data", (d) => (b += d));
+      res.on("end", () => resolve({ status: res.statusCode, body: b }));
+    });
+    rq.on("timeout", () => rq.destroy(new Error("timeout")));
+    rq.on("error", reject);
+    rq.end();
+  });
+}
+
+test("descriptor exhaustion: one address's idle sockets do not starve another; the server survives", async () => {
   const dir = mkdtempSync(join(tmpdir(), "castor-fds-"));
   try {
-    const s = await startServer(join(dir, "data"), ["-np", "1"], {}, "ulimit -n 96");
+    // 96 descriptors: the server connects at most 32 (the rest of the limit
+    // stays for the store and models), 16 per address
+    const s = await startServer(join(dir, "data"), ["-np", "1", "--max-connections-per-ip", "16"], {}, "ulimit -n 96");
+    assert.match(s.log(), /descriptor limit \(96\) holds 32 connections, not 1024/);
     const socks = [];
     for (let i = 0; i < 160; i++) {
       const c = net.connect(s.port, "127.0.0.1");
@@ -280,6 +298,9 @@ test("descriptor exhaustion: the server survives and serves again when the socke
       socks.push(c);
     }
     await sleep(500);
+    // another client (127.0.0.2) is served while 127.0.0.1 holds its sockets
+    const other = await getFrom(s.port, "/health", "127.0.0.2");
+    assert.equal(other.status, 200, "another address is served while one holds idle sockets");
     // while exhausted: a create is answered or its connection fails, nothing is acknowledged and lost
     let acked = null;
     const t0 = Date.now();
@@ -296,7 +317,7 @@ test("descriptor exhaustion: the server survives and serves again when the socke
     let ok = false;
     for (let i = 0; i < 200 && !ok; i++) {
       try {
-        ok = (await fetch(`${s.url}/health`)).status === 200;
+        ok = (await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(2000) })).status === 200;
       } catch { await sleep(50); }
     }
     assert.ok(ok, "/health answers again once the idle sockets are gone");

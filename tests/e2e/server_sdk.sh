@@ -20,7 +20,7 @@ done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
 command -v curl >/dev/null || { echo "curl is required"; exit 1; }
 (
-  flock 9 # docs.sh installs the same packages
+  flock 9 # readme.sh installs the same packages
   if [ ! -d "$HERE/node_modules/@google/genai" ]; then
     (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
   fi

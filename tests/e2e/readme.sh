@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# docs.sh: the README's and docs/sdk.md's commands and code blocks run as
-# written (docs.test.mjs). Installs the build as `make install PREFIX=...`
+# readme.sh: the README's and docs/sdk.md's commands and code blocks run as
+# written (readme.test.mjs). Installs the build as `make install PREFIX=...`
 # does (cmake --install) into a temporary prefix whose bin goes first on the
 # PATH, so the docs' `castor ...` lines find it; installs the pinned SDK
 # (npm ci) when missing. Env: CST_BUILD (the build dir), CST_SOURCE (the
@@ -24,4 +24,4 @@ trap 'rm -rf "$TMP"' EXIT
 cmake --install "$CST_BUILD" --prefix "$TMP/prefix" >/dev/null
 export PATH="$TMP/prefix/bin:$PATH"
 unset CASTOR_URL
-node --test --test-concurrency=1 "$HERE/docs.test.mjs"
+node --test --test-concurrency=1 "$HERE/readme.test.mjs"

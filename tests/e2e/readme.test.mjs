@@ -1,5 +1,5 @@
-// docs.test.mjs: the README's and docs/sdk.md's commands and code blocks,
-// run as written. castor comes from `make install` (docs.sh installs the
+// readme.test.mjs: the README's and docs/sdk.md's commands and code blocks,
+// run as written. castor comes from `make install` (readme.sh installs the
 // build into a temporary PREFIX and puts its bin on the PATH); servers are
 // started with the commands the docs give (`make run`'s serve line, the
 // `castor serve` lines) on port 8080 (another free port, substituted in the
