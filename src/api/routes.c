@@ -333,6 +333,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         run *pr = cst_run_find(s, owner, cr.previous_id);
         if (pr) {
             bool d = cst_run_wait(pr, 0);
+            pthread_mutex_lock(&pr->mu);
+            const bool fin = pr->final;
+            pthread_mutex_unlock(&pr->mu);
+            if (!d && fin) d = cst_run_wait(pr, -1); /* finished, its record being stored: a moment */
             cst_run_unref(pr);
             if (!d) {
                 ret = cst_api_error(c, E_PRECOND, "previous interaction '%s' is still running", cr.previous_id);
@@ -577,7 +581,13 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
 enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) {
-        if (!cst_run_wait(r, 0)) {
+        /* terminal once final (a GET already shows it), even while its
+         * record is being stored */
+        pthread_mutex_lock(&r->mu);
+        const bool fin = r->final;
+        const char *status = r->status;
+        pthread_mutex_unlock(&r->mu);
+        if (!fin) {
             cst_run_cancel(r);
             cst_run_wait(r, -1);
             enum MHD_Result ret = cst_api_json(c, 200, cst_run_json(r, true, false));
@@ -585,6 +595,7 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
             return ret;
         }
         cst_run_unref(r);
+        return cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, status);
     }
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
