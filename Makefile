@@ -4,7 +4,8 @@ JOBS ?= $(shell nproc)
 MODEL ?= $(firstword $(CASTOR_MODEL) $(wildcard ../shared/models/stories260K.gguf models/stories260K.gguf))
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build deps run test asan clean bench fuzz
+PREFIX ?= /usr/local
+.PHONY: all build deps run test asan clean bench fuzz install
 
 all: build
 
@@ -24,6 +25,10 @@ asan: deps
 run: build
 	@test -n "$(MODEL)" || { echo "no model: set CASTOR_MODEL=path/to/model.gguf"; exit 1; }
 	./$(BUILD)/castor serve -m $(MODEL) --host 127.0.0.1 --port 8080 --no-auth
+
+# `make install PREFIX=$$HOME/.local` puts castor in $(PREFIX)/bin
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: build asan
 	./scripts/test.sh

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 passed=0; failed=0; skipped=0
 for b in build build-asan; do
   echo "== ctest in $b"
-  out=$(ctest --test-dir "$b" --output-on-failure -j2 2>&1); rc=$?
-  echo "$out"
+  # streamed as it runs (tee), kept for the summary below
+  log=$(mktemp)
+  ctest --test-dir "$b" --output-on-failure -j2 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+  out=$(cat "$log"); rm -f "$log"
   total=$(echo "$out" | sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' | tail -1)
   nfail=$(echo "$out" | sed -n 's/.*, \([0-9]*\) tests failed out of.*/\1/p' | tail -1)
   if [ -z "$total" ]; then echo "ctest in $b produced no summary (rc $rc)"; failed=$((failed + 1)); continue; fi

@@ -6,6 +6,11 @@
 #ifndef CST_API_H
 #define CST_API_H
 
+/* Output tokens of a request without max_output_tokens (castor serve
+ * --max-output; 0: until the context is full). Enough for a paragraph;
+ * seconds on a small model, so examples never run to the context's end. */
+#define CST_DEFAULT_MAX_OUTPUT 256
+
 #include "castor.h"
 
 #include <stdbool.h>
@@ -33,7 +38,8 @@ typedef struct cst_server_params {
     size_t kv_cache_bytes;         /* host-memory KV snapshots per model (default 256 MiB; 0: off) */
     size_t max_body;               /* bytes; default 100 MiB */
     const char *prefix;            /* optional path prefix for reverse proxies ("/gemini") */
-    int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context) */
+    int32_t default_max_output;    /* cap when a request sets no max_output_tokens (0: the context);
+                                    * default CST_DEFAULT_MAX_OUTPUT */
     int32_t keepalive_ms;          /* SSE ": keep-alive" comment after this much silence (default 10000) */
     double request_timeout_s;      /* unary create deadline -> 504 gateway_timeout (default 600; < 0: none) */
     double stream_timeout_s;       /* stream / background deadline -> SSE error gateway_timeout (default 1200) */
@@ -55,6 +61,12 @@ typedef struct cst_server_params {
     const char *const *thinking_budgets; /* "MIN,LOW,MEDIUM,HIGH" thought tokens (default 64,1024,4096,16384) */
     const char *const *thinking_levels;  /* level for requests without thinking_level (default medium) */
     const char *signature_key;     /* 64 hex digits; NULL: $CASTOR_SIGNATURE_KEY, else DATA_DIR/signature.key */
+    size_t image_decode_bytes;     /* pixel memory of the images being decoded at once, all requests
+                                    * together (default 512 MiB): an image over it is a 400, the
+                                    * others wait for room (up to 30 s, then 429) */
+    int32_t max_connections;       /* open client connections (default 1024; the descriptor limit
+                                    * is raised to fit, else this is lowered to fit it) */
+    int32_t max_connections_per_ip; /* per client address (default 0: no per-address limit) */
 } cst_server_params;
 
 cst_server_params cst_server_default_params(void);

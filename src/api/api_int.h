@@ -48,6 +48,7 @@ typedef struct smodel {
     struct cst_vision *vision; /* --mmproj projector, or NULL (no image input) */
     pthread_mutex_t vision_mu; /* cst_vision_encode is not reentrant */
     struct cst_pool *vision_pool; /* its threads (-t), NULL without a projector */
+    size_t max_piece; /* bytes of the vocabulary's longest token text: no token covers more input bytes */
 } smodel;
 
 typedef struct alias {
@@ -242,6 +243,8 @@ struct run {
     int32_t n_thought;
     bool final; /* status is terminal and usage/errors are set (shown from then on) */
     bool done;  /* final and persisted: waiters and SSE writers may finish */
+    char *persist_err;      /* set when the final record could not be stored (before done) */
+    bool persist_transient; /* ... and the store called it transient (503, else 500) */
     atomic_bool cancel_requested;
     cst_sched_req *req;
     double t_submit, t_last_token;

@@ -43,7 +43,7 @@ typedef struct upsess {
     bool dead;            /* terminated: freed when no longer busy */
 } upsess;
 
-enum { UP_OK = 0, UP_NOSESS, UP_BUSY, UP_OFFSET, UP_OVER_DECL, UP_OVER_MAX, UP_IO };
+enum { UP_OK = 0, UP_NOSESS, UP_BUSY, UP_OFFSET, UP_OVER_DECL, UP_OVER_MAX, UP_IO, UP_BADOFF };
 
 typedef struct upconn {
     upsess *sess;         /* NULL when the session was not found */
@@ -413,7 +413,8 @@ void cst_files_conn_begin(cst_server *s, struct MHD_Connection *c, conn *cs, con
         u->busy = true;
         u->last = cst_time_now();
         uc->start_off = u->received;
-        if (has_off && uc->offset_hdr != u->received) uc->err = UP_OFFSET;
+        if (off && !has_off) uc->err = UP_BADOFF; /* "-1", "abc": never appended */
+        else if (has_off && uc->offset_hdr != u->received) uc->err = UP_OFFSET;
         else if (!has_off) uc->offset_hdr = u->received; /* curl users may omit it */
     }
     pthread_mutex_unlock(&f->mu);
@@ -764,6 +765,11 @@ static enum MHD_Result upload_chunk(cst_server *s, struct MHD_Connection *c, con
         MHD_destroy_response(r);
         return ret;
     }
+    if (uc->err == UP_BADOFF)
+        return ferr(c, "active", E_INVALID,
+                    "X-Goog-Upload-Offset: '%.40s' is not a byte offset; %llu bytes were received so far",
+                    hdr(c, "X-Goog-Upload-Offset") ? hdr(c, "X-Goog-Upload-Offset") : "",
+                    (unsigned long long)u->received);
     if (uc->err == UP_OFFSET)
         return ferr(c, "active", E_INVALID, "X-Goog-Upload-Offset: %llu does not match the %llu bytes received so far",
                     (unsigned long long)uc->offset_hdr, (unsigned long long)u->received);

@@ -243,6 +243,43 @@ int cst_files_uri_id(const char *uri, const char *prefix, const char *const *hos
     return cst_files_valid_id(id) ? 1 : -1;
 }
 
+/* ---- decode memory budget ------------------------------------------------------------------ */
+
+/* Pixel memory of the images being decoded, all requests together, so that
+ * many requests with large images cannot add up to gigabytes. An image's
+ * share is an upper estimate from its header: the decoder's RGBA buffer and
+ * the RGB copy (7 bytes a pixel). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t used;
+} DB = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+#define DECODE_WAIT_S 30.0
+
+/* Take need bytes of budget, waiting up to DECODE_WAIT_S for room; false
+ * when it did not come. */
+static bool decode_take(size_t need, size_t budget) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)DECODE_WAIT_S;
+    pthread_mutex_lock(&DB.mu);
+    int rc = 0;
+    while (DB.used + need > budget && rc == 0) rc = pthread_cond_timedwait(&DB.cv, &DB.mu, &dl);
+    const bool ok = DB.used + need <= budget;
+    if (ok) DB.used += need;
+    pthread_mutex_unlock(&DB.mu);
+    return ok;
+}
+
+static void decode_give(size_t n) {
+    if (!n) return;
+    pthread_mutex_lock(&DB.mu);
+    DB.used -= n;
+    pthread_cond_broadcast(&DB.cv);
+    pthread_mutex_unlock(&DB.mu);
+}
+
 /* ---- prepare ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -343,6 +380,7 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
     size_t len = 0;
     float *rows = NULL;
     cst_image img = {0};
+    size_t held = 0; /* decode budget taken for img (given back once it is freed) */
     const char *given = json_string_value(json_object_get(b, "mime_type"));
     char what[32], fmime[128];
     snprintf(what, sizeof what, "image %zu", idx + 1);
@@ -375,7 +413,18 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
         cst_info("image cache hit (sha256 %.12s..., %d tokens)", hex, e->n_tokens);
     } else {
         char derr[256];
-        cst_status st = cst_image_decode(bytes, len, NULL, &img, derr, sizeof derr);
+        int pw = 0, ph = 0;
+        cst_status st = cst_image_probe(bytes, len, NULL, &pw, &ph, derr, sizeof derr);
+        if (st) FAIL(E_INVALID, "image %zu: %s", idx + 1, derr);
+        const size_t need = (size_t)pw * (size_t)ph * 7, budget = p->s->p.image_decode_bytes;
+        if (budget && need > budget)
+            FAIL(E_INVALID, "image %zu: %dx%d pixels need %zu MiB to decode, over the server's image decode memory of %zu MiB",
+                 idx + 1, pw, ph, need >> 20, budget >> 20);
+        if (budget && !decode_take(need, budget))
+            FAIL(E_EXHAUSTED, "image %zu: the server is decoding other images (%zu MiB budget); retry later", idx + 1,
+                 budget >> 20);
+        held = budget ? need : 0;
+        st = cst_image_decode(bytes, len, NULL, &img, derr, sizeof derr);
         if (st == CST_ERR_NOMEM) FAIL(E_INTERNAL, "out of memory decoding image %zu", idx + 1);
         if (st) FAIL(E_INVALID, "image %zu: %s", idx + 1, derr);
         const int nt = cst_vision_n_tokens(v), ne = cst_vision_n_embd(v);
@@ -408,11 +457,13 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
     m->image_tokens += e->n_tokens;
     free(bytes);
     cst_image_free(&img);
+    decode_give(held);
     return true;
 fail:
     free(bytes);
     free(rows);
     cst_image_free(&img);
+    decode_give(held);
     return false;
 }
 

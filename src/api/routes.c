@@ -260,6 +260,22 @@ static bool json_content_type(const char *ct) {
 
 #define MAX_JSON_DEPTH 64
 
+/* Bytes of the "text" strings in a JSON value (the text a prompt renders). */
+static size_t text_bytes(json_t *j) {
+    size_t n = 0;
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) n += text_bytes(json_array_get(j, i));
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            if (!strcmp(k, "text") && json_is_string(v)) n += json_string_length(v);
+            else n += text_bytes(v);
+        }
+    }
+    return n;
+}
+
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner) {
     char err[1024];
     if (cs->too_large)
@@ -276,7 +292,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
                              "Api-Revision %s (the legacy outputs schema) is not supported; use 2026-05-20 or later",
                              rev);
     json_error_t je;
-    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, 0, &je);
+    /* a key given twice is refused, as Google's parser does */
+    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, JSON_REJECT_DUPLICATES, &je);
     if (!body)
         return cst_api_error(c, E_INVALID, "malformed JSON in the request body: %s (line %d, column %d)", je.text,
                              je.line, je.column);
@@ -285,9 +302,22 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         json_decref(body);
         return cst_api_error(c, E_INVALID, "%s", err);
     }
-    const char *alt = query(c, "alt");
-    if (alt && !strcmp(alt, "sse")) cr.stream = true;
     enum MHD_Result ret;
+    /* ?alt=sse (or ?stream=true) streams; alt=json and stream=false change
+     * nothing; any other value is refused rather than ignored */
+    const char *alt = query(c, "alt");
+    bool qstream = false;
+    if (alt && strcmp(alt, "sse") && strcmp(alt, "json")) {
+        json_decref(body);
+        create_req_clear(&cr);
+        return cst_api_error(c, E_INVALID, "alt: expected sse or json, got '%.100s'", alt);
+    }
+    if (!query_bool(c, "stream", &qstream, &ret)) {
+        json_decref(body);
+        create_req_clear(&cr);
+        return ret;
+    }
+    if ((alt && !strcmp(alt, "sse")) || qstream) cr.stream = true;
     json_t *history = NULL;
     chat_prompt cp = {0};
     cst_media media = {0};
@@ -304,6 +334,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         run *pr = cst_run_find(s, owner, cr.previous_id);
         if (pr) {
             bool d = cst_run_wait(pr, 0);
+            pthread_mutex_lock(&pr->mu);
+            const bool fin = pr->final;
+            pthread_mutex_unlock(&pr->mu);
+            if (!d && fin) d = cst_run_wait(pr, -1); /* finished, its record being stored: a moment */
             cst_run_unref(pr);
             if (!d) {
                 ret = cst_api_error(c, E_PRECOND, "previous interaction '%s' is still running", cr.previous_id);
@@ -338,6 +372,19 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         }
         lists[0] = doc_lists[0];
         lists[1] = doc_lists[1];
+    }
+    /* text that can never fit the context (documents' text included) is
+     * refused before tokenizing it (seconds for megabytes): no token covers
+     * more than max_piece bytes */
+    const size_t n_text = text_bytes(lists[0]) + text_bytes(lists[1]) +
+                          (cr.system_instruction ? strlen(cr.system_instruction) : 0);
+    const size_t max_text = sm->max_piece * (size_t)cst_sched_n_ctx(sm->sched);
+    if (n_text > max_text) {
+        ret = cst_api_error(c, E_INVALID,
+                            "the input holds %zu bytes of text, more than the model's context of %d tokens can ever "
+                            "hold (at most %zu bytes); shorten the input",
+                            n_text, cst_sched_n_ctx(sm->sched), max_text);
+        goto out;
     }
     cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err,
                                      sizeof err);
@@ -395,7 +442,9 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
-        ret = cst_api_error(c, cst_api_status_kind(st), "%s", err);
+        ekind k = cst_api_status_kind(st);
+        if (st == CST_ERR_STORE && s->store->transient) k = E_UNAVAILABLE; /* disk full: 503 */
+        ret = cst_api_error(c, k, "%s", err);
         goto out;
     }
     if (cr.stream) {
@@ -427,6 +476,9 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
         ret = cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
                             r->limit_s);
+    else if (r->persist_err) /* acknowledged means stored */
+        ret = cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
+                            r->persist_err);
     else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
 out:
     cst_run_unref(r);
@@ -550,7 +602,13 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
 enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) {
-        if (!cst_run_wait(r, 0)) {
+        /* terminal once final (a GET already shows it), even while its
+         * record is being stored */
+        pthread_mutex_lock(&r->mu);
+        const bool fin = r->final;
+        const char *status = r->status;
+        pthread_mutex_unlock(&r->mu);
+        if (!fin) {
             cst_run_cancel(r);
             cst_run_wait(r, -1);
             enum MHD_Result ret = cst_api_json(c, 200, cst_run_json(r, true, false));
@@ -558,6 +616,7 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
             return ret;
         }
         cst_run_unref(r);
+        return cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, status);
     }
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);

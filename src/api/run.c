@@ -230,6 +230,7 @@ static void run_free(run *r) {
     free(r->history_json);
     free(r->turn_json);
     free(r->error_msg);
+    free(r->persist_err);
     cst_buf_free(&r->thought);
     free(r->signature);
     pthread_mutex_destroy(&r->mu);
@@ -315,28 +316,61 @@ static void unlink_run(cst_server *s, run *r) {
 
 /* ---- persistence ------------------------------------------------------------ */
 
-static void persist(run *r) {
+/* The record of r as it stands (status, outputs, usage and errors when
+ * final). Writes it; CST_ERR_STORE when the store refused it. */
+static cst_status put_record(run *r, bool final) {
     cst_server *s = r->srv;
-    json_t *outs = output_steps(r);
-    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image);
-    json_t *errs = !strcmp(r->status, "failed")
+    json_t *outs = final ? output_steps(r) : json_array();
+    json_t *usage = final ? usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image) : NULL;
+    json_t *errs = final && !strcmp(r->status, "failed")
                        ? json_pack("[{s:s,s:s}]", "code", r->error_code ? r->error_code : "internal", "message",
                                    r->error_msg ? r->error_msg : "generation failed")
                        : NULL;
-    char *outs_s = json_dumps(outs, JSON_COMPACT), *usage_s = json_dumps(usage, JSON_COMPACT);
+    char *outs_s = json_dumps(outs, JSON_COMPACT), *usage_s = usage ? json_dumps(usage, JSON_COMPACT) : NULL;
     char *errs_s = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
     cst_irec rec = {.id = r->id, .owner = r->owner, .model = r->model, .status = (char *)r->status,
-                    .created = r->created, .updated = r->updated, .previous_id = r->previous_id,
-                    .request = r->request_echo, .input = r->input_json, .history = r->history_json,
-                    .turn = r->turn_json, .outputs = outs_s, .usage = usage_s, .errors = errs_s};
-    if (cst_store_put(s->store, &rec) == CST_OK)
-        cst_store_put_events(s->store, r->id, 1, (const char *const *)r->ev_data, r->n_ev);
+                    .created = r->created, .updated = final ? r->updated : r->created,
+                    .previous_id = r->previous_id, .request = r->request_echo, .input = r->input_json,
+                    .history = r->history_json, .turn = r->turn_json, .outputs = outs_s, .usage = usage_s,
+                    .errors = errs_s};
+    cst_status st = outs_s && (!final || usage_s) ? cst_store_put(s->store, &rec) : CST_ERR_NOMEM;
     free(outs_s);
     free(usage_s);
     free(errs_s);
     json_decref(outs);
     json_decref(usage);
     json_decref(errs);
+    return st;
+}
+
+/* The final record and its event log. When the store refuses them, a
+ * smaller record saying so is tried (the first record, written at
+ * acceptance, still says in_progress otherwise, and start-up recovery turns
+ * it into failed), and r->persist_err gets the reason: the create answers
+ * 503/500 instead of 200, a stream ends with an error event. */
+static void persist(run *r) {
+    cst_server *s = r->srv;
+    cst_status st = put_record(r, true);
+    if (st == CST_OK) st = cst_store_put_events(s->store, r->id, 1, (const char *const *)r->ev_data, r->n_ev);
+    if (st == CST_OK) return;
+    char m[400];
+    snprintf(m, sizeof m, "the interaction finished but could not be stored: %s",
+             st == CST_ERR_NOMEM ? "out of memory" : s->store->err);
+    cst_error("store: interaction %s: %s", r->id, m);
+    r->persist_transient = st == CST_ERR_STORE && s->store->transient;
+    r->persist_err = strdup(m);
+    json_t *errs = json_pack("[{s:s,s:s}]", "code", "internal", "message", m);
+    json_t *usage = usage_json(r->n_prompt, r->n_cached, r->n_gen, r->n_thought, r->n_image);
+    char *errs_s = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+    char *usage_s = usage ? json_dumps(usage, JSON_COMPACT) : NULL;
+    cst_irec rec = {.id = r->id, .owner = r->owner, .model = r->model, .status = "failed",
+                    .created = r->created, .updated = r->updated, .previous_id = r->previous_id,
+                    .turn = r->turn_json, .errors = errs_s, .usage = usage_s};
+    (void)cst_store_put(s->store, &rec);
+    free(errs_s);
+    free(usage_s);
+    json_decref(errs);
+    json_decref(usage);
 }
 
 /* ---- pump ------------------------------------------------------------------ */
@@ -506,6 +540,10 @@ static void *pump(void *arg) {
             cst_metrics_tokens(r->n_prompt, r->n_cached, r->n_gen, r->n_cached > 0);
             if (r->store) persist(r);
             pthread_mutex_lock(&r->mu);
+            if (r->persist_err) /* a stream that could not be stored ends with an error event */
+                emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code",
+                                                  r->persist_transient ? "unavailable" : "internal", "message",
+                                                  r->persist_err));
             r->done = true;
             pthread_cond_broadcast(&r->cv);
             pthread_cond_broadcast(&r->ev_cv);
@@ -590,6 +628,19 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
         return CST_ERR_NOMEM;
     }
 
+    /* acknowledged means stored: a stored interaction's first record is
+     * durable before it is submitted (and so before any reply names its id);
+     * a store that refuses it fails the create (503/500) */
+    if (r->store) {
+        cst_status pst = put_record(r, false);
+        if (pst) {
+            cst_errf(err, errlen, "cannot store the interaction: %s",
+                     pst == CST_ERR_NOMEM ? "out of memory" : s->store->err);
+            run_free(r);
+            return pst;
+        }
+    }
+
     /* r->mu is held from the submit until interaction.created is in the
      * log: the engine's first event (the sink) waits for it */
     rp.on_event = on_sched_event;
@@ -600,6 +651,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (st) {
         pthread_mutex_unlock(&r->mu);
         pthread_mutex_unlock(&s->runs_mu);
+        if (r->store) (void)cst_store_del(s->store, r->owner, r->id); /* never acknowledged */
         run_free(r);
         return st;
     }

@@ -13,8 +13,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 cst_server_params cst_server_default_params(void) {
@@ -33,6 +36,9 @@ cst_server_params cst_server_default_params(void) {
     p.stream_timeout_s = 1200;
     p.idle_timeout_s = 60;
     p.body_timeout_s = 60;
+    p.default_max_output = CST_DEFAULT_MAX_OUTPUT;
+    p.image_decode_bytes = (size_t)512 << 20;
+    p.max_connections = 1024;
     return p;
 }
 
@@ -140,6 +146,8 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
     }
     if (!strcmp(path, "/metrics")) {
         *rid = R_METRICS;
+        char mowner[65]; /* with --api-keys, any valid key reads the metrics */
+        if (!cst_api_auth(s, c, mowner, &ret)) return ret;
         return reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", cst_metrics_render(s));
     }
     enum MHD_Result fret;
@@ -198,6 +206,32 @@ static int queued_status(struct MHD_Connection *c) {
     return ci ? (int)ci->http_status : 0;
 }
 
+/* Request smuggling guards: Content-Length headers that disagree, or one
+ * beside Transfer-Encoding, make the body's end ambiguous behind a proxy. */
+typedef struct {
+    const char *first;
+    int n, differ;
+} cl_scan;
+
+static enum MHD_Result cl_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    cl_scan *sc = cls;
+    if (key && !strcasecmp(key, "Content-Length")) {
+        if (sc->n++ == 0) sc->first = value;
+        else if (!value || !sc->first || strcmp(value, sc->first)) sc->differ = 1;
+    }
+    return MHD_YES;
+}
+
+static const char *framing_error(struct MHD_Connection *c) {
+    cl_scan sc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, cl_count, &sc);
+    if (sc.differ) return "the request has Content-Length headers that disagree";
+    if (sc.n > 0 && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return "the request has both Content-Length and Transfer-Encoding";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -212,6 +246,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
+        const char *fe = framing_error(c);
+        if (fe) /* answered before the body is read: MHD then closes the connection */
+            return cst_api_error(c, E_INVALID, "%s", fe);
         cst_files_conn_begin(s, c, cs, url, method); /* upload chunks stream to disk */
         return MHD_YES;
     }
@@ -295,6 +332,10 @@ static cst_status load_models(cst_server *s, char *err, size_t errlen) {
             cst_errf(err, errlen, "model %s: %s", sm->path, cerr);
             return st;
         }
+        const cst_vocab *voc = cst_model_vocab(sm->m);
+        sm->max_piece = 4; /* an unknown character (<unk>) is at most 4 bytes */
+        for (cst_token t = 0; t < cst_vocab_n_tokens(voc); t++)
+            sm->max_piece = CST_MAX(sm->max_piece, cst_vocab_text_view(voc, t).len);
         cst_sched_params sp = cst_sched_default_params();
         if (s->p.n_ctx > 0) sp.n_ctx = s->p.n_ctx;
         if (s->p.n_slots > 0) sp.n_slots = s->p.n_slots;
@@ -367,6 +408,41 @@ static void log_mhd(void *cls, const char *fmt, va_list ap) {
     cst_debug("mhd: %s", b);
 }
 
+/* Interactions recorded as queued or in_progress when the server stopped
+ * (kill -9, power loss, a crash) can no longer finish: they become failed,
+ * saying why, so that a GET of an id the server returned never 404s nor
+ * shows a run that will never end. */
+static cst_status recover_unfinished(cst_server *s, char *err, size_t errlen) {
+    char now_s[32];
+    const int64_t now = (int64_t)time(NULL);
+    cst_time_rfc3339(now, now_s);
+    json_t *e = json_pack("[{s:s,s:s+}]", "code", "internal", "message",
+                          "the server stopped before this interaction finished; it was marked failed when the server "
+                          "restarted at ",
+                          now_s);
+    json_t *u = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "total_input_tokens", 0, "total_cached_tokens", 0,
+                          "total_output_tokens", 0, "total_thought_tokens", 0, "total_tool_use_tokens", 0,
+                          "total_tokens", 0);
+    char *es = e ? json_dumps(e, JSON_COMPACT) : NULL, *us = u ? json_dumps(u, JSON_COMPACT) : NULL;
+    json_decref(e);
+    json_decref(u);
+    int64_t n = 0;
+    cst_status st = es && us ? cst_store_fail_unfinished(s->store, now, es, us, &n) : CST_ERR_NOMEM;
+    free(es);
+    free(us);
+    if (st == CST_ERR_UNSUPPORTED) {
+        cst_warn("store %s: no start-up recovery of interrupted interactions", s->store->ops->name);
+        return CST_OK;
+    }
+    if (st) {
+        cst_errf(err, errlen, "store: marking interrupted interactions failed: %s",
+                 st == CST_ERR_NOMEM ? "out of memory" : s->store->err);
+        return st;
+    }
+    if (n > 0) cst_warn("store: %lld interactions were interrupted by the last stop; marked failed", (long long)n);
+    return CST_OK;
+}
+
 cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char *err, size_t errlen) {
     *out = NULL;
     cst_server *s = calloc(1, sizeof *s);
@@ -417,6 +493,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     }
     st = cst_store_open(url, &s->store, err, errlen);
     if (st) goto fail;
+    st = recover_unfinished(s, err, errlen);
+    if (st) goto fail;
     if (!pp->signature_key && !getenv("CASTOR_SIGNATURE_KEY"))
         (void)mkdir(pp->data_dir ? pp->data_dir : "data", 0700); /* the generated key lives there */
     st = cst_sig_load_key(pp->signature_key, pp->data_dir ? pp->data_dir : "data", s->sig_key, err, errlen);
@@ -451,12 +529,33 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
         if (inet_pton(AF_INET, hb, &a4.sin_addr) != 1) goto badhost;
         sa = (struct sockaddr *)&a4;
     }
+    /* descriptors: a connection takes one (and a thread); the store, models,
+     * uploads and the listening socket need some more. Raise the soft limit
+     * to fit, else connect fewer (new ones wait in the backlog, never crash) */
+    unsigned max_conn = (unsigned)(pp->max_connections > 0 ? pp->max_connections : 1024);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        const rlim_t want = (rlim_t)max_conn + 64;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            const unsigned fit = rl.rlim_cur > 96 ? (unsigned)(rl.rlim_cur - 64) : 32;
+            cst_warn("the descriptor limit (%llu) holds %u connections, not %u (raise ulimit -n)",
+                     (unsigned long long)rl.rlim_cur, fit, max_conn);
+            max_conn = fit;
+        }
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
                               (unsigned)(pp->idle_timeout_s > 0 ? pp->idle_timeout_s : 0),
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                              (unsigned)(pp->max_connections_per_ip > 0 ? pp->max_connections_per_ip : 0),
                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
                               NULL, MHD_OPTION_END);
     if (!s->mhd) {

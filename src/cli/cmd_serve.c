@@ -32,6 +32,8 @@ static void usage(FILE *f) {
             "  --file-ttl S          uploaded files expire after S seconds (default 172800 = 48 h)\n"
             "  --upload-timeout S    drop an upload session idle for S seconds (default 3600)\n"
             "  --image-cache BYTES   image embedding cache budget (default 268435456)\n"
+            "  --image-decode-mem BYTES  pixel memory of images decoded at once across requests\n"
+            "                        (default 536870912): larger images are refused, others wait\n"
             "  --signature-key HEX   thought-signature key, 64 hex digits (default $CASTOR_SIGNATURE_KEY,\n"
             "                        else DATA_DIR/signature.key, generated once)\n"
             "  --host ADDR           listen address (default 127.0.0.1)\n"
@@ -50,7 +52,8 @@ static void usage(FILE *f) {
             "  --max-body BYTES      request body limit (default 104857600)\n"
             "  --prefix PATH         serve under a path prefix (reverse proxies)\n"
             "  --no-gemini-names     do not map gemini-* names to the first model\n"
-            "  --max-output N        output cap for requests without max_output_tokens (default: context)\n"
+            "  --max-output N        output cap for requests without max_output_tokens (default 256;\n"
+            "                        0: until the context is full)\n"
             "  --drain-timeout S     seconds to let interactions finish on SIGTERM (default 30)\n"
             "  --request-timeout S   unary create deadline, then 504 gateway_timeout (default 600; 0: none)\n"
             "  --stream-timeout S    streaming/background deadline, then an SSE error event\n"
@@ -58,6 +61,8 @@ static void usage(FILE *f) {
             "  --keepalive-ms N      SSE keep-alive comment after N ms without events (default 10000)\n"
             "  --idle-timeout S      close connections silent for S seconds (default 60)\n"
             "  --body-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "  --max-connections N   open client connections (default 1024)\n"
+            "  --max-connections-per-ip N  per client address (default 0: no limit)\n"
             "Test only: CST_FAULT=decode_fail_after:N,decode_sleep_ms:N injects engine faults.\n");
 }
 
@@ -102,7 +107,7 @@ int cmd_serve(int argc, char **argv) {
             }
             mmprojs[nm - 1] = v;
         } else if (!strcmp(a, "--max-file-size") || !strcmp(a, "--file-ttl") || !strcmp(a, "--upload-timeout") ||
-                   !strcmp(a, "--image-cache")) {
+                   !strcmp(a, "--image-cache") || !strcmp(a, "--image-decode-mem")) {
             NEED();
             char *end;
             double x = strtod(v, &end);
@@ -113,6 +118,7 @@ int cmd_serve(int argc, char **argv) {
             if (a[2] == 'm') p.max_file_size = (uint64_t)x;
             else if (a[2] == 'f') p.file_ttl_s = (int64_t)(x < 1 ? 1 : x);
             else if (a[2] == 'u') p.upload_timeout_s = x;
+            else if (!strcmp(a, "--image-decode-mem")) p.image_decode_bytes = (size_t)x;
             else p.image_cache_bytes = (size_t)x;
         } else if (!strcmp(a, "--log-prompts")) {
             p.log_prompts = true;
@@ -213,6 +219,16 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "castor serve: bad --keepalive-ms %s\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--max-connections") || !strcmp(a, "--max-connections-per-ip")) {
+            NEED();
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (*end || x < 0 || x > 1000000 || (x == 0 && !strcmp(a, "--max-connections"))) {
+                fprintf(stderr, "castor serve: %s: expected a count, got %s\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--max-connections")) p.max_connections = (int32_t)x;
+            else p.max_connections_per_ip = (int32_t)x;
         } else if (!strcmp(a, "--idle-timeout")) {
             NEED();
             p.idle_timeout_s = atoi(v);
@@ -227,6 +243,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (nm == 0) {
         usage(stderr);
+        fprintf(stderr, "\ncastor serve: no model: give -m PATH.gguf (for example -m ../shared/models/stories260K.gguf)\n");
         return 2;
     }
     if (p.no_auth && p.api_keys_file) {

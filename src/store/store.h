@@ -94,12 +94,37 @@ struct cst_store_ops {
      * upload quota. PostgreSQL: SELECT COALESCE(SUM(size), 0), MIN(expires)
      * FROM files WHERE owner = $1 AND expires > $2. */
     cst_status (*file_usage)(cst_store *s, const char *owner, int64_t now, int64_t *bytes, int64_t *next_expiry);
+
+    /* ---- durability (appended; NULL in a back-end that lacks it: the
+     * wrapper answers CST_ERR_UNSUPPORTED) ---- */
+    /* Start-up recovery, called once before the server accepts requests:
+     * every interaction whose status is "queued" or "in_progress" (any
+     * owner) was interrupted by a stop of the server. Set its status to
+     * "failed", updated to now, errors to the JSON text errors, and usage to
+     * the JSON text usage where usage is NULL; leave its other columns and its
+     * events alone. *n gets the number of records changed. One statement /
+     * transaction. PostgreSQL: UPDATE interactions SET status = 'failed',
+     * updated = $1, errors = $2, usage = COALESCE(usage, $3) WHERE status IN
+     * ('queued', 'in_progress'). */
+    cst_status (*fail_unfinished)(cst_store *s, int64_t now, const char *errors, const char *usage, int64_t *n);
 };
 
 struct cst_store {
     const struct cst_store_ops *ops;
     char err[256]; /* message of the last failure (best effort; shared by threads) */
+    /* Set with err: the last failure may pass without an operator (a full
+     * disk, a read-only file, a lock held elsewhere: the API answers 503)
+     * rather than a fault (I/O error, damaged file: 500). */
+    bool transient;
 };
+
+/* Durability contract of every back-end: a write op (put, del, put_events,
+ * file_put, file_del, fail_unfinished) returns CST_OK only once its change is
+ * durable (SQLite: committed in WAL mode with synchronous=FULL, so fsync'd
+ * before the call returns: it survives kill -9 and power loss). On failure it
+ * changes nothing (the transaction is rolled back), returns CST_ERR_STORE and
+ * sets err and transient. The API acknowledges a create only after the put of
+ * its first record returned CST_OK. */
 
 /* Open a store from a URL: "sqlite:PATH", a plain PATH (SQLite), or
  * "postgres://..." (CST_ERR_UNSUPPORTED for now). Creates the schema.
@@ -123,6 +148,12 @@ static inline cst_status cst_store_put_events(cst_store *s, const char *id, int6
 static inline cst_status cst_store_events(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn,
                                           void *ud) {
     return s->ops->events(s, id, after, fn, ud);
+}
+
+static inline cst_status cst_store_fail_unfinished(cst_store *s, int64_t now, const char *errors,
+                                                   const char *usage, int64_t *n) {
+    *n = 0;
+    return s->ops->fail_unfinished ? s->ops->fail_unfinished(s, now, errors, usage, n) : CST_ERR_UNSUPPORTED;
 }
 
 static inline cst_status cst_store_file_put(cst_store *s, const cst_frec *r) { return s->ops->file_put(s, r); }

@@ -1,4 +1,5 @@
-/* store_sqlite.c: the SQLite back-end of cst_store (WAL journal, one
+/* store_sqlite.c: the SQLite back-end of cst_store (WAL journal with
+ * synchronous=FULL: a commit is on disk, fsync'd, before the call returns; one
  * connection serialised by a mutex, prepared statements per call). Tables:
  * interactions (one row per interaction, JSON documents as text) and events
  * (the SSE event log for replay), files (Files API metadata; rowid gives the
@@ -9,6 +10,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct sq_store {
@@ -19,7 +21,7 @@ typedef struct sq_store {
 
 static const char *SCHEMA =
     "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA synchronous=FULL;"
     "PRAGMA foreign_keys=ON;"
     "CREATE TABLE IF NOT EXISTS interactions ("
     " id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT, status TEXT NOT NULL,"
@@ -60,8 +62,22 @@ void cst_frec_free_list(cst_frec *list, size_t n) {
     free(list);
 }
 
+/* A full disk, a read-only file or a lock held elsewhere may pass (503);
+ * anything else (I/O error, corruption) is a server fault (500). */
+static bool transient_code(int code) {
+    switch (code & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN: return true;
+    default: return false;
+    }
+}
+
 static cst_status fail(sq_store *s, const char *what) {
     cst_errf(s->base.err, sizeof s->base.err, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
+    s->base.transient = transient_code(sqlite3_extended_errcode(s->db));
     cst_warn("store: %s", s->base.err);
     return CST_ERR_STORE;
 }
@@ -161,10 +177,27 @@ static cst_status exec_locked(sq_store *s, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         cst_errf(s->base.err, sizeof s->base.err, "sqlite: %s", msg ? msg : "error");
+        s->base.transient = transient_code(sqlite3_extended_errcode(s->db));
         sqlite3_free(msg);
         return CST_ERR_STORE;
     }
     return CST_OK;
+}
+
+/* COMMIT; when it fails (disk full, I/O error) the transaction may still be
+ * open: roll it back, or every later statement would join it and never be
+ * committed. */
+static cst_status commit_locked(sq_store *s) {
+    cst_status rc = exec_locked(s, "COMMIT");
+    if (rc) {
+        cst_warn("store: %s", s->base.err);
+        if (!sqlite3_get_autocommit(s->db)) {
+            char *msg = NULL;
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &msg);
+            sqlite3_free(msg);
+        }
+    }
+    return rc;
 }
 
 static cst_status sq_del(cst_store *bs, const char *owner, const char *id) {
@@ -195,7 +228,7 @@ static cst_status sq_del(cst_store *bs, const char *owner, const char *id) {
         rc = fail(s, "delete events");
         goto rollback;
     }
-    rc = exec_locked(s, "COMMIT");
+    rc = commit_locked(s);
     goto out;
 rollback:
     exec_locked(s, "ROLLBACK");
@@ -228,7 +261,7 @@ static cst_status sq_put_events(cst_store *bs, const char *id, int64_t first_seq
             goto rollback;
         }
     }
-    rc = exec_locked(s, "COMMIT");
+    rc = commit_locked(s);
     goto out;
 rollback:
     exec_locked(s, "ROLLBACK");
@@ -503,6 +536,30 @@ static void sq_close(cst_store *bs) {
     free(s);
 }
 
+static cst_status sq_fail_unfinished(cst_store *bs, int64_t now, const char *errors, const char *usage,
+                                     int64_t *n) {
+    sq_store *s = (sq_store *)bs;
+    static const char *sql = "UPDATE interactions SET status = 'failed', updated = ?, errors = ?,"
+                             " usage = COALESCE(usage, ?) WHERE status IN ('queued', 'in_progress')";
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    bind_text(st, 2, errors);
+    bind_text(st, 3, usage);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = fail(s, "update unfinished");
+    else *n = sqlite3_changes(s->db);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 static const struct cst_store_ops sq_ops = {
     .name = "sqlite",
     .put = sq_put,
@@ -518,7 +575,33 @@ static const struct cst_store_ops sq_ops = {
     .file_expired = sq_file_expired,
     .blob_refs = sq_blob_refs,
     .file_usage = sq_file_usage,
+    .fail_unfinished = sq_fail_unfinished,
 };
+
+/* PRAGMA quick_check: "ok", or the first problems it lists (into msg). */
+static bool check_ok(sq_store *s, char *msg, size_t msglen) {
+    sqlite3_stmt *st = NULL;
+    msg[0] = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(3)", -1, &st, NULL) != SQLITE_OK) {
+        cst_errf(msg, msglen, "%s", sqlite3_errmsg(s->db));
+        return false;
+    }
+    bool ok = true;
+    int x;
+    size_t k = 0;
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        if (t && !strcmp(t, "ok")) continue;
+        ok = false;
+        if (k < msglen) k += (size_t)snprintf(msg + k, msglen - k, "%s%s", k ? "; " : "", t ? t : "?");
+    }
+    if (x != SQLITE_DONE) {
+        if (ok) cst_errf(msg, msglen, "%s", sqlite3_errmsg(s->db));
+        ok = false;
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
 
 cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen) {
     *out = NULL;
@@ -535,10 +618,31 @@ cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, s
         return CST_ERR_STORE;
     }
     sqlite3_busy_timeout(s->db, 5000);
+    /* a damaged file is refused at start-up, saying what is wrong, rather
+     * than failing requests later */
+    char chk[200];
+    if (!check_ok(s, chk, sizeof chk)) {
+        cst_errf(err, errlen,
+                 "the store %s is damaged or is not a SQLite database (%s); restore it from a backup or move it "
+                 "away to start with an empty store",
+                 path, chk);
+        sq_close(&s->base);
+        return CST_ERR_STORE;
+    }
     if (exec_locked(s, SCHEMA)) {
         cst_errf(err, errlen, "store %s: %s", path, s->base.err);
         sq_close(&s->base);
         return CST_ERR_STORE;
+    }
+    /* test only: a database capped at N pages fails writes with SQLITE_FULL,
+     * as a full disk does (the fault suite's fallback where tmpfs cannot be
+     * mounted) */
+    const char *mp = getenv("CST_STORE_MAX_PAGES");
+    if (mp && *mp) {
+        char q[64];
+        snprintf(q, sizeof q, "PRAGMA max_page_count=%lld", atoll(mp));
+        exec_locked(s, q);
+        cst_warn("CST_STORE_MAX_PAGES=%s: test-only store size cap is active", mp);
     }
     *out = &s->base;
     return CST_OK;

@@ -142,7 +142,7 @@ describe("documents (stories260K and tiny-gemma3-vision + mmproj)", () => {
     const before = (s.log().match(/document cache hit/g) || []).length;
     await create("tiny-gemma3-vision-F32", [{ type: "document", uri: up.pdf.uri }, { type: "text", text: "Again." }]);
     assert.ok((s.log().match(/document cache hit/g) || []).length > before);
-    const metrics = await (await fetch(s.url + "/metrics")).text();
+    const metrics = await (await fetch(s.url + "/metrics", { headers: { "x-goog-api-key": K1 } })).text();
     assert.ok(Number(metrics.match(/^castor_document_cache_hits_total (\d+)/m)[1]) >= 1);
     assert.ok(Number(metrics.match(/^castor_document_cache_entries (\d+)/m)[1]) >= 1);
   });

@@ -116,7 +116,7 @@ function send(url, bytes, { cmd = "upload, finalize", offset = 0, key = K1 } = {
   return req(null, "POST", url, { key, headers: { "X-Goog-Upload-Command": cmd, "X-Goog-Upload-Offset": String(offset) }, body: bytes });
 }
 async function metric(s, name) {
-  const t = await (await fetch(s.url + "/metrics")).text();
+  const t = await (await fetch(s.url + "/metrics", { headers: { "x-goog-api-key": K1 } })).text();
   const m = t.match(new RegExp(`^${name} (\\d+)`, "m"));
   return m ? Number(m[1]) : NaN;
 }
@@ -165,6 +165,12 @@ describe("Files API and image input (tiny-gemma3-vision + mmproj)", () => {
     assert.equal(bad.status, 400);
     assert.equal(bad.headers.get("x-goog-upload-status"), "active");
     assert.equal(bad.json.error.status, "INVALID_ARGUMENT");
+    for (const off of ["-1", "abc"]) { // not a byte offset: refused, nothing appended
+      const b2 = await send(url, PNG_B.subarray(half), { offset: off });
+      assert.equal(b2.status, 400);
+      assert.equal(b2.headers.get("x-goog-upload-status"), "active");
+      assert.match(b2.json.error.message, /is not a byte offset; \d+ bytes were received/);
+    }
     const c2 = await send(url, PNG_B.subarray(half), { offset: half });
     assert.equal(c2.status, 200);
     assert.equal(c2.headers.get("x-goog-upload-status"), "final");
@@ -382,7 +388,7 @@ describe("Files API and image input (tiny-gemma3-vision + mmproj)", () => {
 // the quota: PNG_A and PNG_B fit together, nothing of 11 bytes or more beside them (GIF is 43)
 const QUOTA = PNG_A.length + PNG_B.length + 10;
 async function exhausted(s) {
-  const t = await (await fetch(s.url + "/metrics")).text();
+  const t = await (await fetch(s.url + "/metrics", { headers: { "x-goog-api-key": K1 } })).text();
   const m = t.match(/^castor_errors_total\{code="resource_exhausted",http="429"\} (\d+)/m);
   return m ? Number(m[1]) : 0;
 }

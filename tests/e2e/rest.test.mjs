@@ -136,6 +136,8 @@ describe("REST: transport, auth and errors", () => {
     let r = await curl([URL_ + "/health"]);
     assert.equal(r.status, 200);
     r = await curl([URL_ + "/metrics"]);
+    assert.equal(r.status, 401); // behind the key when --api-keys is on
+    r = await curl([URL_ + "/metrics", "-H", `x-goog-api-key: ${KEY}`]);
     assert.equal(r.status, 200);
     assert.match(r.body, /castor_requests_total\{route="create",code="200"\} \d+/);
     assert.match(r.body, /castor_time_to_first_token_seconds_bucket/);

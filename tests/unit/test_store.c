@@ -4,7 +4,9 @@
 #include "store/store.h"
 #include "test.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static cst_store *open_tmp(const char *name) {
     char path[512];
@@ -116,4 +118,96 @@ TEST(store_url_schemes) {
     ASSERT(s == NULL);
     ASSERT_EQ(cst_store_open("ftp://x", &s, err, sizeof err), CST_ERR_INVALID_ARG);
     ASSERT_EQ(cst_store_open("/nonexistent-dir-xyz/a.db", &s, err, sizeof err), CST_ERR_STORE);
+}
+
+TEST(store_fail_unfinished) {
+    cst_store *s = open_tmp("f.db");
+    cst_irec q = {.id = "v1_q", .owner = "o1", .status = "queued", .created = 1, .updated = 1, .turn = "[]"};
+    cst_irec p = {.id = "v1_p", .owner = "o2", .status = "in_progress", .created = 2, .updated = 2,
+                  .usage = "{\"total_tokens\":3}"};
+    cst_irec c = {.id = "v1_c", .owner = "o1", .status = "completed", .created = 3, .updated = 4,
+                  .usage = "{\"total_tokens\":9}"};
+    ASSERT_OK(cst_store_put(s, &q));
+    ASSERT_OK(cst_store_put(s, &p));
+    ASSERT_OK(cst_store_put(s, &c));
+    int64_t n = -1;
+    ASSERT_OK(cst_store_fail_unfinished(s, 100, "[{\"code\":\"internal\",\"message\":\"stopped\"}]", "{\"z\":0}", &n));
+    ASSERT_EQ(n, 2);
+    cst_irec g;
+    ASSERT_OK(cst_store_get(s, "o1", "v1_q", &g));
+    ASSERT_STREQ(g.status, "failed");
+    ASSERT_EQ(g.updated, 100);
+    ASSERT_STREQ(g.errors, "[{\"code\":\"internal\",\"message\":\"stopped\"}]");
+    ASSERT_STREQ(g.usage, "{\"z\":0}");
+    ASSERT_STREQ(g.turn, "[]");
+    cst_irec_clear(&g);
+    ASSERT_OK(cst_store_get(s, "o2", "v1_p", &g));
+    ASSERT_STREQ(g.status, "failed");
+    ASSERT_STREQ(g.usage, "{\"total_tokens\":3}"); /* kept */
+    cst_irec_clear(&g);
+    ASSERT_OK(cst_store_get(s, "o1", "v1_c", &g));
+    ASSERT_STREQ(g.status, "completed");
+    ASSERT_EQ(g.updated, 4);
+    ASSERT(g.errors == NULL);
+    cst_irec_clear(&g);
+    ASSERT_OK(cst_store_fail_unfinished(s, 101, "[]", "{}", &n));
+    ASSERT_EQ(n, 0);
+    cst_store_close(s);
+}
+
+TEST(store_damaged_file_refused) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/garbage.db", cst_test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    ASSERT(f != NULL);
+    for (int i = 0; i < 4096; i++) fputc("not a database "[i % 15], f);
+    fclose(f);
+    cst_store *s = NULL;
+    char err[512] = {0};
+    ASSERT_EQ(cst_store_open(path, &s, err, sizeof err), CST_ERR_STORE);
+    ASSERT(s == NULL);
+    ASSERT(strstr(err, "damaged") != NULL);
+    ASSERT(strstr(err, "garbage.db") != NULL);
+}
+
+/* A store that cannot grow fails writes as transient (the API's 503),
+ * changes nothing, and takes writes again once there is room. */
+TEST(store_full_is_transient_and_rolls_back) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/full.db", cst_test_tmpdir());
+    setenv("CST_STORE_MAX_PAGES", "24", 1);
+    cst_store *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_store_open(path, &s, err, sizeof err));
+    unsetenv("CST_STORE_MAX_PAGES");
+    static char big[6000];
+    memset(big, 'x', sizeof big - 1);
+    cst_status st = CST_OK;
+    int i = 0;
+    for (; i < 100 && st == CST_OK; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "v1_%d", i);
+        cst_irec r = {.id = id, .owner = "o", .status = "completed", .created = 1, .updated = 1, .outputs = big};
+        st = cst_store_put(s, &r);
+    }
+    ASSERT_EQ(st, CST_ERR_STORE);
+    ASSERT(s->transient);
+    ASSERT(strstr(s->err, "full") != NULL);
+    /* the event log in one transaction: refused whole */
+    const char *ev[4] = {big, big, big, big};
+    ASSERT_EQ(cst_store_put_events(s, "v1_0", 1, ev, 4), CST_ERR_STORE);
+    cst_irec g;
+    char last[32];
+    snprintf(last, sizeof last, "v1_%d", i - 1);
+    ASSERT_EQ(cst_store_get(s, "o", last, &g), CST_ERR_NOT_FOUND);
+    /* room again: writes work (no transaction left open) */
+    ASSERT_OK(cst_store_del(s, "o", "v1_0"));
+    ASSERT_OK(cst_store_del(s, "o", "v1_1"));
+    cst_irec small = {.id = "v1_small", .owner = "o", .status = "completed", .created = 1, .updated = 1};
+    ASSERT_OK(cst_store_put(s, &small));
+    cst_store_close(s);
+    ASSERT_OK(cst_store_open(path, &s, err, sizeof err));
+    ASSERT_OK(cst_store_get(s, "o", "v1_small", &g));
+    cst_irec_clear(&g);
+    cst_store_close(s);
 }
