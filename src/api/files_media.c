@@ -296,7 +296,7 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
             st = CST_ERR_NOT_FOUND;
         }
         if (st == CST_ERR_NOT_FOUND) FAIL(E_NOT_FOUND, "image %zu: file 'files/%s' not found", idx + 1, id);
-        if (st) FAIL(E_INTERNAL, "store: %s", p->s->store->err);
+        if (st) FAIL(st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", p->s->store->err);
         if (given && strcasecmp(given, fr.mime)) {
             *p->kind = E_INVALID;
             snprintf(p->err, p->errlen, "image %zu: mime_type '%s' does not match the file's type '%s'", idx + 1,
@@ -304,13 +304,22 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
             cst_frec_clear(&fr);
             goto fail;
         }
-        char path[4400];
-        snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", p->s->p.data_dir ? p->s->p.data_dir : "data",
-                 fr.sha256, fr.sha256);
+        /* the blob, from the store (a file on disk or rows in the database) */
+        len = (size_t)fr.size;
+        bytes = malloc(len ? len : 1);
+        if (!bytes) {
+            cst_frec_clear(&fr);
+            FAIL(E_INTERNAL, "out of memory reading image %zu", idx + 1);
+        }
+        size_t at = 0, got = 1;
+        while (at < len && got > 0) {
+            st = cst_store_blob_read(p->s->store, fr.sha256, (int64_t)at, bytes + at, len - at, &got);
+            if (st) break;
+            at += got;
+        }
         cst_frec_clear(&fr);
-        char *data = NULL;
-        if (cst_read_file(path, &data, &len)) FAIL(E_INTERNAL, "image %zu: the file's content is missing", idx + 1);
-        bytes = (uint8_t *)data;
+        if (st == CST_ERR_STORE) FAIL(E_UNAVAILABLE, "store: %s", p->s->store->err);
+        if (st || at != len) FAIL(E_INTERNAL, "image %zu: the file's content is missing", idx + 1);
     } else {
         FAIL(E_INVALID, "image %zu: give data or uri", idx + 1);
     }

@@ -201,6 +201,7 @@ static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse 
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    if (w->r) MHD_add_response_header(resp, "X-Castor-Interaction-Id", w->r->id);
     cst_api_common_headers(resp);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
@@ -316,7 +317,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
             goto out;
         }
         if (st) {
-            ret = cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+            ret = cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s",
+                                s->store->err);
             goto out;
         }
         const char *parts[3] = {prev.history, prev.turn, prev.outputs};
@@ -375,6 +377,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
         goto out;
     }
+    if (cr.store && cst_store_ping(s->store)) { /* fail fast: nothing is accepted that cannot be kept */
+        ret = cst_api_error(c, E_UNAVAILABLE, "store: %s", s->store->err);
+        goto out;
+    }
     cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
         ret = cst_api_error(c, cst_api_status_kind(st), "%s", err);
@@ -395,7 +401,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         goto out;
     }
     if (cr.background) {
-        ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+        ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
         goto out;
     }
     while (!cst_run_wait(r, 0.1)) {
@@ -409,7 +415,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
         ret = cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
                             r->limit_s);
-    else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+    else ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
 out:
     cst_run_unref(r);
     cst_chat_prompt_clear(&cp);
@@ -488,7 +494,7 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     if (!stream) {
         ret = cst_api_json(c, 200, cst_irec_json(&rec, include_input));
         cst_irec_clear(&rec);
@@ -523,14 +529,18 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
     }
     cst_status st = cst_store_del(s->store, owner, id);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     return cst_api_json(c, 200, json_object());
 }
 
 enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) {
-        if (!cst_run_wait(r, 0)) {
+        pthread_mutex_lock(&r->mu);
+        bool final = r->final; /* terminal already, still being persisted: not cancellable */
+        pthread_mutex_unlock(&r->mu);
+        if (final) cst_run_wait(r, -1);
+        if (!final && !cst_run_wait(r, 0)) {
             cst_run_cancel(r);
             cst_run_wait(r, -1);
             enum MHD_Result ret = cst_api_json(c, 200, cst_run_json(r, true, false));
@@ -542,7 +552,7 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     enum MHD_Result ret =
         cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, rec.status);
     cst_irec_clear(&rec);
