@@ -151,7 +151,7 @@ static void set_err(pg_store *s, const char *fmt, ...) {
 }
 
 static PGconn *connect_url(const char *url, char *err, size_t errlen) {
-    /* the URL's own parameters win over ours, except that we always time out */
+    /* defaults; the URL's own parameters (expanded from dbname, later) win */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *vals[] = {"5", "castor", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
@@ -166,7 +166,8 @@ static PGconn *connect_url(const char *url, char *err, size_t errlen) {
         PQfinish(c);
         return NULL;
     }
-    PGresult *r = PQexec(c, "SET client_min_messages = warning");
+    /* no statement may hold a pooled connection forever (a stuck lock, a cut network) */
+    PGresult *r = PQexec(c, "SET client_min_messages = warning; SET statement_timeout = '300s'");
     PQclear(r);
     return c;
 }

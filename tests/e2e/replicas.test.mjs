@@ -5,7 +5,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { sleep } from "./common.mjs";
+import { pgQuery, sleep } from "./common.mjs";
 
 const R = [process.env.CASTOR_R1, process.env.CASTOR_R2, process.env.CASTOR_R3].map((a) => `http://${a}`);
 const LB = process.env.CASTOR_LB;
@@ -62,6 +62,18 @@ describe("replicas on one PostgreSQL", () => {
     assert.equal((await call(R[2], "DELETE", `/v1beta/interactions/${id}`)).status, 200);
     for (const base of R) assert.equal((await get(base, id)).status, 404);
     assert.equal((await call(R[0], "DELETE", `/v1beta/interactions/${id}`)).status, 404);
+  });
+
+  test("store: false writes nothing to PostgreSQL", async () => {
+    const count = () => pgQuery(process.env.CST_TEST_PG,
+      "SELECT (SELECT COUNT(*) FROM interactions) + (SELECT COUNT(*) FROM events)")[0][0];
+    const before = count();
+    const r = await create(R[0], { input: "Not kept", store: false, generation_config: { max_output_tokens: 3 } });
+    assert.equal(r.status, 200, r.text);
+    const s = await create(R[1], { input: "Not kept", store: false, stream: true, generation_config: { max_output_tokens: 3 } });
+    assert.equal(s.status, 200);
+    assert.equal(count(), before);
+    assert.equal((await get(R[2], r.json.id)).status, 404);
   });
 
   test("cancel on B of an interaction A finished: 400, as on A", async () => {
