@@ -6,7 +6,8 @@
 # node test files (node --test) that drive it with the SDK, curl and raw
 # sockets (robust.test.mjs: hostile input); ops.test.mjs spawns servers of its
 # own (fault injection, full queue, deadlines, SIGTERM drain).
-# files.test.mjs spawns vision servers of its own (Files API, image input).
+# files.test.mjs spawns vision servers of its own (Files API, image input);
+# docs.test.mjs too (documents: text, CSV, JSON, PDF).
 # Env: CASTOR (the binary), CST_SHARED (fixtures); CST_TEST_PG (set by
 # scripts/with-pg.sh): every server runs on the PostgreSQL store instead of
 # SQLite (the spawned ones on databases of their own, common.mjs storeArgs).
@@ -60,7 +61,7 @@ rc=0
 # ops.test.mjs starts its own servers (fault injection, tiny queues, SIGTERM)
 node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/robust.test.mjs \
   "$HERE"/ops.test.mjs "$HERE"/thinking.test.mjs \
-  "$HERE"/files.test.mjs || rc=$?
+  "$HERE"/files.test.mjs "$HERE"/docs.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
 kill -TERM "$SERVER_PID"
