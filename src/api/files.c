@@ -681,7 +681,7 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
                     sniffed ? sniffed : "not an image of a supported type", u->mime);
     if (pst) return ferr(c, "final", E_INVALID, "the uploaded %s is not a valid image: %s", u->mime, perr);
     /* content-addressed blob and the file's record, stored together by the
-     * store (which may move the temp file away: sess_free unlinks what is left) */
+     * store (which may move the temp file away; what is left goes now) */
     int64_t t = now_s();
     cst_frec rec = {.id = u->file_id, .owner = u->owner, .display_name = u->display_name, .mime = u->mime,
                     .size = (int64_t)len, .sha256 = sha, .created = t, .updated = t, .expires = t + f->ttl_s};
@@ -692,6 +692,8 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
         if (st == CST_ERR_STORE) return ferr(c, "final", E_UNAVAILABLE, "store: %s", s->store->err);
         return ferr(c, "final", E_INTERNAL, "cannot store the file");
     }
+    if (unlink(u->path) != 0 && errno != ENOENT) cst_warn("files: removing %s: %s", u->path, strerror(errno));
+    u->path[0] = 0; /* stored: nothing left to remove */
     if (image)
         cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
     else cst_info("files: stored files/%s (%zu bytes, %s, sha256 %.12s...)", u->file_id, len, u->mime, sha);
