@@ -118,6 +118,9 @@ enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt
     __attribute__((format(printf, 3, 4)));
 /* Queue a JSON reply (steals j). */
 enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j);
+/* cst_api_json plus the header X-Castor-Interaction-Id: id (a balancer learns
+ * which replica holds a conversation from it; docs/deploy.md). */
+enum MHD_Result cst_api_json_id(struct MHD_Connection *c, int status, json_t *j, const char *id);
 void cst_api_common_headers(struct MHD_Response *r);
 /* Map a cst_status to an error kind. */
 ekind cst_api_status_kind(cst_status st);

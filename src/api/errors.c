@@ -55,6 +55,10 @@ void cst_api_common_headers(struct MHD_Response *r) {
 }
 
 enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j) {
+    return cst_api_json_id(c, status, j, NULL);
+}
+
+enum MHD_Result cst_api_json_id(struct MHD_Connection *c, int status, json_t *j, const char *id) {
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!txt) txt = strdup("{}");
@@ -65,6 +69,7 @@ enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j) {
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    if (id) MHD_add_response_header(r, "X-Castor-Interaction-Id", id);
     cst_api_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);

@@ -2,8 +2,9 @@
  * (temp file under <data>/files/tmp) and answers an absolute upload URL; the
  * chunks are streamed straight into the temp file (never buffered whole);
  * finalize checks the length, hashes the bytes, checks the declared MIME type
- * against the magic numbers, then moves the temp file to its content-addressed
- * blob (<data>/files/blobs/xx/<sha256>) and records the metadata in the store.
+ * against the magic numbers, then hands the temp file to the store, which
+ * keeps it as a content-addressed blob (SQLite: <data>/files/blobs/xx/<sha256>;
+ * PostgreSQL: in the database) together with the metadata, atomically.
  * Get / list (paged, newest first) / delete / download; errors in the Google
  * RPC shape. A per-key quota (--file-quota) bounds live files plus open
  * sessions' declared lengths (429 at start). A janitor thread removes expired files, unreferenced blobs and
@@ -56,8 +57,8 @@ typedef struct upconn {
 
 struct cst_files {
     cst_server *srv;
-    char root[4000], blobs[4100], tmp[4100];
-    pthread_mutex_t mu;   /* sessions, blob placement / removal */
+    char root[4000], tmp[4100];
+    pthread_mutex_t mu;   /* sessions */
     upsess *sessions;
     uint64_t max_size;
     uint64_t quota;       /* bytes per owner (UINT64_MAX: unlimited) */
@@ -132,10 +133,6 @@ static bool mime_syntax_ok(const char *m) {
             return false;
     }
     return true;
-}
-
-static void blob_path(const cst_files *f, const char *sha, char *out, size_t n) {
-    snprintf(out, n, "%s/%.2s/%s", f->blobs, sha, sha);
 }
 
 /* ---- replies (Google RPC error shape) --------------------------------------- */
@@ -265,17 +262,11 @@ static json_t *file_json(cst_server *s, struct MHD_Connection *c, const cst_frec
 
 /* ---- blobs ---------------------------------------------------------------- */
 
-/* Remove the blob when no file refers to it any more. */
+/* Remove the blob when no file refers to it any more (the store checks). */
 static void blob_release(cst_files *f, const char *sha) {
     if (!sha || strlen(sha) != 64) return;
-    pthread_mutex_lock(&f->mu);
-    int64_t n = 1;
-    if (cst_store_blob_refs(f->srv->store, sha, &n) == CST_OK && n == 0) {
-        char p[4300];
-        blob_path(f, sha, p, sizeof p);
-        if (unlink(p) == 0) cst_debug("files: removed blob %s", sha);
-    }
-    pthread_mutex_unlock(&f->mu);
+    bool gone = false;
+    if (cst_store_blob_release(f->srv->store, sha, &gone) == CST_OK && gone) cst_debug("files: removed blob %s", sha);
 }
 
 /* ---- sessions ---------------------------------------------------------------- */
@@ -332,7 +323,7 @@ static cst_status quota_usage(cst_files *f, const char *owner, uint64_t *held, u
 }
 
 /* Under f->mu: true when declared more bytes fit in owner's quota; else
- * answers 429 RESOURCE_EXHAUSTED (or 500 on a store failure) into *ret.
+ * answers 429 RESOURCE_EXHAUSTED (or 503 on a store failure) into *ret.
  * Retry-After: until the owner's earliest file expires (that frees bytes),
  * else the upload session timeout (in-progress uploads), else 1 s. */
 static bool quota_admit(cst_server *s, struct MHD_Connection *c, const char *owner, uint64_t declared,
@@ -342,7 +333,7 @@ static bool quota_admit(cst_server *s, struct MHD_Connection *c, const char *own
     uint64_t held = 0, reserved = 0;
     int64_t next = 0;
     if (quota_usage(f, owner, &held, &reserved, &next)) {
-        *ret = ferr(c, "final", E_INTERNAL, "store: %s", s->store->err);
+        *ret = ferr(c, "final", E_UNAVAILABLE, "store: %s", s->store->err);
         return false;
     }
     if (!cst_files_quota_exceeded(f->quota, held, reserved, declared)) return true;
@@ -690,33 +681,20 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
         return ferr(c, "final", E_INVALID, "the uploaded bytes are %s, but the declared mimeType is '%s'",
                     sniffed ? sniffed : "not an image of a supported type", u->mime);
     if (pst) return ferr(c, "final", E_INVALID, "the uploaded %s is not a valid image: %s", u->mime, perr);
-    /* content-addressed blob: move the temp file there (or drop it when the
-     * same bytes are already stored), then record the file; both under mu so
-     * that a concurrent delete cannot remove the blob in between */
-    char bp[4300], dir[4300];
-    blob_path(f, sha, bp, sizeof bp);
-    snprintf(dir, sizeof dir, "%s/%.2s", f->blobs, sha);
+    /* content-addressed blob and the file's record, stored together by the
+     * store (which may move the temp file away; what is left goes now) */
     int64_t t = now_s();
     cst_frec rec = {.id = u->file_id, .owner = u->owner, .display_name = u->display_name, .mime = u->mime,
                     .size = (int64_t)len, .sha256 = sha, .created = t, .updated = t, .expires = t + f->ttl_s};
-    pthread_mutex_lock(&f->mu);
-    struct stat sb;
-    bool have = stat(bp, &sb) == 0 && (uint64_t)sb.st_size == (uint64_t)len;
-    if (!have) {
-        if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || fsync(u->fd) != 0 || rename(u->path, bp) != 0) {
-            cst_warn("files: storing blob %s: %s", bp, strerror(errno));
-            pthread_mutex_unlock(&f->mu);
-            return ferr(c, "final", E_INTERNAL, "cannot store the file");
-        }
-        u->path[0] = 0; /* renamed: nothing to unlink */
-    }
-    cst_status st = cst_store_file_put(s->store, &rec);
-    pthread_mutex_unlock(&f->mu);
+    cst_status st = cst_store_file_create(s->store, &rec, u->path);
     if (st) {
-        blob_release(f, sha);
         if (st == CST_ERR_CONFLICT) return ferr(c, "final", E_CONFLICT_409, "file 'files/%s' already exists", u->file_id);
-        return ferr(c, "final", E_INTERNAL, "store: %s", s->store->err);
+        cst_warn("files: storing files/%s: %s", u->file_id, s->store->err);
+        if (st == CST_ERR_STORE) return ferr(c, "final", E_UNAVAILABLE, "store: %s", s->store->err);
+        return ferr(c, "final", E_INTERNAL, "cannot store the file");
     }
+    if (unlink(u->path) != 0 && errno != ENOENT) cst_warn("files: removing %s: %s", u->path, strerror(errno));
+    u->path[0] = 0; /* stored: nothing left to remove */
     if (image)
         cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
     else cst_info("files: stored files/%s (%zu bytes, %s, sha256 %.12s...)", u->file_id, len, u->mime, sha);
@@ -829,30 +807,56 @@ static enum MHD_Result file_get(cst_server *s, struct MHD_Connection *c, const c
     cst_frec r;
     cst_status st = get_live(s, owner, id, &r);
     if (st == CST_ERR_NOT_FOUND) return ferr(c, NULL, E_NOT_FOUND, "file 'files/%s' not found", id);
-    if (st) return ferr(c, NULL, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return ferr(c, NULL, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     json_t *j = file_json(s, c, &r);
     cst_frec_clear(&r);
     return fjson(c, j, NULL);
+}
+
+/* Download body: read from the store as MHD asks (the blob may live in the database). */
+typedef struct dl_ctx {
+    cst_store *store;
+    char sha[65];
+    int64_t size;
+} dl_ctx;
+
+static ssize_t dl_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    dl_ctx *dc = cls;
+    if ((int64_t)pos >= dc->size) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t got = 0;
+    if (cst_store_blob_read(dc->store, dc->sha, (int64_t)pos, buf, max, &got) || got == 0) {
+        cst_warn("files: reading blob %s at %llu failed", dc->sha, (unsigned long long)pos);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return (ssize_t)got;
 }
 
 static enum MHD_Result file_download(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
     cst_frec r;
     cst_status st = get_live(s, owner, id, &r);
     if (st == CST_ERR_NOT_FOUND) return ferr(c, NULL, E_NOT_FOUND, "file 'files/%s' not found", id);
-    if (st) return ferr(c, NULL, E_INTERNAL, "store: %s", s->store->err);
-    char bp[4300];
-    blob_path(s->files, r.sha256, bp, sizeof bp);
-    int fd = open(bp, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size != r.size) {
-        if (fd >= 0) close(fd);
-        cst_warn("files: blob of files/%s missing (%s)", id, bp);
+    if (st) return ferr(c, NULL, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
+    /* check that the blob is there before answering 200 */
+    char probe[1];
+    size_t got = 0;
+    st = cst_store_blob_read(s->store, r.sha256, 0, probe, r.size > 0 ? 1 : 0, &got);
+    if (st || (r.size > 0 && got != 1)) {
+        cst_warn("files: blob of files/%s (%s) unreadable: %s", id, r.sha256, st ? s->store->err : "empty");
         cst_frec_clear(&r);
+        if (st == CST_ERR_STORE) return ferr(c, NULL, E_UNAVAILABLE, "store: %s", s->store->err);
         return ferr(c, NULL, E_INTERNAL, "the file's content is missing");
     }
-    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+    dl_ctx *dc = malloc(sizeof *dc);
+    if (!dc) {
+        cst_frec_clear(&r);
+        return MHD_NO;
+    }
+    dc->store = s->store;
+    dc->size = r.size;
+    snprintf(dc->sha, sizeof dc->sha, "%s", r.sha256);
+    struct MHD_Response *resp = MHD_create_response_from_callback((uint64_t)r.size, 256 * 1024, dl_read, dc, free);
     if (!resp) {
-        close(fd);
+        free(dc);
         cst_frec_clear(&r);
         return MHD_NO;
     }
@@ -882,7 +886,7 @@ static enum MHD_Result file_list(cst_server *s, struct MHD_Connection *c, const 
     size_t n = 0;
     /* one more than asked tells whether a next page exists */
     cst_status st = cst_store_file_list(s->store, owner, now_s(), before, (size_t)size + 1, &v, &n);
-    if (st) return ferr(c, NULL, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return ferr(c, NULL, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     json_t *arr = json_array();
     size_t shown = CST_MIN(n, (size_t)size);
     for (size_t i = 0; i < shown; i++) json_array_append_new(arr, file_json(s, c, &v[i]));
@@ -902,11 +906,11 @@ static enum MHD_Result file_delete(cst_server *s, struct MHD_Connection *c, cons
     cst_status st = get_live(s, owner, id, &r);
     cst_frec_clear(&r);
     if (st == CST_ERR_NOT_FOUND) return ferr(c, NULL, E_NOT_FOUND, "file 'files/%s' not found", id);
-    if (st) return ferr(c, NULL, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return ferr(c, NULL, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     char sha[65] = "";
     st = cst_store_file_del(s->store, owner, id, sha);
     if (st == CST_ERR_NOT_FOUND) return ferr(c, NULL, E_NOT_FOUND, "file 'files/%s' not found", id);
-    if (st) return ferr(c, NULL, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return ferr(c, NULL, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     blob_release(s->files, sha);
     cst_info("files: deleted files/%s", id);
     return fjson(c, json_object(), NULL);
@@ -1017,11 +1021,11 @@ static void *janitor_main(void *arg) {
 }
 
 /* Remove leftovers: temp files of sessions that died with the process, blobs
- * that no file refers to (a crash between rename and insert). */
+ * that no file refers to (the store's blob_gc). */
 static void startup_gc(cst_files *f) {
     DIR *d = opendir(f->tmp);
     struct dirent *e;
-    size_t n_tmp = 0, n_blob = 0;
+    size_t n_tmp = 0;
     if (d) {
         while ((e = readdir(d))) {
             if (e->d_name[0] == '.') continue;
@@ -1031,29 +1035,8 @@ static void startup_gc(cst_files *f) {
         }
         closedir(d);
     }
-    d = opendir(f->blobs);
-    if (d) {
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.') continue;
-            char sub[4400];
-            snprintf(sub, sizeof sub, "%s/%s", f->blobs, e->d_name);
-            DIR *d2 = opendir(sub);
-            if (!d2) continue;
-            struct dirent *e2;
-            while ((e2 = readdir(d2))) {
-                if (e2->d_name[0] == '.') continue;
-                int64_t refs = 1;
-                if (strlen(e2->d_name) == 64 && cst_store_blob_refs(f->srv->store, e2->d_name, &refs) == CST_OK &&
-                    refs == 0) {
-                    char p[4700];
-                    snprintf(p, sizeof p, "%s/%s", sub, e2->d_name);
-                    if (unlink(p) == 0) n_blob++;
-                }
-            }
-            closedir(d2);
-        }
-        closedir(d);
-    }
+    size_t n_blob = 0;
+    if (cst_store_blob_gc(f->srv->store, &n_blob)) cst_warn("files: blob gc: %s", f->srv->store->err);
     if (n_tmp || n_blob)
         cst_info("files: removed %zu interrupted upload(s) and %zu unreferenced blob(s)", n_tmp, n_blob);
 }
@@ -1084,9 +1067,8 @@ cst_status cst_files_open(cst_server *s, char *err, size_t errlen) {
         return CST_ERR_INVALID_ARG;
     }
     snprintf(f->root, sizeof f->root, "%s/files", dd);
-    snprintf(f->blobs, sizeof f->blobs, "%s/blobs", f->root);
     snprintf(f->tmp, sizeof f->tmp, "%s/tmp", f->root);
-    if (!mkdir_p(dd, err, errlen) || !mkdir_p(f->root, err, errlen) || !mkdir_p(f->blobs, err, errlen) ||
+    if (!mkdir_p(dd, err, errlen) || !mkdir_p(f->root, err, errlen) ||
         !mkdir_p(f->tmp, err, errlen)) {
         cst_files_close(f);
         return CST_ERR_IO;

@@ -350,7 +350,7 @@ bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner,
             st = CST_ERR_NOT_FOUND;
         }
         if (st == CST_ERR_NOT_FOUND) BFAIL(E_NOT_FOUND, "%s: file 'files/%s' not found", what, id);
-        if (st) BFAIL(E_INTERNAL, "store: %s", s->store->err);
+        if (st) BFAIL(st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
         snprintf(file_mime, 128, "%s", fr.mime);
         if (max_len && fr.size > 0 && (uint64_t)fr.size > (uint64_t)max_len) {
             int64_t fs = fr.size;
@@ -358,13 +358,26 @@ bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner,
             BFAIL(E_INVALID, "%s: file 'files/%s' is %lld bytes, over the limit of %zu bytes for this use", what, id,
                   (long long)fs, max_len);
         }
-        char path[4400];
-        snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", s->p.data_dir ? s->p.data_dir : "data", fr.sha256,
-                 fr.sha256);
+        /* the blob, from the store (a file on disk or rows in the database); NUL-terminated */
+        len = (size_t)fr.size;
+        bytes = malloc(len + 1);
+        if (!bytes) {
+            cst_frec_clear(&fr);
+            BFAIL(E_INTERNAL, "out of memory reading %s", what);
+        }
+        size_t at = 0, got = 1;
+        while (at < len && got > 0) {
+            st = cst_store_blob_read(s->store, fr.sha256, (int64_t)at, bytes + at, len - at, &got);
+            if (st) break;
+            at += got;
+        }
         cst_frec_clear(&fr);
-        char *data = NULL;
-        if (cst_read_file(path, &data, &len)) BFAIL(E_INTERNAL, "%s: the file's content is missing", what);
-        bytes = (uint8_t *)data;
+        bytes[at] = 0;
+        if (st || at != len) {
+            free(bytes);
+            if (st == CST_ERR_STORE) BFAIL(E_UNAVAILABLE, "store: %s", s->store->err);
+            BFAIL(E_INTERNAL, "%s: the file's content is missing", what);
+        }
     } else {
         BFAIL(E_INVALID, "%s: give data or uri", what);
     }

@@ -164,6 +164,29 @@ char *cst_metrics_render(cst_server *s) {
     histo(&b, "castor_token_latency_seconds", "Seconds between consecutive generated tokens.", M.tok_n, tok_b, N_TOK,
           M.tok_sum, M.tok_count);
     pthread_mutex_unlock(&M.mu);
+    if (s->store) { /* the store: operation latency, failures, connection pool */
+        cst_store_stats ss;
+        cst_store_stats_get(s->store, &ss);
+        sb_printf(&b,
+                  "# HELP castor_store_op_seconds Time of store operations (including waits for a connection).\n"
+                  "# TYPE castor_store_op_seconds summary\n"
+                  "castor_store_op_seconds_sum{backend=\"%s\"} %.6f\ncastor_store_op_seconds_count{backend=\"%s\"} %llu\n"
+                  "# HELP castor_store_op_max_seconds Slowest store operation since start.\n"
+                  "# TYPE castor_store_op_max_seconds gauge\ncastor_store_op_max_seconds %.6f\n"
+                  "# HELP castor_store_errors_total Store operations that failed (database unreachable or refused).\n"
+                  "# TYPE castor_store_errors_total counter\ncastor_store_errors_total %llu\n"
+                  "# HELP castor_store_pool_connections Store connections: size (max), open, busy.\n"
+                  "# TYPE castor_store_pool_connections gauge\n"
+                  "castor_store_pool_connections{state=\"size\"} %d\ncastor_store_pool_connections{state=\"open\"} %d\n"
+                  "castor_store_pool_connections{state=\"busy\"} %d\n"
+                  "# HELP castor_store_pool_waits_total Store operations that waited for a free connection.\n"
+                  "# TYPE castor_store_pool_waits_total counter\ncastor_store_pool_waits_total %llu\n"
+                  "# HELP castor_store_reconnects_total Store connections reopened after the first.\n"
+                  "# TYPE castor_store_reconnects_total counter\ncastor_store_reconnects_total %llu\n",
+                  s->store->ops->name, ss.op_seconds, s->store->ops->name, (unsigned long long)ss.ops,
+                  ss.op_max_seconds, (unsigned long long)ss.errors, ss.pool_size, ss.pool_open, ss.pool_busy,
+                  (unsigned long long)ss.pool_waits, (unsigned long long)ss.reconnects);
+    }
     sb_printf(&b, "# HELP castor_queue_depth Requests waiting for an engine slot.\n# TYPE castor_queue_depth gauge\n");
     for (size_t i = 0; i < s->n_models; i++)
         sb_printf(&b, "castor_queue_depth{model=\"%s\"} %d\n", s->models[i].stem,

@@ -201,6 +201,7 @@ static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse 
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    if (w->r) MHD_add_response_header(resp, "X-Castor-Interaction-Id", w->r->id);
     cst_api_common_headers(resp);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
@@ -351,7 +352,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
             goto out;
         }
         if (st) {
-            ret = cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+            ret = cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s",
+                                s->store->err);
             goto out;
         }
         const char *parts[3] = {prev.history, prev.turn, prev.outputs};
@@ -440,6 +442,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
         goto out;
     }
+    if (cr.store && cst_store_ping(s->store)) { /* fail fast: nothing is accepted that cannot be kept */
+        ret = cst_api_error(c, E_UNAVAILABLE, "store: %s", s->store->err);
+        goto out;
+    }
     cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
         ekind k = cst_api_status_kind(st);
@@ -462,7 +468,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         goto out;
     }
     if (cr.background) {
-        ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+        ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
         goto out;
     }
     while (!cst_run_wait(r, 0.1)) {
@@ -479,7 +485,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     else if (r->persist_err) /* acknowledged means stored */
         ret = cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
                             r->persist_err);
-    else ret = cst_api_json(c, 200, cst_run_json(r, false, false));
+    else ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
 out:
     cst_run_unref(r);
     cst_chat_prompt_clear(&cp);
@@ -560,7 +566,7 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     if (!stream) {
         ret = cst_api_json(c, 200, cst_irec_json(&rec, include_input));
         cst_irec_clear(&rec);
@@ -595,7 +601,7 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
     }
     cst_status st = cst_store_del(s->store, owner, id);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     return cst_api_json(c, 200, json_object());
 }
 
@@ -621,7 +627,7 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
     cst_irec rec;
     cst_status st = cst_store_get(s->store, owner, id, &rec);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, E_INTERNAL, "store: %s", s->store->err);
+    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     enum MHD_Result ret =
         cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, rec.status);
     cst_irec_clear(&rec);

@@ -142,7 +142,10 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
         *rid = R_HEALTH;
         if (atomic_load(&s->draining))
             return cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
-        return cst_api_json(c, 200, json_pack("{s:s,s:i}", "status", "ok", "models", (int)s->n_models));
+        if (cst_store_ping(s->store)) /* the balancer takes this replica out until the store answers */
+            return cst_api_error(c, E_UNAVAILABLE, "the store is unreachable: %s", s->store->err);
+        return cst_api_json(c, 200, json_pack("{s:s,s:i,s:s}", "status", "ok", "models", (int)s->n_models, "store",
+                                              s->store->ops->name));
     }
     if (!strcmp(path, "/metrics")) {
         *rid = R_METRICS;

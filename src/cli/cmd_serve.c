@@ -40,7 +40,7 @@ static void usage(FILE *f) {
             "  --port N              port (default 8080; 0 = any free port)\n"
             "  --port-file FILE      write the port actually bound to FILE\n"
             "  --data-dir DIR        state directory (default ./data; holds castor.db)\n"
-            "  --store URL           store URL: sqlite:PATH (postgres:// later); overrides --data-dir\n"
+            "  --store URL           store URL: sqlite:PATH or postgres://user@host/db (instead of DATA_DIR/castor.db)\n"
             "  --api-keys FILE       accepted API keys, one per line (or sha256:HEX)\n"
             "  --no-auth             accept requests without a key (loopback addresses only)\n"
             "  -c, --ctx N           context positions per sequence (default min(model, 4096))\n"

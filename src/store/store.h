@@ -1,6 +1,6 @@
 /* store.h: persistent state of the Interactions API behind one interface
- * (struct cst_store_ops), so that back-ends can be swapped: SQLite (WAL) now,
- * PostgreSQL later (--store postgres://...). The store sees only strings and
+ * (struct cst_store_ops), so that back-ends can be swapped: SQLite (WAL,
+ * store_sqlite.c) and PostgreSQL (libpq, store_pg.c; --store postgres://...). The store sees only strings and
  * integers: JSON documents are opaque text produced and parsed by src/api.
  * Every record belongs to an owner (a hash of the API key); lookups with a
  * different owner behave as if the record did not exist.
@@ -51,6 +51,19 @@ typedef struct cst_frec {
 void cst_frec_clear(cst_frec *r); /* frees the strings, zeroes the struct */
 void cst_frec_free_list(cst_frec *list, size_t n); /* clears each, frees the array; NULL ok */
 
+/* Figures of the store for /metrics (cumulative since open, except the gauges). */
+typedef struct cst_store_stats {
+    uint64_t ops;          /* operations run */
+    uint64_t errors;       /* operations that failed with CST_ERR_STORE */
+    double op_seconds;     /* total time spent in operations (including pool waits) */
+    double op_max_seconds; /* slowest operation */
+    int pool_size;         /* connections the pool may hold (1 for SQLite) */
+    int pool_open;         /* gauge: connections open now */
+    int pool_busy;         /* gauge: connections in use now */
+    uint64_t pool_waits;   /* acquisitions that had to wait for a free connection */
+    uint64_t reconnects;   /* connections (re)opened after the first */
+} cst_store_stats;
+
 /* Called for each stored event in order; return false to stop. */
 typedef bool (*cst_store_event_fn)(void *ud, int64_t seq, const char *data);
 
@@ -70,8 +83,8 @@ struct cst_store_ops {
     cst_status (*events)(cst_store *s, const char *id, int64_t after, cst_store_event_fn fn, void *ud);
     void (*close)(cst_store *s);
 
-    /* ---- files (Files API metadata; the bytes are blobs on disk named by
-     * their SHA-256, managed by src/api) ---- */
+    /* ---- files (Files API metadata; the bytes are blobs named by their
+     * SHA-256, see the blob ops at the end) ---- */
     /* Insert a new file. CST_ERR_CONFLICT if (owner, id) exists. r->seq is ignored. */
     cst_status (*file_put)(cst_store *s, const cst_frec *r);
     /* Fill *out (caller clears it). CST_ERR_NOT_FOUND if absent or another owner's
@@ -105,8 +118,39 @@ struct cst_store_ops {
      * events alone. *n gets the number of records changed. One statement /
      * transaction. PostgreSQL: UPDATE interactions SET status = 'failed',
      * updated = $1, errors = $2, usage = COALESCE(usage, $3) WHERE status IN
-     * ('queued', 'in_progress'). */
+     * ('queued', 'in_progress'). The PostgreSQL back-end leaves it NULL:
+     * replicas share the table, and a replica starting up cannot tell its own
+     * interrupted runs from another replica's live ones (that needs the
+     * leases of a background-job queue, not built yet). */
     cst_status (*fail_unfinished)(cst_store *s, int64_t now, const char *errors, const char *usage, int64_t *n);
+
+    /* ---- blobs: file contents, content-addressed by SHA-256 and owned by the
+     * store (SQLite: files DIR/files/blobs/xx/<sha256> beside the database
+     * DIR/castor.db; PostgreSQL: 1 MiB bytea chunks in the database, so that
+     * replicas share no file system). A blob lives while a file refers to it. ---- */
+    /* Store the blob r->sha256 (r->size bytes, read from the file at path)
+     * unless it is already stored, and insert the file r, atomically: either
+     * both are there on return or neither is new. The file at path is consumed
+     * or left (SQLite renames it into place): the caller unlinks path if it
+     * still exists. CST_ERR_CONFLICT if (owner, id) exists (a blob stored by
+     * this call is dropped again); CST_ERR_IO if path cannot be read or is not
+     * r->size bytes long. r->seq is ignored. Durable on return. */
+    cst_status (*file_create)(cst_store *s, const cst_frec *r, const char *path);
+    /* Read up to n bytes of blob sha256 at offset off into buf; *got is the
+     * count (0 at or past the end; may be < n before the end: call again).
+     * CST_ERR_NOT_FOUND if the blob is not stored. */
+    cst_status (*blob_read)(cst_store *s, const char *sha256, int64_t off, void *buf, size_t n, size_t *got);
+    /* Remove blob sha256 if no file (any owner, expired or not) refers to it;
+     * *removed (may be NULL) says whether it was removed. Safe against a
+     * concurrent file_create of the same bytes (from any replica). */
+    cst_status (*blob_release)(cst_store *s, const char *sha256, bool *removed);
+    /* Remove every blob no file refers to (leftovers of a crash); *removed
+     * (may be NULL) gets the count. */
+    cst_status (*blob_gc)(cst_store *s, size_t *removed);
+    /* CST_OK when the store answers a trivial query now (for /health). */
+    cst_status (*ping)(cst_store *s);
+    /* Fill *out with the figures above. */
+    void (*stats)(cst_store *s, cst_store_stats *out);
 };
 
 struct cst_store {
@@ -127,10 +171,16 @@ struct cst_store {
  * its first record returned CST_OK. */
 
 /* Open a store from a URL: "sqlite:PATH", a plain PATH (SQLite), or
- * "postgres://..." (CST_ERR_UNSUPPORTED for now). Creates the schema.
- * All operations are thread-safe. */
+ * "postgres://..." / "postgresql://..." (a libpq connection URI). Creates or
+ * migrates the schema. All operations are thread-safe. */
 cst_status cst_store_open(const char *url, cst_store **out, char *err, size_t errlen);
 cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen);
+/* PostgreSQL: a pool of up to CASTOR_PG_POOL connections (default 8), opened
+ * on demand and reopened after the server went away; the schema migrations
+ * (table schema_migrations) are applied under an advisory lock, so replicas
+ * starting together apply each one once. CST_ERR_STORE if the database cannot
+ * be reached at open. */
+cst_status cst_store_open_pg(const char *url, cst_store **out, char *err, size_t errlen);
 void cst_store_close(cst_store *s); /* NULL ok */
 
 /* Convenience wrappers over the vtable. */
@@ -178,5 +228,19 @@ static inline cst_status cst_store_file_usage(cst_store *s, const char *owner, i
                                               int64_t *next_expiry) {
     return s->ops->file_usage(s, owner, now, bytes, next_expiry);
 }
+
+static inline cst_status cst_store_file_create(cst_store *s, const cst_frec *r, const char *path) {
+    return s->ops->file_create(s, r, path);
+}
+static inline cst_status cst_store_blob_read(cst_store *s, const char *sha256, int64_t off, void *buf, size_t n,
+                                             size_t *got) {
+    return s->ops->blob_read(s, sha256, off, buf, n, got);
+}
+static inline cst_status cst_store_blob_release(cst_store *s, const char *sha256, bool *removed) {
+    return s->ops->blob_release(s, sha256, removed);
+}
+static inline cst_status cst_store_blob_gc(cst_store *s, size_t *removed) { return s->ops->blob_gc(s, removed); }
+static inline cst_status cst_store_ping(cst_store *s) { return s->ops->ping(s); }
+static inline void cst_store_stats_get(cst_store *s, cst_store_stats *out) { s->ops->stats(s, out); }
 
 #endif

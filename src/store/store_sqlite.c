@@ -3,21 +3,48 @@
  * connection serialised by a mutex, prepared statements per call). Tables:
  * interactions (one row per interaction, JSON documents as text) and events
  * (the SSE event log for replay), files (Files API metadata; rowid gives the
- * listing order). Also cst_store_open's URL dispatch.
+ * listing order). File contents are blobs on disk beside the database
+ * (DIR/files/blobs/xx/<sha256>). Also cst_store_open's URL dispatch.
  */
 #include "store.h"
 #include "core/core.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct sq_store {
     cst_store base;
     sqlite3 *db;
     pthread_mutex_t mu;
+    char blobs[4096]; /* DIR/files/blobs */
+    /* figures (under mu) */
+    uint64_t ops, errors;
+    double op_s, op_max_s;
 } sq_store;
+
+/* Every operation runs between sq_lock and sq_unlock, which time it
+ * (including the wait for the connection) for /metrics. */
+static _Thread_local double sq_t0;
+
+static void sq_lock(sq_store *s) {
+    sq_t0 = cst_time_now();
+    pthread_mutex_lock(&s->mu);
+}
+
+static void sq_unlock(sq_store *s) {
+    double d = cst_time_now() - sq_t0;
+    s->ops++;
+    s->op_s += d;
+    if (d > s->op_max_s) s->op_max_s = d;
+    pthread_mutex_unlock(&s->mu);
+}
 
 static const char *SCHEMA =
     "PRAGMA journal_mode=WAL;"
@@ -79,6 +106,7 @@ static cst_status fail(sq_store *s, const char *what) {
     cst_errf(s->base.err, sizeof s->base.err, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
     s->base.transient = transient_code(sqlite3_extended_errcode(s->db));
     cst_warn("store: %s", s->base.err);
+    s->errors++;
     return CST_ERR_STORE;
 }
 
@@ -92,7 +120,7 @@ static cst_status sq_put(cst_store *bs, const cst_irec *r) {
     static const char *sql =
         "INSERT OR REPLACE INTO interactions(id, owner, model, status, created, updated, previous_id,"
         " request, input, history, turn, outputs, usage, errors) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -116,7 +144,7 @@ static cst_status sq_put(cst_store *bs, const cst_irec *r) {
     if (sqlite3_step(st) != SQLITE_DONE) rc = fail(s, "insert");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -131,7 +159,7 @@ static cst_status sq_get(cst_store *bs, const char *owner, const char *id, cst_i
         "SELECT id, owner, model, status, created, updated, previous_id, request, input, history, turn,"
         " outputs, usage, errors FROM interactions WHERE id = ? AND owner = ?";
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -169,7 +197,7 @@ static cst_status sq_get(cst_store *bs, const char *owner, const char *id, cst_i
     }
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -202,7 +230,7 @@ static cst_status commit_locked(sq_store *s) {
 
 static cst_status sq_del(cst_store *bs, const char *owner, const char *id) {
     sq_store *s = (sq_store *)bs;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = exec_locked(s, "BEGIN");
     if (rc) goto out;
@@ -234,7 +262,7 @@ rollback:
     exec_locked(s, "ROLLBACK");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -242,7 +270,7 @@ static cst_status sq_put_events(cst_store *bs, const char *id, int64_t first_seq
                                 size_t n) {
     sq_store *s = (sq_store *)bs;
     if (n == 0) return CST_OK;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = exec_locked(s, "BEGIN");
     if (rc) goto out;
@@ -267,13 +295,13 @@ rollback:
     exec_locked(s, "ROLLBACK");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
 static cst_status sq_events(cst_store *bs, const char *id, int64_t after, cst_store_event_fn fn, void *ud) {
     sq_store *s = (sq_store *)bs;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, "SELECT seq, data FROM events WHERE interaction_id = ? AND seq > ? ORDER BY seq",
@@ -291,7 +319,7 @@ static cst_status sq_events(cst_store *bs, const char *id, int64_t after, cst_st
     if (x != SQLITE_ROW && x != SQLITE_DONE) rc = fail(s, "select events");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -318,11 +346,10 @@ static bool frec_row(sqlite3_stmt *st, cst_frec *r) {
     return true;
 }
 
-static cst_status sq_file_put(cst_store *bs, const cst_frec *r) {
-    sq_store *s = (sq_store *)bs;
+/* Insert file r; the caller holds the lock. */
+static cst_status file_put_locked(sq_store *s, const cst_frec *r) {
     static const char *sql = "INSERT INTO files(id, owner, display_name, mime, size, sha256, created, updated, expires)"
                              " VALUES(?,?,?,?,?,?,?,?,?)";
-    pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -347,14 +374,21 @@ static cst_status sq_file_put(cst_store *bs, const cst_frec *r) {
     }
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_file_put(cst_store *bs, const cst_frec *r) {
+    sq_store *s = (sq_store *)bs;
+    sq_lock(s);
+    cst_status rc = file_put_locked(s, r);
+    sq_unlock(s);
     return rc;
 }
 
 static cst_status sq_file_get(cst_store *bs, const char *owner, const char *id, cst_frec *out) {
     sq_store *s = (sq_store *)bs;
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, "SELECT " FCOLS " FROM files WHERE owner = ? AND id = ?", -1, &st, NULL) !=
@@ -370,7 +404,7 @@ static cst_status sq_file_get(cst_store *bs, const char *owner, const char *id, 
     else if (!frec_row(st, out)) rc = CST_ERR_NOMEM;
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -407,7 +441,7 @@ static cst_status sq_file_list(cst_store *bs, const char *owner, int64_t now, in
     sq_store *s = (sq_store *)bs;
     *out = NULL;
     *n = 0;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc;
     if (sqlite3_prepare_v2(s->db,
@@ -424,13 +458,13 @@ static cst_status sq_file_list(cst_store *bs, const char *owner, int64_t now, in
     rc = collect(s, st, limit, out, n);
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
 static cst_status sq_file_del(cst_store *bs, const char *owner, const char *id, char *sha256) {
     sq_store *s = (sq_store *)bs;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, "DELETE FROM files WHERE owner = ? AND id = ? RETURNING sha256", -1, &st, NULL) !=
@@ -455,7 +489,7 @@ static cst_status sq_file_del(cst_store *bs, const char *owner, const char *id, 
     if (x != SQLITE_DONE) rc = fail(s, "delete file");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -463,7 +497,7 @@ static cst_status sq_file_expired(cst_store *bs, int64_t now, size_t limit, cst_
     sq_store *s = (sq_store *)bs;
     *out = NULL;
     *n = 0;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc;
     if (sqlite3_prepare_v2(s->db, "SELECT " FCOLS " FROM files WHERE expires <= ? ORDER BY expires, seq LIMIT ?", -1,
@@ -476,14 +510,13 @@ static cst_status sq_file_expired(cst_store *bs, int64_t now, size_t limit, cst_
     rc = collect(s, st, limit, out, n);
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
-static cst_status sq_blob_refs(cst_store *bs, const char *sha256, int64_t *n) {
-    sq_store *s = (sq_store *)bs;
+/* Files whose blob is sha256; the caller holds the lock. */
+static cst_status refs_locked(sq_store *s, const char *sha256, int64_t *n) {
     *n = 0;
-    pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM files WHERE sha256 = ?", -1, &st, NULL) != SQLITE_OK) {
@@ -495,7 +528,14 @@ static cst_status sq_blob_refs(cst_store *bs, const char *sha256, int64_t *n) {
     else *n = sqlite3_column_int64(st, 0);
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static cst_status sq_blob_refs(cst_store *bs, const char *sha256, int64_t *n) {
+    sq_store *s = (sq_store *)bs;
+    sq_lock(s);
+    cst_status rc = refs_locked(s, sha256, n);
+    sq_unlock(s);
     return rc;
 }
 
@@ -504,7 +544,7 @@ static cst_status sq_file_usage(cst_store *bs, const char *owner, int64_t now, i
     sq_store *s = (sq_store *)bs;
     *bytes = 0;
     if (next_expiry) *next_expiry = 0;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     /* (owner, id) is UNIQUE: its index serves the owner filter */
@@ -525,8 +565,167 @@ static cst_status sq_file_usage(cst_store *bs, const char *owner, int64_t now, i
     if (next_expiry && sqlite3_column_type(st, 1) != SQLITE_NULL) *next_expiry = sqlite3_column_int64(st, 1);
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
+}
+
+/* ---- blobs: DIR/files/blobs/xx/<sha256> ---------------------------------- */
+
+static bool sha_ok(const char *h) {
+    if (!h || strlen(h) != 64) return false;
+    for (const char *p = h; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
+    return true;
+}
+
+static void blob_path(const sq_store *s, const char *sha, char *out, size_t n) {
+    snprintf(out, n, "%s/%.2s/%s", s->blobs, sha, sha);
+}
+
+static bool mkdir_ok(const char *p) { return mkdir(p, 0700) == 0 || errno == EEXIST; }
+
+static void fsync_dir(const char *p) {
+    int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static cst_status io_fail(sq_store *s, const char *what, const char *p) {
+    cst_errf(s->base.err, sizeof s->base.err, "%s %s: %s", what, p, strerror(errno));
+    cst_warn("store: %s", s->base.err);
+    return CST_ERR_IO;
+}
+
+static cst_status sq_file_create(cst_store *bs, const cst_frec *r, const char *path) {
+    sq_store *s = (sq_store *)bs;
+    if (!sha_ok(r->sha256)) {
+        cst_errf(s->base.err, sizeof s->base.err, "bad blob hash");
+        return CST_ERR_INVALID_ARG;
+    }
+    char bp[4200], dir[4200], files_dir[4200];
+    blob_path(s, r->sha256, bp, sizeof bp);
+    snprintf(dir, sizeof dir, "%s/%.2s", s->blobs, r->sha256);
+    snprintf(files_dir, sizeof files_dir, "%.*s", (int)(strlen(s->blobs) - 6), s->blobs); /* DIR/files */
+    sq_lock(s);
+    cst_status rc = CST_OK;
+    bool placed = false;
+    struct stat sb;
+    if (!(stat(bp, &sb) == 0 && sb.st_size == r->size)) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = io_fail(s, "open", path);
+            goto out;
+        }
+        bool ok = fstat(fd, &sb) == 0 && sb.st_size == r->size && fsync(fd) == 0;
+        close(fd);
+        if (!ok) {
+            cst_errf(s->base.err, sizeof s->base.err, "%s is not %lld bytes", path, (long long)r->size);
+            rc = CST_ERR_IO;
+            goto out;
+        }
+        if (!mkdir_ok(files_dir) || !mkdir_ok(s->blobs) || !mkdir_ok(dir)) {
+            rc = io_fail(s, "mkdir", dir);
+            goto out;
+        }
+        if (rename(path, bp) != 0) {
+            rc = io_fail(s, "rename to", bp);
+            goto out;
+        }
+        fsync_dir(dir);
+        placed = true;
+    }
+    rc = file_put_locked(s, r);
+    int64_t n = 1;
+    if (rc && placed && refs_locked(s, r->sha256, &n) == CST_OK && n == 0) unlink(bp);
+out:
+    sq_unlock(s);
+    return rc;
+}
+
+static cst_status sq_blob_read(cst_store *bs, const char *sha256, int64_t off, void *buf, size_t n, size_t *got) {
+    sq_store *s = (sq_store *)bs;
+    *got = 0;
+    if (!sha_ok(sha256) || off < 0) return CST_ERR_NOT_FOUND;
+    char bp[4200];
+    blob_path(s, sha256, bp, sizeof bp);
+    int fd = open(bp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? CST_ERR_NOT_FOUND : io_fail(s, "open", bp);
+    ssize_t k;
+    do k = pread(fd, buf, n, (off_t)off);
+    while (k < 0 && errno == EINTR);
+    cst_status rc = CST_OK;
+    if (k < 0) rc = io_fail(s, "read", bp);
+    else *got = (size_t)k;
+    close(fd);
+    return rc;
+}
+
+static cst_status sq_blob_release(cst_store *bs, const char *sha256, bool *removed) {
+    sq_store *s = (sq_store *)bs;
+    if (removed) *removed = false;
+    if (!sha_ok(sha256)) return CST_OK;
+    sq_lock(s);
+    int64_t n = 1;
+    cst_status rc = refs_locked(s, sha256, &n);
+    if (rc == CST_OK && n == 0) {
+        char bp[4200];
+        blob_path(s, sha256, bp, sizeof bp);
+        if (unlink(bp) == 0) {
+            if (removed) *removed = true;
+        } else if (errno != ENOENT) {
+            rc = io_fail(s, "unlink", bp);
+        }
+    }
+    sq_unlock(s);
+    return rc;
+}
+
+static cst_status sq_blob_gc(cst_store *bs, size_t *removed) {
+    sq_store *s = (sq_store *)bs;
+    size_t k = 0;
+    DIR *d = opendir(s->blobs);
+    struct dirent *e;
+    if (d) {
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            char sub[4400];
+            snprintf(sub, sizeof sub, "%s/%s", s->blobs, e->d_name);
+            DIR *d2 = opendir(sub);
+            if (!d2) continue;
+            struct dirent *e2;
+            while ((e2 = readdir(d2))) {
+                bool gone = false;
+                if (sha_ok(e2->d_name) && sq_blob_release(bs, e2->d_name, &gone) == CST_OK && gone) k++;
+            }
+            closedir(d2);
+        }
+        closedir(d);
+    }
+    if (removed) *removed = k;
+    return CST_OK;
+}
+
+static cst_status sq_ping(cst_store *bs) {
+    sq_store *s = (sq_store *)bs;
+    sq_lock(s);
+    cst_status rc = exec_locked(s, "SELECT 1");
+    sq_unlock(s);
+    return rc;
+}
+
+static void sq_stats(cst_store *bs, cst_store_stats *out) {
+    sq_store *s = (sq_store *)bs;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    out->ops = s->ops;
+    out->errors = s->errors;
+    out->op_seconds = s->op_s;
+    out->op_max_seconds = s->op_max_s;
+    pthread_mutex_unlock(&s->mu);
+    out->pool_size = 1;
+    out->pool_open = 1;
 }
 
 static void sq_close(cst_store *bs) {
@@ -542,7 +741,7 @@ static cst_status sq_fail_unfinished(cst_store *bs, int64_t now, const char *err
     static const char *sql = "UPDATE interactions SET status = 'failed', updated = ?, errors = ?,"
                              " usage = COALESCE(usage, ?) WHERE status IN ('queued', 'in_progress')";
     *n = 0;
-    pthread_mutex_lock(&s->mu);
+    sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -556,7 +755,7 @@ static cst_status sq_fail_unfinished(cst_store *bs, int64_t now, const char *err
     else *n = sqlite3_changes(s->db);
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    sq_unlock(s);
     return rc;
 }
 
@@ -576,6 +775,12 @@ static const struct cst_store_ops sq_ops = {
     .blob_refs = sq_blob_refs,
     .file_usage = sq_file_usage,
     .fail_unfinished = sq_fail_unfinished,
+    .file_create = sq_file_create,
+    .blob_read = sq_blob_read,
+    .blob_release = sq_blob_release,
+    .blob_gc = sq_blob_gc,
+    .ping = sq_ping,
+    .stats = sq_stats,
 };
 
 /* PRAGMA quick_check: "ok", or the first problems it lists (into msg). */
@@ -629,6 +834,9 @@ cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, s
         sq_close(&s->base);
         return CST_ERR_STORE;
     }
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(s->blobs, sizeof s->blobs, "files/blobs");
+    else snprintf(s->blobs, sizeof s->blobs, "%.*s/files/blobs", (int)(slash - path), path);
     if (exec_locked(s, SCHEMA)) {
         cst_errf(err, errlen, "store %s: %s", path, s->base.err);
         sq_close(&s->base);
@@ -654,10 +862,8 @@ cst_status cst_store_open(const char *url, cst_store **out, char *err, size_t er
         cst_errf(err, errlen, "empty store URL");
         return CST_ERR_INVALID_ARG;
     }
-    if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
-        cst_errf(err, errlen, "the PostgreSQL store is not implemented yet (use sqlite:PATH)");
-        return CST_ERR_UNSUPPORTED;
-    }
+    if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13))
+        return cst_store_open_pg(url, out, err, errlen);
     if (!strncmp(url, "sqlite://", 9)) return cst_store_open_sqlite(url + 9, out, err, errlen);
     if (!strncmp(url, "sqlite:", 7)) return cst_store_open_sqlite(url + 7, out, err, errlen);
     if (strstr(url, "://")) {

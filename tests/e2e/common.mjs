@@ -1,6 +1,7 @@
 // common.mjs: shared helpers of the e2e suites (server URL/keys from the
 // environment set by server_sdk.sh, the models under test, curl wrapper).
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { basename, join } from "node:path";
 import { GoogleGenAI } from "@google/genai";
 
 export const URL_ = process.env.CASTOR_URL;
@@ -79,6 +80,28 @@ export function parseSse(text) {
 export function outputText(interaction) {
   const last = interaction.steps.at(-1);
   return last.content.map((b) => b.text).join("");
+}
+
+// PostgreSQL mode (scripts/with-pg.sh sets CST_TEST_PG, CST_PG_DIR, CST_PG_BIN):
+// a server a test spawns on data dir `dir` gets a database of its own, named
+// after the dir (a restart on the same dir finds its state again).
+export const PG = !!process.env.CST_TEST_PG;
+export function pgUrl(db) {
+  return `postgresql:///${db}?host=${process.env.CST_PG_DIR}&user=castor`;
+}
+export function storeArgs(dir) {
+  if (!PG) return [];
+  const db = "t_" + basename(dir).toLowerCase().replace(/[^a-z0-9]/g, "_");
+  try {
+    execFileSync(join(process.env.CST_PG_BIN, "createdb"), ["-h", process.env.CST_PG_DIR, "-U", "castor", db],
+      { stdio: "ignore" });
+  } catch { /* exists already: a restart on the same dir */ }
+  return ["--store", pgUrl(db)];
+}
+// rows of a query as arrays of strings (psql -At)
+export function pgQuery(url, sql) {
+  const out = execFileSync(join(process.env.CST_PG_BIN, "psql"), [url, "-XAtF", "\t", "-c", sql], { encoding: "utf8" });
+  return out.split("\n").filter((l) => l.length).map((l) => l.split("\t"));
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GoogleGenAI } from "@google/genai";
-import { sleep } from "./common.mjs";
+import { sleep, storeArgs } from "./common.mjs";
 import { makePdf } from "./mkpdf.mjs";
 
 const CASTOR = process.env.CASTOR;
@@ -40,7 +40,7 @@ async function startServer() {
   const proc = spawn(CASTOR, ["serve", "-m", VISION, "--mmproj", MMPROJ, "-m", STORIES, "--api-keys", join(dir, "keys"),
     "--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--data-dir", join(dir, "data"), "-c", "2048",
     "-t", "1", "--max-output", "4", "--file-quota", String(QUOTA), "--pdf-max-pages", "5", "--pdf-max-pixels", "3000",
-    "--log-prompts"], { stdio: ["ignore", "ignore", "pipe"] });
+    "--log-prompts", ...storeArgs(dir)], { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   proc.stderr.on("data", (d) => (log += d));
   const exited = new Promise((res) => proc.on("exit", (code, sig) => res(sig ? sig : code)));

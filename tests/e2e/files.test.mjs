@@ -19,7 +19,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import { GoogleGenAI } from "@google/genai";
-import { sleep } from "./common.mjs";
+import { PG, pgQuery, sleep, storeArgs } from "./common.mjs";
 
 const CASTOR = process.env.CASTOR;
 const SHARED = process.env.CST_SHARED;
@@ -77,9 +77,10 @@ async function startServer(extra = []) {
   const dir = mkdtempSync(join(tmpdir(), "castor-files-"));
   writeFileSync(join(dir, "keys"), `${K1}\n${K2}\n`);
   const portFile = join(dir, "port");
+  const st = storeArgs(dir);
   const proc = spawn(CASTOR, ["serve", "-m", VISION, "--mmproj", MMPROJ, "-m", STORIES, "--api-keys", join(dir, "keys"),
     "--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--data-dir", join(dir, "data"), "-c", "1024",
-    "-t", "1", "--max-output", "8", "--max-file-size", String(MAX_FILE), ...extra],
+    "-t", "1", "--max-output", "8", "--max-file-size", String(MAX_FILE), ...st, ...extra],
   { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   proc.stderr.on("data", (d) => (log += d));
@@ -87,7 +88,8 @@ async function startServer(extra = []) {
   for (let i = 0; i < 200 && !existsSync(portFile); i++) await sleep(25);
   if (!existsSync(portFile)) throw new Error("server did not start: " + log);
   const port = Number(readFileSync(portFile, "utf8").trim());
-  return { url: `http://127.0.0.1:${port}`, port, proc, dir, data: join(dir, "data"), exited, log: () => log };
+  const store = PG ? st[1] : null;
+  return { url: `http://127.0.0.1:${port}`, port, proc, dir, data: join(dir, "data"), store, exited, log: () => log };
 }
 async function stopServer(s) {
   if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGTERM");
@@ -121,6 +123,7 @@ async function metric(s, name) {
   return m ? Number(m[1]) : NaN;
 }
 const blobs = (s) => {
+  if (s.store) return pgQuery(s.store, "SELECT sha256 FROM blobs ORDER BY 1").map((r) => r[0]);
   const d = join(s.data, "files/blobs");
   return readdirSync(d).flatMap((x) => readdirSync(join(d, x)));
 };

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import net from "node:net";
 import { join } from "node:path";
 import { GoogleGenAI } from "@google/genai";
-import { parseSse, sleep } from "./common.mjs";
+import { parseSse, sleep, storeArgs } from "./common.mjs";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;
@@ -28,7 +28,7 @@ async function startServer(args = [], env = {}, dir = mkdtempSync(join(tmpdir(),
   const proc = spawn(
     CASTOR,
     ["serve", "-m", STORIES, "--no-auth", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile,
-      "--data-dir", join(dir, "data"), "-c", "256", "-t", "1", ...args],
+      "--data-dir", join(dir, "data"), "-c", "256", "-t", "1", ...storeArgs(dir), ...args],
     { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] },
   );
   let log = "";

@@ -8,7 +8,9 @@
 # own (fault injection, full queue, deadlines, SIGTERM drain).
 # files.test.mjs spawns vision servers of its own (Files API, image input);
 # docs.test.mjs too (documents: text, CSV, JSON, PDF).
-# Env: CASTOR (the binary), CST_SHARED (fixtures).
+# Env: CASTOR (the binary), CST_SHARED (fixtures); CST_TEST_PG (set by
+# scripts/with-pg.sh): every server runs on the PostgreSQL store instead of
+# SQLite (the spawned ones on databases of their own, common.mjs storeArgs).
 set -euo pipefail
 : "${CASTOR:?set CASTOR to the castor binary}"
 : "${CST_SHARED:?set CST_SHARED to the shared fixtures dir}"
@@ -41,11 +43,13 @@ trap cleanup EXIT
 
 "$CASTOR" mkmodel --arch qwen3 --vocab-from "$VOCAB" --preset tiny --type Q8_0 -o "$TMP/qwen3-tiny.gguf" >/dev/null
 printf '# e2e keys\ntest-key-alpha\ntest-key-beta\n' > "$TMP/keys"
+STORE_ARGS=()
+[ -n "${CST_TEST_PG:-}" ] && STORE_ARGS=(--store "$CST_TEST_PG")
 
 # tiny-qwen: small thought budgets (thinking.test.mjs); thinking off unless asked
 "$CASTOR" serve -m "$STORIES" -m "$TMP/qwen3-tiny.gguf" --thinking-budgets 8,12,16,20 --thinking-level minimal \
   --alias tiny-qwen=qwen3-tiny \
-  --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" \
+  --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" "${STORE_ARGS[@]}" \
   -c 1024 -np 4 --max-queue 64 --max-body 4194304 --max-output 48 -t 2 > "$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do [ -f "$TMP/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done

@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GoogleGenAI } from "@google/genai";
-import { client, curlJson, parseSse, sleep } from "./common.mjs";
+import { client, curlJson, parseSse, sleep, storeArgs } from "./common.mjs";
 
 const ai = client();
 const MODEL = "tiny-qwen";
@@ -207,7 +207,7 @@ describe("signatures restore thoughts (--chat-template keeping past reasoning)",
     const portFile = join(dir, "port");
     srv = spawn(process.env.CASTOR, ["serve", "-m", process.env.CASTOR_QWEN, "--chat-template", join(dir, "keep.jinja"),
       "--thinking-budgets", "8,12,16,20", "--no-auth", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile,
-      "--data-dir", join(dir, "data"), "-c", "512", "-t", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+      "--data-dir", join(dir, "data"), "-c", "512", "-t", "1", ...storeArgs(dir)], { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     srv.stderr.on("data", (d) => (log += d));
     for (let i = 0; i < 200 && !existsSync(portFile); i++) await sleep(25);

@@ -1,19 +1,34 @@
 /* test_store.c: the cst_store contract (put/get/replace/delete, owner
- * partitioning, event log order and replay-after), run against SQLite. The
- * same cases are meant to run against every back-end. */
+ * partitioning, event log order and replay-after, files with their blobs,
+ * concurrency), run against SQLite, or against PostgreSQL when CST_TEST_PG
+ * holds a connection URL (scripts/with-pg.sh sets it; ctest case
+ * test_store_pg). Every case uses ids of its own, so that the cases share
+ * one PostgreSQL database. */
+#include "core/core.h"
 #include "store/store.h"
 #include "test.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+static const char *pg_url(void) {
+    const char *u = getenv("CST_TEST_PG");
+    return u && *u ? u : NULL;
+}
+
+/* name: the SQLite file in the temp dir (PostgreSQL: the one database) */
 static cst_store *open_tmp(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", cst_test_tmpdir(), name);
+    char path[1024];
+    if (pg_url()) snprintf(path, sizeof path, "%s", pg_url());
+    else snprintf(path, sizeof path, "%s/%s", cst_test_tmpdir(), name);
     cst_store *s = NULL;
     char err[256];
-    ASSERT_OK(cst_store_open(path, &s, err, sizeof err));
+    cst_status st = cst_store_open(path, &s, err, sizeof err);
+    ASSERT_MSG(st == CST_OK, "open %s: %s", path, err);
     return s;
 }
 
@@ -95,8 +110,9 @@ TEST(store_events_order_and_after) {
 }
 
 TEST(store_reopen_persists) {
-    char path[512];
-    snprintf(path, sizeof path, "sqlite:%s/d.db", cst_test_tmpdir());
+    char path[1024];
+    if (pg_url()) snprintf(path, sizeof path, "%s", pg_url());
+    else snprintf(path, sizeof path, "sqlite:%s/d.db", cst_test_tmpdir());
     cst_store *s = NULL;
     char err[256];
     ASSERT_OK(cst_store_open(path, &s, err, sizeof err));
@@ -114,14 +130,22 @@ TEST(store_reopen_persists) {
 TEST(store_url_schemes) {
     cst_store *s = NULL;
     char err[256];
-    ASSERT_EQ(cst_store_open("postgres://u@h/db", &s, err, sizeof err), CST_ERR_UNSUPPORTED);
+    /* nothing listens on port 1: a clear error, not a hang or a crash */
+    ASSERT_EQ(cst_store_open("postgres://u@127.0.0.1:1/db", &s, err, sizeof err), CST_ERR_STORE);
     ASSERT(s == NULL);
+    ASSERT(strstr(err, "postgres") != NULL);
     ASSERT_EQ(cst_store_open("ftp://x", &s, err, sizeof err), CST_ERR_INVALID_ARG);
     ASSERT_EQ(cst_store_open("/nonexistent-dir-xyz/a.db", &s, err, sizeof err), CST_ERR_STORE);
 }
 
 TEST(store_fail_unfinished) {
     cst_store *s = open_tmp("f.db");
+    if (pg_url()) { /* replicas share the table: one cannot tell its own interrupted runs (store.h) */
+        int64_t n = -1;
+        ASSERT_EQ(cst_store_fail_unfinished(s, 100, "[]", "{}", &n), CST_ERR_UNSUPPORTED);
+        cst_store_close(s);
+        return;
+    }
     cst_irec q = {.id = "v1_q", .owner = "o1", .status = "queued", .created = 1, .updated = 1, .turn = "[]"};
     cst_irec p = {.id = "v1_p", .owner = "o2", .status = "in_progress", .created = 2, .updated = 2,
                   .usage = "{\"total_tokens\":3}"};
@@ -210,4 +234,206 @@ TEST(store_full_is_transient_and_rolls_back) {
     ASSERT_OK(cst_store_get(s, "o", "v1_small", &g));
     cst_irec_clear(&g);
     cst_store_close(s);
+}
+
+/* a file of n bytes (a pattern that differs per tag) in the temp dir */
+static void write_tmp(const char *path, size_t n, int tag, char *sha) {
+    unsigned char *b = malloc(n ? n : 1);
+    ASSERT(b != NULL);
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((i * 31 + (size_t)tag * 7 + i / 1000) & 0xff);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT(fd >= 0);
+    ASSERT_EQ((size_t)write(fd, b, n), n);
+    close(fd);
+    /* a fake but unique and well-formed hash: the store does not hash */
+    snprintf(sha, 65, "%08x%056x", (unsigned)tag, (unsigned)n);
+    free(b);
+}
+
+static void read_all(cst_store *s, const char *sha, unsigned char *out, size_t n, size_t step) {
+    size_t at = 0, got = 1;
+    while (at < n && got > 0) {
+        size_t want = CST_MIN(step, n - at);
+        ASSERT_OK(cst_store_blob_read(s, sha, (int64_t)at, out + at, want, &got));
+        at += got;
+    }
+    ASSERT_EQ(at, n);
+    ASSERT_OK(cst_store_blob_read(s, sha, (int64_t)n, out, 1, &got));
+    ASSERT_EQ(got, 0);
+}
+
+TEST(store_file_create_blob_roundtrip) {
+    cst_store *s = open_tmp("f1.db");
+    char p1[600], sha[65];
+    snprintf(p1, sizeof p1, "%s/up1", cst_test_tmpdir());
+    /* 2.5 MiB: several chunks in PostgreSQL */
+    const size_t n = (5u << 20) / 2 + 17;
+    write_tmp(p1, n, 1, sha);
+    unsigned char *want = malloc(n), *got = malloc(n);
+    ASSERT(want && got);
+    int fd = open(p1, O_RDONLY);
+    ASSERT_EQ((size_t)read(fd, want, n), n);
+    close(fd);
+    cst_frec r = {.id = "blobf1", .owner = "kb", .mime = "image/png", .size = (int64_t)n, .sha256 = sha,
+                  .created = 1, .updated = 1, .expires = 4000000000};
+    ASSERT_OK(cst_store_file_create(s, &r, p1));
+    unlink(p1);
+    memset(got, 0, n);
+    read_all(s, sha, got, n, 300000); /* reads that straddle chunk boundaries */
+    ASSERT(memcmp(want, got, n) == 0);
+    memset(got, 0, n);
+    read_all(s, sha, got, n, n);
+    ASSERT(memcmp(want, got, n) == 0);
+    /* same bytes, second file: one blob, two references */
+    write_tmp(p1, n, 1, sha);
+    r.id = "blobf2";
+    ASSERT_OK(cst_store_file_create(s, &r, p1));
+    unlink(p1);
+    int64_t refs = 0;
+    ASSERT_OK(cst_store_blob_refs(s, sha, &refs));
+    ASSERT_EQ(refs, 2);
+    /* conflict: nothing new */
+    char p2[600], sha2[65];
+    snprintf(p2, sizeof p2, "%s/up2", cst_test_tmpdir());
+    write_tmp(p2, 1000, 2, sha2);
+    cst_frec r2 = r;
+    r2.sha256 = sha2;
+    r2.size = 1000;
+    ASSERT_EQ(cst_store_file_create(s, &r2, p2), CST_ERR_CONFLICT);
+    unlink(p2);
+    size_t k = 9;
+    unsigned char b1[4];
+    ASSERT_EQ(cst_store_blob_read(s, sha2, 0, b1, 4, &k), CST_ERR_NOT_FOUND);
+    /* a wrong size is refused */
+    write_tmp(p2, 1000, 3, sha2);
+    r2.id = "blobf3";
+    r2.size = 999;
+    ASSERT_EQ(cst_store_file_create(s, &r2, p2), CST_ERR_IO);
+    unlink(p2);
+    cst_frec g;
+    ASSERT_EQ(cst_store_file_get(s, "kb", "blobf3", &g), CST_ERR_NOT_FOUND);
+    /* release only when no file refers to it */
+    bool removed = true;
+    char h[65];
+    ASSERT_OK(cst_store_file_del(s, "kb", "blobf1", h));
+    ASSERT_STREQ(h, sha);
+    ASSERT_OK(cst_store_blob_release(s, sha, &removed));
+    ASSERT(!removed);
+    ASSERT_OK(cst_store_blob_read(s, sha, 0, b1, 4, &k));
+    ASSERT_EQ(k, 4);
+    ASSERT_OK(cst_store_file_del(s, "kb", "blobf2", h));
+    ASSERT_OK(cst_store_blob_release(s, sha, &removed));
+    ASSERT(removed);
+    ASSERT_EQ(cst_store_blob_read(s, sha, 0, b1, 4, &k), CST_ERR_NOT_FOUND);
+    free(want);
+    free(got);
+    cst_store_close(s);
+}
+
+TEST(store_blob_gc_removes_orphans) {
+    cst_store *s = open_tmp("f2.db");
+    char p[600], sha[65];
+    snprintf(p, sizeof p, "%s/up3", cst_test_tmpdir());
+    write_tmp(p, 5000, 4, sha);
+    cst_frec r = {.id = "gcf1", .owner = "kg", .mime = "image/gif", .size = 5000, .sha256 = sha,
+                  .created = 1, .updated = 1, .expires = 4000000000};
+    ASSERT_OK(cst_store_file_create(s, &r, p));
+    unlink(p);
+    size_t removed = 99;
+    ASSERT_OK(cst_store_blob_gc(s, &removed));
+    size_t k = 0;
+    unsigned char b[8];
+    ASSERT_OK(cst_store_blob_read(s, sha, 0, b, 8, &k));
+    ASSERT_EQ(k, 8);
+    /* file_del alone leaves the blob (a crash before the release): gc takes it */
+    ASSERT_OK(cst_store_file_del(s, "kg", "gcf1", NULL));
+    ASSERT_OK(cst_store_blob_gc(s, &removed));
+    ASSERT(removed >= 1);
+    ASSERT_EQ(cst_store_blob_read(s, sha, 0, b, 8, &k), CST_ERR_NOT_FOUND);
+    cst_store_close(s);
+}
+
+TEST(store_ping_and_stats) {
+    cst_store *s = open_tmp("g.db");
+    ASSERT_OK(cst_store_ping(s));
+    cst_irec g;
+    ASSERT_EQ(cst_store_get(s, "k", "v1_none", &g), CST_ERR_NOT_FOUND);
+    cst_store_stats st;
+    cst_store_stats_get(s, &st);
+    ASSERT(st.ops >= 2);
+    ASSERT(st.op_seconds > 0);
+    ASSERT(st.op_max_seconds > 0);
+    ASSERT(st.pool_size >= 1);
+    ASSERT(st.pool_open >= 1);
+    ASSERT_EQ(st.pool_busy, 0);
+    cst_store_close(s);
+}
+
+typedef struct {
+    cst_store *s;
+    int t;
+    int fails;
+} worker_t;
+
+static void *worker(void *arg) {
+    worker_t *w = arg;
+    for (int i = 0; i < 40; i++) {
+        char id[64], st[32];
+        snprintf(id, sizeof id, "v1_conc_%d_%d", w->t, i);
+        snprintf(st, sizeof st, "s%d", i);
+        cst_irec r = {.id = id, .owner = "kc", .status = st, .created = i, .updated = i, .outputs = "[]"};
+        if (cst_store_put(w->s, &r)) w->fails++;
+        const char *ev[] = {"x", "y"};
+        if (cst_store_put_events(w->s, id, 1, ev, 2)) w->fails++;
+        cst_irec g;
+        if (cst_store_get(w->s, "kc", id, &g) || strcmp(g.status, st)) w->fails++;
+        cst_irec_clear(&g);
+    }
+    return NULL;
+}
+
+/* Several threads on one store (PostgreSQL: more threads than pooled connections). */
+TEST(store_concurrent_threads) {
+    setenv("CASTOR_PG_POOL", "3", 1);
+    cst_store *s = open_tmp("h.db");
+    unsetenv("CASTOR_PG_POOL");
+    pthread_t th[6];
+    worker_t w[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (worker_t){.s = s, .t = i};
+        ASSERT_EQ(pthread_create(&th[i], NULL, worker, &w[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 6; i++) ASSERT_EQ(w[i].fails, 0);
+    cst_store_stats st;
+    cst_store_stats_get(s, &st);
+    ASSERT(st.pool_open <= st.pool_size);
+    if (pg_url()) ASSERT_EQ(st.pool_size, 3);
+    cst_store_close(s);
+}
+
+/* Two handles on one database, as two replicas: what one writes, the other reads. */
+TEST(store_two_handles_share_state) {
+    char path[1024];
+    if (pg_url()) snprintf(path, sizeof path, "%s", pg_url());
+    else snprintf(path, sizeof path, "%s/shared.db", cst_test_tmpdir());
+    cst_store *a = NULL, *b = NULL;
+    char err[256];
+    ASSERT_OK(cst_store_open(path, &a, err, sizeof err));
+    ASSERT_OK(cst_store_open(path, &b, err, sizeof err));
+    cst_irec r = {.id = "v1_shared", .owner = "ks", .status = "completed", .created = 3, .updated = 4};
+    ASSERT_OK(cst_store_put(a, &r));
+    const char *ev[] = {"e1"};
+    ASSERT_OK(cst_store_put_events(a, "v1_shared", 1, ev, 1));
+    cst_irec g;
+    ASSERT_OK(cst_store_get(b, "ks", "v1_shared", &g));
+    ASSERT_EQ(g.updated, 4);
+    cst_irec_clear(&g);
+    ASSERT_OK(cst_store_del(b, "ks", "v1_shared"));
+    ASSERT_EQ(cst_store_get(a, "ks", "v1_shared", &g), CST_ERR_NOT_FOUND);
+    collect_t c = {0};
+    ASSERT_OK(cst_store_events(a, "v1_shared", 0, collect, &c));
+    ASSERT_EQ(c.n, 0);
+    cst_store_close(a);
+    cst_store_close(b);
 }
