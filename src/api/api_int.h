@@ -146,6 +146,12 @@ typedef struct create_req {
     /* normalised input: context steps and the turn (new references) */
     json_t *context;
     json_t *turn;
+    /* structured output (§8): JSON answers, constrained by response_schema
+     * (borrowed; NULL: any JSON value) */
+    bool json_output;
+    json_t *response_schema;
+    json_t *response_format;    /* borrowed, echoed */
+    const char *response_mime;  /* borrowed, echoed */
 } create_req;
 
 /* Validate the body (a JSON object) per §2; on failure err names the JSON

@@ -824,8 +824,16 @@ static void slot_sample(cst_sched *s, slot *sl, int idx) {
     } else {
         sl->force_pos = -1;
         const bool thinking = sl->rs && cst_reasoning_thinking(sl->rs) && !sl->forced;
-        /* the budget is spent: the forced close takes the last budget tokens */
-        if (thinking && sl->n_think + r->n_force_thought >= r->think_budget && start_force(sl)) {
+        /* the budget is spent: the forced close takes the last budget tokens;
+         * under a grammar also when the context left would no longer hold
+         * the forced close and the shortest answer */
+        bool close_for_answer = false;
+        if (thinking && sl->ge) {
+            const int64_t ctx_left = (int64_t)s->p.n_ctx - cst_ctx_seq_len(s->ctx, idx);
+            const int64_t need = (int64_t)r->n_think_force + cst_grammar_min_bytes(cst_grammar_rt_grammar(sl->ge->rt)) + 1;
+            close_for_answer = ctx_left <= need;
+        }
+        if (thinking && (sl->n_think + r->n_force_thought >= r->think_budget || close_for_answer) && start_force(sl)) {
             tok = r->think_force[sl->force_pos++];
         } else if (sl->ge && !thinking) {
             const double t0 = cst_time_now();
