@@ -480,18 +480,23 @@ static grt_entry *grammar_attach(cst_sched *s, cst_grammar *g) {
     for (int32_t i = 0; i < s->n_grts && !e; i++)
         if (s->grts[i].g == g) e = &s->grts[i];
     if (!e) {
-        if (s->n_grts == cap) { /* evict the least recently used idle runtime */
-            int32_t victim = -1;
+        /* entries never move (slots point at them): a free entry, or the
+         * least recently used idle one is replaced in place */
+        int32_t at = s->n_grts < cap ? s->n_grts : -1;
+        if (at < 0) {
             for (int32_t i = 0; i < s->n_grts; i++)
-                if (s->grts[i].users == 0 && (victim < 0 || s->grts[i].stamp < s->grts[victim].stamp)) victim = i;
-            if (victim < 0) return NULL; /* cannot happen: at most n_slots are in use */
-            cst_grammar_rt_free(s->grts[victim].rt);
-            cst_grammar_unref(s->grts[victim].g);
-            s->grts[victim] = s->grts[--s->n_grts];
+                if (s->grts[i].users == 0 && (at < 0 || s->grts[i].stamp < s->grts[at].stamp)) at = i;
+            if (at < 0) return NULL; /* cannot happen: at most n_slots are in use */
         }
         cst_grammar_rt *rt = cst_grammar_rt_new(g, s->gvocab);
         if (!rt) return NULL;
-        e = &s->grts[s->n_grts++];
+        if (at < s->n_grts) {
+            cst_grammar_rt_free(s->grts[at].rt);
+            cst_grammar_unref(s->grts[at].g);
+        } else {
+            s->n_grts++;
+        }
+        e = &s->grts[at];
         *e = (grt_entry){.g = cst_grammar_ref(g), .rt = rt};
     }
     e->users++;
