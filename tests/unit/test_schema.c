@@ -272,3 +272,62 @@ static void gen_model(const char *rel) {
 
 TEST(schema_generation_tiny_qwen3) { gen_model("models/tiny-qwen3-Q8_0.gguf"); }
 TEST(schema_generation_tiny_llama) { gen_model("models/tiny-llama-Q8_0.gguf"); }
+
+/* More distinct grammars than the scheduler keeps runtimes for, while one
+ * long request holds its runtime: evictions must never disturb it. */
+TEST(schema_runtime_eviction_keeps_running_requests) {
+    cst_model *m = load("models/tiny-qwen3-Q8_0.gguf");
+    cst_sched_params sp = cst_sched_default_params();
+    sp.n_slots = 2;
+    sp.n_ctx = 512;
+    sp.n_threads = 2;
+    cst_sched *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_sched_new(m, &sp, &s, err, sizeof err));
+    cst_token prompt[3] = {1, 5, 9};
+    json_t *lj = J("{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"k\":{\"type\":\"string\"}},\"required\":[\"k\"]}}");
+    cst_grammar *lg = cst_schema_compile(lj, "schema", err, sizeof err);
+    ASSERT(lg);
+    cst_req_params lp = {.prompt = prompt, .n_prompt = 3, .max_tokens = 300, .grammar = lg};
+    lp.sampling = cst_sampler_default_params();
+    lp.sampling.temperature = 1.0f;
+    lp.sampling.seed = 77;
+    cst_sched_req *lr = NULL;
+    for (int i = 0; i < 40; i++) { /* distinct grammars through the other slot */
+        if (i == 14) /* the table is full of idle runtimes: the long one comes last */
+            ASSERT_OK(cst_sched_submit(s, &lp, &lr, err, sizeof err));
+        char sch[128];
+        snprintf(sch, sizeof sch, "{\"enum\":[\"v%d\",%d]}", i, i);
+        json_t *j = J(sch);
+        cst_grammar *g = cst_schema_compile(j, "schema", err, sizeof err);
+        ASSERT(g);
+        cst_finish fin;
+        int32_t n_gen;
+        char *t = generate(s, g, prompt, 3, (uint64_t)i + 1, 10, &fin, &n_gen);
+        ASSERT_MSG(cst_grammar_accepts(g, t, strlen(t)), "grammar %d: %s", i, t);
+        free(t);
+        cst_grammar_unref(g);
+        json_decref(j);
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *text = calloc(cap, 1);
+    cst_sched_event ev;
+    for (;;) {
+        ASSERT(cst_sched_req_next(lr, &ev, 120.0));
+        if (ev.type == CST_SCHED_EV_TEXT) {
+            if (len + ev.len < cap - 1) memcpy(text + len, ev.text, ev.len), len += ev.len;
+            free(ev.text);
+        } else if (ev.type == CST_SCHED_EV_DONE) {
+            ASSERT_MSG(ev.status == CST_OK, "%s", ev.text ? ev.text : "");
+            free(ev.text);
+            break;
+        }
+    }
+    ASSERT_MSG(cst_grammar_accepts(lg, text, len), "the long request: %s", text);
+    free(text);
+    cst_sched_req_release(lr);
+    cst_grammar_unref(lg);
+    json_decref(lj);
+    cst_sched_free(s);
+    cst_model_free(m);
+}
