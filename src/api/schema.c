@@ -28,7 +28,7 @@ typedef struct {
     char *err;
     size_t errlen;
     bool failed;
-    int depth;
+    int depth, ref_depth;
     refmemo *refs;
     int n_refs, cap_refs;
     /* shared rules, -1 until first use */
@@ -1265,9 +1265,19 @@ static int32_t gen(sc *c, json_t *s, jpath *p) {
             c->refs[c->n_refs++].rule = reserved;
             jpath q = {.n = 0};
             path_push(&q, "%s", rs);
+            /* the target's nesting counts from itself; chains of references
+             * have their own limit (the C stack) */
+            if (++c->ref_depth > CST_SCHEMA_MAX_REF_CHAIN) {
+                fail(c, p->s, "$ref chain longer than %d", CST_SCHEMA_MAX_REF_CHAIN);
+                goto out;
+            }
+            const int saved_depth = c->depth;
+            c->depth = 0;
             int32_t tr = gen(c, t, &q);
+            c->depth = saved_depth;
+            c->ref_depth--;
             if (tr < 0) {
-                if (c->failed && !strstr(c->err, p->s)) { /* say where the reference was */
+                if (c->failed && !strstr(c->err, "(through $ref")) { /* say where the reference was */
                     char m[1100];
                     snprintf(m, sizeof m, "%s (through $ref at %s)", c->err, p->s);
                     snprintf(c->err, c->errlen, "%s", m);

@@ -25,6 +25,7 @@
 
 #define CST_SCHEMA_MAX_DEPTH 64   /* nesting of schema objects */
 #define CST_SCHEMA_MAX_ITEMS 1000 /* minItems / maxItems / prefixItems bounds expanded */
+#define CST_SCHEMA_MAX_REF_CHAIN 128 /* $ref targets compiled inside one another */
 
 /* Compile schema (NULL: any JSON value) into a grammar. path names the
  * schema in messages ("response_format.schema"). NULL with a message in
