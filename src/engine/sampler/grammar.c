@@ -477,7 +477,10 @@ typedef struct {
     uint64_t *bits;  /* n_vocab bits */
     int32_t n_allowed;
     int32_t max_mc_after; /* the largest mc of a state an allowed token leads to */
+    uint16_t *mc_after;   /* per token: mc after it (MCA_NONE: not allowed), made when the budget first binds */
 } mcache;
+#define MCA_NONE 0xFFFF
+#define MCA_MAX 0xFFFE
 
 /* open-addressing map uint64 -> int32 */
 typedef struct {
@@ -732,7 +735,9 @@ fail:
 void cst_grammar_rt_trim(cst_grammar_rt *rt) {
     for (int32_t s = 0; s < rt->n_states; s++) {
         free(rt->masks[s].bits);
+        free(rt->masks[s].mc_after);
         rt->masks[s].bits = NULL;
+        rt->masks[s].mc_after = NULL;
     }
     rt->mask_bytes = 0;
 }
@@ -828,9 +833,10 @@ bool cst_grammar_rt_allowed(cst_grammar_rt *rt, int32_t state, int32_t tok, cons
 /* Walk the trie from the root with the grammar state: every token whose
  * bytes keep the automaton alive (and, under a budget, leave a state that
  * completes within left - 1 tokens) gets its bit. */
-static int32_t walk(cst_grammar_rt *rt, int32_t state, int32_t left, uint64_t *bits, int32_t *max_mc) {
+static int32_t walk(cst_grammar_rt *rt, int32_t state, int32_t left, uint64_t *bits, int32_t *max_mc, uint16_t *mca) {
     const cst_grammar_vocab *v = rt->v;
     memset(bits, 0, (size_t)rt->n_words * sizeof *bits);
+    if (mca) memset(mca, 0xFF, (size_t)v->n_tokens * sizeof *mca);
     int32_t n_allowed = 0, mx = 0;
     const gstate *sst = &rt->states[state];
     if (sst->accept) {
@@ -838,6 +844,7 @@ static int32_t walk(cst_grammar_rt *rt, int32_t state, int32_t left, uint64_t *b
             if (v->is_eog[t]) {
                 bits[t >> 6] |= 1ull << (t & 63);
                 n_allowed++;
+                if (mca) mca[t] = 0;
             }
     }
     /* explicit stack of (trie node, state) pairs: the children of the
@@ -870,6 +877,7 @@ static int32_t walk(cst_grammar_rt *rt, int32_t state, int32_t left, uint64_t *b
                 bits[t >> 6] |= 1ull << (t & 63);
                 n_allowed++;
                 if (mc > mx) mx = mc;
+                if (mca) mca[t] = (uint16_t)(mc < MCA_MAX ? mc : MCA_MAX);
             }
         if (v->nodes[nd].child >= 0) {
             if (!grow((void **)&rt->walk, &rt->cap_walk, sp + 4, sizeof *rt->walk)) {
@@ -895,7 +903,7 @@ const uint64_t *cst_grammar_rt_mask(cst_grammar_rt *rt, int32_t state, int32_t l
         uint64_t *bits = malloc((size_t)rt->n_words * sizeof *bits);
         if (!bits) return NULL;
         int32_t mx = 0;
-        int32_t n = walk(rt, state, CST_GBUDGET_NONE, bits, &mx);
+        int32_t n = walk(rt, state, CST_GBUDGET_NONE, bits, &mx, NULL);
         if (rt->oom) {
             free(bits);
             return NULL;
@@ -913,9 +921,47 @@ const uint64_t *cst_grammar_rt_mask(cst_grammar_rt *rt, int32_t state, int32_t l
         *n_allowed = mk->n_allowed;
         return mk->bits;
     }
-    /* the budget binds: a walk of its own */
+    /* the budget binds: filter the cached mask by the state each token
+     * leads to (per-token mc, made by one more walk the first time) */
+    if (left - 1 < MCA_MAX) {
+        if (!mk->mc_after) {
+            uint16_t *mca = malloc((size_t)rt->v->n_tokens * sizeof *mca);
+            if (mca) {
+                int32_t mx;
+                walk(rt, state, CST_GBUDGET_NONE, rt->scratch, &mx, mca);
+                rt->st.n_masks++;
+                if (rt->oom) {
+                    free(mca);
+                    return NULL;
+                }
+                mk = &rt->masks[state];
+                mk->mc_after = mca;
+                rt->mask_bytes += (size_t)rt->v->n_tokens * sizeof *mca;
+            }
+        }
+        if (mk->mc_after) {
+            const uint16_t lim = (uint16_t)(left - 1);
+            int32_t n = 0;
+            for (int32_t w = 0; w < rt->n_words; w++) {
+                uint64_t b = mk->bits[w], keep = 0;
+                while (b) {
+                    const int k = __builtin_ctzll(b);
+                    b &= b - 1;
+                    if (mk->mc_after[w * 64 + k] <= lim) {
+                        keep |= 1ull << k;
+                        n++;
+                    }
+                }
+                rt->scratch[w] = keep;
+            }
+            rt->st.n_mask_hits++;
+            *n_allowed = n;
+            return rt->scratch;
+        }
+    }
+    /* a walk of its own (no memory for the per-token table, or a huge budget) */
     int32_t mx;
-    int32_t n = walk(rt, state, left, rt->scratch, &mx);
+    int32_t n = walk(rt, state, left, rt->scratch, &mx, NULL);
     rt->st.n_masks++;
     if (rt->oom) return NULL;
     *n_allowed = n;
