@@ -152,6 +152,12 @@ typedef struct create_req {
     /* normalised input: context steps and the turn (new references) */
     json_t *context;
     json_t *turn;
+    /* structured output (§8): JSON answers, constrained by response_schema
+     * (borrowed; NULL: any JSON value) */
+    bool json_output;
+    json_t *response_schema;
+    json_t *response_format;    /* borrowed, echoed */
+    const char *response_mime;  /* borrowed, echoed */
 } create_req;
 
 /* Validate the body (a JSON object) per §2; on failure err names the JSON
@@ -244,6 +250,7 @@ struct run {
     cst_buf thought; /* reasoning text */
     char *signature;
     int32_t n_thought;
+    const char *accepted_status; /* "queued"/"in_progress" when the create was accepted */
     bool final; /* status is terminal and usage/errors are set (shown from then on) */
     bool done;  /* final and persisted: waiters and SSE writers may finish */
     char *persist_err;      /* set when the final record could not be stored (before done) */
@@ -267,6 +274,9 @@ bool cst_run_wait(run *r, double timeout_s);
 run *cst_run_find(cst_server *s, const char *owner, const char *id);
 /* Interaction JSON of a run (create response shape when with_turn is false). */
 json_t *cst_run_json(run *r, bool with_turn, bool include_input);
+/* The interaction as it was accepted (§5.4's immediate background reply):
+ * status queued or in_progress, no steps, whatever the run did since. */
+json_t *cst_run_accepted_json(run *r);
 /* Interaction JSON from a stored record. */
 json_t *cst_irec_json(const cst_irec *rec, bool include_input);
 void cst_runs_cancel_all(cst_server *s);

@@ -467,8 +467,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = sse_respond(s, c, w);
         goto out;
     }
-    if (cr.background) {
-        ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
+    if (cr.background) { /* as accepted (§5.4): the client polls for the rest */
+        ret = cst_api_json_id(c, 200, cst_run_accepted_json(r), r->id);
         goto out;
     }
     while (!cst_run_wait(r, 0.1)) {

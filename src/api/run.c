@@ -9,6 +9,7 @@
  * JSON builders (§3).
  */
 #include "api_int.h"
+#include "schema.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -159,6 +160,16 @@ static json_t *output_steps(run *r) {
         json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
                                            "text", r->text.p ? r->text.p : "", r->text.len));
     return a;
+}
+
+json_t *cst_run_accepted_json(run *r) {
+    json_t *j = cst_run_json(r, false, false);
+    json_object_set_new(j, "status", json_string(r->accepted_status ? r->accepted_status : "queued"));
+    json_object_set(j, "updated", json_object_get(j, "created"));
+    json_object_set_new(j, "steps", json_array());
+    json_object_del(j, "usage");
+    json_object_del(j, "errors");
+    return j;
 }
 
 json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
@@ -591,9 +602,38 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (extra_stop) stops[ns++] = extra_stop;
     rp.stops = stops;
     rp.n_stops = ns;
+    /* structured output: the answer is constrained by the schema's grammar
+     * (the compiled grammar is cached by the schema's canonical text); stop
+     * sequences would cut the value, so they do not apply */
+    cst_grammar *grammar = NULL;
+    if (cr->json_output) {
+        grammar = cst_schema_get(cr->response_schema, "response_format.schema", NULL, err, errlen);
+        if (!grammar) return CST_ERR_INVALID_ARG;
+        const int32_t need = cst_grammar_min_bytes(grammar);
+        const int64_t room = (int64_t)cst_sched_n_ctx(sm->sched) - (int64_t)cp->n_toks;
+        if (rp.max_tokens > 0 && need > rp.max_tokens) {
+            snprintf(err, errlen,
+                     "generation_config.max_output_tokens: %d is below the shortest answer the schema allows "
+                     "(%d tokens); raise it to at least %d",
+                     rp.max_tokens, need, need);
+            cst_grammar_unref(grammar);
+            return CST_ERR_INVALID_ARG;
+        }
+        if (need > room) {
+            snprintf(err, errlen, "the shortest answer the schema allows (%d tokens) does not fit in the context "
+                                  "left after the prompt (%lld tokens)", need, (long long)room);
+            cst_grammar_unref(grammar);
+            return CST_ERR_INVALID_ARG;
+        }
+        rp.grammar = grammar;
+        rp.n_stops = 0;
+    }
 
     run *r = calloc(1, sizeof *r);
-    if (!r) return CST_ERR_NOMEM;
+    if (!r) {
+        cst_grammar_unref(grammar);
+        return CST_ERR_NOMEM;
+    }
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_cond_init(&r->ev_cv, NULL);
@@ -615,6 +655,8 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (cr->system_instruction) json_object_set_new(echo, "system_instruction", json_string(cr->system_instruction));
     if (cr->generation_config) json_object_set(echo, "generation_config", cr->generation_config);
     if (cr->labels) json_object_set(echo, "labels", cr->labels);
+    if (cr->response_format) json_object_set(echo, "response_format", cr->response_format);
+    if (cr->response_mime) json_object_set_new(echo, "response_mime_type", json_string(cr->response_mime));
     r->request_echo = dump_or_null(echo);
     json_decref(echo);
     r->input_json = dump_or_null(json_object_get(body, "input"));
@@ -625,6 +667,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (r->limit_s > 0) r->deadline = r->t_submit + r->limit_s;
     if (!r->model || !r->request_echo || !r->turn_json) {
         run_free(r);
+        cst_grammar_unref(grammar);
         return CST_ERR_NOMEM;
     }
 
@@ -648,6 +691,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     pthread_mutex_lock(&s->runs_mu);
     pthread_mutex_lock(&r->mu);
     cst_status st = cst_sched_submit(sm->sched, &rp, &r->req, err, errlen);
+    cst_grammar_unref(grammar); /* the request holds its own reference */
     if (st) {
         pthread_mutex_unlock(&r->mu);
         pthread_mutex_unlock(&s->runs_mu);
@@ -663,6 +707,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     /* "queued" while every slot is busy; interaction.status_update
      * (in_progress) follows when the scheduler admits it (the sink) */
     if (r->status[0] == 'q' && !cst_sched_req_waiting(r->req)) r->status = "in_progress";
+    r->accepted_status = r->status;
     emit_locked(r, "interaction.created", json_pack("{s:o}", "interaction", interaction_head(r, false)));
     pthread_mutex_unlock(&r->mu);
 

@@ -366,6 +366,57 @@ static bool parse_gen_config(json_t *g, create_req *r, char *err, size_t errlen)
     return true;
 }
 
+/* response_format (§8): one text entry (an object, or an array holding one)
+ * with mime_type text/plain or application/json and, for JSON, an optional
+ * schema (compiled later, in run.c). */
+static bool parse_response_format(json_t *v, create_req *r, char *err, size_t errlen) {
+    if (!json_is_object(v) && !json_is_array(v))
+        return BAD("response_format: expected an object or an array, got %s", type_name(v));
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    size_t n_text = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        char path[48];
+        if (json_is_array(v)) snprintf(path, sizeof path, "response_format[%zu]", i);
+        else snprintf(path, sizeof path, "response_format");
+        if (!json_is_object(e)) return BAD("%s: expected an object, got %s", path, type_name(e));
+        json_t *t = json_object_get(e, "type");
+        if (!json_is_string(t)) return BAD("%s.type: required (a string)", path);
+        if (strcmp(json_string_value(t), "text"))
+            return BAD("%s.type: '%s' output is not supported (only text)", path, json_string_value(t));
+        if (++n_text > 1) return BAD("%s: at most one text entry", path);
+        const char *mime = NULL;
+        json_t *schema = NULL;
+        const char *k;
+        json_t *x;
+        json_object_foreach(e, k, x) {
+            if (!strcmp(k, "type")) continue;
+            if (!strcmp(k, "mime_type")) {
+                if (json_is_null(x)) continue;
+                if (!json_is_string(x)) return BAD("%s.mime_type: expected a string, got %s", path, type_name(x));
+                mime = json_string_value(x);
+                if (strcmp(mime, "text/plain") && strcmp(mime, "application/json"))
+                    return BAD("%s.mime_type: '%s' is not supported (text/plain, application/json)", path, mime);
+            } else if (!strcmp(k, "schema")) {
+                if (json_is_null(x)) continue;
+                if (!json_is_object(x) && !json_is_boolean(x))
+                    return BAD("%s.schema: expected a JSON Schema object, got %s", path, type_name(x));
+                schema = x;
+            } else {
+                return BAD("%s.%s: unknown field", path, k);
+            }
+        }
+        if (schema && mime && strcmp(mime, "application/json"))
+            return BAD("%s.schema: needs mime_type application/json", path);
+        if (schema || (mime && !strcmp(mime, "application/json"))) {
+            r->json_output = true;
+            r->response_schema = schema;
+        }
+    }
+    r->response_format = v;
+    return true;
+}
+
 void create_req_clear(create_req *r) {
     json_decref(r->context);
     json_decref(r->turn);
@@ -433,14 +484,12 @@ bool cst_api_parse_create(json_t *body, create_req *r, char *err, size_t errlen)
         } else if (!strcmp(k, "response_mime_type")) {
             if (json_is_null(v)) continue;
             if (!json_is_string(v)) ok = BAD("response_mime_type: expected a string, got %s", type_name(v));
+            else if (!strcmp(json_string_value(v), "application/json")) r->json_output = true;
             else if (strcmp(json_string_value(v), "text/plain"))
-                ok = BAD("response_mime_type: '%s' is not supported yet (structured output)", json_string_value(v));
+                ok = BAD("response_mime_type: '%s' is not supported (text/plain, application/json)", json_string_value(v));
+            if (ok) r->response_mime = json_string_value(v);
         } else if (!strcmp(k, "response_format")) {
-            if (!json_is_null(v)) {
-                if (!json_is_object(v) && !json_is_array(v))
-                    ok = BAD("response_format: expected an object or an array, got %s", type_name(v));
-                else ok = BAD("response_format: structured output is not supported yet");
-            }
+            if (!json_is_null(v)) ok = parse_response_format(v, r, err, errlen);
         } else if (!strcmp(k, "tools")) {
             if (!json_is_null(v)) {
                 if (!json_is_array(v)) ok = BAD("tools: expected an array, got %s", type_name(v));

@@ -4,16 +4,19 @@
  * full logits vector), for comparisons with llama.cpp.
  *   castor run -m MODEL (-p TEXT | --prompt-ids 1,2,3) [-n N] [--temp T]
  *     [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]
- *     [--logits-json] [-v] [--chat | --chat-template FILE]
+ *     [--logits-json] [-v] [--chat | --chat-template FILE] [--json | --json-schema FILE]
  *     [--mmproj PROJ --image FILE ...] [--file DOC [--file-type MIME]]
  * (images and documents: run_media.c)
  * --chat renders the prompt as one user message with the model's chat
  * template (--chat-template: with the template in FILE), the message text
  * tokenized as plain text (never control tokens; docs/internals/thinking.md).
+ * --json / --json-schema FILE constrain the output (docs/internals/grammar.md).
  */
 #define _GNU_SOURCE /* memmem */
 #include "cli.h"
+#include "api/schema.h"
 #include "engine/engine.h"
+#include "engine/runtime/sched.h"
 #include "engine/template/template.h"
 #include "core/core.h"
 
@@ -43,7 +46,9 @@ static void usage(FILE *f) {
             "                  in -p marks where the next one goes (none: the images before the text)\n"
             "  --file FILE     a document (text, markdown, CSV, HTML, JSON, source code, PDF) before the\n"
             "                  prompt, framed as the server frames it; PDF pages also as images with --mmproj\n"
-            "  --file-type T   the document's MIME type (default: from the extension)\n");
+            "  --file-type T   the document's MIME type (default: from the extension)\n"
+            "  --json-schema FILE  constrain the output to JSON valid against the JSON Schema in FILE\n"
+            "  --json          constrain the output to any JSON value\n");
 }
 
 static bool parse_ids(const char *s, cst_token **out, size_t *n) {
@@ -280,11 +285,79 @@ static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst
     return rc;
 }
 
+/* --json / --json-schema: generate through a one-slot scheduler with the
+ * schema's grammar (the same path as the server's response_format). */
+static int run_constrained(cst_model *m, const char *schema_file, const cst_token *prompt, size_t np, int n_gen,
+                           const cst_sampler_params *sp, int32_t n_ctx, int n_threads, bool verbose) {
+    char err[1200] = "";
+    json_t *schema = NULL;
+    if (schema_file) {
+        json_error_t je;
+        schema = json_load_file(schema_file, JSON_DECODE_ANY, &je);
+        if (!schema) {
+            fprintf(stderr, "castor run: --json-schema %s: %s (line %d)\n", schema_file, je.text, je.line);
+            return 2;
+        }
+    }
+    cst_grammar *g = cst_schema_compile(schema, "schema", err, sizeof err);
+    json_decref(schema);
+    if (!g) {
+        fprintf(stderr, "castor run: --json-schema %s: %s\n", schema_file, err);
+        return 2;
+    }
+    const int32_t need = cst_grammar_min_bytes(g);
+    if (n_gen > 0 && need > n_gen) {
+        fprintf(stderr, "castor run: -n %d is below the shortest answer the schema allows (%d tokens)\n", n_gen, need);
+        cst_grammar_unref(g);
+        return 2;
+    }
+    cst_sched_params p = cst_sched_default_params();
+    p.n_slots = 1;
+    p.n_ctx = n_ctx;
+    p.n_threads = n_threads;
+    p.cache_bytes = 0;
+    cst_sched *s = NULL;
+    int rc = 1;
+    cst_sched_req *r = NULL;
+    if (cst_sched_new(m, &p, &s, err, sizeof err)) {
+        fprintf(stderr, "castor run: %s\n", err);
+        goto out;
+    }
+    cst_req_params rp = {.prompt = prompt, .n_prompt = np, .sampling = *sp, .max_tokens = n_gen, .grammar = g};
+    if (cst_sched_submit(s, &rp, &r, err, sizeof err)) {
+        fprintf(stderr, "castor run: %s\n", err);
+        goto out;
+    }
+    cst_sched_event ev;
+    for (;;) {
+        if (!cst_sched_req_next(r, &ev, -1)) continue;
+        if (ev.type == CST_SCHED_EV_TEXT) {
+            fwrite(ev.text, 1, ev.len, stdout);
+            fflush(stdout);
+            free(ev.text);
+        } else if (ev.type == CST_SCHED_EV_DONE) {
+            if (ev.status) fprintf(stderr, "\ncastor run: %s\n", ev.text ? ev.text : cst_status_str(ev.status));
+            else rc = 0;
+            if (verbose)
+                fprintf(stderr, "\n[generated %d tokens | finish %s]\n", ev.n_gen, cst_finish_str(ev.finish));
+            free(ev.text);
+            break;
+        }
+    }
+    fputc('\n', stdout);
+out:
+    cst_sched_req_release(r);
+    cst_sched_free(s);
+    cst_grammar_unref(g);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *ids = NULL, *chat_tpl = NULL;
     bool chat = false;
     int n_gen = 128, n_threads = 0, n_ctx = 0;
-    bool json = false, verbose = false;
+    bool json = false, verbose = false, json_out = false;
+    const char *schema_file = NULL;
     cst_sampler_params sp = cst_sampler_default_params();
     cst_run_media_opts mo = {0};
     for (int i = 1; i < argc; i++) {
@@ -358,6 +431,12 @@ int cmd_run(int argc, char **argv) {
             mo.file_type = v;
         } else if (!strcmp(a, "--logits-json")) {
             json = true;
+        } else if (!strcmp(a, "--json-schema")) {
+            NEEDV();
+            schema_file = v;
+            json_out = true;
+        } else if (!strcmp(a, "--json")) {
+            json_out = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
         } else {
@@ -438,6 +517,12 @@ int cmd_run(int argc, char **argv) {
 
     if (json) {
         rc = logits_json(ctx, prompt, np, n_gen, &sp);
+        goto out;
+    }
+    if (json_out) {
+        cst_ctx_free(ctx); /* the scheduler makes its own */
+        ctx = NULL;
+        rc = run_constrained(m, schema_file, prompt, np, n_gen, &sp, cp.n_ctx, n_threads, verbose);
         goto out;
     }
     if (n_gen == 0) {

@@ -103,7 +103,7 @@ describe("REST: transport, auth and errors", () => {
       [{ model: "gemini-3.5-flash", input: [] }, /input: empty array/],
       [{ model: "gemini-3.5-flash", input: [{ type: "model_output", content: "x" }] }, /user_input/],
       [{ model: "gemini-3.5-flash", input: "x", background: true, store: false }, /background/],
-      [{ model: "gemini-3.5-flash", input: "x", response_format: { type: "text" } }, /response_format/],
+      [{ model: "gemini-3.5-flash", input: "x", response_format: { type: "image" } }, /response_format.type: .image. output is not supported/],
     ];
     for (const [b, re] of cases) {
       const r = await curlJson("POST", "/v1beta/interactions", b);

@@ -58,6 +58,7 @@ struct cst_sched_req {
     int32_t n_think_force, n_force_thought;
     cst_req_embd *embds; /* rows owned (copied at submit) */
     int32_t n_embds;
+    cst_grammar *grammar; /* reference, or NULL */
     double t_submit;
     void (*on_event)(void *ud, const cst_sched_event *ev); /* START/TEXT sink, or NULL */
     void *on_event_ud;
@@ -79,6 +80,7 @@ static void req_free(cst_sched_req *r) {
     free(r->think_force);
     for (int32_t i = 0; i < r->n_embds; i++) free((void *)r->embds[i].rows);
     free(r->embds);
+    cst_grammar_unref(r->grammar);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -211,7 +213,22 @@ typedef struct slot {
     int32_t n_think;    /* generated tokens inside the thought */
     int32_t force_pos;  /* next think_force token, -1: not forcing */
     bool forced;
+    /* constrained decoding (req->grammar) */
+    struct grt_entry *ge; /* the grammar's runtime, NULL: unconstrained */
+    int32_t gstate;       /* automaton state after the answer so far */
 } slot;
+
+/* A grammar's runtime (automaton tables, mask caches) for this model's
+ * vocabulary, shared by the slots decoding with that grammar and kept
+ * afterwards for later requests (LRU). Engine thread only. */
+typedef struct grt_entry {
+    cst_grammar *g; /* reference */
+    cst_grammar_rt *rt;
+    int32_t users;
+    uint64_t stamp;
+} grt_entry;
+#define GRT_KEEP 8                         /* idle runtimes kept */
+#define GRT_MAX_BYTES ((size_t)512 << 20) /* an idle runtime above this is trimmed */
 
 /* A host-memory snapshot of a slot's KV (cst_ctx_seq_state_save). */
 typedef struct snap {
@@ -237,9 +254,16 @@ struct cst_sched {
     slot *slots;
     cst_batch *batch;
     char *piece;
+    /* constrained decoding, built on first use (engine thread) */
+    cst_grammar_vocab *gvocab;
+    grt_entry *grts; /* [n_slots + GRT_KEEP] */
+    int32_t n_grts;
+    float *glogits; /* n_vocab: masked copy of a slot's logits */
     uint64_t clock;
     cst_sched_stats stats;
     double t_sample; /* sampling time of the current iteration (engine thread) */
+    double t_mask;   /* of which computing grammar masks */
+    uint64_t n_gtok, n_gmasked;
     /* snapshot store (engine thread only; counters mirrored in stats) */
     snap *snaps;
     int32_t n_snaps, cap_snaps;
@@ -341,6 +365,7 @@ cst_status cst_sched_submit(cst_sched *s, const cst_req_params *p, cst_sched_req
     r->max_tokens = p->max_tokens;
     r->on_event = p->on_event;
     r->on_event_ud = p->on_event_ud;
+    r->grammar = cst_grammar_ref(p->grammar);
     if (p->think_open && p->think_close && *p->think_open && *p->think_close) {
         r->think_open = strdup(p->think_open);
         r->think_close = strdup(p->think_close);
@@ -415,6 +440,116 @@ nomem:
     return CST_ERR_NOMEM;
 }
 
+/* ---- constrained decoding ------------------------------------------------ */
+
+/* The vocabulary's pieces as the grammar's byte trie (once per scheduler). */
+static bool grammar_vocab(cst_sched *s) {
+    if (s->gvocab) return true;
+    const cst_vocab *v = cst_model_vocab(s->m);
+    const int32_t n = cst_model_n_vocab(s->m);
+    char **pieces = calloc((size_t)n, sizeof *pieces);
+    uint32_t *lens = calloc((size_t)n, sizeof *lens);
+    bool ok = pieces && lens;
+    char buf[1024];
+    for (int32_t t = 0; ok && t < n; t++) {
+        size_t len = cst_token_to_piece(v, t, buf, sizeof buf, false);
+        if (len == 0 || len > sizeof buf) continue; /* control tokens (and absurd pieces) never fit a grammar */
+        pieces[t] = malloc(len);
+        if (!pieces[t]) ok = false;
+        else memcpy(pieces[t], buf, len);
+        lens[t] = (uint32_t)len;
+    }
+    if (ok) {
+        const cst_token *eog;
+        size_t n_eog = cst_vocab_eog_ids(v, &eog);
+        s->gvocab = cst_grammar_vocab_new((const char *const *)pieces, lens, n, eog, n_eog);
+    }
+    for (int32_t t = 0; pieces && t < n; t++) free(pieces[t]);
+    free(pieces);
+    free(lens);
+    if (!s->glogits && s->gvocab) s->glogits = malloc((size_t)n * sizeof *s->glogits);
+    return s->gvocab && s->glogits;
+}
+
+/* Find or make the runtime of r's grammar; NULL on allocation failure. */
+static grt_entry *grammar_attach(cst_sched *s, cst_grammar *g) {
+    if (!grammar_vocab(s)) return NULL;
+    const int32_t cap = s->p.n_slots + GRT_KEEP;
+    if (!s->grts && !(s->grts = calloc((size_t)cap, sizeof *s->grts))) return NULL;
+    grt_entry *e = NULL;
+    for (int32_t i = 0; i < s->n_grts && !e; i++)
+        if (s->grts[i].g == g) e = &s->grts[i];
+    if (!e) {
+        /* entries never move (slots point at them): a free entry, or the
+         * least recently used idle one is replaced in place */
+        int32_t at = s->n_grts < cap ? s->n_grts : -1;
+        if (at < 0) {
+            for (int32_t i = 0; i < s->n_grts; i++)
+                if (s->grts[i].users == 0 && (at < 0 || s->grts[i].stamp < s->grts[at].stamp)) at = i;
+            if (at < 0) return NULL; /* cannot happen: at most n_slots are in use */
+        }
+        cst_grammar_rt *rt = cst_grammar_rt_new(g, s->gvocab);
+        if (!rt) return NULL;
+        if (at < s->n_grts) {
+            cst_grammar_rt_free(s->grts[at].rt);
+            cst_grammar_unref(s->grts[at].g);
+        } else {
+            s->n_grts++;
+        }
+        e = &s->grts[at];
+        *e = (grt_entry){.g = cst_grammar_ref(g), .rt = rt};
+    }
+    e->users++;
+    e->stamp = ++s->clock;
+    return e;
+}
+
+static void grammar_release(cst_sched *s, slot *sl) {
+    grt_entry *e = sl->ge;
+    sl->ge = NULL;
+    if (!e) return;
+    if (--e->users == 0 && cst_grammar_rt_bytes(e->rt) > GRT_MAX_BYTES) cst_grammar_rt_trim(e->rt);
+    (void)s;
+}
+
+/* Tokens the answer may still take, this one included. */
+static int32_t grammar_left(const cst_sched *s, const slot *sl, int idx) {
+    int64_t left = CST_GBUDGET_NONE;
+    const cst_sched_req *r = sl->req;
+    if (r->max_tokens > 0) left = (int64_t)r->max_tokens - (sl->n_gen - sl->n_think);
+    int64_t ctx_left = (int64_t)s->p.n_ctx - cst_ctx_seq_len(s->ctx, idx);
+    if (ctx_left < left) left = ctx_left;
+    return left < 1 ? 1 : (int32_t)left;
+}
+
+/* Sample under the grammar: the unmasked draw when it fits (the usual case
+ * for a trained model, and the same distribution as a masked draw),
+ * otherwise a draw from the masked logits. -1: nothing fits. */
+static cst_token grammar_sample(cst_sched *s, slot *sl, int idx, const float *logits, int32_t *next) {
+    cst_grammar_rt *rt = sl->ge->rt;
+    const cst_vocab *vocab = cst_model_vocab(s->m);
+    const int32_t left = grammar_left(s, sl, idx);
+    s->n_gtok++;
+    cst_token tok = cst_sampler_sample(sl->smp, logits);
+    size_t len = cst_token_to_piece(vocab, tok, s->piece, 1024, false);
+    if (len <= 1024 && cst_grammar_rt_allowed(rt, sl->gstate, tok, s->piece, len, left, next)) return tok;
+    s->n_gmasked++;
+    const double t0 = cst_time_now();
+    memcpy(s->glogits, logits, (size_t)cst_model_n_vocab(s->m) * sizeof *s->glogits);
+    int32_t n = cst_grammar_rt_apply(rt, sl->gstate, left, s->glogits);
+    s->t_mask += cst_time_now() - t0;
+    if (n == 0) return -1;
+    tok = cst_sampler_sample(sl->smp, s->glogits);
+    len = cst_token_to_piece(vocab, tok, s->piece, 1024, false);
+    if (len <= 1024 && cst_grammar_rt_allowed(rt, sl->gstate, tok, s->piece, len, left, next)) return tok;
+    /* the sampler's truncation left nothing allowed with mass (cannot
+     * happen with finite logits): take the best allowed token */
+    tok = cst_argmax(s->glogits, cst_model_n_vocab(s->m));
+    len = cst_token_to_piece(vocab, tok, s->piece, 1024, false);
+    if (len <= 1024 && cst_grammar_rt_allowed(rt, sl->gstate, tok, s->piece, len, left, next)) return tok;
+    return -1;
+}
+
 /* End the slot's request: flush held-back text unless stopped/cancelled,
  * push DONE, drop the engine's reference. The KV cache stays for reuse. */
 static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, const char *msg) {
@@ -436,6 +571,7 @@ static void slot_finish(cst_sched *s, slot *sl, cst_finish fin, cst_status st, c
         push_text(r, t, tl);
     }
     push_done_k(r, fin, st, msg, r->n_prompt, sl->n_cached, sl->n_gen, sl->t_first, sl->n_think, sl->forced);
+    grammar_release(s, sl);
     cst_sampler_free(sl->smp);
     cst_stopper_free(sl->stp);
     cst_stopper_free(sl->tstp);
@@ -650,7 +786,14 @@ static void admit(cst_sched *s, cst_sched_req *r) {
     s->stats.n_prompt_tokens += (uint64_t)(r->n_prompt - keep);
     if (keep > 0) s->stats.n_cache_hits++;
     pthread_mutex_unlock(&s->mu);
-    if (!sl->smp || !sl->stp || !think_ok) {
+    sl->ge = NULL;
+    bool grammar_ok = true;
+    if (r->grammar) {
+        sl->ge = grammar_attach(s, r->grammar);
+        grammar_ok = sl->ge != NULL;
+        if (sl->ge) sl->gstate = cst_grammar_rt_start(sl->ge->rt);
+    }
+    if (!sl->smp || !sl->stp || !think_ok || !grammar_ok) {
         slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_NOMEM, "out of memory creating the sampler");
         return;
     }
@@ -680,14 +823,35 @@ static void slot_sample(cst_sched *s, slot *sl, int idx) {
     }
     const cst_vocab *vocab = cst_model_vocab(s->m);
     cst_token tok;
+    bool constrained = false; /* tok was sampled under the grammar */
     if (sl->force_pos >= 0 && sl->force_pos < r->n_think_force) {
         tok = r->think_force[sl->force_pos++];
     } else {
         sl->force_pos = -1;
         const bool thinking = sl->rs && cst_reasoning_thinking(sl->rs) && !sl->forced;
-        /* the budget is spent: the forced close takes the last budget tokens */
-        if (thinking && sl->n_think + r->n_force_thought >= r->think_budget && start_force(sl)) {
+        /* the budget is spent: the forced close takes the last budget tokens;
+         * under a grammar also when the context left would no longer hold
+         * the forced close and the shortest answer */
+        bool close_for_answer = false;
+        if (thinking && sl->ge) {
+            const int64_t ctx_left = (int64_t)s->p.n_ctx - cst_ctx_seq_len(s->ctx, idx);
+            const int64_t need = (int64_t)r->n_think_force + cst_grammar_min_bytes(cst_grammar_rt_grammar(sl->ge->rt)) + 1;
+            close_for_answer = ctx_left <= need;
+        }
+        if (thinking && (sl->n_think + r->n_force_thought >= r->think_budget || close_for_answer) && start_force(sl)) {
             tok = r->think_force[sl->force_pos++];
+        } else if (sl->ge && !thinking) {
+            const double t0 = cst_time_now();
+            int32_t next = CST_GSTATE_DEAD;
+            tok = grammar_sample(s, sl, idx, logits, &next);
+            s->t_sample += cst_time_now() - t0;
+            if (tok < 0) {
+                slot_finish(s, sl, CST_FINISH_NONE, CST_ERR_INTERNAL,
+                            "constrained decoding: no token fits the grammar here (or out of memory)");
+                return;
+            }
+            sl->gstate = next; /* end-of-generation (allowed: accepting) is handled below */
+            constrained = true;
         } else {
             const double t0 = cst_time_now();
             tok = cst_sampler_sample(sl->smp, logits);
@@ -730,9 +894,16 @@ static void slot_sample(cst_sched *s, slot *sl, int idx) {
         slot_finish(s, sl, CST_FINISH_STOP, CST_OK, NULL);
         return;
     }
+    /* the constrained value is complete: nothing may follow it */
+    if (constrained && cst_grammar_rt_final(sl->ge->rt, sl->gstate)) {
+        slot_finish(s, sl, CST_FINISH_EOG, CST_OK, NULL);
+        return;
+    }
     if ((r->max_tokens > 0 && sl->n_gen - sl->n_think >= r->max_tokens) ||
         cst_ctx_seq_len(s->ctx, idx) >= s->p.n_ctx) {
-        slot_finish(s, sl, CST_FINISH_LENGTH, CST_OK, NULL);
+        /* budget-aware closing made the value complete by now */
+        const bool whole = constrained && cst_grammar_rt_accepting(sl->ge->rt, sl->gstate);
+        slot_finish(s, sl, whole ? CST_FINISH_EOG : CST_FINISH_LENGTH, CST_OK, NULL);
         return;
     }
     sl->last = tok;
@@ -882,7 +1053,12 @@ static void *engine_main(void *arg) {
         s->stats.decode_seconds += t_dec_end - t_dec;
         s->stats.host_seconds += (t_dec - t_iter) + (t_end - t_dec_end);
         s->stats.sample_seconds += s->t_sample;
+        s->stats.mask_seconds += s->t_mask;
+        s->stats.n_grammar_tokens += s->n_gtok;
+        s->stats.n_grammar_masked += s->n_gmasked;
         s->t_sample = 0;
+        s->t_mask = 0;
+        s->n_gtok = s->n_gmasked = 0;
         pthread_mutex_unlock(&s->mu);
     }
     /* shutdown: cancel what is left */
@@ -965,6 +1141,13 @@ void cst_sched_free(cst_sched *s) {
     }
     for (int32_t i = 0; i < s->n_snaps; i++) free(s->snaps[i].buf);
     free(s->snaps);
+    for (int32_t i = 0; i < s->n_grts; i++) {
+        cst_grammar_rt_free(s->grts[i].rt);
+        cst_grammar_unref(s->grts[i].g);
+    }
+    free(s->grts);
+    cst_grammar_vocab_free(s->gvocab);
+    free(s->glogits);
     cst_batch_free(s->batch);
     free(s->slots);
     free(s->piece);

@@ -12,6 +12,7 @@
 #define CST_SCHED_H
 
 #include "engine/engine.h"
+#include "engine/sampler/grammar.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -92,6 +93,14 @@ typedef struct cst_req_params {
      * up every sequence) and must not call into the scheduler. */
     void (*on_event)(void *ud, const cst_sched_event *ev);
     void *on_event_ud;
+    /* Constrained decoding (grammar.h), NULL: off. The answer (not the
+     * thought) is constrained: every sampled token keeps the automaton
+     * alive, end-of-generation comes only where it accepts, and the budget
+     * (max_tokens, the context) closes the value in time; generation ends
+     * as soon as the value is complete (finish EOG, also when the budget
+     * ends on a complete value). A reference is taken at submit. Stop
+     * sequences still apply: a caller wanting whole values passes none. */
+    cst_grammar *grammar;
 } cst_req_params;
 
 /* Queue a request. On success *out holds a reference the caller releases with
@@ -153,6 +162,10 @@ typedef struct cst_sched_stats {
      * it (admission, batch building, sampling, detokenizing, stop matching,
      * the events) -- the latter is the per-token cost the serving loop adds */
     double decode_seconds, host_seconds, sample_seconds; /* sample: part of host */
+    /* constrained decoding */
+    uint64_t n_grammar_tokens;  /* tokens sampled under a grammar */
+    uint64_t n_grammar_masked;  /* of which needed the full mask (the unmasked draw did not fit) */
+    double mask_seconds;        /* part of sample_seconds */
 } cst_sched_stats;
 cst_sched_stats cst_sched_get_stats(cst_sched *s);
 
