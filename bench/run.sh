@@ -74,7 +74,7 @@ for spec in "${specs[@]}"; do
   c=$("$castor" bench -m "$m" -p $P -n $N -t $T -r $R --json | tail -1)
   l=$(LLAMA_BACKEND_DIR="$be" out/llamacpp_bench "$m" -p $P -n $N -t $T -r $R | tail -1)
   nb='[]'
-  [ -z "$lbench" ] || nb=$("$lbench" -m "$m" -p $P -n $N -t $T -r $R -o json 2>/dev/null | tr -d '\n')
+  [ -z "$lbench" ] || nb=$("$lbench" -m "$m" -p $P -n $N -t $T -r $R -o json 2>/dev/null | tr -d '\n') || nb='[]'
   # RSS of a plain `castor run` over the same context size
   rss_kb=$( { /usr/bin/time -f '%M' "$castor" run -m "$m" --prompt-ids 1,2,3,4 -n 16 -c $((P + N + 16)) -t $T >/dev/null; } 2>&1 | tail -1)
   kv=$(echo "$c" | sed -n 's/.*"kv_bytes":\([0-9]*\).*/\1/p'); kv=${kv:-0}
