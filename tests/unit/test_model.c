@@ -628,16 +628,18 @@ TEST(attn_head_isa_bit_identical) {
     for (int i = 0; i < HD_MAX; i++) q[i] = (float)sin(0.37 * i + 1.0) * 2.0f;
     const cst_isa saved = cst_kernels_isa();
     const int hds[] = {8, 32, 64, 80, 128};
+    const float scales[] = {0.125f, 40.0f}; /* 40: probabilities down to subnormal and zero */
     const int32_t ranges[][2] = {{0, 0}, {0, 15}, {3, 3}, {5, 70}, {16, 47}, {0, 299}, {17, 298}, {250, 299}};
     int n_cmp = 0;
     for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
             for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
-                for (int batch = 0; batch < 2; batch++) {
+                for (int batch = 0; batch < 4; batch++) {
                     cst_attn_head a = {.q = q, .k = k, .v = v, .k_stride = HD_MAX, .v_stride = NCTX,
                                        .hd = hds[h], .hdv = hds[h], .p0 = ranges[r][0], .p1 = ranges[r][1],
-                                       .scale = 0.125f, .batch = batch, .scores = scores, .p16 = p16, .q16 = q16};
+                                       .scale = scales[batch >> 1], .batch = batch & 1, .scores = scores,
+                                       .p16 = p16, .q16 = q16};
                     ASSERT(cst_kernels_set_isa(CST_ISA_REF));
                     a.out = out_ref;
                     cst_attn_head_run(&a);
@@ -655,4 +657,39 @@ TEST(attn_head_isa_bit_identical) {
     }
     cst_kernels_set_isa(saved);
     printf("    %d head/range/order cases compared\n", n_cmp);
+}
+
+/* SwiGLU (ggml's vectorised expf) gives the scalar twin's bits on every ISA:
+ * ordinary values, results that underflow to subnormals and zero, exps that
+ * overflow, infinities, and lengths with a scalar tail. */
+TEST(swiglu_isa_bit_identical) {
+    enum { N = 1000 };
+    static float g[N], u[N], y_ref[N], y_isa[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)sin(0.731 * i) * (i < 500 ? 8.0f : 160.0f);
+        u[i] = (float)cos(0.377 * i) * 3.0f;
+    }
+    g[10] = INFINITY, g[11] = -INFINITY, g[12] = 0.0f, g[13] = -0.0f, g[14] = 87.5f, g[15] = -88.9f;
+    g[16] = 103.0f, g[17] = -103.0f, g[18] = 133.2f, g[19] = -133.2f, g[20] = 1e-30f, g[21] = -1e-42f;
+    const cst_isa saved = cst_kernels_isa();
+    const int lens[] = {N, 999, 17, 15, 8, 1};
+    int n_cmp = 0;
+    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_AVX512; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            ASSERT(cst_kernels_set_isa(CST_ISA_REF));
+            cst_swiglu(y_ref, g, u, lens[l]);
+            ASSERT(cst_kernels_set_isa((cst_isa)isa));
+            cst_swiglu(y_isa, g, u, lens[l]);
+            for (int i = 0; i < lens[l]; i++)
+                if (memcmp(&y_ref[i], &y_isa[i], sizeof(float))) {
+                    fprintf(stderr, "    isa %d n %d i %d g %.9g: %.9g vs ref %.9g\n", isa, lens[l], i, g[i], y_isa[i],
+                            y_ref[i]);
+                    ASSERT(false);
+                }
+            n_cmp++;
+        }
+    }
+    cst_kernels_set_isa(saved);
+    printf("    %d lengths compared\n", n_cmp);
 }

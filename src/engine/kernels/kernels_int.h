@@ -111,5 +111,7 @@ void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *x, const void *y
 void cst_vec_dot_q4_K_q8_K_x8_avx2(int n, float *s, const void *x, const void *y);
 cst_tile4x4_fn cst_tile_q4_0_x8_avx512(void);
 cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void);
+cst_tile4x4_fn cst_tile_q4_0_x8_avx2(void);
+cst_tile4x4_fn cst_tile_q4_K_x8_avx2(void);
 
 #endif

@@ -244,8 +244,8 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
 
 /* ---- AVX2 ---------------------------------------------------------------------
  * The scalar twin's 16-lane accumulators as pairs of 8-lane registers (same
- * lanes, same FMAs, same reduce16 tree), so the bits are the ref's. The
- * softmax stays scalar (O(positions), not O(positions x head size)). */
+ * lanes, same FMAs, same reduce16 tree), so the bits are the ref's; the
+ * softmax and SwiGLU use exp8_avx2, exp_lane on 8 lanes. */
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LOADH8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 
@@ -286,6 +286,93 @@ AVX2 static float dot_f16_avx2(const cst_f16 *x, const cst_f16 *y, int n, bool l
     return (float)sum;
 }
 
+/* exp_lane on 8 lanes, same FMAs; ldexpf(j, n) as j * 2^n in double (exact)
+ * rounded once to float, which is ldexpf's (and vscalefps's) rounding, also
+ * for subnormal results */
+AVX2 static inline __m256 exp8_avx2(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    /* n is integral; lanes with |n| > 192 (or infinite) are replaced below */
+    const __m256i ni = _mm256_cvtps_epi32(_mm256_andnot_ps(big, n));
+    const __m256i bias = _mm256_set1_epi64x(1023);
+    const __m256d plo = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(ni)), bias), 52));
+    const __m256d phi = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(ni, 1)), bias), 52));
+    const __m128 rlo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(j)), plo));
+    const __m128 rhi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(j, 1)), phi));
+    const __m256 res = _mm256_set_m128(rhi, rlo);
+    if (!_mm256_movemask_ps(big)) return res;
+    const __m256 neg = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ);
+    const __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(), neg);
+    return _mm256_blendv_ps(res, alt, big);
+}
+
+AVX2 static void swiglu_avx2(float *y, const float *g, const float *u, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15; /* the ref's vector part: 16-lane steps */
+    int64_t i = 0;
+    for (; i < nv; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = exp8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        const __m256 silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) y[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+/* lanes of positions q..q+7 inside [p0, p1], as an all-ones/zero int mask */
+AVX2 static inline __m256i lane_mask8(int32_t q, int32_t p0, int32_t p1) {
+    const __m256i pos = _mm256_add_epi32(_mm256_set1_epi32(q), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i ge = _mm256_cmpgt_epi32(pos, _mm256_set1_epi32(p0 - 1));
+    const __m256i le = _mm256_cmpgt_epi32(_mm256_set1_epi32(p1 + 1), pos);
+    return _mm256_and_si256(ge, le);
+}
+
+/* softmax_p16_ref on 16-position groups as pairs of 8-lane registers: the
+ * same exp per lane, zero outside [p0, p1], the same reduce16 per group */
+AVX2 static void softmax_p16_avx2(const cst_attn_head *a, float mx) {
+    const int32_t p0 = a->p0, p1 = a->p1, g0 = p0 >> 4, g1 = p1 >> 4;
+    float *s = a->scores;
+    const __m256 vmx = _mm256_set1_ps(mx);
+    double sum = 0.0;
+    for (int32_t g = g0; g <= g1; g++) {
+        float *sg = s + g * 16;
+        __m256 e[2];
+        if (g * 16 >= p0 && g * 16 + 15 <= p1) {
+            for (int h = 0; h < 2; h++) {
+                e[h] = exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(sg + 8 * h), vmx));
+                _mm256_storeu_ps(sg + 8 * h, e[h]);
+            }
+        } else {
+            for (int h = 0; h < 2; h++) {
+                const __m256i m = lane_mask8(g * 16 + 8 * h, p0, p1);
+                const __m256 x = _mm256_sub_ps(_mm256_maskload_ps(sg + 8 * h, m), vmx);
+                e[h] = _mm256_and_ps(exp8_avx2(x), _mm256_castsi256_ps(m));
+                _mm256_maskstore_ps(sg + 8 * h, m, e[h]);
+            }
+        }
+        sum += (double)reduce16_avx2(e[0], e[1]);
+    }
+    const float inv = (float)(1.0 / sum);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    int32_t p = p0;
+    for (; p <= p1 && (p & 7); p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+    for (; p + 7 <= p1; p += 8)
+        _mm_storeu_si128((__m128i *)(a->p16 + p),
+                         _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(s + p), vinv), _MM_FROUND_TO_NEAREST_INT));
+    for (; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
+}
+
 AVX2 static void attn_head_avx2(const cst_attn_head *a) {
     const int32_t p0 = a->p0, p1 = a->p1;
     float *s = a->scores;
@@ -296,7 +383,7 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
         s[p] = dot_f16_avx2(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
         if (s[p] > mx) mx = s[p];
     }
-    softmax_p16_ref(a, mx);
+    softmax_p16_avx2(a, mx);
     /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
      * batch order); partial groups lane by lane, whole groups 16 at a time */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
@@ -353,6 +440,10 @@ void cst_swiglu(float *y, const float *g, const float *u, int64_t n) {
 #ifdef CST_X86
     if (have_avx512()) {
         swiglu_avx512(y, g, u, n);
+        return;
+    }
+    if (cst_kernels_isa() == CST_ISA_AVX2) {
+        swiglu_avx2(y, g, u, n);
         return;
     }
 #endif

@@ -37,11 +37,23 @@ static inline __m256i bcast16_ctl(int e0, int e1) {
     return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * e1)), _mm_set1_epi16((short)(0x0100 + 0x0202 * e0)));
 }
 
-enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6 };
+enum { KIND_Q4 = 4, KIND_Q5 = 5, KIND_Q6 = 6, KIND_Q4X8 = 7 /* Q4_K in the repacked q4_K_8x8 order */ };
 
-/* rows x[0..3] with tokens y[0..1]: s[t*lds + r] */
-static inline __attribute__((always_inline)) void tile_k2(const int kind, int n, const void *const *vx,
+/* [sum of the 8 lanes of s0 .. s3] (exact) */
+static inline __m128i hsum4_epi32(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    const __m256i f = fold4(s0, s1, s2, s3);
+    return _mm_add_epi32(_mm256_castsi256_si128(f), _mm256_extracti128_si256(f, 1));
+}
+
+/* rows x[0..3] with tokens y[0..1]: s[t*lds + r]. KIND_Q4X8: the integer
+ * part of Q4_K, then per super-block each (row, token) gets its exact int
+ * sums (scales, mins) and one FMA each into 8 float lanes [t0 r0-3, t1 r0-3]:
+ * cst_vec_dot_q4_K_q8_K_x8_ref's order, bit for bit. */
+static inline __attribute__((always_inline)) void tile_k2(const int kind_in, int n, const void *const *vx,
                                                           const void *const *vy, float *s, int64_t lds) {
+    const bool x8 = kind_in == KIND_Q4X8;
+    const int kind = x8 ? KIND_Q4 : kind_in;
+    __m256 acc8 = _mm256_setzero_ps(), accm8 = _mm256_setzero_ps();
     const int nb = n / QK_K;
     const size_t bsz = kind == KIND_Q4 ? sizeof(block_q4_K) : kind == KIND_Q5 ? sizeof(block_q5_K)
                                                                                : sizeof(block_q6_K);
@@ -146,6 +158,24 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
             mina = _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(t0, t1));
             minb = _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(t0, t1));
         }
+        if (x8) {
+            const __m256i isum = _mm256_set_m128i(hsum4_epi32(sumi[0][1], sumi[1][1], sumi[2][1], sumi[3][1]),
+                                                  hsum4_epi32(sumi[0][0], sumi[1][0], sumi[2][0], sumi[3][0]));
+            __m128i imin[2];
+#pragma GCC unroll 2
+            for (int t = 0; t < 2; t++) {
+                const __m256i bp = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[t]->bsums), _mm256_set1_epi16(1));
+                const __m256i pk = _mm256_packs_epi32(bp, bp);
+                const __m256i ba = _mm256_permutevar8x32_epi32(pk, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+                const __m256i bb = _mm256_permutevar8x32_epi32(pk, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5));
+                const __m256i mm = _mm256_add_epi32(_mm256_madd_epi16(mina, ba), _mm256_madd_epi16(minb, bb));
+                imin[t] = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
+            }
+            const __m256 da = _mm256_set_m128(_mm_set1_ps(a[1]->d), _mm_set1_ps(a[0]->d));
+            acc8 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d4, da), acc8);
+            accm8 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_set_m128i(imin[1], imin[0])), _mm256_mul_ps(dm4, da), accm8);
+            continue;
+        }
 #pragma GCC unroll 2
         for (int t = 0; t < 2; t++) {
             const __m256 da = _mm256_set1_ps(a[t]->d);
@@ -160,6 +190,12 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
                 acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(dm4, da), acc[t]);
             }
         }
+    }
+    if (x8) {
+        const __m256 r = _mm256_sub_ps(acc8, accm8);
+        _mm_storeu_ps(s, _mm256_castps256_ps128(r));
+        _mm_storeu_ps(s + lds, _mm256_extractf128_ps(r, 1));
+        return;
     }
 #pragma GCC unroll 2
     for (int t = 0; t < 2; t++)
@@ -177,6 +213,9 @@ static inline __attribute__((always_inline)) void tile_k2(const int kind, int n,
         tile_k2(KIND, n, x, y + 2, s + 2 * lds, lds);                                              \
     }
 TILE_K_AVX2(tile_q4_K_avx2, KIND_Q4)
+TILE_K_AVX2(tile_q4_K_x8_avx2, KIND_Q4X8)
+
+cst_tile4x4_fn cst_tile_q4_K_x8_avx2(void) { return tile_q4_K_x8_avx2; }
 /* Q5_K and Q6_K have no AVX2 tile: batches use the vec_dot, which follows
  * ggml's order (as llama.cpp does for these types); the tile_k2 paths for them
  * are kept for reference but not installed. */

@@ -60,6 +60,47 @@ static inline float hsum8(__m256 v) {
             _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) s[t * lds + r] = hsum8(acc[r][t]); \
     }
 
+/* [sum of the 8 lanes of s0 .. s3] (exact) */
+static inline __m128i hsum4_epi32(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1));
+    const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(s2, s3), _mm256_unpackhi_epi32(s2, s3));
+    const __m256i f = _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
+    return _mm_add_epi32(_mm256_castsi256_si128(f), _mm256_extracti128_si256(f, 1));
+}
+
+/* Q4_0 rows x[0..3] with tokens y[0..1] in the order of llama.cpp's repacked
+ * q4_0_8x8 kernels (cst_vec_dot_q4_0_q8_0_x8_ref): per block the exact int
+ * sum of each (row, token), then one FMA per output into 8 float lanes
+ * [t0 r0-3, t1 r0-3] with the product dw * da. */
+static inline __attribute__((always_inline)) void pass_q4_0_x8(int n, const void *const *vx, const void *const *vy,
+                                                               float *s, int64_t lds) {
+    const int nb = n / QK8_0;
+    const block_q4_0 *x[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) x[r] = (const block_q4_0 *)vx[r];
+    const block_q8_0 *y[2] = {(const block_q8_0 *)vy[0], (const block_q8_0 *)vy[1]};
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256i a0 = LOAD_Q8(y[0][i].qs), a1 = LOAD_Q8(y[1][i].qs);
+        __m256i p[2][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m256i w = q4_0_unpack(x[r][i].qs), aw = _mm256_sign_epi8(w, w);
+            p[0][r] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a0, w)), ones);
+            p[1][r] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a1, w)), ones);
+        }
+        const __m256i isum = _mm256_set_m128i(hsum4_epi32(p[1][0], p[1][1], p[1][2], p[1][3]),
+                                              hsum4_epi32(p[0][0], p[0][1], p[0][2], p[0][3]));
+        const __m128 dw = _mm_setr_ps(f16(x[0][i].d), f16(x[1][i].d), f16(x[2][i].d), f16(x[3][i].d));
+        const __m256 d = _mm256_mul_ps(_mm256_set_m128(dw, dw),
+                                       _mm256_set_m128(_mm_set1_ps(f16(y[1][i].d)), _mm_set1_ps(f16(y[0][i].d))));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
+    }
+    _mm_storeu_ps(s, _mm256_castps256_ps128(acc));
+    _mm_storeu_ps(s + lds, _mm256_extractf128_ps(acc, 1));
+}
+
 TILE_Q0_PASS(pass_q8_0, block_q8_0, LOAD_Q8)
 TILE_Q0_PASS(pass_q4_0, block_q4_0, q4_0_unpack)
 
@@ -116,6 +157,7 @@ TILE_F_PASS(pass_bf16, cst_bf16, LD_BF16)
 
 TILE_4X4(tile_q8_0_avx2, pass_q8_0)
 TILE_4X4(tile_q4_0_avx2, pass_q4_0)
+TILE_4X4(tile_q4_0_x8_avx2, pass_q4_0_x8)
 TILE_4X4(tile_f32_avx2, pass_f32)
 TILE_4X4(tile_f16_avx2, pass_f16)
 TILE_4X4(tile_bf16_avx2, pass_bf16)
@@ -127,3 +169,5 @@ void cst_kernels_tiles_avx2(cst_tile4x4_fn *tab) {
     tab[CST_TYPE_F16] = tile_f16_avx2;
     tab[CST_TYPE_BF16] = tile_bf16_avx2;
 }
+
+cst_tile4x4_fn cst_tile_q4_0_x8_avx2(void) { return tile_q4_0_x8_avx2; }
