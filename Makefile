@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 MODEL ?= $(firstword $(CASTOR_MODEL) $(wildcard ../shared/models/stories260K.gguf models/stories260K.gguf))
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build deps run test asan clean bench fuzz
+.PHONY: all build deps run test asan clean bench fuzz test-arm64
 
 all: build
 
@@ -28,5 +28,9 @@ run: build
 test: build asan
 	./scripts/test.sh
 
+# the engine's suites cross-compiled for aarch64, run under qemu at every ARM ISA level
+test-arm64: deps
+	./scripts/test-arm64.sh
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-arm64

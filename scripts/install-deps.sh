@@ -3,6 +3,15 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libmicrohttpd-dev libjansson-dev
       libpcre2-dev libsqlite3-dev libstb-dev libwebp-dev curl ca-certificates nodejs npm)
+# make test-arm64 (part of make test): cross compiler, qemu and the arm64
+# -dev packages of the engine's libraries (multiarch)
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcre2-dev:arm64 libjansson-dev:arm64
+         libwebp-dev:arm64)
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [ "$(id -u)" -eq 0 ]; then dpkg --add-architecture arm64; else sudo dpkg --add-architecture arm64; fi
+  fi
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

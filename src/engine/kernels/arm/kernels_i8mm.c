@@ -19,6 +19,9 @@
 #include <arm_neon.h>
 #include <math.h>
 
+/* binary16 -> float32 with one FCVT (exact, as cst_f16_to_f32) */
+static inline float h2f(cst_f16 h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
+
 /* bytes 8k..8k+7 of a and of b in one vector (SMMLA operand rows) */
 static inline int8x16_t rows_lo(int8x16_t a, int8x16_t b) {
     return vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
@@ -81,11 +84,11 @@ void cst_tile_q4_0_x8_i8mm(int n, const void *const *x, const void *const *y, fl
             const uint8x16_t q = vld1q_u8(xb->qs);
             w[r][0] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), eight);
             w[r][1] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
-            dw[r] = cst_f16_to_f32(xb->d);
+            dw[r] = h2f(xb->d);
             const block_q8_0 *yb = (const block_q8_0 *)y[r] + b;
             a[r][0] = vld1q_s8(yb->qs);
             a[r][1] = vld1q_s8(yb->qs + 16);
-            da[r] = cst_f16_to_f32(yb->d);
+            da[r] = h2f(yb->d);
         }
         int32x4_t acc[2][2];
         for (int p = 0; p < 2; p++)
@@ -111,8 +114,8 @@ void cst_tile_q4_K_x8_i8mm(int n, const void *const *x, const void *const *y, fl
             xb[r] = (const block_q4_K *)x[r] + b;
             yb[r] = (const block_q8_K *)y[r] + b;
             for (int j = 0; j < 8; j++) cst_get_scale_min_k4(j, xb[r]->scales, &sc[r][j], &mn[r][j]);
-            dw[r] = cst_f16_to_f32(xb[r]->d);
-            dm[r] = cst_f16_to_f32(xb[r]->dmin);
+            dw[r] = h2f(xb[r]->d);
+            dm[r] = h2f(xb[r]->dmin);
             da[r] = yb[r]->d;
         }
         int32x4_t acc[2][2], mins[2][2];
