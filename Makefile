@@ -5,7 +5,7 @@ MODEL ?= $(firstword $(CASTOR_MODEL) $(wildcard ../shared/models/stories260K.ggu
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 PREFIX ?= /usr/local
-.PHONY: all build deps run test asan clean bench fuzz install
+.PHONY: all build deps run test asan clean bench fuzz install test-arm64
 
 all: build
 
@@ -33,5 +33,9 @@ install: build
 test: build asan
 	./scripts/test.sh
 
+# the engine's suites cross-compiled for aarch64, run under qemu at every ARM ISA level
+test-arm64: deps
+	./scripts/test-arm64.sh
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-arm64

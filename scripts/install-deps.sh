@@ -8,6 +8,15 @@ pkgs+=(libpq-dev postgresql haproxy) # the PostgreSQL store and its replica test
 # these are the libraries its mupdf.pc links against (Libs.private) plus harfbuzz
 pkgs+=(libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev libjpeg-dev zlib1g-dev
        libfreetype-dev libharfbuzz-dev)
+# make test-arm64 (part of make test): cross compiler, qemu and the arm64
+# -dev packages of the engine's libraries (multiarch)
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libpcre2-dev:arm64 libjansson-dev:arm64
+         libwebp-dev:arm64)
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [ "$(id -u)" -eq 0 ]; then dpkg --add-architecture arm64; else sudo dpkg --add-architecture arm64; fi
+  fi
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

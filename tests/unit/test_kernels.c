@@ -34,12 +34,18 @@ static void fill_normal(float *x, int64_t n, float scale) {
 
 /* Types whose kernels (vec_dot, tiles, matmul) of a given ISA accumulate in
  * exactly the ref's (ggml's) order: results must be bit-identical to ref.
- * F32/F16 follow ggml's AVX-512 orders (16 lanes) only in the AVX-512 table. */
+ * F32/F16 follow ggml's AVX-512 orders (16 lanes) only in the AVX-512 table
+ * and the ARM ones (four 4-lane registers per 16 lanes); the ARM tables
+ * reproduce Q4_K's order too. Only BF16 sums in its own order there. */
+static bool is_arm(cst_isa isa) { return isa == CST_ISA_NEON || isa == CST_ISA_DOTPROD || isa == CST_ISA_I8MM; }
 static bool exact_order(cst_type t, cst_isa isa) {
     if (t == CST_TYPE_Q8_0 || t == CST_TYPE_Q4_0 || t == CST_TYPE_Q5_K || t == CST_TYPE_Q6_K) return true;
-    if (t == CST_TYPE_F32 || t == CST_TYPE_F16) return isa == CST_ISA_AVX512 || isa == CST_ISA_REF;
+    if (t == CST_TYPE_F32 || t == CST_TYPE_F16) return isa == CST_ISA_AVX512 || isa == CST_ISA_REF || is_arm(isa);
+    if (t == CST_TYPE_Q4_K) return is_arm(isa);
     return false;
 }
+/* the last cst_isa value (loops over every ISA) */
+#define LAST_ISA CST_ISA_I8MM
 
 /* bit equality of two floats (treats -0 != +0, as a bit-exact kernel must) */
 static bool same_bits(float a, float b) { return cst_f32_bits(a) == cst_f32_bits(b); }
@@ -278,6 +284,30 @@ TEST(avx512_matches_ref) {
     check_isa_against_ref(CST_ISA_AVX512);
 }
 
+TEST(neon_matches_ref) {
+    if (!cst_isa_available(CST_ISA_NEON)) {
+        cst_test_skip("not an aarch64 CPU");
+        return;
+    }
+    check_isa_against_ref(CST_ISA_NEON);
+}
+
+TEST(dotprod_matches_ref) {
+    if (!cst_isa_available(CST_ISA_DOTPROD)) {
+        cst_test_skip("no dotprod");
+        return;
+    }
+    check_isa_against_ref(CST_ISA_DOTPROD);
+}
+
+TEST(i8mm_matches_ref) {
+    if (!cst_isa_available(CST_ISA_I8MM)) {
+        cst_test_skip("no i8mm");
+        return;
+    }
+    check_isa_against_ref(CST_ISA_I8MM);
+}
+
 /* Every 4x4 micro-kernel (rows x tokens) against 16 ref vec_dots, bounded by
  * the magnitude sum |w_i a_i| (a wrong bit would cost about mag/n). */
 static void check_tile(cst_type t, cst_tile4x4_fn tile, cst_isa isa, const char *label) {
@@ -340,7 +370,7 @@ static void check_tile(cst_type t, cst_tile4x4_fn tile, cst_isa isa, const char 
 }
 
 TEST(tiles_match_ref) {
-    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+    for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_isa_available((cst_isa)isa)) continue;
         for (size_t k = 0; k < CST_ARRAY_LEN(all_types); k++) {
             const cst_tile4x4_fn tile = cst_kernel_tile4x4_isa(all_types[k], (cst_isa)isa);
@@ -352,6 +382,10 @@ TEST(tiles_match_ref) {
 /* The BF16 kernels exist twice on AVX-512 (vdpbf16ps or widen + FMA); the
  * dispatcher installs one, so check the widening pair here explicitly. */
 TEST(bf16_widening_kernels_match_ref) {
+#if !defined(__x86_64__)
+    cst_test_skip("not an x86-64 build");
+    return;
+#else
     if (!cst_isa_available(CST_ISA_AVX512)) {
         cst_test_skip("no AVX-512");
         return;
@@ -380,13 +414,14 @@ TEST(bf16_widening_kernels_match_ref) {
         cst_free_aligned(w), cst_free_aligned(a), cst_free_aligned(wd), cst_free_aligned(ad);
         cst_free_aligned(wb), cst_free_aligned(ab);
     }
+#endif
 }
 
 TEST(gemm_f16_matches_vec_dot) {
     static const int64_t ms[] = {1, 3, 4, 9}, ks[] = {1, 17, 64, 100};
     const cst_isa prev = cst_kernels_isa();
     const cst_kernel_traits *rt = cst_kernel_traits_isa(CST_TYPE_F16, CST_ISA_REF);
-    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+    for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         for (size_t a = 0; a < CST_ARRAY_LEN(ms); a++)
             for (size_t b = 0; b < CST_ARRAY_LEN(ms); b++)
@@ -422,9 +457,33 @@ TEST(gemm_f16_matches_vec_dot) {
 }
 
 TEST(isa_names_and_selection) {
+    /* scripts/test-arm64.sh chooses the CPU, so it knows which ISA must be
+     * active (the best one, or the one CST_ISA forces) */
+    const char *expect = getenv("CST_ISA_EXPECT");
+    if (expect && *expect)
+        ASSERT_MSG(cst_kernels_isa() == cst_isa_from_name(expect), "active ISA %s, expected %s",
+                   cst_isa_name(cst_kernels_isa()), expect);
     ASSERT_STREQ(cst_isa_name(CST_ISA_REF), "ref");
     ASSERT_STREQ(cst_isa_name(CST_ISA_AVX2), "avx2");
     ASSERT_STREQ(cst_isa_name(CST_ISA_AVX512), "avx512");
+    ASSERT_STREQ(cst_isa_name(CST_ISA_NEON), "neon");
+    ASSERT_STREQ(cst_isa_name(CST_ISA_DOTPROD), "dotprod");
+    ASSERT_STREQ(cst_isa_name(CST_ISA_I8MM), "i8mm");
+    for (int i = CST_ISA_REF; i <= LAST_ISA; i++) ASSERT_EQ((int)cst_isa_from_name(cst_isa_name((cst_isa)i)), i);
+    ASSERT_EQ((int)cst_isa_from_name("NEON"), (int)CST_ISA_NEON);
+    ASSERT_EQ((int)cst_isa_from_name("sve"), -1);
+    ASSERT_EQ((int)cst_isa_from_name(""), -1);
+    ASSERT_EQ((int)cst_isa_from_name(NULL), -1);
+    /* one family per build: an x86 CPU has no ARM level and the reverse; the
+     * levels of a family nest */
+    ASSERT(!(cst_isa_available(CST_ISA_AVX2) && cst_isa_available(CST_ISA_NEON)));
+    ASSERT(!cst_isa_available(CST_ISA_AVX512) || cst_isa_available(CST_ISA_AVX2));
+    ASSERT(!cst_isa_available(CST_ISA_I8MM) || cst_isa_available(CST_ISA_DOTPROD));
+    ASSERT(!cst_isa_available(CST_ISA_DOTPROD) || cst_isa_available(CST_ISA_NEON));
+#if defined(__aarch64__)
+    ASSERT(cst_isa_available(CST_ISA_NEON));
+#endif
+    ASSERT(!cst_kernels_set_isa((cst_isa)(LAST_ISA + 1)));
     ASSERT(cst_isa_available(CST_ISA_REF));
     cst_isa prev = cst_kernels_isa();
     ASSERT(cst_kernels_set_isa(CST_ISA_REF));
@@ -526,7 +585,7 @@ TEST(x8_order_matches_ref) {
             float e[16];
             for (int t = 0; t < 4; t++)
                 for (int r = 0; r < 4; r++) rdot(n, &e[4 * t + r], xp[r], yp[t]);
-            for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+            for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
                 if (!cst_isa_available((cst_isa)isa)) continue;
                 cst_vec_dot_fn dot;
                 cst_tile4x4_fn tile;
@@ -557,7 +616,7 @@ TEST(matmul_odd_shapes_and_threads) {
     static const int64_t toks[] = {1, 2, 3, 17, 40};
     static const int64_t outs[] = {1, 7, 8, 37}; /* 8: F32/F16 batches take the tile (tinyBLAS) path */
     const cst_isa prev = cst_kernels_isa();
-    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+    for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         for (int nth = 1; nth <= 3; nth++) {
             cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
@@ -583,7 +642,7 @@ TEST(matmul_batch_invariant) {
     const cst_isa prev = cst_kernels_isa();
     cst_pool *pool = cst_pool_new(2);
     ASSERT(pool);
-    for (int isa = CST_ISA_REF; isa <= CST_ISA_AVX512; isa++) {
+    for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         for (size_t k = 0; k < CST_ARRAY_LEN(types); k++) {
             for (int64_t n_out = 36; n_out <= 40; n_out += 4) { /* 40: x8 layouts */

@@ -1,8 +1,9 @@
 /* dispatch.c: CPU feature detection and the per-ISA kernel tables.
  *
  * One table per ISA, indexed by weight type. The ref table is filled here;
- * the AVX2 and AVX-512 tables start as copies of it and the x86/ files
- * overwrite the entries they accelerate. CST_ISA=ref|avx2|avx512 forces one.
+ * the other tables start as copies of it and the x86/ (AVX2, AVX-512) or
+ * arm/ (NEON, dotprod, i8mm) files overwrite the entries they accelerate.
+ * CST_ISA=ref|avx2|avx512|neon|dotprod|i8mm forces one.
  */
 #include "kernels_int.h"
 
@@ -10,15 +11,30 @@
 
 #include <pthread.h>
 #if defined(__x86_64__) || defined(__i386__)
+#define CST_X86 1
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__)
+#define CST_ARM64 1
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13)
+#endif
 #endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
 
-static cst_kernel_traits tables[3][CST_TYPE_COUNT];
-static cst_tile4x4_fn tiles[3][CST_TYPE_COUNT];
-static bool isa_ok[3];
+#define N_ISA (CST_ISA_I8MM + 1)
+static cst_kernel_traits tables[N_ISA][CST_TYPE_COUNT];
+static cst_tile4x4_fn tiles[N_ISA][CST_TYPE_COUNT];
+static bool isa_ok[N_ISA];
 static bool has_bf16; /* AVX512_BF16 */
 static _Atomic int active_isa = CST_ISA_REF;
 /* hot helpers of the active ISA, cached so a call costs no lookup (attention
@@ -66,6 +82,12 @@ static void detect(void) {
                              __builtin_cpu_supports("avx512vnni");
     has_bf16 = isa_ok[CST_ISA_AVX512] && __builtin_cpu_supports("avx512bf16");
 #endif
+#ifdef CST_ARM64
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    isa_ok[CST_ISA_NEON] = (hw & HWCAP_ASIMD) != 0;
+    isa_ok[CST_ISA_DOTPROD] = isa_ok[CST_ISA_NEON] && (hw & HWCAP_ASIMDDP);
+    isa_ok[CST_ISA_I8MM] = isa_ok[CST_ISA_DOTPROD] && (hw2 & HWCAP2_I8MM);
+#endif
 }
 
 static void init_tables(void) {
@@ -73,8 +95,8 @@ static void init_tables(void) {
     fill_ref(tables[CST_ISA_REF]);
     tiles[CST_ISA_REF][CST_TYPE_F32] = cst_tile_f32_ref; /* tinyBLAS order, see matmul.c */
     tiles[CST_ISA_REF][CST_TYPE_F16] = cst_tile_f16_ref;
-    memcpy(tables[CST_ISA_AVX2], tables[CST_ISA_REF], sizeof(tables[0]));
-    memcpy(tables[CST_ISA_AVX512], tables[CST_ISA_REF], sizeof(tables[0]));
+    for (int i = 1; i < N_ISA; i++) memcpy(tables[i], tables[CST_ISA_REF], sizeof(tables[0]));
+#ifdef CST_X86
     if (isa_ok[CST_ISA_AVX2]) {
         cst_kernels_fill_avx2(tables[CST_ISA_AVX2]);
         cst_kernels_tiles_kquants_avx2(tiles[CST_ISA_AVX2]);
@@ -87,12 +109,22 @@ static void init_tables(void) {
         cst_kernels_tiles_kquants_avx512(tiles[CST_ISA_AVX512]);
         cst_kernels_float_avx512(tables[CST_ISA_AVX512], tiles[CST_ISA_AVX512], has_bf16);
     }
-    int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
+#endif
+#ifdef CST_ARM64
+    if (isa_ok[CST_ISA_NEON]) cst_kernels_fill_neon(tables[CST_ISA_NEON], tiles[CST_ISA_NEON]);
+    if (isa_ok[CST_ISA_DOTPROD]) cst_kernels_fill_dotprod(tables[CST_ISA_DOTPROD], tiles[CST_ISA_DOTPROD]);
+    if (isa_ok[CST_ISA_I8MM]) /* i8mm adds only the x8 tiles (cst_kernel_x8) */
+        cst_kernels_fill_dotprod(tables[CST_ISA_I8MM], tiles[CST_ISA_I8MM]);
+#endif
+    int best = CST_ISA_REF;
+    for (int i = N_ISA - 1; i > 0 && best == CST_ISA_REF; i--)
+        if (isa_ok[i]) best = i; /* each family's later entries extend its earlier ones */
     const char *env = getenv("CST_ISA");
     if (env && *env) {
         const int want = (int)cst_isa_from_name(env);
         if (want < 0)
-            cst_warn("CST_ISA=%s is not one of ref|avx2|avx512; using %s", env, cst_isa_name((cst_isa)best));
+            cst_warn("CST_ISA=%s is not one of ref|avx2|avx512|neon|dotprod|i8mm; using %s", env,
+                     cst_isa_name((cst_isa)best));
         else if (!isa_ok[want])
             cst_warn("CST_ISA=%s is not available on this CPU; using %s", env, cst_isa_name((cst_isa)best));
         else
@@ -119,19 +151,22 @@ const char *cst_isa_name(cst_isa isa) {
     case CST_ISA_REF: return "ref";
     case CST_ISA_AVX2: return "avx2";
     case CST_ISA_AVX512: return "avx512";
+    case CST_ISA_NEON: return "neon";
+    case CST_ISA_DOTPROD: return "dotprod";
+    case CST_ISA_I8MM: return "i8mm";
     }
     return "?";
 }
 
 cst_isa cst_isa_from_name(const char *name) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_ISA; i++)
         if (name && !strcasecmp(name, cst_isa_name((cst_isa)i))) return (cst_isa)i;
     return (cst_isa)-1;
 }
 
 bool cst_isa_available(cst_isa isa) {
     cst_kernels_init();
-    return (int)isa >= 0 && (int)isa < 3 && isa_ok[isa];
+    return (int)isa >= 0 && (int)isa < N_ISA && isa_ok[isa];
 }
 
 bool cst_kernels_set_isa(cst_isa isa) {
@@ -143,14 +178,14 @@ bool cst_kernels_set_isa(cst_isa isa) {
 
 const cst_kernel_traits *cst_kernel_traits_isa(cst_type t, cst_isa isa) {
     cst_kernels_init();
-    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= 3) return NULL;
+    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= N_ISA) return NULL;
     const cst_kernel_traits *e = &tables[isa][t];
     return e->to_float ? e : NULL;
 }
 
 cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa) {
     cst_kernels_init();
-    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= 3) return NULL;
+    if ((int)t < 0 || (int)t >= CST_TYPE_COUNT || (int)isa < 0 || (int)isa >= N_ISA) return NULL;
     return tiles[isa][t];
 }
 
@@ -160,10 +195,19 @@ bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn 
     const bool q4k = t == CST_TYPE_Q4_K;
     *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_ref : cst_vec_dot_q4_0_q8_0_x8_ref;
     *tile = NULL;
-    if ((int)isa < 0 || (int)isa >= 3 || !isa_ok[isa] || isa == CST_ISA_REF) return true;
-    *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_avx2 : cst_vec_dot_q4_0_q8_0_x8_avx2;
-    if (isa == CST_ISA_AVX512) *tile = q4k ? cst_tile_q4_K_x8_avx512() : cst_tile_q4_0_x8_avx512();
-    if (isa == CST_ISA_AVX2) *tile = q4k ? cst_tile_q4_K_x8_avx2() : cst_tile_q4_0_x8_avx2();
+    if ((int)isa < 0 || (int)isa >= N_ISA || !isa_ok[isa] || isa == CST_ISA_REF) return true;
+#ifdef CST_X86
+    if (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) {
+        *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_avx2 : cst_vec_dot_q4_0_q8_0_x8_avx2;
+        if (isa == CST_ISA_AVX512) *tile = q4k ? cst_tile_q4_K_x8_avx512() : cst_tile_q4_0_x8_avx512();
+    }
+#endif
+#ifdef CST_ARM64
+    if (isa == CST_ISA_NEON) *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_neon : cst_vec_dot_q4_0_q8_0_x8_neon;
+    if (isa == CST_ISA_DOTPROD || isa == CST_ISA_I8MM)
+        *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_dotprod : cst_vec_dot_q4_0_q8_0_x8_dotprod;
+    if (isa == CST_ISA_I8MM) *tile = q4k ? cst_tile_q4_K_x8_i8mm : cst_tile_q4_0_x8_i8mm;
+#endif
     return true;
 }
 
@@ -203,20 +247,43 @@ void cst_vec_dot_f16(int n, float *s, const cst_f16 *x, const cst_f16 *y) {
 }
 
 void cst_fp32_to_fp16_row(const float *x, cst_f16 *y, int64_t n) {
-    if (cst_kernels_isa() != CST_ISA_REF)
+    const cst_isa isa = cst_kernels_isa();
+#ifdef CST_X86
+    if (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) {
         cst_fp32_to_fp16_row_avx2(x, y, n);
-    else
-        cst_from_float_f16_ref(x, y, n);
+        return;
+    }
+#endif
+#ifdef CST_ARM64
+    if (isa >= CST_ISA_NEON) {
+        cst_fp32_to_fp16_row_neon(x, y, n);
+        return;
+    }
+#endif
+    (void)isa;
+    cst_from_float_f16_ref(x, y, n);
 }
 
 void cst_fp16_to_fp32_row(const cst_f16 *x, float *y, int64_t n) {
     const cst_isa isa = cst_kernels_isa();
-    if (isa == CST_ISA_AVX512)
+#ifdef CST_X86
+    if (isa == CST_ISA_AVX512) {
         cst_fp16_to_fp32_row_avx512(x, y, n);
-    else if (isa == CST_ISA_AVX2)
+        return;
+    }
+    if (isa == CST_ISA_AVX2) {
         cst_fp16_to_fp32_row_avx2(x, y, n);
-    else
-        cst_to_float_f16_ref(x, y, n);
+        return;
+    }
+#endif
+#ifdef CST_ARM64
+    if (isa >= CST_ISA_NEON) {
+        cst_fp16_to_fp32_row_neon(x, y, n);
+        return;
+    }
+#endif
+    (void)isa;
+    cst_to_float_f16_ref(x, y, n);
 }
 
 void cst_gemm_f16(int64_t m, int64_t n, int64_t k, const cst_f16 *A, size_t lda, const cst_f16 *B, size_t ldb,

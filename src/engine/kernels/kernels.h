@@ -8,9 +8,11 @@
  * one converted activation row.
  *
  * The scalar implementations in ref/ are the specification. x86/ holds AVX2
- * and AVX-512 (VNNI) versions chosen at run time from CPUID; the environment
- * variable CST_ISA=ref|avx2|avx512 forces one (an unavailable one is refused
- * with a warning and the best available is used).
+ * and AVX-512 (VNNI) versions chosen at run time from CPUID, arm/ NEON,
+ * dotprod (SDOT) and i8mm (SMMLA) versions chosen from getauxval(AT_HWCAP,
+ * AT_HWCAP2); the environment variable CST_ISA=ref|avx2|avx512|neon|dotprod|i8mm
+ * forces one (an unavailable one is refused with a warning and the best
+ * available is used).
  */
 #ifndef CST_KERNELS_H
 #define CST_KERNELS_H
@@ -33,7 +35,14 @@ typedef struct cst_kernel_traits {
     cst_vec_dot_fn vec_dot;
 } cst_kernel_traits;
 
-typedef enum { CST_ISA_REF = 0, CST_ISA_AVX2 = 1, CST_ISA_AVX512 = 2 } cst_isa;
+typedef enum {
+    CST_ISA_REF = 0,
+    CST_ISA_AVX2 = 1,
+    CST_ISA_AVX512 = 2,
+    CST_ISA_NEON = 3,    /* aarch64 Advanced SIMD (every aarch64 CPU) */
+    CST_ISA_DOTPROD = 4, /* NEON + SDOT (armv8.2 dotprod) */
+    CST_ISA_I8MM = 5,    /* dotprod + SMMLA (armv8.6 i8mm) */
+} cst_isa;
 
 /* Detect the CPU and install the dispatch tables (idempotent, thread-safe). */
 void cst_kernels_init(void);

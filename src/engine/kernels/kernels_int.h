@@ -114,4 +114,20 @@ cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void);
 cst_tile4x4_fn cst_tile_q4_0_x8_avx2(void);
 cst_tile4x4_fn cst_tile_q4_K_x8_avx2(void);
 
+/* ---- ARM fast paths (arm/, built on aarch64 only; dotprod and i8mm files
+ * are compiled with +dotprod / +i8mm and called only after getauxval) ----
+ * Each fills the entries it accelerates over a copy of the ref table: NEON
+ * is the base, dotprod the same code with SDOT, i8mm is dotprod plus SMMLA
+ * tiles for the x8 (repacked) orders. */
+void cst_kernels_fill_neon(cst_kernel_traits *tab, cst_tile4x4_fn *tiles);
+void cst_kernels_fill_dotprod(cst_kernel_traits *tab, cst_tile4x4_fn *tiles);
+void cst_fp32_to_fp16_row_neon(const float *x, cst_f16 *y, int64_t n);
+void cst_fp16_to_fp32_row_neon(const cst_f16 *x, float *y, int64_t n);
+void cst_vec_dot_q4_0_q8_0_x8_neon(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_K_q8_K_x8_neon(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_0_q8_0_x8_dotprod(int n, float *s, const void *x, const void *y);
+void cst_vec_dot_q4_K_q8_K_x8_dotprod(int n, float *s, const void *x, const void *y);
+void cst_tile_q4_0_x8_i8mm(int n, const void *const *x, const void *const *y, float *s, int64_t lds);
+void cst_tile_q4_K_x8_i8mm(int n, const void *const *x, const void *const *y, float *s, int64_t lds);
+
 #endif

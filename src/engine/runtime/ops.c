@@ -43,7 +43,7 @@ void cst_rope_cache(float *cache, int32_t pos, int32_t n_rot, float base, float 
 #if defined(__x86_64__) || defined(__i386__)
 #define ROPE_FMA_TARGET __attribute__((target("fma")))
 #else
-#define ROPE_FMA_TARGET
+#define ROPE_FMA_TARGET __attribute__((unused))
 #endif
 #define ROPE_BODY(FMA)                                                                  \
     const int32_t h = n_rot / 2, step = mode == CST_ROPE_NEOX ? 1 : 2,                  \

@@ -15,6 +15,10 @@
 #define CST_X86 1
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#define CST_NEON 1
+#include <arm_neon.h>
+#endif
 
 /* ---- scalar twins ------------------------------------------------------------
  * exp_lane: one lane of ggml_v_expf (AVX-512 variant): Cody-Waite reduction by
@@ -431,8 +435,102 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
 
 /* The AVX-512 path is taken when the kernels run AVX-512 (CPUID checked there). */
 static bool have_avx512(void) { return cst_kernels_isa() == CST_ISA_AVX512; }
-#else
-static bool have_avx512(void) { return false; }
+#endif
+
+/* ---- NEON (aarch64) -----------------------------------------------------------
+ * As the AVX2 head: the twin's 16-lane accumulators as four 4-lane registers
+ * (FCVTL widening is exact), the same FMAs per lane and the same reduce16
+ * tree, so the bits are the scalar twin's; the softmax is the twin's. Used
+ * by every ARM ISA level (NEON is their common base). */
+#ifdef CST_NEON
+#define LDH4(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
+
+/* reduce16 of lanes (v0 = 0-3, v1 = 4-7, v2 = 8-11, v3 = 12-15) */
+static inline float reduce16_neon(float32x4_t v0, float32x4_t v1, float32x4_t v2, float32x4_t v3) {
+    const float32x4_t q = vaddq_f32(vaddq_f32(v0, v2), vaddq_f32(v1, v3));
+    const float32x2_t p = vadd_f32(vget_low_f32(q), vget_high_f32(q));
+    return vget_lane_f32(p, 0) + vget_lane_f32(p, 1);
+}
+
+static float dot_f16_neon(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) {
+    if (lanes) { /* n % 16 == 0 */
+        float32x4_t c0 = vdupq_n_f32(0.0f), c1 = c0, c2 = c0, c3 = c0;
+        for (int i = 0; i < n; i += 16) {
+            c0 = vfmaq_f32(c0, LDH4(x + i), LDH4(y + i));
+            c1 = vfmaq_f32(c1, LDH4(x + i + 4), LDH4(y + i + 4));
+            c2 = vfmaq_f32(c2, LDH4(x + i + 8), LDH4(y + i + 8));
+            c3 = vfmaq_f32(c3, LDH4(x + i + 12), LDH4(y + i + 12));
+        }
+        return reduce16_neon(c0, c1, c2, c3);
+    }
+    const int np = n & ~63;
+    float32x4_t c[16]; /* accumulator j, quad q: c[4j + q] */
+    for (int k = 0; k < 16; k++) c[k] = vdupq_n_f32(0.0f);
+    for (int i = 0; i < np; i += 64)
+        for (int k = 0; k < 16; k++) c[k] = vfmaq_f32(c[k], LDH4(x + i + 4 * k), LDH4(y + i + 4 * k));
+    float32x4_t r[4];
+    for (int q = 0; q < 4; q++) r[q] = vaddq_f32(vaddq_f32(c[q], c[8 + q]), vaddq_f32(c[4 + q], c[12 + q]));
+    double sum = reduce16_neon(r[0], r[1], r[2], r[3]);
+    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * cst_f16_to_f32(y[i]));
+    return (float)sum;
+}
+
+static void attn_head_neon(const cst_attn_head *a) {
+    const int32_t p0 = a->p0, p1 = a->p1;
+    float *s = a->scores;
+    cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    const bool klanes = a->batch && a->hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int32_t p = p0; p <= p1; p++) {
+        s[p] = dot_f16_neon(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    softmax_p16_ref(a, mx);
+    /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
+     * batch order); partial groups lane by lane, whole groups 16 at a time */
+    const bool vlanes = a->batch && a->hdv % 4 == 0;
+    const int32_t gf = (p0 + 15) >> 4, gl = (p1 + 1) >> 4; /* whole groups gf..gl-1 */
+    for (int32_t d = 0; d < a->hdv; d++) {
+        const cst_f16 *v = a->v + (size_t)d * a->v_stride;
+        float acc[4][16] = {{0}};
+        const int32_t pe = gf < gl ? gf * 16 - 1 : p1; /* no whole group: all lane by lane */
+        for (int32_t p = p0; p <= pe; p++) {
+            float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
+            *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+        }
+        if (gf < gl) {
+            float32x4_t r[16]; /* accumulator k, quad q: r[4k + q] */
+            for (int k = 0; k < 16; k++) r[k] = vld1q_f32(&acc[k >> 2][4 * (k & 3)]);
+            for (int32_t g = gf; g < gl; g++) {
+                const int k = vlanes ? 0 : (g & 3);
+                const cst_f16 *vg = v + g * 16, *pg = a->p16 + g * 16;
+#define PV4(b)                                                                    \
+    do {                                                                          \
+        r[b] = vfmaq_f32(r[b], LDH4(vg), LDH4(pg));                               \
+        r[b + 1] = vfmaq_f32(r[b + 1], LDH4(vg + 4), LDH4(pg + 4));               \
+        r[b + 2] = vfmaq_f32(r[b + 2], LDH4(vg + 8), LDH4(pg + 8));               \
+        r[b + 3] = vfmaq_f32(r[b + 3], LDH4(vg + 12), LDH4(pg + 12));             \
+    } while (0)
+                switch (k) { /* named registers, never indexed at run time */
+                case 0: PV4(0); break;
+                case 1: PV4(4); break;
+                case 2: PV4(8); break;
+                default: PV4(12); break;
+                }
+#undef PV4
+            }
+            for (int k = 0; k < 16; k++) vst1q_f32(&acc[k >> 2][4 * (k & 3)], r[k]);
+            for (int32_t p = CST_MAX(p0, gl * 16); p <= p1; p++) {
+                float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
+                *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+            }
+        }
+        if (!vlanes)
+            for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        a->out[d] = reduce16(acc[0]);
+    }
+}
+#undef LDH4
 #endif
 
 /* ---- public ------------------------------------------------------------------ */
@@ -458,6 +556,13 @@ void cst_attn_head_run(const cst_attn_head *a) {
     }
     if (cst_kernels_isa() == CST_ISA_AVX2) {
         attn_head_avx2(a);
+        return;
+    }
+#endif
+#ifdef CST_NEON
+    const cst_isa isa = cst_kernels_isa();
+    if (isa == CST_ISA_NEON || isa == CST_ISA_DOTPROD || isa == CST_ISA_I8MM) {
+        attn_head_neon(a);
         return;
     }
 #endif
