@@ -19,9 +19,12 @@ for f in "$STORIES" "$VOCAB"; do
 done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
 command -v curl >/dev/null || { echo "curl is required"; exit 1; }
-if [ ! -d "$HERE/node_modules/@google/genai" ]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+(
+  flock 9 # gemini_cli.sh installs the same packages (ctest -j2)
+  if [ ! -d "$HERE/node_modules/@google/genai" ] || [ ! -d "$HERE/node_modules/openai" ]; then
+    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+) 9>"$HERE/.npm.lock"
 
 TMP="$(mktemp -d)"
 SERVER_PID=""
