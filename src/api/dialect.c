@@ -144,8 +144,34 @@ static enum MHD_Result models_route(cst_server *s, struct MHD_Connection *c, con
     return cst_api_error(c, E_NOT_FOUND, "model '%s' not found", name);
 }
 
+/* ---- the playground page (src/api/playground.html, embedded by CMake) ------- */
+
+extern const unsigned char cst_playground_html[];
+extern const unsigned long cst_playground_html_len;
+
+static enum MHD_Result playground(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(cst_playground_html_len, (void *)cst_playground_html,
+                                                             MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                            "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 bool cst_dialect_dispatch(cst_server *s, struct MHD_Connection *c, conn *cs, const char *path, const char *method,
                           enum MHD_Result *ret) {
+    if (!strcmp(path, "/") || !strcmp(path, "/playground")) {
+        *ret = strcmp(method, "GET") && strcmp(method, "HEAD")
+                   ? cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, path)
+                   : playground(c);
+        return true;
+    }
     const char *rest;
     if (!strncmp(path, "/v1beta/", 8)) rest = path + 8;
     else if (!strncmp(path, "/v1alpha/", 9)) rest = path + 9;

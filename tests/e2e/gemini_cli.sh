@@ -20,7 +20,7 @@ VOCAB="$CST_SHARED/models/vocab-qwen3.gguf"
 command -v node >/dev/null || { echo "node is required"; exit 1; }
 (
   flock 9
-  for d in @google/genai openai @google/gemini-cli; do
+  for d in @google/genai openai @google/gemini-cli puppeteer-core; do
     if [ ! -d "$HERE/node_modules/$d" ]; then
       (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
       break
