@@ -4,6 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libmicrohttpd-dev libjansson-dev
       libpcre2-dev libsqlite3-dev libstb-dev libwebp-dev curl ca-certificates nodejs npm)
 pkgs+=(chromium) # the playground's e2e test (headless, puppeteer-core)
+pkgs+=(libcurl4-openssl-dev) # castor pull
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

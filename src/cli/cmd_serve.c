@@ -81,7 +81,12 @@ int cmd_serve(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             NEED();
-            if (nm < 64) models[nm++] = v;
+            char rpath[4096], rerr[1024];
+            if (!cst_cli_resolve_model(v, rpath, sizeof rpath, rerr, sizeof rerr)) {
+                fprintf(stderr, "castor serve: -m %s\n", rerr);
+                return 2;
+            }
+            if (nm < 64) models[nm++] = strcmp(rpath, v) ? strdup(rpath) : v; /* lives as long as the server */
         } else if (!strcmp(a, "--chat-template") || !strcmp(a, "--thinking-budgets") ||
                    !strcmp(a, "--thinking-level")) {
             NEED();

@@ -60,7 +60,8 @@ rc=0
 # ops.test.mjs starts its own servers (fault injection, tiny queues, SIGTERM)
 node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/robust.test.mjs \
   "$HERE"/ops.test.mjs "$HERE"/thinking.test.mjs \
-  "$HERE"/files.test.mjs "$HERE"/dialects.test.mjs "$HERE"/playground.test.mjs || rc=$?
+  "$HERE"/files.test.mjs "$HERE"/dialects.test.mjs "$HERE"/playground.test.mjs \
+  "$HERE"/pull.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
 kill -TERM "$SERVER_PID"
