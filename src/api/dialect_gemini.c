@@ -216,6 +216,10 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
         char pp[80];
         snprintf(pp, sizeof pp, "%s.parts", path);
         if (!strcmp(role, "model")) {
+            if (i + 1 == json_array_size(contents)) {
+                json_decref(steps);
+                return BAD("%s.role: the last content must be the user's turn (role user)", path);
+            }
             if (!model_turn(parts, pp, steps, err, errlen)) {
                 json_decref(steps);
                 return NULL;

@@ -135,6 +135,10 @@ static bool map_messages(json_t *msgs, json_t *body, char *err, size_t errlen) {
             ok = c != NULL;
             if (ok) json_array_append_new(steps, json_pack("{s:s,s:o}", "type", "user_input", "content", c));
         } else if (!strcmp(role, "assistant")) {
+            if (i + 1 == json_array_size(msgs)) {
+                ok = !!BAD("%s: the last message must be a user or tool message", path);
+                break;
+            }
             cst_buf t = {0};
             ok = text_only(content, cp, &t, err, errlen);
             json_t *calls = json_object_get(m, "tool_calls");

@@ -165,6 +165,8 @@ TEST(gemini_refusals_name_the_field) {
          "contents[0].parts[0].inlineData.mimeType"},
         {"{\"contents\":[{\"role\":\"system\",\"parts\":[{\"text\":\"x\"}]}]}", "contents[0].role"},
         {"{\"contents\":[]}", "contents: empty"},
+        {"{\"contents\":[{\"parts\":[{\"text\":\"x\"}]},{\"role\":\"model\",\"parts\":[{\"text\":\"y\"}]}]}",
+         "contents[1].role: the last content must be the user's turn"},
         {"{\"generationConfig\":{}}", "contents: required"},
         {"{\"contents\":[{\"parts\":[{\"text\":\"x\"}]}],\"systemInstruction\":{\"parts\":[{\"inlineData\":{}}]}}",
          "systemInstruction.parts[0]"},
@@ -269,6 +271,8 @@ TEST(openai_refusals_name_the_field) {
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"reasoning_effort\":\"max\"}",
          "reasoning_effort"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"function\",\"content\":\"x\"}]}", "messages[0].role"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":\"y\"}]}",
+         "messages[1]: the last message must be a user or tool message"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\"}]}]}",
          "messages[0].content[0].type"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
