@@ -1,11 +1,12 @@
 // playground.test.mjs: the page at / and /playground in headless Chromium
 // (Debian's chromium, driven by puppeteer-core) against a server spawned
 // here: stories260K slowed down with the test-only CST_FAULT=decode_sleep_ms
-// (so that a long answer can be watched and stopped) and tiny-gemma3-vision
-// with its projector, with API keys. Load, key kept in localStorage, pick
+// (so that a long answer can be watched and stopped), tiny-gemma3-vision
+// with its projector and a random-weight qwen3 (thinking), with API keys. Load, key kept in localStorage, pick
 // the model, send, text streams into `answer` before the request ends, stop
 // a long answer, follow up (previous_interaction_id), attach an image on the
-// vision model, phone-width layout, no console errors; screenshots go to
+// vision model, the thinking block (shown, folded, reopened), phone-width
+// layout, no console errors; screenshots go to
 // $CST_BUILD/test-output/.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -58,9 +59,14 @@ describe("playground page in headless Chromium", { skip: CHROMIUM ? false : "chr
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "castor-playground-"));
     writeFileSync(join(dir, "keys"), KEY + "\n");
+    const qwen = join(dir, "qwen3-think.gguf"); // a thinking template (random weights)
+    await new Promise((res, rej) => spawn(process.env.CASTOR, ["mkmodel", "--arch", "qwen3", "--vocab-from",
+      join(SHARED, "models/vocab-qwen3.gguf"), "--preset", "tiny", "--type", "Q8_0", "-o", qwen], { stdio: "ignore" })
+      .on("exit", (c) => (c === 0 ? res() : rej(new Error("mkmodel failed")))));
     const portFile = join(dir, "port");
     srv = spawn(process.env.CASTOR, ["serve", "-m", join(SHARED, "models/stories260K.gguf"),
       "-m", join(SHARED, "models/tiny-gemma3-vision-F32.gguf"), "--mmproj", join(SHARED, "models/mmproj-tinygemma3.gguf"),
+      "-m", qwen, "--thinking-budgets", "6,6,6,6", "--thinking-level", "minimal",
       "--api-keys", join(dir, "keys"), "--host", "127.0.0.1", "--port", "0", "--port-file", portFile,
       "--data-dir", join(dir, "data"), "-c", "1024", "-t", "1"],
     { stdio: "ignore", env: { ...process.env, CST_FAULT: "decode_sleep_ms:40" } });
@@ -108,12 +114,12 @@ describe("playground page in headless Chromium", { skip: CHROMIUM ? false : "chr
     await page.waitForSelector(".error");
     await page.type('[data-testid="api-key"]', KEY);
     await page.$eval('[data-testid="api-key"]', (e) => e.dispatchEvent(new Event("change")));
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="model"] option').length === 2);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="model"] option').length === 3);
     await page.reload({ waitUntil: "load" });
     assert.equal(await page.$eval('[data-testid="api-key"]', (e) => e.value), KEY);
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="model"] option').length === 2);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="model"] option').length === 3);
     const models = await page.$$eval('[data-testid="model"] option', (o) => o.map((x) => x.value));
-    assert.deepEqual(models, ["stories260K", "tiny-gemma3-vision-F32"]);
+    assert.deepEqual(models, ["stories260K", "tiny-gemma3-vision-F32", "qwen3-think"]);
     problems.length = 0; // the key-less attempt above logged its 401 on purpose
   });
 
@@ -174,6 +180,29 @@ describe("playground page in headless Chromium", { skip: CHROMIUM ? false : "chr
     const meta = await page.$eval('[data-testid="usage"]', (e) => e.textContent);
     assert.ok(Number(meta.match(/ (\d+) in /)[1]) > 100, meta); // the image's positions
     assert.equal(await page.$$eval(".error", (e) => e.length), 0);
+  });
+
+  test("thinking: shown while it streams, collapsible, kept apart from the answer", async () => {
+    await page.click("#new");
+    await page.select('[data-testid="model"]', "qwen3-think");
+    await page.$eval("details.settings", (d) => { d.open = true; });
+    await page.select('[data-testid="thinking-level"]', "low");
+    await setField("maxTokens", 4);
+    await page.type('[data-testid="prompt"]', "Think, then answer");
+    await page.click('[data-testid="send"]');
+    await waitIdle();
+    const t = await page.$eval('[data-testid="thought"]', (d) => ({ hidden: d.hidden, open: d.open,
+      text: d.querySelector("div").textContent }));
+    assert.equal(t.hidden, false);
+    assert.ok(t.text.length > 0);
+    assert.equal(t.open, false); // folded once the answer is there
+    await page.click('[data-testid="thought"] summary');
+    assert.equal(await page.$eval('[data-testid="thought"]', (d) => d.open), true);
+    const meta = await page.$eval('[data-testid="usage"]', (e) => e.textContent);
+    assert.match(meta, / [1-9]\d* thought /);
+    assert.ok(!(await answers())[0].includes(t.text));
+    await page.screenshot({ path: join(OUT, "playground-thinking.png") });
+    await page.$eval("details.settings", (d) => { d.open = false; });
   });
 
   test("phone width: no horizontal scrolling; no console errors", async () => {
