@@ -15,7 +15,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: castor serve -m MODEL [-m MODEL...] [options]\n"
             "  -m, --model PATH      GGUF model to serve (repeatable; the first is the default and\n"
-            "                        also answers gemini-* model names)\n"
+            "                        also answers gemini-* model names); a path, or a model castor pull\n"
+            "                        downloaded: OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT or its file stem\n"
             "  --alias NAME=MODEL    another name for a served model (MODEL: its path or file stem)\n"
             "  --chat-template FILE  Jinja chat template for the preceding -m (overrides the GGUF's)\n"
             "  --thinking-budgets MIN,LOW,MEDIUM,HIGH\n"
