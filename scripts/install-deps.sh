@@ -3,6 +3,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libmicrohttpd-dev libjansson-dev
       libpcre2-dev libsqlite3-dev libstb-dev libwebp-dev curl ca-certificates nodejs npm)
+# MuPDF (PDF documents): Debian 12's libmupdf-dev is static-only and declares no dependencies;
+# these are the libraries its mupdf.pc links against (Libs.private) plus harfbuzz
+pkgs+=(libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev libjpeg-dev zlib1g-dev
+       libfreetype-dev libharfbuzz-dev)
 pkgs+=(chromium) # the playground's e2e test (headless, puppeteer-core)
 pkgs+=(libcurl4-openssl-dev) # castor pull
 missing=()

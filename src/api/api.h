@@ -47,6 +47,9 @@ typedef struct cst_server_params {
     int64_t file_ttl_s;            /* uploaded files expire after this (default 48 h) */
     double upload_timeout_s;       /* an idle upload session is dropped after this (default 3600) */
     size_t image_cache_bytes;      /* embedding cache budget (default 256 MiB) */
+    size_t pdf_max_pages;          /* documents: a PDF with more pages is 400 (0: default 100) */
+    uint64_t pdf_max_pixels;       /* documents: rendered page pixels per PDF (0: default 64 Mi) */
+    bool log_prompts;              /* write every rendered prompt to stderr ("castor prompt: {JSON}") */
     /* per model (n_models entries each; an array or an entry may be NULL) */
     const char *const *chat_templates;   /* Jinja file overriding the GGUF's tokenizer.chat_template */
     const char *const *thinking_budgets; /* "MIN,LOW,MEDIUM,HIGH" thought tokens (default 64,1024,4096,16384) */
@@ -65,8 +68,5 @@ int cst_server_port(const cst_server *s);
 void cst_server_drain(cst_server *s, double timeout_s);
 void cst_server_free(cst_server *s); /* stops everything; closes the store. NULL ok */
 
-/* SHA-256 of data as 64 lowercase hex chars + NUL (used for API keys). */
-void cst_sha256(const void *data, size_t len, uint8_t out[32]);
-void cst_sha256_hex(const void *data, size_t len, char out[65]);
 
 #endif

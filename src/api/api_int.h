@@ -9,7 +9,9 @@
 #define CST_API_INT_H
 
 #include "api.h"
+#include "core/base64.h"
 #include "core/core.h"
+#include "core/sha256.h"
 #include "engine/engine.h"
 #include "engine/runtime/sched.h"
 #include "engine/template/template.h"
@@ -295,7 +297,6 @@ json_t *cst_irec_json(const cst_irec *rec, bool include_input);
 void cst_runs_cancel_all(cst_server *s);
 /* Random interaction id "v1_" + 22 base64url chars. */
 void cst_api_new_id(char out[48]);
-void cst_api_time_str(int64_t t, char out[32]);
 /* The step.delta text event, built by hand exactly as jansson would dump it
  * ({"event_type":"step.delta","event_id":"N","index":I,"delta":{"type":
  * "text","text":...}}; text: valid UTF-8 without NUL). malloc'd, or NULL. */
@@ -309,6 +310,12 @@ void cst_metrics_tokens(int64_t in, int64_t cached, int64_t out, bool cache_hit)
 void cst_metrics_ttft(double s);
 void cst_metrics_token_latency(double s);
 char *cst_metrics_render(cst_server *s); /* malloc'd Prometheus text */
+/* Metrics includes no other file of src/api: a cache's owner registers how to
+ * read its counters, rendered as castor_NAME_cache_{hits_total,misses_total,
+ * bytes,entries} (name and what are static strings; at most 4 caches;
+ * registering a name again replaces its reader). */
+typedef void (*cst_metrics_cache_fn)(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);
+void cst_metrics_cache_source(const char *name, const char *what, cst_metrics_cache_fn fn);
 
 /* ---- routes (routes.c) ------------------------------------------------- */
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner);

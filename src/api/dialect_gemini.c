@@ -71,10 +71,12 @@ static json_t *user_part(json_t *part, const char *path, json_t *content, json_t
                 return BAD("%s.%s.%s: required string", path, ck, inl ? "data" : "fileUri");
             if (mime && !json_is_string(mime)) return BAD("%s.%s.mimeType: expected a string", path, ck);
             if (inl && !mime) return BAD("%s.inlineData.mimeType: required string", path);
-            if (mime && strncmp(json_string_value(mime), "image/", 6))
-                return BAD("%s.%s.mimeType: '%s' input is not supported (images only)", path, ck,
-                           json_string_value(mime));
-            json_t *b = json_pack("{s:s,s:O}", "type", "image", inl ? "data" : "uri", val);
+            const char *mt = mime ? json_string_value(mime) : "image/";
+            if (!strncmp(mt, "audio/", 6) || !strncmp(mt, "video/", 6))
+                return BAD("%s.%s.mimeType: '%s' input is not supported (images and documents)", path, ck, mt);
+            /* images; other types are documents (text, PDF...: the validator names what it reads) */
+            json_t *b = json_pack("{s:s,s:O}", "type", strncmp(mt, "image/", 6) ? "document" : "image",
+                                  inl ? "data" : "uri", val);
             if (mime) json_object_set(b, "mime_type", mime);
             json_array_append_new(content, b);
         } else if (!strcmp(ck, "functionResponse")) {

@@ -104,65 +104,6 @@ bool cst_files_valid_id(const char *id) {
     return true;
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void cst_b64_encode(const uint8_t *p, size_t n, char *out) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        out[o++] = B64[v >> 18 & 63];
-        out[o++] = B64[v >> 12 & 63];
-        out[o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? B64[v & 63] : '=';
-    }
-    out[o] = 0;
-}
-
-uint8_t *cst_b64_decode(const char *s, size_t len, size_t *out_len, bool *oom) {
-    *oom = false;
-    *out_len = 0;
-    size_t pad = 0;
-    while (len && s[len - 1] == '=' && pad < 3) {
-        len--;
-        pad++;
-    }
-    if (len % 4 == 1 || pad > 2 || (pad && (len + pad) % 4)) return NULL; /* padding, when given, completes a quad */
-    uint8_t *out = malloc(len / 4 * 3 + 3);
-    if (!out) {
-        *oom = true;
-        return NULL;
-    }
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A'
-                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
-                : ch >= '0' && ch <= '9' ? ch - '0' + 52
-                : ch == '+' ? 62
-                : ch == '/' ? 63
-                : -1;
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* leftover bits must be zero (canonical encoding) */
-    if (bits && (acc & ((1u << bits) - 1))) {
-        free(out);
-        return NULL;
-    }
-    *out_len = o;
-    return out;
-}
-
 static int hexval(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
@@ -308,9 +249,9 @@ static json_t *file_json(cst_server *s, struct MHD_Connection *c, const cst_frec
     public_base(s, c, base, sizeof base);
     snprintf(uri, sizeof uri, "%s/v1beta/files/%s", base, r->id);
     snprintf(name, sizeof name, "files/%s", r->id);
-    cst_api_time_str(r->created, ct);
-    cst_api_time_str(r->updated, ut);
-    cst_api_time_str(r->expires, et);
+    cst_time_rfc3339(r->created, ct);
+    cst_time_rfc3339(r->updated, ut);
+    cst_time_rfc3339(r->expires, et);
     snprintf(size, sizeof size, "%lld", (long long)r->size);
     uint8_t raw[32];
     hex_to_bytes(r->sha256, raw, 32);
@@ -600,13 +541,8 @@ static enum MHD_Result upload_start(cst_server *s, struct MHD_Connection *c, con
                    mime);
         goto out;
     }
-    if (!mime_supported(mime)) {
-        ret = ferr(c, "final", E_INVALID,
-                   "mimeType '%s' is not supported by this server (supported: image/png, image/jpeg, image/webp, "
-                   "image/gif)",
-                   mime);
-        goto out;
-    }
+    /* any type is stored (§10.1); whether a model can read it is decided
+     * when an interaction uses the file (files_media.c, files_docs.c) */
     /* quota (§10.1: checked here, in the spec's order, and again atomically
      * when the session is registered below) */
     pthread_mutex_lock(&f->mu);
@@ -740,12 +676,16 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
     }
     char sha[65];
     cst_sha256_hex(map, len, sha);
-    const char *sniffed = cst_image_sniff_mime(map, len);
+    /* a declared image type must be that image (it would fail at every use);
+     * other types are kept as they are */
+    const bool image = mime_supported(u->mime);
+    const char *sniffed = image ? cst_image_sniff_mime(map, len) : NULL;
     int w = 0, h = 0;
     char perr[256] = "";
     cst_status pst = sniffed ? cst_image_probe(map, len, NULL, &w, &h, perr, sizeof perr) : CST_ERR_UNSUPPORTED;
     munmap(map, len);
-    if (!sniffed || strcmp(sniffed, u->mime))
+    if (!image) pst = CST_OK;
+    else if (!sniffed || strcmp(sniffed, u->mime))
         return ferr(c, "final", E_INVALID, "the uploaded bytes are %s, but the declared mimeType is '%s'",
                     sniffed ? sniffed : "not an image of a supported type", u->mime);
     if (pst) return ferr(c, "final", E_INVALID, "the uploaded %s is not a valid image: %s", u->mime, perr);
@@ -776,7 +716,9 @@ static enum MHD_Result finalize(cst_server *s, struct MHD_Connection *c, upsess 
         if (st == CST_ERR_CONFLICT) return ferr(c, "final", E_CONFLICT_409, "file 'files/%s' already exists", u->file_id);
         return ferr(c, "final", E_INTERNAL, "store: %s", s->store->err);
     }
-    cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
+    if (image)
+        cst_info("files: stored files/%s (%zu bytes, %s %dx%d, sha256 %.12s...)", u->file_id, len, u->mime, w, h, sha);
+    else cst_info("files: stored files/%s (%zu bytes, %s, sha256 %.12s...)", u->file_id, len, u->mime, sha);
     rec.seq = 0;
     json_t *fj = file_json(s, c, &rec);
     return fjson(c, json_pack("{s:o}", "file", fj), "final");

@@ -36,9 +36,23 @@ bool cst_files_dispatch(cst_server *s, struct MHD_Connection *c, conn *cs, const
 
 /* ---- media in interactions (routes.c) ---------------------------------- */
 
+/* What a model served here can read, for error messages. */
+#define CST_READABLE_TYPES                                                                                       \
+    "images (image/png, image/jpeg, image/webp, image/gif; with a vision projector) and documents (text/plain, " \
+    "text/markdown, text/csv, text/html, application/json, text/x-*, application/pdf)"
+
 /* The marker chat rendering puts where an image block is (cst_chat_render);
  * random per process, so user text cannot forge it. */
 const char *cst_media_marker(void);
+
+/* The bytes of an image or document block (b: data base64 or uri of a file
+ * of owner), malloc'd into *out; file_mime gets the file's type for a uri
+ * ("" for inline data). what names the block in messages ("image 2"). A file
+ * larger than max_len (0: no limit) is refused before it is read. On failure
+ * *kind and err say what to answer (404 unknown file, 400 ...). */
+bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner, json_t *b, const char *what,
+                     size_t max_len, uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err,
+                     size_t errlen);
 
 /* Images of a request, in prompt order. */
 typedef struct cst_media_img {
@@ -78,12 +92,19 @@ cst_status cst_media_tokens(const smodel *sm, cst_media *m, chat_prompt *cp, cha
 /* Embedding cache counters (for /metrics). */
 void cst_media_cache_stats(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);
 
+/* ---- documents in interactions (files_docs.c, routes.c) -------------------- */
+
+/* Count the document blocks of step lists. */
+size_t cst_docs_count(json_t *const *lists, size_t n_lists);
+/* New lists (out[n_lists], new references) in which every document block is
+ * replaced by its framed text (and, for a PDF on a model with a projector,
+ * one image block per page, inline PNG); extraction cached by content hash.
+ * On failure *kind and err say what to answer; out is all NULL. */
+bool cst_docs_expand(cst_server *s, struct MHD_Connection *c, smodel *sm, const char *owner, json_t *const *lists,
+                     size_t n_lists, json_t **out, ekind *kind, char *err, size_t errlen);
+void cst_docs_cache_stats(uint64_t *hits, uint64_t *misses, uint64_t *bytes, uint64_t *entries);
+
 /* ---- helpers (exposed for tests) ---------------------------------------- */
-/* Standard base64 (padding optional, no whitespace). Returns malloc'd bytes or
- * NULL when invalid (or out of memory: *oom set). */
-uint8_t *cst_b64_decode(const char *s, size_t len, size_t *out_len, bool *oom);
-/* Standard base64 with padding into out (4*ceil(n/3)+1 bytes). */
-void cst_b64_encode(const uint8_t *p, size_t n, char *out);
 /* File id of a URI for this server: "files/ID" or an absolute
  * http(s)://HOST[/prefix]/{v1,v1beta,v1alpha}/files/ID whose HOST is one of
  * hosts (NULL-terminated list). Returns 1 and the id, 0 when the URI is

@@ -254,7 +254,6 @@ typedef struct {
     ekind *kind;
     char *err;
     size_t errlen;
-    char hosts[4][300];
 } prep;
 
 #define FAIL(k, ...)                                   \
@@ -264,6 +263,80 @@ typedef struct {
         goto fail;                                     \
     } while (0)
 
+/* the hosts a URI of ours may name: the one the client used, our address */
+static void our_hosts(cst_server *s, struct MHD_Connection *c, char hosts[4][300]) {
+    const char *host = c ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host") : NULL;
+    snprintf(hosts[0], 300, "%s", host && strlen(host) < 256 ? host : "");
+    snprintf(hosts[1], 300, "%s:%d", s->host, s->port);
+    snprintf(hosts[2], 300, "localhost:%d", s->port);
+    snprintf(hosts[3], 300, "127.0.0.1:%d", s->port);
+}
+
+bool cst_media_bytes(cst_server *s, struct MHD_Connection *c, const char *owner, json_t *b, const char *what,
+                     size_t max_len, uint8_t **out, size_t *out_len, char file_mime[128], ekind *kind, char *err,
+                     size_t errlen) {
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    file_mime[0] = 0;
+    json_t *jd = json_object_get(b, "data"), *ju = json_object_get(b, "uri");
+#define BFAIL(k, ...)                              \
+    do {                                           \
+        *kind = (k);                               \
+        snprintf(err, errlen, __VA_ARGS__);        \
+        return false;                              \
+    } while (0)
+    if (json_is_string(jd)) {
+        bool oom = false;
+        bytes = cst_b64_decode(json_string_value(jd), json_string_length(jd), &len, &oom);
+        if (!bytes && oom) BFAIL(E_INTERNAL, "out of memory decoding %s", what);
+        if (!bytes) BFAIL(E_INVALID, "%s: data is not valid base64", what);
+        if (len == 0) {
+            free(bytes);
+            BFAIL(E_INVALID, "%s: data is empty", what);
+        }
+    } else if (json_is_string(ju)) {
+        const char *uri = json_string_value(ju);
+        char id[48], hs[4][300];
+        our_hosts(s, c, hs);
+        const char *hosts[5] = {hs[0], hs[1], hs[2], hs[3], NULL};
+        int r = cst_files_uri_id(uri, s->prefix, hosts, id);
+        if (r == 0)
+            BFAIL(E_INVALID,
+                  "%s: uri '%.300s' is not a file of this server (use the uri or name the Files API returned; "
+                  "remote URLs are never fetched)",
+                  what, uri);
+        if (r < 0) BFAIL(E_NOT_FOUND, "%s: file '%.300s' not found", what, uri);
+        cst_frec fr;
+        cst_status st = cst_store_file_get(s->store, owner, id, &fr);
+        if (st == CST_OK && fr.expires <= (int64_t)time(NULL)) {
+            cst_frec_clear(&fr);
+            st = CST_ERR_NOT_FOUND;
+        }
+        if (st == CST_ERR_NOT_FOUND) BFAIL(E_NOT_FOUND, "%s: file 'files/%s' not found", what, id);
+        if (st) BFAIL(E_INTERNAL, "store: %s", s->store->err);
+        snprintf(file_mime, 128, "%s", fr.mime);
+        if (max_len && fr.size > 0 && (uint64_t)fr.size > (uint64_t)max_len) {
+            int64_t fs = fr.size;
+            cst_frec_clear(&fr);
+            BFAIL(E_INVALID, "%s: file 'files/%s' is %lld bytes, over the limit of %zu bytes for this use", what, id,
+                  (long long)fs, max_len);
+        }
+        char path[4400];
+        snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", s->p.data_dir ? s->p.data_dir : "data", fr.sha256,
+                 fr.sha256);
+        cst_frec_clear(&fr);
+        char *data = NULL;
+        if (cst_read_file(path, &data, &len)) BFAIL(E_INTERNAL, "%s: the file's content is missing", what);
+        bytes = (uint8_t *)data;
+    } else {
+        BFAIL(E_INVALID, "%s: give data or uri", what);
+    }
+#undef BFAIL
+    *out = bytes;
+    *out_len = len;
+    return true;
+}
+
 static bool prep_one(void *ud, json_t *b, size_t idx) {
     prep *p = ud;
     uint8_t *bytes = NULL;
@@ -271,49 +344,17 @@ static bool prep_one(void *ud, json_t *b, size_t idx) {
     float *rows = NULL;
     cst_image img = {0};
     const char *given = json_string_value(json_object_get(b, "mime_type"));
-    json_t *jd = json_object_get(b, "data"), *ju = json_object_get(b, "uri");
-    if (json_is_string(jd)) {
-        bool oom = false;
-        bytes = cst_b64_decode(json_string_value(jd), json_string_length(jd), &len, &oom);
-        if (!bytes && oom) FAIL(E_INTERNAL, "out of memory decoding image %zu", idx + 1);
-        if (!bytes) FAIL(E_INVALID, "image %zu: data is not valid base64", idx + 1);
-        if (len == 0) FAIL(E_INVALID, "image %zu: data is empty", idx + 1);
-    } else if (json_is_string(ju)) {
-        const char *uri = json_string_value(ju);
-        char id[48];
-        const char *hosts[5] = {p->hosts[0], p->hosts[1], p->hosts[2], p->hosts[3], NULL};
-        int r = cst_files_uri_id(uri, p->s->prefix, hosts, id);
-        if (r == 0)
-            FAIL(E_INVALID,
-                 "image %zu: uri '%.300s' is not a file of this server (use the uri or name the Files API returned; "
-                 "remote URLs are never fetched)",
-                 idx + 1, uri);
-        if (r < 0) FAIL(E_NOT_FOUND, "image %zu: file '%.300s' not found", idx + 1, uri);
-        cst_frec fr;
-        cst_status st = cst_store_file_get(p->s->store, p->owner, id, &fr);
-        if (st == CST_OK && fr.expires <= (int64_t)time(NULL)) {
-            cst_frec_clear(&fr);
-            st = CST_ERR_NOT_FOUND;
-        }
-        if (st == CST_ERR_NOT_FOUND) FAIL(E_NOT_FOUND, "image %zu: file 'files/%s' not found", idx + 1, id);
-        if (st) FAIL(E_INTERNAL, "store: %s", p->s->store->err);
-        if (given && strcasecmp(given, fr.mime)) {
-            *p->kind = E_INVALID;
-            snprintf(p->err, p->errlen, "image %zu: mime_type '%s' does not match the file's type '%s'", idx + 1,
-                     given, fr.mime);
-            cst_frec_clear(&fr);
-            goto fail;
-        }
-        char path[4400];
-        snprintf(path, sizeof path, "%s/files/blobs/%.2s/%s", p->s->p.data_dir ? p->s->p.data_dir : "data",
-                 fr.sha256, fr.sha256);
-        cst_frec_clear(&fr);
-        char *data = NULL;
-        if (cst_read_file(path, &data, &len)) FAIL(E_INTERNAL, "image %zu: the file's content is missing", idx + 1);
-        bytes = (uint8_t *)data;
-    } else {
-        FAIL(E_INVALID, "image %zu: give data or uri", idx + 1);
-    }
+    char what[32], fmime[128];
+    snprintf(what, sizeof what, "image %zu", idx + 1);
+    if (!cst_media_bytes(p->s, p->c, p->owner, b, what, 0, &bytes, &len, fmime, p->kind, p->err, p->errlen))
+        return false;
+    if (fmime[0] && strncasecmp(fmime, "image/", 6))
+        FAIL(E_INVALID,
+             "image %zu: the file has type '%s', which is not an image (a document type goes in a "
+             "{\"type\": \"document\"} block; this server reads %s)",
+             idx + 1, fmime, CST_READABLE_TYPES);
+    if (fmime[0] && given && strcasecmp(given, fmime))
+        FAIL(E_INVALID, "image %zu: mime_type '%s' does not match the file's type '%s'", idx + 1, given, fmime);
     const char *sniffed = cst_image_sniff_mime(bytes, len);
     if (given && !sniffed)
         FAIL(E_INVALID, "image %zu: mime_type '%s' is not supported (png, jpeg, webp, gif)", idx + 1, given);
@@ -379,12 +420,6 @@ bool cst_media_prepare(cst_server *s, struct MHD_Connection *c, smodel *sm, cons
                        size_t n_lists, cst_media *out, ekind *kind, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     prep p = {.s = s, .c = c, .sm = sm, .owner = owner, .out = out, .kind = kind, .err = err, .errlen = errlen};
-    /* hosts a URI of ours may name: the one the client used, our address */
-    const char *host = c ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host") : NULL;
-    snprintf(p.hosts[0], sizeof p.hosts[0], "%s", host && strlen(host) < 256 ? host : "");
-    snprintf(p.hosts[1], sizeof p.hosts[1], "%s:%d", s->host, s->port);
-    snprintf(p.hosts[2], sizeof p.hosts[2], "localhost:%d", s->port);
-    snprintf(p.hosts[3], sizeof p.hosts[3], "127.0.0.1:%d", s->port);
     if (!sm->vision) {
         *kind = E_INVALID;
         snprintf(err, errlen, "internal: no vision projector");

@@ -4,7 +4,6 @@
  * model, time-to-first-token and per-token latency histograms.
  */
 #include "api_int.h"
-#include "files.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +25,25 @@ static struct {
     uint64_t ttft_n[N_TTFT + 1], tok_n[N_TOK + 1];
     double ttft_sum, tok_sum;
     uint64_t ttft_count, tok_count;
+    struct {
+        const char *name, *what;
+        cst_metrics_cache_fn fn;
+    } caches[4];
+    size_t n_caches;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void cst_metrics_cache_source(const char *name, const char *what, cst_metrics_cache_fn fn) {
+    pthread_mutex_lock(&M.mu);
+    size_t i = 0;
+    while (i < M.n_caches && strcmp(M.caches[i].name, name)) i++;
+    if (i < CST_ARRAY_LEN(M.caches)) {
+        M.caches[i].name = name;
+        M.caches[i].what = what;
+        M.caches[i].fn = fn;
+        if (i == M.n_caches) M.n_caches++;
+    }
+    pthread_mutex_unlock(&M.mu);
+}
 
 void cst_metrics_request(route_id r, int http_status) {
     size_t i = 0;
@@ -192,17 +209,24 @@ char *cst_metrics_render(cst_server *s) {
                   "# TYPE castor_inflight_interactions gauge\ncastor_inflight_interactions %d\n", nr);
     sb_printf(&b, "# HELP castor_uptime_seconds Seconds since start.\n# TYPE castor_uptime_seconds gauge\n"
                   "castor_uptime_seconds %.0f\n", cst_time_now() - s->t_start);
-    uint64_t ih, im, ib, ie;
-    cst_media_cache_stats(&ih, &im, &ib, &ie); /* image embeddings (files_media.c) */
-    sb_printf(&b,
-              "# HELP castor_image_cache_hits_total Images whose embeddings came from the cache.\n"
-              "# TYPE castor_image_cache_hits_total counter\ncastor_image_cache_hits_total %llu\n"
-              "# HELP castor_image_cache_misses_total Images encoded by the vision projector.\n"
-              "# TYPE castor_image_cache_misses_total counter\ncastor_image_cache_misses_total %llu\n"
-              "# HELP castor_image_cache_bytes Memory held by cached image embeddings.\n"
-              "# TYPE castor_image_cache_bytes gauge\ncastor_image_cache_bytes %llu\n"
-              "# HELP castor_image_cache_entries Images in the embedding cache.\n"
-              "# TYPE castor_image_cache_entries gauge\ncastor_image_cache_entries %llu\n",
-              (unsigned long long)ih, (unsigned long long)im, (unsigned long long)ib, (unsigned long long)ie);
+    pthread_mutex_lock(&M.mu);
+    const size_t n_caches = M.n_caches;
+    pthread_mutex_unlock(&M.mu);
+    for (size_t i = 0; i < n_caches; i++) { /* registered once at start, never removed */
+        uint64_t h = 0, m = 0, by = 0, e = 0;
+        M.caches[i].fn(&h, &m, &by, &e);
+        const char *n = M.caches[i].name, *w = M.caches[i].what;
+        sb_printf(&b,
+                  "# HELP castor_%s_cache_hits_total Uses of %s served from the cache.\n"
+                  "# TYPE castor_%s_cache_hits_total counter\ncastor_%s_cache_hits_total %llu\n"
+                  "# HELP castor_%s_cache_misses_total Uses of %s computed anew.\n"
+                  "# TYPE castor_%s_cache_misses_total counter\ncastor_%s_cache_misses_total %llu\n"
+                  "# HELP castor_%s_cache_bytes Memory held by cached %s.\n"
+                  "# TYPE castor_%s_cache_bytes gauge\ncastor_%s_cache_bytes %llu\n"
+                  "# HELP castor_%s_cache_entries Cached %s.\n"
+                  "# TYPE castor_%s_cache_entries gauge\ncastor_%s_cache_entries %llu\n",
+                  n, w, n, n, (unsigned long long)h, n, w, n, n, (unsigned long long)m, n, w, n, n,
+                  (unsigned long long)by, n, w, n, n, (unsigned long long)e);
+    }
     return b.p;
 }

@@ -304,6 +304,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     json_t *history = NULL;
     chat_prompt cp = {0};
     cst_media media = {0};
+    json_t *doc_lists[2] = {NULL, NULL};
     run *r = NULL;
     smodel *sm = cst_api_find_model(s, cr.model);
     if (!sm) {
@@ -342,6 +343,15 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     json_array_extend(history, cr.context);
     json_t *lists[2] = {history, cr.turn};
+    if (cst_docs_count(lists, 2) > 0) { /* documents -> framed text (+ page images) before rendering (files_docs.c) */
+        ekind dk = E_INVALID;
+        if (!cst_docs_expand(s, c, sm, owner, lists, 2, doc_lists, &dk, err, sizeof err)) {
+            ret = cst_api_error(c, dk, "%s", err);
+            goto out;
+        }
+        lists[0] = doc_lists[0];
+        lists[1] = doc_lists[1];
+    }
     cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err,
                                      sizeof err);
     if (cst) {
@@ -365,6 +375,14 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
             ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
             goto out;
         }
+    }
+    if (s->p.log_prompts) { /* --log-prompts: the prompt as the model gets it, one JSON line on stderr */
+        json_t *lj = json_pack("{s:s,s:I,s:s%}", "model", sm->stem, "tokens", (json_int_t)cp.n_toks, "text",
+                               cp.text ? cp.text : "", cp.text ? cp.text_len : (size_t)0);
+        char *line = lj ? json_dumps(lj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        if (line) fprintf(stderr, "castor prompt: %s\n", line);
+        free(line);
+        json_decref(lj);
     }
     if (cs->xout && cs->xout->count) { /* countTokens (dialect.c) */
         ret = cs->xout->count(cs->xout->ctx, c, cp.n_toks);
@@ -439,6 +457,8 @@ out:
     cst_run_unref(r);
     cst_chat_prompt_clear(&cp);
     cst_media_clear(&media);
+    json_decref(doc_lists[0]);
+    json_decref(doc_lists[1]);
     json_decref(history);
     create_req_clear(&cr);
     json_decref(body);

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 void cst_api_new_id(char out[48]) {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t rnd[18];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
         /* fall back to time and address entropy (should not happen on Linux) */
@@ -27,25 +26,13 @@ void cst_api_new_id(char out[48]) {
             rnd[i] = (uint8_t)x;
         }
     }
-    strcpy(out, "v1_");
-    for (int i = 0; i < 24; i++) {
-        int bit = i * 6;
-        int v = ((rnd[bit / 8] << 8 | (bit / 8 + 1 < 18 ? rnd[bit / 8 + 1] : 0)) >> (10 - bit % 8)) & 63;
-        out[3 + i] = b64[v];
-    }
-    out[27] = 0;
-}
-
-void cst_api_time_str(int64_t t, char out[32]) {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    memcpy(out, "v1_", 3);
+    cst_b64url_encode(rnd, sizeof rnd, out + 3); /* 24 chars */
 }
 
 static json_t *time_json(int64_t t) {
     char s[32];
-    cst_api_time_str(t, s);
+    cst_time_rfc3339(t, s);
     return json_string(s);
 }
 

@@ -339,6 +339,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     if (!s) return CST_ERR_NOMEM;
     s->p = *pp;
     s->t_start = cst_time_now();
+    cst_metrics_cache_source("image", "image embeddings", cst_media_cache_stats);
+    cst_metrics_cache_source("document", "extracted documents", cst_docs_cache_stats);
     pthread_mutex_init(&s->runs_mu, NULL);
     pthread_cond_init(&s->runs_cv, NULL);
     snprintf(s->host, sizeof s->host, "%s", pp->host ? pp->host : "127.0.0.1");

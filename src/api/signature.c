@@ -29,26 +29,13 @@
 #define NONCE_LEN 16
 #define TAG_LEN 32
 
-/* HMAC-SHA256 (RFC 2104) with a 32-byte key over the concatenation a | b. */
-static bool hmac2(const uint8_t key[32], const uint8_t *a, size_t na, const uint8_t *b, size_t nb, uint8_t out[32]) {
-    uint8_t *in = malloc(64 + na + nb);
-    if (!in) return false;
-    uint8_t outer[64 + 32];
-    for (int i = 0; i < 64; i++) {
-        uint8_t k = i < 32 ? key[i] : 0;
-        in[i] = k ^ 0x36;
-        outer[i] = k ^ 0x5c;
-    }
-    if (na) memcpy(in + 64, a, na);
-    if (nb) memcpy(in + 64 + na, b, nb);
-    cst_sha256(in, 64 + na + nb, outer + 64);
-    free(in);
-    cst_sha256(outer, sizeof outer, out);
-    return true;
+/* HMAC-SHA256 with a 32-byte key over a. */
+static void hmac(const uint8_t key[32], const uint8_t *a, size_t na, uint8_t out[32]) {
+    cst_hmac_sha256(key, 32, a, na, NULL, 0, out);
 }
 
 static void derive(const uint8_t key[32], const char *label, uint8_t out[32]) {
-    hmac2(key, (const uint8_t *)label, strlen(label), NULL, 0, out);
+    hmac(key, (const uint8_t *)label, strlen(label), out);
 }
 
 /* XOR buf with the keystream for nonce (encrypts and decrypts). */
@@ -60,59 +47,10 @@ static bool keystream_xor(const uint8_t k_enc[32], const uint8_t nonce[NONCE_LEN
         ctr[NONCE_LEN + 1] = (uint8_t)(blk >> 16);
         ctr[NONCE_LEN + 2] = (uint8_t)(blk >> 8);
         ctr[NONCE_LEN + 3] = (uint8_t)blk;
-        if (!hmac2(k_enc, ctr, sizeof ctr, NULL, 0, ks)) return false;
+        hmac(k_enc, ctr, sizeof ctr, ks);
         for (size_t j = 0; j < 32 && off + j < n; j++) buf[off + j] ^= ks[j];
     }
     return true;
-}
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *b64url(const uint8_t *d, size_t n) {
-    char *o = malloc(n / 3 * 4 + 5);
-    if (!o) return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < n ? d[i + 2] : 0);
-        o[k++] = b64[v >> 18 & 63];
-        o[k++] = b64[v >> 12 & 63];
-        if (i + 1 < n) o[k++] = b64[v >> 6 & 63];
-        if (i + 2 < n) o[k++] = b64[v & 63];
-    }
-    o[k] = 0;
-    return o;
-}
-
-static int b64val(char c) {
-    const char *p = c ? strchr(b64, c) : NULL;
-    return p ? (int)(p - b64) : -1;
-}
-
-/* Decode (no padding; '=' padding tolerated at the end). NULL on bad input. */
-static uint8_t *unb64url(const char *s, size_t *n_out) {
-    size_t n = strlen(s);
-    while (n && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return NULL;
-    uint8_t *o = malloc(n / 4 * 3 + 3);
-    if (!o) return NULL;
-    size_t k = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(s[i]);
-        if (v < 0) {
-            free(o);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[k++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *n_out = k;
-    return o;
 }
 
 char *cst_sig_make(const uint8_t key[32], const char *text, size_t len) {
@@ -122,17 +60,17 @@ char *cst_sig_make(const uint8_t key[32], const char *text, size_t len) {
     m[0] = SIG_VERSION;
     uint8_t k_siv[32], siv[32];
     derive(key, "castor thought signature: siv", k_siv);
-    if (!hmac2(k_siv, (const uint8_t *)text, len, NULL, 0, siv)) {
-        free(m);
-        return NULL;
-    }
+    hmac(k_siv, (const uint8_t *)text, len, siv);
     memcpy(m + 1, siv, NONCE_LEN);
     if (len) memcpy(m + 1 + NONCE_LEN, text, len);
     derive(key, "castor thought signature: encryption", k_enc);
     derive(key, "castor thought signature: mac", k_mac);
     char *s = NULL;
-    if (keystream_xor(k_enc, m + 1, m + 1 + NONCE_LEN, len) && hmac2(k_mac, m, 1 + NONCE_LEN + len, NULL, 0, m + n - TAG_LEN))
-        s = b64url(m, n);
+    if (keystream_xor(k_enc, m + 1, m + 1 + NONCE_LEN, len)) {
+        hmac(k_mac, m, 1 + NONCE_LEN + len, m + n - TAG_LEN);
+        s = malloc(CST_B64_LEN(n));
+        if (s) cst_b64url_encode(m, n, s);
+    }
     free(m);
     return s;
 }
@@ -142,12 +80,13 @@ bool cst_sig_open(const uint8_t key[32], const char *sig, char **text, size_t *l
     *len = 0;
     if (!sig || strlen(sig) > (64u << 20)) return false;
     size_t n = 0;
-    uint8_t *d = unb64url(sig, &n);
+    uint8_t *d = cst_b64url_decode(sig, strlen(sig), &n, NULL);
     if (!d) return false;
     uint8_t k_enc[32], k_mac[32], mac[32];
     derive(key, "castor thought signature: encryption", k_enc);
     derive(key, "castor thought signature: mac", k_mac);
-    bool ok = n >= 1 + NONCE_LEN + TAG_LEN && d[0] == SIG_VERSION && hmac2(k_mac, d, n - TAG_LEN, NULL, 0, mac);
+    bool ok = n >= 1 + NONCE_LEN + TAG_LEN && d[0] == SIG_VERSION;
+    if (ok) hmac(k_mac, d, n - TAG_LEN, mac);
     if (ok) { /* constant-time tag comparison */
         uint8_t diff = 0;
         for (int i = 0; i < TAG_LEN; i++) diff |= (uint8_t)(mac[i] ^ d[n - TAG_LEN + i]);

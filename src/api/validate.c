@@ -5,6 +5,7 @@
  * trailing user_input steps), with string content turned into text blocks.
  */
 #include "api_int.h"
+#include "docs/docs.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -81,6 +82,29 @@ static const char *elem_type(json_t *e) {
     return json_is_string(t) ? json_string_value(t) : NULL;
 }
 
+/* The source of an image or document block (§2.4): f = {data, uri,
+ * mime_type}, each a string or NULL; exactly one of data and uri. */
+static const char *const media_fields[3] = {"data", "uri", "mime_type"};
+static bool media_source(json_t *b, const char *path, json_t *f[3], char *err, size_t errlen) {
+    for (int i = 0; i < 3; i++) {
+        f[i] = json_object_get(b, media_fields[i]);
+        if (json_is_null(f[i])) f[i] = NULL;
+        if (f[i] && !json_is_string(f[i])) {
+            BAD("%s.%s: expected a string, got %s", path, media_fields[i], type_name(f[i]));
+            return false;
+        }
+    }
+    if (!f[0] == !f[1]) {
+        BAD("%s: give exactly one of data (base64) and uri", path);
+        return false;
+    }
+    if (f[1] && json_string_length(f[1]) == 0) {
+        BAD("%s.uri: empty string", path);
+        return false;
+    }
+    return true;
+}
+
 /* One content block -> a normalised text block (new reference) or error. */
 static json_t *norm_block(json_t *b, const char *path, char *err, size_t errlen) {
     if (!json_is_object(b)) {
@@ -100,24 +124,9 @@ static json_t *norm_block(json_t *b, const char *path, char *err, size_t errlen)
         }
         return json_pack("{s:s,s:O}", "type", "text", "text", tx);
     }
+    json_t *f[3];
     if (!strcmp(t, "image")) { /* §2.4; resolved and checked further in files_media.c */
-        json_t *f[3] = {json_object_get(b, "data"), json_object_get(b, "uri"), json_object_get(b, "mime_type")};
-        static const char *names[3] = {"data", "uri", "mime_type"};
-        for (int i = 0; i < 3; i++) {
-            if (json_is_null(f[i])) f[i] = NULL;
-            if (f[i] && !json_is_string(f[i])) {
-                BAD("%s.%s: expected a string, got %s", path, names[i], type_name(f[i]));
-                return NULL;
-            }
-        }
-        if (!f[0] == !f[1]) {
-            BAD("%s: give exactly one of data (base64) and uri", path);
-            return NULL;
-        }
-        if (f[1] && json_string_length(f[1]) == 0) {
-            BAD("%s.uri: empty string", path);
-            return NULL;
-        }
+        if (!media_source(b, path, f, err, errlen)) return NULL;
         if (f[2]) {
             static const char *ok[] = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif"};
             if (!in_list(json_string_value(f[2]), ok, CST_ARRAY_LEN(ok))) {
@@ -138,13 +147,32 @@ static json_t *norm_block(json_t *b, const char *path, char *err, size_t errlen)
         }
         json_t *o = json_pack("{s:s}", "type", "image");
         for (int i = 0; i < 3 && o; i++)
-            if (f[i]) json_object_set(o, names[i], f[i]);
+            if (f[i]) json_object_set(o, media_fields[i], f[i]);
         if (o && res) json_object_set(o, "resolution", res);
         if (!o) BAD("out of memory");
         return o;
     }
+    if (!strcmp(t, "document")) { /* §2.4; resolved and extracted in files_docs.c */
+        if (!media_source(b, path, f, err, errlen)) return NULL;
+        if (f[0] && !f[2]) {
+            BAD("%s.mime_type: required with inline data (%s)", path, CST_DOC_TYPES);
+            return NULL;
+        }
+        if (f[2] && !cst_doc_readable(json_string_value(f[2]))) {
+            BAD("%s.mime_type: '%s' is not a document type this server reads (%s)", path, json_string_value(f[2]),
+                CST_DOC_TYPES);
+            return NULL;
+        }
+        json_t *o = json_pack("{s:s}", "type", "document");
+        for (int i = 0; i < 3 && o; i++)
+            if (f[i]) json_object_set(o, media_fields[i], f[i]);
+        if (!o) BAD("out of memory");
+        return o;
+    }
     if (in_list(t, content_types, CST_ARRAY_LEN(content_types))) {
-        BAD("%s: %s content is not supported by this server yet", path, t);
+        BAD("%s: %s content is not supported by this server (it reads text, image (image/png, image/jpeg, "
+            "image/webp, image/gif) and document (%s) content)",
+            path, t, CST_DOC_TYPES);
         return NULL;
     }
     BAD("%s.type: unknown content type '%s'", path, t);

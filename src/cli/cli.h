@@ -23,4 +23,30 @@ int cmd_rm(int argc, char **argv);
  * keeps (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, or a file stem). */
 bool cst_cli_resolve_model(const char *name, char *out, size_t n, char *err, size_t errlen);
 
+/* ---- castor run with images and documents (run_media.c) ---- */
+#include <stdbool.h>
+#include <stddef.h>
+#include "engine/engine.h"
+
+typedef struct cst_run_media_opts {
+    const char *mmproj;      /* vision projector GGUF (NULL: none) */
+    const char *images[16];  /* --image files, in order */
+    int n_images;
+    const char *file;        /* --file document (NULL: none) */
+    const char *file_type;   /* --file-type MIME (NULL: from the extension) */
+    const char *text;        /* -p */
+    bool chat;
+    const char *chat_tpl;
+    int n_gen, n_threads, n_ctx;
+    bool json, verbose;
+    cst_sampler_params sp;
+} cst_run_media_opts;
+int cst_run_media(cst_model *m, const cst_run_media_opts *o);
+/* cmd_run.c: the ids of the (at most) 10 largest logits, largest first, ties
+ * by lower id; *k gets how many (n < 10: n). */
+void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k);
+/* cmd_run.c: text as one user message through the chat template (see there). */
+int cst_run_chat_render(cst_model *m, const char *tpl_file, const char *text, char **out, size_t *out_len,
+                        size_t **out_ranges, size_t *out_nr, bool *out_add_special);
+
 #endif

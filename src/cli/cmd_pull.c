@@ -18,6 +18,7 @@
 #include "castor.h"
 #include "cli.h"
 #include "core/core.h"
+#include "core/sha256.h"
 
 #include <curl/curl.h>
 #include <dirent.h>

@@ -5,6 +5,8 @@
  *   castor run -m MODEL (-p TEXT | --prompt-ids 1,2,3) [-n N] [--temp T]
  *     [--top-k K] [--top-p P] [--min-p P] [--seed S] [-t THREADS] [-c CTX]
  *     [--logits-json] [-v] [--chat | --chat-template FILE]
+ *     [--mmproj PROJ --image FILE ...] [--file DOC [--file-type MIME]]
+ * (images and documents: run_media.c)
  * --chat renders the prompt as one user message with the model's chat
  * template (--chat-template: with the template in FILE), the message text
  * tokenized as plain text (never control tokens; docs/internals/thinking.md).
@@ -35,7 +37,13 @@ static void usage(FILE *f) {
             "  -v              print timings to stderr\n"
             "  --chat          render -p as a user message with the model's chat template\n"
             "                  (no template: the plain fallback format)\n"
-            "  --chat-template FILE  like --chat with the Jinja template in FILE\n");
+            "  --chat-template FILE  like --chat with the Jinja template in FILE\n"
+            "  --mmproj FILE   the model's vision projector (GGUF), for --image and PDF pages\n"
+            "  --image FILE    an image (png, jpeg, webp, gif; repeatable, up to 16): each <__media__>\n"
+            "                  in -p marks where the next one goes (none: the images before the text)\n"
+            "  --file FILE     a document (text, markdown, CSV, HTML, JSON, source code, PDF) before the\n"
+            "                  prompt, framed as the server frames it; PDF pages also as images with --mmproj\n"
+            "  --file-type T   the document's MIME type (default: from the extension)\n");
 }
 
 static bool parse_ids(const char *s, cst_token **out, size_t *n) {
@@ -78,8 +86,7 @@ static bool on_token(void *ud, cst_token tok, const char *text, size_t len) {
     return false;
 }
 
-/* top-10 by logit, ties by lower id */
-static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
+void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k) {
     *k = 0;
     for (int32_t i = 0; i < n; i++) {
         int j = *k;
@@ -122,7 +129,7 @@ static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_g
         cst_token tok = cst_sampler_sample(smp, lg);
         int32_t ids[10];
         int k;
-        top10(lg, nv, ids, &k);
+        cst_cli_top10(lg, nv, ids, &k);
         printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
         for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
         printf("]");
@@ -151,13 +158,17 @@ out:
     return rc;
 }
 
-/* -p text as one user message through the chat template (or the fallback). */
-static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst_token **out, size_t *n_out) {
-    const cst_vocab *v = cst_model_vocab(m);
+/* text as one user message through the chat template (or the fallback):
+ * the rendered prompt (*out, malloc'd), the byte ranges of the message text
+ * in it (*ranges, pairs, malloc'd; tokenized as plain text) and whether BOS
+ * must be added (the template did not write it). Returns 0, 1 or 2. */
+int cst_run_chat_render(cst_model *m, const char *tpl_file, const char *text, char **out, size_t *out_len,
+                        size_t **out_ranges, size_t *out_nr, bool *out_add_special) {
     char err[512];
     char *file = NULL;
     size_t flen = 0;
     const char *src = cst_model_chat_template(m);
+    const cst_vocab *v = cst_model_vocab(m);
     if (tpl_file) {
         if (cst_read_file(tpl_file, &file, &flen)) {
             fprintf(stderr, "castor run: cannot read --chat-template %s\n", tpl_file);
@@ -181,8 +192,17 @@ static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst
     if (!tpl) {
         if (cst_chat_fallback(msgs, true, &r, &rlen, err, sizeof err)) goto out;
         /* the fallback has no special text: all of it is plain */
-        size_t all[2] = {0, rlen};
-        if (cst_tokenize_plain_ranges(v, r, rlen, true, all, 1, out, n_out)) goto out;
+        ranges = malloc(2 * sizeof *ranges);
+        if (!ranges) goto out;
+        ranges[0] = 0;
+        ranges[1] = rlen;
+        *out = r;
+        *out_len = rlen;
+        *out_ranges = ranges;
+        *out_nr = 1;
+        *out_add_special = true;
+        r = NULL;
+        ranges = NULL;
         rc = 0;
         goto out;
     }
@@ -224,8 +244,13 @@ static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst
         i = at + phl;
     }
     fin[k] = 0;
-    bool add_special = !(cp.bos_token && *cp.bos_token && !strncmp(fin, cp.bos_token, strlen(cp.bos_token)));
-    if (cst_tokenize_plain_ranges(v, fin, k, add_special, ranges, nr, out, n_out)) goto out;
+    *out_add_special = !(cp.bos_token && *cp.bos_token && !strncmp(fin, cp.bos_token, strlen(cp.bos_token)));
+    *out = fin;
+    *out_len = k;
+    *out_ranges = ranges;
+    *out_nr = nr;
+    fin = NULL;
+    ranges = NULL;
     rc = 0;
 out:
     if (rc == 1) fprintf(stderr, "castor run: cannot render the chat prompt\n");
@@ -239,12 +264,29 @@ out:
     return rc;
 }
 
+/* -p text as one user message through the chat template, tokenized. */
+static int chat_tokens(cst_model *m, const char *tpl_file, const char *text, cst_token **out, size_t *n_out) {
+    char *fin = NULL;
+    size_t k = 0, *ranges = NULL, nr = 0;
+    bool add_special = true;
+    int rc = cst_run_chat_render(m, tpl_file, text, &fin, &k, &ranges, &nr, &add_special);
+    if (rc) return rc;
+    if (cst_tokenize_plain_ranges(cst_model_vocab(m), fin, k, add_special, ranges, nr, out, n_out)) {
+        fprintf(stderr, "castor run: cannot render the chat prompt\n");
+        rc = 1;
+    }
+    free(fin);
+    free(ranges);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *ids = NULL, *chat_tpl = NULL;
     bool chat = false;
     int n_gen = 128, n_threads = 0, n_ctx = 0;
     bool json = false, verbose = false;
     cst_sampler_params sp = cst_sampler_default_params();
+    cst_run_media_opts mo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -298,6 +340,22 @@ int cmd_run(int argc, char **argv) {
             NEEDV();
             chat = true;
             chat_tpl = v;
+        } else if (!strcmp(a, "--mmproj")) {
+            NEEDV();
+            mo.mmproj = v;
+        } else if (!strcmp(a, "--image")) {
+            NEEDV();
+            if (mo.n_images == 16) {
+                fprintf(stderr, "castor run: at most 16 --image files\n");
+                return 2;
+            }
+            mo.images[mo.n_images++] = v;
+        } else if (!strcmp(a, "--file")) {
+            NEEDV();
+            mo.file = v;
+        } else if (!strcmp(a, "--file-type")) {
+            NEEDV();
+            mo.file_type = v;
         } else if (!strcmp(a, "--logits-json")) {
             json = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -309,7 +367,8 @@ int cmd_run(int argc, char **argv) {
         }
 #undef NEEDV
     }
-    if (!model || (!text && !ids) || (text && ids) || n_gen < 0) {
+    const bool media = mo.mmproj || mo.n_images || mo.file;
+    if (!model || (!text && !ids && !mo.file) || (text && ids) || (ids && media) || n_gen < 0) {
         usage(stderr);
         return 2;
     }
@@ -325,6 +384,19 @@ int cmd_run(int argc, char **argv) {
     size_t np = 0;
     int rc = 1;
     cst_ctx *ctx = NULL;
+    if (media) { /* images and documents (run_media.c) */
+        mo.text = text;
+        mo.chat = chat;
+        mo.chat_tpl = chat_tpl;
+        mo.n_gen = n_gen;
+        mo.n_threads = n_threads;
+        mo.n_ctx = n_ctx;
+        mo.json = json;
+        mo.verbose = verbose;
+        mo.sp = sp;
+        rc = cst_run_media(m, &mo);
+        goto out;
+    }
     if (ids) {
         if (!parse_ids(ids, &prompt, &np)) {
             fprintf(stderr, "castor run: bad --prompt-ids '%s'\n", ids);

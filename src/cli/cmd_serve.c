@@ -25,6 +25,9 @@ static void usage(FILE *f) {
             "  --thinking-level L    level for requests without one, preceding -m (default medium)\n"
             "  --mmproj FILE         vision projector GGUF for the preceding -m (image input)\n"
             "  --max-file-size BYTES uploaded file limit (default 2147483648); 413 beyond\n"
+            "  --pdf-max-pages N     a PDF document with more pages is 400 (default 100)\n"
+            "  --log-prompts         write each rendered prompt to stderr as 'castor prompt: {JSON}' (debugging)\n"
+            "  --pdf-max-pixels N    rendered page pixels per PDF on a vision model (default 67108864); 400 beyond\n"
             "  --file-quota BYTES    live files + uploads in progress per API key (default\n"
             "                        21474836480 = 20 GiB; 0 = unlimited); 429 at upload start beyond\n"
             "  --file-ttl S          uploaded files expire after S seconds (default 172800 = 48 h)\n"
@@ -117,6 +120,18 @@ int cmd_serve(int argc, char **argv) {
             else if (a[2] == 'f') p.file_ttl_s = (int64_t)(x < 1 ? 1 : x);
             else if (a[2] == 'u') p.upload_timeout_s = x;
             else p.image_cache_bytes = (size_t)x;
+        } else if (!strcmp(a, "--log-prompts")) {
+            p.log_prompts = true;
+        } else if (!strcmp(a, "--pdf-max-pages") || !strcmp(a, "--pdf-max-pixels")) {
+            NEED();
+            size_t nd = strspn(v, "0123456789");
+            unsigned long long x = nd && nd <= 12 && !v[nd] ? strtoull(v, NULL, 10) : 0;
+            if (!x) {
+                fprintf(stderr, "castor serve: %s: expected a positive integer, got %s\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--pdf-max-pages")) p.pdf_max_pages = (size_t)x;
+            else p.pdf_max_pixels = (uint64_t)x;
         } else if (!strcmp(a, "--file-quota")) {
             NEED();
             size_t nd = strspn(v, "0123456789");

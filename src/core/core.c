@@ -69,6 +69,12 @@ double cst_time_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void cst_time_rfc3339(int64_t unix_s, char out[32]) {
+    const time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm)) snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
 cst_status cst_read_file(const char *path, char **out, size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;

@@ -43,6 +43,8 @@ void cst_free_aligned(void *p);
 
 /* Seconds from a monotonic clock. */
 double cst_time_now(void);
+/* Unix seconds as RFC 3339 UTC text, "2026-12-02T06:51:26Z". */
+void cst_time_rfc3339(int64_t unix_s, char out[32]);
 
 /* Read a whole file into a malloc'd NUL-terminated buffer. */
 cst_status cst_read_file(const char *path, char **out, size_t *out_len);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh: runs every libFuzzer target (tests/fuzz/*_fuzz.c: gguf, template,
-# tokenizer, image, request) for CST_FUZZ_SECONDS each (default 10, one
+# tokenizer, image, request, docs) for CST_FUZZ_SECONDS each (default 10, one
 # target at a time) through scripts/fuzz.sh (clang, ASan+UBSan, own build dir
 # build-fuzz) and fails if any target crashes or cannot be built. Skips
 # (passes with a note) when clang is not installed; targets that need the

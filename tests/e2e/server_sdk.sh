@@ -6,7 +6,8 @@
 # node test files (node --test) that drive it with the SDK, curl and raw
 # sockets (robust.test.mjs: hostile input); ops.test.mjs spawns servers of its
 # own (fault injection, full queue, deadlines, SIGTERM drain).
-# files.test.mjs spawns vision servers of its own (Files API, image input).
+# files.test.mjs spawns vision servers of its own (Files API, image input);
+# docs.test.mjs too (documents: text, CSV, JSON, PDF).
 # Env: CASTOR (the binary), CST_SHARED (fixtures).
 set -euo pipefail
 : "${CASTOR:?set CASTOR to the castor binary}"
@@ -60,7 +61,7 @@ rc=0
 # ops.test.mjs starts its own servers (fault injection, tiny queues, SIGTERM)
 node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/robust.test.mjs \
   "$HERE"/ops.test.mjs "$HERE"/thinking.test.mjs \
-  "$HERE"/files.test.mjs "$HERE"/dialects.test.mjs "$HERE"/playground.test.mjs \
+  "$HERE"/files.test.mjs "$HERE"/docs.test.mjs "$HERE"/dialects.test.mjs "$HERE"/playground.test.mjs \
   "$HERE"/pull.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly

@@ -4,13 +4,15 @@
  * normalised by cst_api_parse_create, and a valid request's conversation is
  * rendered into prompt tokens by cst_chat_prompt with the qwen3 vocabulary and
  * chat template (thinking markers, thought signatures, injection-safe
- * tokenization) or the plain fallback format; image blocks go through the URI
+ * tokenization) or the plain fallback format; image blocks (and document
+ * blocks, whose inline data must carry a readable mime_type) go through the URI
  * and base64 helpers the media path uses. Thought signatures also get a
  * make/open round trip on the raw input. Invalid requests must fail with a
  * message; nothing may crash.
  */
 #include "api/api_int.h"
 #include "api/files.h"
+#include "docs/docs.h"
 #include "engine/gguf/gguf.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/vision/vision.h"
@@ -124,7 +126,12 @@ static void check_steps(json_t *steps, bool turn) {
             json_t *bt = json_object_get(b, "type");
             if (!json_is_string(bt)) __builtin_trap();
             if (!strcmp(json_string_value(bt), "image")) image_block(b);
-            else if (!json_is_string(json_object_get(b, "text"))) __builtin_trap();
+            else if (!strcmp(json_string_value(bt), "document")) { /* data needs a readable mime_type */
+                json_t *m = json_object_get(b, "mime_type");
+                if (json_object_get(b, "data") && !json_is_string(m)) __builtin_trap();
+                if (m && !cst_doc_readable(json_string_value(m))) __builtin_trap();
+                image_block(b); /* the same uri / data handling */
+            } else if (!json_is_string(json_object_get(b, "text"))) __builtin_trap();
         }
     }
 }

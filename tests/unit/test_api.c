@@ -91,17 +91,6 @@ TEST(api_validate_rejects_with_path) {
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"agent\":\"deep-research\"}", "agent");
 }
 
-TEST(api_sha256_vectors) {
-    char h[65];
-    cst_sha256_hex("", 0, h);
-    ASSERT_STREQ(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    cst_sha256_hex("abc", 3, h);
-    ASSERT_STREQ(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    const char *l = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    cst_sha256_hex(l, strlen(l), h);
-    ASSERT_STREQ(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-}
-
 /* the hand-built step.delta text event equals jansson's dump of the same
  * object, for every byte class (controls, quotes, backslash, DEL, UTF-8) */
 TEST(api_text_delta_json_matches_jansson) {

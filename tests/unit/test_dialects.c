@@ -330,3 +330,17 @@ TEST(error_styles) {
     EXPECT_JSON(e, "{\"error\":{\"code\":\"not_found\",\"message\":\"gone\"}}");
     json_decref(e);
 }
+
+TEST(gemini_documents_map_to_document_blocks) {
+    char err[512] = "";
+    json_t *o = gemini("{\"contents\":[{\"parts\":[{\"inlineData\":{\"mimeType\":\"text/plain\",\"data\":\"aGk=\"}},"
+                       "{\"fileData\":{\"fileUri\":\"files/doc1\",\"mimeType\":\"application/pdf\"}},{\"text\":\"sum up\"}]}]}",
+                       false, err);
+    ASSERT_MSG(o, "%s", err);
+    EXPECT_JSON(json_object_get(json_array_get(json_object_get(o, "input"), 0), "content"),
+                "[{\"type\":\"document\",\"data\":\"aGk=\",\"mime_type\":\"text/plain\"},"
+                "{\"type\":\"document\",\"uri\":\"files/doc1\",\"mime_type\":\"application/pdf\"},"
+                "{\"type\":\"text\",\"text\":\"sum up\"}]");
+    expect_valid(o);
+    json_decref(o);
+}

@@ -147,33 +147,6 @@ TEST(files_quota_rule) {
     ASSERT(!cst_files_quota_exceeded(UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX));
 }
 
-TEST(files_base64) {
-    char out[64];
-    cst_b64_encode((const uint8_t *)"foobar", 6, out);
-    ASSERT_STREQ(out, "Zm9vYmFy");
-    cst_b64_encode((const uint8_t *)"foob", 4, out);
-    ASSERT_STREQ(out, "Zm9vYg==");
-    const char *ok[] = {"Zm9vYg==", "Zm9vYg", "Zm9vYmE=", "Zm9vYmFy", ""};
-    const size_t lens[] = {4, 4, 5, 6, 0};
-    for (int i = 0; i < 5; i++) {
-        size_t n = 99;
-        bool oom;
-        uint8_t *b = cst_b64_decode(ok[i], strlen(ok[i]), &n, &oom);
-        ASSERT_MSG(b != NULL, "decode %s", ok[i]);
-        ASSERT_EQ(n, lens[i]);
-        ASSERT(!memcmp(b, "foobar", n));
-        free(b);
-    }
-    const char *bad[] = {"Zm9vY", "Zm9v!g==", "Zm9vYg===", "Zm9vYh==", "Zm 9v", "Zg=", "Z==="};
-    for (int i = 0; i < 7; i++) {
-        size_t n;
-        bool oom;
-        uint8_t *b = cst_b64_decode(bad[i], strlen(bad[i]), &n, &oom);
-        ASSERT_MSG(b == NULL, "accepted %s", bad[i]);
-        free(b);
-    }
-}
-
 TEST(files_uri_id) {
     const char *hosts[] = {"127.0.0.1:8080", "castor.local", NULL};
     char id[48];
@@ -341,4 +314,43 @@ TEST(files_image_prompt_matches_llama_cpp) {
     cst_model_free(sm.m);
     json_decref(g);
     free(gtxt);
+}
+
+/* ---- documents (validate.c, files_docs.c) ---- */
+
+static bool parse_body(const char *body, create_req *r, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *j = json_loads(body, 0, &je);
+    ASSERT(j);
+    bool ok = cst_api_parse_create(j, r, err, errlen);
+    if (ok) create_req_clear(r);
+    json_decref(j);
+    return ok;
+}
+
+TEST(files_document_blocks_validated) {
+    create_req r;
+    char err[512];
+    static const struct { const char *body, *needle; } bad[] = {
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"data\":\"QQ==\"}]}", "mime_type: required with inline data"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"data\":\"QQ==\",\"uri\":\"files/a\",\"mime_type\":\"text/plain\"}]}", "exactly one"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"uri\":\"\"}]}", "uri: empty"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"uri\":\"files/a\",\"mime_type\":\"application/zip\"}]}", "'application/zip' is not a document type"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"uri\":\"files/a\",\"mime_type\":7}]}", "mime_type: expected a string"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"audio\",\"uri\":\"files/a\"}]}", "audio content is not supported by this server (it reads text, image"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"video\",\"uri\":\"files/a\"}]}", "application/pdf"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        ASSERT_MSG(!parse_body(bad[i].body, &r, err, sizeof err), "accepted %s", bad[i].body);
+        ASSERT_MSG(strstr(err, bad[i].needle), "'%s' lacks '%s'", err, bad[i].needle);
+    }
+    static const char *good[] = {
+        "{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"data\":\"QQ==\",\"mime_type\":\"text/plain\"}]}",
+        "{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"uri\":\"files/abc\"}]}",
+        "{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"uri\":\"files/abc\",\"mime_type\":\"application/pdf\"},{\"type\":\"text\",\"text\":\"sum\"}]}",
+        "{\"model\":\"m\",\"input\":[{\"type\":\"document\",\"data\":\"QQ==\",\"mime_type\":\"text/x-python\"}]}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        ASSERT_MSG(parse_body(good[i], &r, err, sizeof err), "%s: %s", good[i], err);
 }

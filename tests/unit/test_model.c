@@ -326,7 +326,12 @@ TEST(two_sequences_in_one_batch_match_separate) {
         c = new_ctx(m, 64, 1, 64);
         feed(c, b, 0, P2, n2, 0, 64);
         const cst_token t2 = 301;
-        ASSERT(nmse(feed(c, b, 0, &t2, 1, n2, 1), l2, nv) < 1e-10);
+        /* the same for this 2-token step: Q8_0 batches under 8 tokens use the
+         * per-output dot (bit-identical); F32 runs tiles for 2 tokens and the
+         * dot for 1, whose sums are ordered differently on every ISA but the
+         * scalar one (AVX2: 8 lanes, AVX-512: 16 lanes; gemma3-F32 3.4e-10) */
+        const double lim = mi == 0 ? 0 : 1e-7;
+        ASSERT(nmse(feed(c, b, 0, &t2, 1, n2, 1), l2, nv) <= lim);
         cst_ctx_free(c);
         cst_batch_free(b);
         free(l1);

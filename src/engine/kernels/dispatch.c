@@ -90,9 +90,7 @@ static void init_tables(void) {
     int best = isa_ok[CST_ISA_AVX512] ? CST_ISA_AVX512 : isa_ok[CST_ISA_AVX2] ? CST_ISA_AVX2 : CST_ISA_REF;
     const char *env = getenv("CST_ISA");
     if (env && *env) {
-        int want = -1;
-        for (int i = 0; i < 3; i++)
-            if (!strcasecmp(env, cst_isa_name((cst_isa)i))) want = i;
+        const int want = (int)cst_isa_from_name(env);
         if (want < 0)
             cst_warn("CST_ISA=%s is not one of ref|avx2|avx512; using %s", env, cst_isa_name((cst_isa)best));
         else if (!isa_ok[want])
@@ -123,6 +121,12 @@ const char *cst_isa_name(cst_isa isa) {
     case CST_ISA_AVX512: return "avx512";
     }
     return "?";
+}
+
+cst_isa cst_isa_from_name(const char *name) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcasecmp(name, cst_isa_name((cst_isa)i))) return (cst_isa)i;
+    return (cst_isa)-1;
 }
 
 bool cst_isa_available(cst_isa isa) {

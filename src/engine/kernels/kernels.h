@@ -39,6 +39,8 @@ typedef enum { CST_ISA_REF = 0, CST_ISA_AVX2 = 1, CST_ISA_AVX512 = 2 } cst_isa;
 void cst_kernels_init(void);
 cst_isa cst_kernels_isa(void);
 const char *cst_isa_name(cst_isa isa);
+/* The ISA called name ("ref", "avx2", ...; any case), or -1 if there is none. */
+cst_isa cst_isa_from_name(const char *name);
 bool cst_isa_available(cst_isa isa);
 /* Switch the active ISA (tests); false if not available on this CPU. */
 bool cst_kernels_set_isa(cst_isa isa);
