@@ -8,6 +8,8 @@ pkgs+=(libpq-dev postgresql haproxy) # the PostgreSQL store and its replica test
 # these are the libraries its mupdf.pc links against (Libs.private) plus harfbuzz
 pkgs+=(libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev libjpeg-dev zlib1g-dev
        libfreetype-dev libharfbuzz-dev)
+pkgs+=(chromium) # the playground's e2e test (headless, puppeteer-core)
+pkgs+=(libcurl4-openssl-dev) # castor pull
 # make test-arm64 (part of make test): cross compiler, qemu and the arm64
 # -dev packages of the engine's libraries (multiarch)
 if [ "$(dpkg --print-architecture)" = amd64 ]; then

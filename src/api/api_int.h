@@ -94,7 +94,29 @@ typedef struct conn {
     bool counted;
     int fd; /* client socket (disconnect checks) */
     void *upload; /* files.c: an upload chunk streamed to its session's temp file */
+    /* dialects (dialect.c): the Interactions request built from another API's
+     * body, and how its result is answered (NULL: an Interactions request) */
+    json_t *xbody;
+    struct cst_dialect_out *xout;
 } conn;
+
+/* ---- dialects: answering another API's request from a run (dialect.c) --- */
+typedef struct cst_dialect_out {
+    void *ctx;                  /* the stream writer takes it (ctx set to NULL) */
+    void (*ctx_free)(void *ctx);
+    /* a run event (type, its JSON text) -> the bytes to send (malloc'd; ""
+     * sends nothing); type ":" a keep-alive (never ""), NULL the end */
+    char *(*stream)(void *ctx, const char *type, const char *data);
+    const char *stream_ctype;   /* Content-Type of the stream (NULL: SSE) */
+    /* the unary reply of a finished run */
+    enum MHD_Result (*unary)(void *ctx, struct MHD_Connection *c, run *r);
+    /* set: answer with the prompt's token count instead of running */
+    enum MHD_Result (*count)(void *ctx, struct MHD_Connection *c, size_t n_tokens);
+} cst_dialect_out;
+/* Routes of the other dialects (generateContent, chat completions, models);
+ * false when path is none of them. */
+bool cst_dialect_dispatch(cst_server *s, struct MHD_Connection *c, conn *cs, const char *path, const char *method,
+                          enum MHD_Result *ret);
 
 /* ---- errors / replies (errors.c) -------------------------------------- */
 typedef enum {
@@ -122,6 +144,13 @@ enum MHD_Result cst_api_json(struct MHD_Connection *c, int status, json_t *j);
  * which replica holds a conversation from it; docs/deploy.md). */
 enum MHD_Result cst_api_json_id(struct MHD_Connection *c, int status, json_t *j, const char *id);
 void cst_api_common_headers(struct MHD_Response *r);
+/* The error body shape of this thread's current request (thread per
+ * connection): {"error":{"code":"invalid_request",...}} (interactions), Google
+ * RPC {"error":{"code":400,"message","status"}}, or OpenAI's. */
+typedef enum { ERR_STYLE_INTERACTIONS = 0, ERR_STYLE_RPC, ERR_STYLE_OPENAI } err_style;
+void cst_api_set_err_style(err_style st);
+/* The error body of kind k in a style (new reference). */
+json_t *cst_api_error_body(err_style st, ekind k, const char *msg);
 /* Map a cst_status to an error kind. */
 ekind cst_api_status_kind(cst_status st);
 /* Replace invalid UTF-8 bytes of a NUL-terminated string in place by '?'. */
@@ -144,6 +173,8 @@ typedef struct create_req {
     json_t *generation_config;  /* borrowed, echoed */
     json_t *labels;             /* borrowed, echoed */
     bool has_temperature, has_top_p, has_seed, has_max;
+    bool has_top_k; /* Castor extension (generateContent's topK) */
+    int64_t top_k;
     double temperature, top_p;
     int64_t seed;
     int64_t max_output_tokens;

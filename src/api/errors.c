@@ -76,6 +76,41 @@ enum MHD_Result cst_api_json_id(struct MHD_Connection *c, int status, json_t *j,
     return ret;
 }
 
+static _Thread_local err_style tl_style;
+
+void cst_api_set_err_style(err_style st) { tl_style = st; }
+
+static const char *rpc_status_of(ekind k) {
+    static const char *st[E_KIND_LAST] = {
+        [E_INVALID] = "INVALID_ARGUMENT", [E_PRECOND] = "FAILED_PRECONDITION", [E_UNAUTH] = "UNAUTHENTICATED",
+        [E_DENIED] = "PERMISSION_DENIED", [E_NOT_FOUND] = "NOT_FOUND",      [E_TOO_LARGE] = "INVALID_ARGUMENT",
+        [E_EXHAUSTED] = "RESOURCE_EXHAUSTED", [E_INTERNAL] = "INTERNAL",    [E_UNAVAILABLE] = "UNAVAILABLE",
+        [E_TIMEOUT] = "DEADLINE_EXCEEDED"};
+    return st[k];
+}
+
+static const char *openai_type_of(ekind k) {
+    switch (k) {
+    case E_UNAUTH: return "authentication_error";
+    case E_DENIED: return "permission_error";
+    case E_NOT_FOUND: return "not_found_error";
+    case E_EXHAUSTED: return "rate_limit_error";
+    case E_INTERNAL:
+    case E_UNAVAILABLE:
+    case E_TIMEOUT: return "server_error";
+    default: return "invalid_request_error";
+    }
+}
+
+json_t *cst_api_error_body(err_style st, ekind k, const char *msg) {
+    if (st == ERR_STYLE_RPC)
+        return json_pack("{s:{s:i,s:s,s:s}}", "error", "code", kinds[k].http, "message", msg, "status", rpc_status_of(k));
+    if (st == ERR_STYLE_OPENAI)
+        return json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type", openai_type_of(k), "param", "code",
+                         kinds[k].code);
+    return json_pack("{s:{s:s,s:s}}", "error", "code", kinds[k].code, "message", msg);
+}
+
 enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -84,7 +119,7 @@ enum MHD_Result cst_api_error(struct MHD_Connection *c, ekind k, const char *fmt
     va_end(ap);
     cst_api_utf8_fix(msg);
     cst_metrics_error(k);
-    json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", kinds[k].code, "message", msg);
+    json_t *j = cst_api_error_body(tl_style, k, msg);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!txt) return MHD_NO;

@@ -58,6 +58,11 @@ typedef struct sse {
     double last_gone_check;
     double keepalive_s;
     cst_server *srv;
+    /* another API's stream (dialect.c): events translated by xf */
+    char *(*xf)(void *ctx, const char *type, const char *data);
+    void *xctx;
+    void (*xctx_free)(void *ctx);
+    const char *ctype;
 } sse;
 
 static char *frame(const char *type, const char *data) {
@@ -112,6 +117,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (w->r) {
             run *r = w->r;
             pthread_mutex_lock(&r->mu);
+            if (w->next < r->n_ev && w->xf) {
+                f = w->xf(w->xctx, r->ev_type[w->next], r->ev_data[w->next]);
+                w->next++;
+                pthread_mutex_unlock(&r->mu);
+                goto have;
+            }
             if (w->next < r->n_ev) {
                 /* every event already in the log that fits, straight into
                  * MHD's buffer; a larger one goes through pend */
@@ -157,7 +168,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                     if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
                 }
                 if (more) continue;
-                if (t - w->last_write >= w->keepalive_s) f = strdup(": keep-alive\n\n");
+                if (t - w->last_write >= w->keepalive_s)
+                    f = w->xf ? w->xf(w->xctx, ":", NULL) : strdup(": keep-alive\n\n");
                 if (!f) continue;
                 goto have;
             }
@@ -166,7 +178,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             if (w->next < w->n_frames) f = strdup(w->frames[w->next++]);
             else w->done_queued = true;
         }
-        if (w->done_queued && !f) f = strdup("event: done\ndata: [DONE]\n\n");
+        if (w->done_queued && !f) f = w->xf ? w->xf(w->xctx, NULL, NULL) : strdup("event: done\ndata: [DONE]\n\n");
     have:
         if (!f) return MHD_CONTENT_READER_END_WITH_ERROR;
         w->pend = f;
@@ -184,6 +196,7 @@ static void sse_free(void *cls) {
     for (size_t i = 0; i < w->n_frames; i++) free(w->frames[i]);
     free(w->frames);
     free(w->pend);
+    if (w->xctx_free) w->xctx_free(w->xctx);
     if (w->srv) atomic_fetch_sub(&w->srv->n_writers, 1);
     free(w);
 }
@@ -198,7 +211,7 @@ static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse 
         sse_free(w);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Content-Type", w->ctype ? w->ctype : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     if (w->r) MHD_add_response_header(resp, "X-Castor-Interaction-Id", w->r->id);
@@ -293,8 +306,9 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
                              "Api-Revision %s (the legacy outputs schema) is not supported; use 2026-05-20 or later",
                              rev);
     json_error_t je;
-    /* a key given twice is refused, as Google's parser does */
-    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, JSON_REJECT_DUPLICATES, &je);
+    /* a key given twice is refused, as Google's parser does (dialects hand over their mapped body) */
+    json_t *body = cs->xbody ? json_incref(cs->xbody)
+                             : json_loadb(cs->body ? cs->body : "", cs->len, JSON_REJECT_DUPLICATES, &je);
     if (!body)
         return cst_api_error(c, E_INVALID, "malformed JSON in the request body: %s (line %d, column %d)", je.text,
                              je.line, je.column);
@@ -420,6 +434,10 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         free(line);
         json_decref(lj);
     }
+    if (cs->xout && cs->xout->count) { /* countTokens (dialect.c) */
+        ret = cs->xout->count(cs->xout->ctx, c, cp.n_toks);
+        goto out;
+    }
     const size_t n_toks = cp.n_toks;
     const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
     if (!cr.has_max && s->p.default_max_output > 0) {
@@ -464,6 +482,13 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         r = NULL; /* the writer owns the reference */
         w->cancel_on_close = !cr.background;
         w->fd = cs->fd;
+        if (cs->xout) { /* the writer owns the dialect's context */
+            w->xf = cs->xout->stream;
+            w->xctx = cs->xout->ctx;
+            w->xctx_free = cs->xout->ctx_free;
+            w->ctype = cs->xout->stream_ctype;
+            cs->xout->ctx = NULL;
+        }
         ret = sse_respond(s, c, w);
         goto out;
     }
@@ -485,6 +510,7 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     else if (r->persist_err) /* acknowledged means stored */
         ret = cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
                             r->persist_err);
+    else if (cs->xout && cs->xout->unary) ret = cs->xout->unary(cs->xout->ctx, c, r);
     else ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
 out:
     cst_run_unref(r);

@@ -587,7 +587,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     rp.sampling = cst_sampler_default_params();
     rp.sampling.temperature = cr->has_temperature ? (float)cr->temperature : 1.0f;
     rp.sampling.top_p = cr->has_top_p ? (float)cr->top_p : 0.95f;
-    rp.sampling.top_k = 40;
+    rp.sampling.top_k = cr->has_top_k ? (int32_t)cr->top_k : 40;
     rp.sampling.min_p = 0.0f;
     if (cr->has_seed) {
         uint64_t sd = (uint64_t)cr->seed;

@@ -72,34 +72,6 @@ static const char *version_of(const char *path, const char **rest) {
     return NULL;
 }
 
-static enum MHD_Result models_list(cst_server *s, struct MHD_Connection *c) {
-    json_t *arr = json_array();
-    for (size_t i = 0; i < s->n_models; i++) {
-        smodel *sm = &s->models[i];
-        json_t *al = json_array();
-        for (size_t k = 0; k < s->n_aliases; k++)
-            if (s->aliases[k].model == (int)i) json_array_append_new(al, json_string(s->aliases[k].name));
-        char name[512];
-        snprintf(name, sizeof name, "models/%s", sm->stem);
-        json_t *m = json_pack("{s:s,s:s,s:s,s:i,s:i,s:[s],s:o,s:b}", "name", name, "displayName", cst_model_name(sm->m),
-                              "description", cst_model_desc(sm->m), "inputTokenLimit",
-                              cst_sched_n_ctx(sm->sched), "outputTokenLimit", cst_sched_n_ctx(sm->sched),
-                              "supportedGenerationMethods", "interactions", "aliases", al, "default", i == 0);
-        json_array_append_new(arr, m);
-    }
-    return cst_api_json(c, 200, json_pack("{s:o}", "models", arr));
-}
-
-static enum MHD_Result models_get(cst_server *s, struct MHD_Connection *c, const char *name) {
-    smodel *sm = cst_api_find_model(s, name);
-    if (!sm) return cst_api_error(c, E_NOT_FOUND, "model '%s' not found", name);
-    char full[512];
-    snprintf(full, sizeof full, "models/%s", sm->stem);
-    return cst_api_json(c, 200, json_pack("{s:s,s:s,s:s,s:i,s:i}", "name", full, "displayName", cst_model_name(sm->m),
-                                          "description", cst_model_desc(sm->m), "inputTokenLimit",
-                                          cst_sched_n_ctx(sm->sched), "outputTokenLimit", cst_sched_n_ctx(sm->sched)));
-}
-
 static enum MHD_Result reply_text(struct MHD_Connection *c, int status, const char *ctype, char *txt) {
     if (!txt) return MHD_NO;
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
@@ -155,17 +127,11 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
     }
     enum MHD_Result fret;
     if (cst_files_dispatch(s, c, cs, path, method, &fret)) return fret; /* Files API (files.c) */
+    if (cst_dialect_dispatch(s, c, cs, path, method, &fret)) return fret; /* generateContent, OpenAI, models (dialect.c) */
     const char *rest = NULL;
     if (!version_of(path, &rest))
         return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
     char owner[65];
-    if (!strcmp(rest, "models") || !strncmp(rest, "models/", 7)) {
-        *rid = R_MODELS;
-        if (!cst_api_auth(s, c, owner, &ret)) return ret;
-        if (strcmp(method, "GET")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
-        if (!strcmp(rest, "models")) return models_list(s, c);
-        return models_get(s, c, rest + 7);
-    }
     if (!strcmp(rest, "interactions")) {
         *rid = R_CREATE;
         if (strcmp(method, "POST")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);

@@ -314,6 +314,12 @@ static bool parse_gen_config(json_t *g, create_req *r, char *err, size_t errlen)
             if (!(t > 0.0 && t <= 1.0)) return BAD("generation_config.top_p: %g is out of range (0, 1]", t);
             r->has_top_p = true;
             r->top_p = t;
+        } else if (!strcmp(k, "top_k")) { /* Castor extension: generateContent's topK */
+            int64_t x;
+            if (!is_int_value(v, &x)) return BAD("generation_config.top_k: expected an integer, got %s", type_name(v));
+            if (x < 0 || x > 1000000) return BAD("generation_config.top_k: %lld is out of range [0, 1000000]", (long long)x);
+            r->has_top_k = true;
+            r->top_k = x;
         } else if (!strcmp(k, "max_output_tokens")) {
             int64_t x;
             if (!is_int_value(v, &x))

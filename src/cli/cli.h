@@ -13,6 +13,15 @@ int cmd_quantize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+
+#include <stdbool.h>
+#include <stddef.h>
+/* A model argument: an existing file as it is, else a model castor pull
+ * keeps (hf://OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT, or a file stem). */
+bool cst_cli_resolve_model(const char *name, char *out, size_t n, char *err, size_t errlen);
 
 /* ---- castor run with images and documents (run_media.c) ---- */
 #include <stdbool.h>

@@ -15,7 +15,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: castor serve -m MODEL [-m MODEL...] [options]\n"
             "  -m, --model PATH      GGUF model to serve (repeatable; the first is the default and\n"
-            "                        also answers gemini-* model names)\n"
+            "                        also answers gemini-* model names); a path, or a model castor pull\n"
+            "                        downloaded: OWNER/REPO/FILE.gguf, OWNER/REPO:QUANT or its file stem\n"
             "  --alias NAME=MODEL    another name for a served model (MODEL: its path or file stem)\n"
             "  --chat-template FILE  Jinja chat template for the preceding -m (overrides the GGUF's)\n"
             "  --thinking-budgets MIN,LOW,MEDIUM,HIGH\n"
@@ -89,7 +90,12 @@ int cmd_serve(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             NEED();
-            if (nm < 64) models[nm++] = v;
+            char rpath[4096], rerr[1024];
+            if (!cst_cli_resolve_model(v, rpath, sizeof rpath, rerr, sizeof rerr)) {
+                fprintf(stderr, "castor serve: -m %s\n", rerr);
+                return 2;
+            }
+            if (nm < 64) models[nm++] = strcmp(rpath, v) ? strdup(rpath) : v; /* lives as long as the server */
         } else if (!strcmp(a, "--chat-template") || !strcmp(a, "--thinking-budgets") ||
                    !strcmp(a, "--thinking-level")) {
             NEED();

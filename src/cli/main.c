@@ -19,6 +19,9 @@ static const struct {
     {"template", cmd_template, "render a chat template"},
     {"quantize", cmd_quantize, "convert a GGUF model to a quantized type"},
     {"mkmodel", cmd_mkmodel, "write a random-weight model (tests, benchmarks)"},
+    {"pull", cmd_pull, "download a GGUF model from the Hugging Face hub"},
+    {"ls", cmd_ls, "list the models castor pull downloaded"},
+    {"rm", cmd_rm, "remove a pulled model"},
 };
 
 static void usage(FILE *f) {

@@ -15,13 +15,17 @@ export CASTOR_STORIES="$CST_SHARED/models/stories260K.gguf"
 command -v node >/dev/null || { echo "node is required for the docs test"; exit 1; }
 (
   flock 9
-  if [ ! -d "$HERE/node_modules/@google/genai" ]; then
+  if [ ! -d "$HERE/node_modules/@google/genai" ] || [ ! -d "$HERE/node_modules/@google/gemini-cli" ]; then
     (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 ) 9>"$HERE/.npm.lock"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 cmake --install "$CST_BUILD" --prefix "$TMP/prefix" >/dev/null
-export PATH="$TMP/prefix/bin:$PATH"
+# the pinned Gemini CLI stands in for `npm install -g @google/gemini-cli@0.61.0`;
+# the blocks write their settings (~/.gemini) into a home of their own
+export PATH="$TMP/prefix/bin:$HERE/node_modules/.bin:$PATH"
+mkdir -p "$TMP/home"
+export HOME="$TMP/home"
 unset CASTOR_URL
 node --test --test-concurrency=1 "$HERE/readme.test.mjs"

@@ -23,8 +23,9 @@ done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
 command -v curl >/dev/null || { echo "curl is required"; exit 1; }
 (
-  flock 9 # readme.sh installs the same packages
-  if [ ! -d "$HERE/node_modules/@google/genai" ]; then
+  flock 9 # readme.sh and gemini_cli.sh install the same packages (ctest -j2)
+  if [ ! -d "$HERE/node_modules/@google/genai" ] || [ ! -d "$HERE/node_modules/openai" ] ||
+     [ ! -d "$HERE/node_modules/puppeteer-core" ] || [ ! -d "$HERE/node_modules/ajv" ]; then
     (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 ) 9>"$HERE/.npm.lock"
@@ -64,7 +65,8 @@ rc=0
 # ops.test.mjs starts its own servers (fault injection, tiny queues, SIGTERM)
 node --test --test-concurrency=1 "$HERE"/sdk.test.mjs "$HERE"/rest.test.mjs "$HERE"/robust.test.mjs \
   "$HERE"/ops.test.mjs "$HERE"/thinking.test.mjs \
-  "$HERE"/files.test.mjs "$HERE"/docs.test.mjs || rc=$?
+  "$HERE"/files.test.mjs "$HERE"/docs.test.mjs "$HERE"/dialects.test.mjs "$HERE"/playground.test.mjs \
+  "$HERE"/pull.test.mjs || rc=$?
 
 # SIGTERM drains and exits cleanly
 kill -TERM "$SERVER_PID"
