@@ -11,6 +11,7 @@
 #include "api.h"
 #include "core/base64.h"
 #include "core/core.h"
+#include "core/lru.h"
 #include "core/sha256.h"
 #include "engine/engine.h"
 #include "engine/runtime/sched.h"

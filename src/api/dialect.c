@@ -8,9 +8,31 @@
 #include "dialect.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+json_t *cst_dialect_bad(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+const char *cst_dialect_jtype(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
 
 void cst_dialect_camel(const char *key, char *out, size_t n) {
     size_t k = 0;

@@ -14,6 +14,10 @@
 /* ---- shared helpers (dialect.c) ---------------------------------------- */
 /* A field name in camelCase ("system_instruction" -> "systemInstruction"). */
 void cst_dialect_camel(const char *key, char *out, size_t n);
+/* A mapping error: the message into err, and NULL (for `return BAD(...)`). */
+json_t *cst_dialect_bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "an object", "a string", "a number" (integers too), ... for messages. */
+const char *cst_dialect_jtype(const json_t *v);
 /* A JSON Schema with OpenAPI-style upper-case type names ("OBJECT") in lower
  * case (new reference). */
 json_t *cst_dialect_schema(json_t *schema);

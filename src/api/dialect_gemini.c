@@ -16,28 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-static json_t *bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static json_t *bad(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-#define BAD(...) bad(err, errlen, __VA_ARGS__)
-
-static const char *jtype(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
+#define BAD(...) cst_dialect_bad(err, errlen, __VA_ARGS__)
 
 /* ---- request ------------------------------------------------------------- */
 
@@ -51,11 +30,11 @@ static json_t *user_part(json_t *part, const char *path, json_t *content, json_t
         cst_dialect_camel(k, ck, sizeof ck);
         if (json_is_null(v)) continue;
         if (!strcmp(ck, "text")) {
-            if (!json_is_string(v)) return BAD("%s.text: expected a string, got %s", path, jtype(v));
+            if (!json_is_string(v)) return BAD("%s.text: expected a string, got %s", path, cst_dialect_jtype(v));
             json_array_append_new(content, json_pack("{s:s,s:O}", "type", "text", "text", v));
         } else if (!strcmp(ck, "inlineData") || !strcmp(ck, "fileData")) {
             const bool inl = ck[0] == 'i';
-            if (!json_is_object(v)) return BAD("%s.%s: expected an object, got %s", path, ck, jtype(v));
+            if (!json_is_object(v)) return BAD("%s.%s: expected an object, got %s", path, ck, cst_dialect_jtype(v));
             json_t *mime = NULL, *val = NULL;
             const char *bk;
             json_t *bv;
@@ -110,7 +89,7 @@ static bool model_turn(json_t *parts, const char *path, json_t *steps, char *err
     bool ok = true;
     json_array_foreach(parts, i, part) {
         if (!json_is_object(part)) {
-            ok = !!BAD("%s[%zu]: expected an object, got %s", path, i, jtype(part));
+            ok = !!BAD("%s[%zu]: expected an object, got %s", path, i, cst_dialect_jtype(part));
             break;
         }
         bool thought = false;
@@ -123,7 +102,7 @@ static bool model_turn(json_t *parts, const char *path, json_t *steps, char *err
             if (json_is_null(v)) continue;
             if (!strcmp(ck, "text")) {
                 if (!json_is_string(v)) {
-                    ok = !!BAD("%s[%zu].text: expected a string, got %s", path, i, jtype(v));
+                    ok = !!BAD("%s[%zu].text: expected a string, got %s", path, i, cst_dialect_jtype(v));
                     break;
                 }
                 tx = v;
@@ -131,7 +110,7 @@ static bool model_turn(json_t *parts, const char *path, json_t *steps, char *err
                 thought = json_is_true(v);
             } else if (!strcmp(ck, "thoughtSignature")) {
                 if (!json_is_string(v)) {
-                    ok = !!BAD("%s[%zu].thoughtSignature: expected a string, got %s", path, i, jtype(v));
+                    ok = !!BAD("%s[%zu].thoughtSignature: expected a string, got %s", path, i, cst_dialect_jtype(v));
                     break;
                 }
                 if (!sig) sig = json_string_value(v);
@@ -180,7 +159,7 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
         json_decref(a);
         return r;
     }
-    if (!json_is_array(contents)) return BAD("contents: expected an array, got %s", jtype(contents));
+    if (!json_is_array(contents)) return BAD("contents: expected an array, got %s", cst_dialect_jtype(contents));
     if (json_array_size(contents) == 0) return BAD("contents: empty array");
     json_t *steps = json_array();
     size_t i;
@@ -190,7 +169,7 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
         snprintf(path, sizeof path, "contents[%zu]", i);
         if (!json_is_object(ct)) {
             json_decref(steps);
-            return BAD("%s: expected an object, got %s", path, jtype(ct));
+            return BAD("%s: expected an object, got %s", path, cst_dialect_jtype(ct));
         }
         const char *role = "user";
         json_t *parts = NULL;
@@ -201,7 +180,7 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
                 if (json_is_null(v)) continue;
                 if (!json_is_string(v)) {
                     json_decref(steps);
-                    return BAD("%s.role: expected a string, got %s", path, jtype(v));
+                    return BAD("%s.role: expected a string, got %s", path, cst_dialect_jtype(v));
                 }
                 role = json_string_value(v);
             } else if (!strcmp(k, "parts")) {
@@ -239,7 +218,7 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
         json_array_foreach(parts, j, part) {
             char p[128];
             snprintf(p, sizeof p, "%s[%zu]", pp, j);
-            if (!json_is_object(part)) ok = !!BAD("%s: expected an object, got %s", p, jtype(part));
+            if (!json_is_object(part)) ok = !!BAD("%s: expected an object, got %s", p, cst_dialect_jtype(part));
             else ok = user_part(part, p, content, results, err, errlen) != NULL;
             if (!ok) break;
         }
@@ -261,7 +240,7 @@ static json_t *map_contents(json_t *contents, char *err, size_t errlen) {
 /* systemInstruction: a Content (text parts) or a string -> one string */
 static json_t *map_system(json_t *si, char *err, size_t errlen) {
     if (json_is_string(si)) return json_incref(si);
-    if (!json_is_object(si)) return BAD("systemInstruction: expected a Content object, got %s", jtype(si));
+    if (!json_is_object(si)) return BAD("systemInstruction: expected a Content object, got %s", cst_dialect_jtype(si));
     json_t *parts = json_object_get(si, "parts");
     if (!json_is_array(parts)) return BAD("systemInstruction.parts: required array");
     cst_buf b = {0};
@@ -291,7 +270,7 @@ static const char *budget_level(int64_t b) {
 }
 
 static bool map_gen_config(json_t *g, json_t *gc, json_t *body, char *err, size_t errlen) {
-    if (!json_is_object(g)) return !!BAD("generationConfig: expected an object, got %s", jtype(g));
+    if (!json_is_object(g)) return !!BAD("generationConfig: expected an object, got %s", cst_dialect_jtype(g));
     json_t *mime = NULL, *schema = NULL;
     const char *schema_name = NULL;
     const char *k;
@@ -315,14 +294,14 @@ static bool map_gen_config(json_t *g, json_t *gc, json_t *body, char *err, size_
             if (!json_is_integer(v) || json_integer_value(v) != 1)
                 return !!BAD("generationConfig.candidateCount: only 1 candidate is supported");
         } else if (!strcmp(ck, "responseMimeType")) {
-            if (!json_is_string(v)) return !!BAD("generationConfig.responseMimeType: expected a string, got %s", jtype(v));
+            if (!json_is_string(v)) return !!BAD("generationConfig.responseMimeType: expected a string, got %s", cst_dialect_jtype(v));
             mime = v;
         } else if (!strcmp(ck, "responseSchema") || !strcmp(ck, "responseJsonSchema")) {
-            if (!json_is_object(v)) return !!BAD("generationConfig.%s: expected an object, got %s", ck, jtype(v));
+            if (!json_is_object(v)) return !!BAD("generationConfig.%s: expected an object, got %s", ck, cst_dialect_jtype(v));
             schema = v;
             schema_name = k;
         } else if (!strcmp(ck, "thinkingConfig")) {
-            if (!json_is_object(v)) return !!BAD("generationConfig.thinkingConfig: expected an object, got %s", jtype(v));
+            if (!json_is_object(v)) return !!BAD("generationConfig.thinkingConfig: expected an object, got %s", cst_dialect_jtype(v));
             const char *tk;
             json_t *tv;
             json_object_foreach(v, tk, tv) {
@@ -383,14 +362,14 @@ static bool map_gen_config(json_t *g, json_t *gc, json_t *body, char *err, size_
 }
 
 static bool map_tools(json_t *tools, json_t *body, char *err, size_t errlen) {
-    if (!json_is_array(tools)) return !!BAD("tools: expected an array, got %s", jtype(tools));
+    if (!json_is_array(tools)) return !!BAD("tools: expected an array, got %s", cst_dialect_jtype(tools));
     json_t *out = json_array();
     size_t i;
     json_t *t;
     json_array_foreach(tools, i, t) {
         if (!json_is_object(t)) {
             json_decref(out);
-            return !!BAD("tools[%zu]: expected an object, got %s", i, jtype(t));
+            return !!BAD("tools[%zu]: expected an object, got %s", i, cst_dialect_jtype(t));
         }
         const char *k;
         json_t *v;
@@ -404,7 +383,7 @@ static bool map_tools(json_t *tools, json_t *body, char *err, size_t errlen) {
             }
             if (!json_is_array(v)) {
                 json_decref(out);
-                return !!BAD("tools[%zu].functionDeclarations: expected an array, got %s", i, jtype(v));
+                return !!BAD("tools[%zu].functionDeclarations: expected an array, got %s", i, cst_dialect_jtype(v));
             }
             size_t j;
             json_t *fd;
@@ -441,7 +420,7 @@ static bool map_tools(json_t *tools, json_t *body, char *err, size_t errlen) {
 }
 
 static bool map_tool_config(json_t *tc, json_t *gc, char *err, size_t errlen) {
-    if (!json_is_object(tc)) return !!BAD("toolConfig: expected an object, got %s", jtype(tc));
+    if (!json_is_object(tc)) return !!BAD("toolConfig: expected an object, got %s", cst_dialect_jtype(tc));
     const char *k;
     json_t *v;
     json_object_foreach(tc, k, v) {
@@ -465,7 +444,7 @@ static bool map_tool_config(json_t *tc, json_t *gc, char *err, size_t errlen) {
 }
 
 json_t *cst_gemini_request(json_t *req, const char *model, bool stream, char *err, size_t errlen) {
-    if (!json_is_object(req)) return BAD("the request body must be a JSON object, got %s", jtype(req));
+    if (!json_is_object(req)) return BAD("the request body must be a JSON object, got %s", cst_dialect_jtype(req));
     json_t *inner = json_object_get(req, "generateContentRequest"); /* countTokens' full form */
     if (!inner) inner = json_object_get(req, "generate_content_request");
     if (json_is_object(inner)) req = inner;

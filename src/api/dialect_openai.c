@@ -16,28 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-static json_t *bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static json_t *bad(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-#define BAD(...) bad(err, errlen, __VA_ARGS__)
-
-static const char *jtype(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
+#define BAD(...) cst_dialect_bad(err, errlen, __VA_ARGS__)
 
 /* ---- request ----------------------------------------------------------------- */
 
@@ -45,7 +24,7 @@ static const char *jtype(const json_t *v) {
 static bool text_only(json_t *content, const char *path, cst_buf *b, char *err, size_t errlen) {
     if (json_is_null(content) || !content) return true;
     if (json_is_string(content)) return cst_buf_put(b, json_string_value(content), json_string_length(content));
-    if (!json_is_array(content)) return !!BAD("%s: expected a string or an array, got %s", path, jtype(content));
+    if (!json_is_array(content)) return !!BAD("%s: expected a string or an array, got %s", path, cst_dialect_jtype(content));
     size_t i;
     json_t *p;
     json_array_foreach(content, i, p) {
@@ -61,7 +40,7 @@ static bool text_only(json_t *content, const char *path, cst_buf *b, char *err, 
 /* a user message's content -> content blocks */
 static json_t *user_content(json_t *content, const char *path, char *err, size_t errlen) {
     if (json_is_string(content)) return json_pack("[{s:s,s:O}]", "type", "text", "text", content);
-    if (!json_is_array(content)) return BAD("%s: expected a string or an array, got %s", path, jtype(content));
+    if (!json_is_array(content)) return BAD("%s: expected a string or an array, got %s", path, cst_dialect_jtype(content));
     json_t *out = json_array();
     size_t i;
     json_t *p;
@@ -111,7 +90,7 @@ static json_t *user_content(json_t *content, const char *path, char *err, size_t
 }
 
 static bool map_messages(json_t *msgs, json_t *body, char *err, size_t errlen) {
-    if (!json_is_array(msgs)) return !!BAD("messages: expected an array, got %s", msgs ? jtype(msgs) : "nothing");
+    if (!json_is_array(msgs)) return !!BAD("messages: expected an array, got %s", msgs ? cst_dialect_jtype(msgs) : "nothing");
     if (json_array_size(msgs) == 0) return !!BAD("messages: empty array");
     json_t *steps = json_array();
     cst_buf sys = {0};
@@ -125,7 +104,7 @@ static bool map_messages(json_t *msgs, json_t *body, char *err, size_t errlen) {
         json_t *content = json_object_get(m, "content");
         char cp[96];
         snprintf(cp, sizeof cp, "%s.content", path);
-        if (!json_is_object(m)) ok = !!BAD("%s: expected an object, got %s", path, jtype(m));
+        if (!json_is_object(m)) ok = !!BAD("%s: expected an object, got %s", path, cst_dialect_jtype(m));
         else if (!role) ok = !!BAD("%s.role: required string", path);
         else if (!strcmp(role, "system") || !strcmp(role, "developer")) {
             if (sys.len) cst_buf_put(&sys, "\n\n", 2);
@@ -149,7 +128,7 @@ static bool map_messages(json_t *msgs, json_t *body, char *err, size_t errlen) {
             size_t j;
             json_t *tc;
             if (ok && calls && !json_is_null(calls) && !json_is_array(calls))
-                ok = !!BAD("%s.tool_calls: expected an array, got %s", path, jtype(calls));
+                ok = !!BAD("%s.tool_calls: expected an array, got %s", path, cst_dialect_jtype(calls));
             if (ok && json_is_array(calls)) json_array_foreach(calls, j, tc) {
                 json_t *fn = json_object_get(tc, "function");
                 json_t *id = json_object_get(tc, "id"), *name = json_object_get(fn, "name");
@@ -205,7 +184,7 @@ static bool map_messages(json_t *msgs, json_t *body, char *err, size_t errlen) {
 }
 
 static bool map_tools(json_t *tools, json_t *body, char *err, size_t errlen) {
-    if (!json_is_array(tools)) return !!BAD("tools: expected an array, got %s", jtype(tools));
+    if (!json_is_array(tools)) return !!BAD("tools: expected an array, got %s", cst_dialect_jtype(tools));
     json_t *out = json_array();
     size_t i;
     json_t *t;
@@ -267,7 +246,7 @@ static bool map_response_format(json_t *rf, json_t *body, char *err, size_t errl
 }
 
 json_t *cst_openai_request(json_t *req, char *err, size_t errlen) {
-    if (!json_is_object(req)) return BAD("the request body must be a JSON object, got %s", jtype(req));
+    if (!json_is_object(req)) return BAD("the request body must be a JSON object, got %s", cst_dialect_jtype(req));
     json_t *model = json_object_get(req, "model");
     if (!json_is_string(model) || !json_string_length(model)) return BAD("model: required string");
     json_t *body = json_pack("{s:O,s:b}", "model", model, "store", false);
@@ -280,7 +259,7 @@ json_t *cst_openai_request(json_t *req, char *err, size_t errlen) {
         if (!strcmp(k, "model")) continue;
         else if (!strcmp(k, "messages")) ok = have_msgs = map_messages(v, body, err, errlen);
         else if (!strcmp(k, "stream")) {
-            if (!json_is_boolean(v)) ok = !!BAD("stream: expected a boolean, got %s", jtype(v));
+            if (!json_is_boolean(v)) ok = !!BAD("stream: expected a boolean, got %s", cst_dialect_jtype(v));
             else json_object_set(body, "stream", v);
         } else if (!strcmp(k, "stream_options")) {
             json_t *iu = json_object_get(v, "include_usage");
@@ -297,7 +276,7 @@ json_t *cst_openai_request(json_t *req, char *err, size_t errlen) {
             if (!json_is_integer(v) || json_integer_value(v) != 1) ok = !!BAD("n: only 1 choice is supported");
         } else if (!strcmp(k, "reasoning_effort")) {
             const char *e = json_string_value(v);
-            if (!e) ok = !!BAD("reasoning_effort: expected a string, got %s", jtype(v));
+            if (!e) ok = !!BAD("reasoning_effort: expected a string, got %s", cst_dialect_jtype(v));
             else if (!strcmp(e, "none") || !strcmp(e, "minimal"))
                 json_object_set_new(gc, "thinking_level", json_string("minimal"));
             else if (!strcmp(e, "low") || !strcmp(e, "medium") || !strcmp(e, "high"))

@@ -18,47 +18,30 @@
 /* ---- cache: (sha256 of the bytes, mime, render side) -> extracted document ---- */
 
 typedef struct dentry {
+    cst_lru_node node; /* first: LRU, most recent first */
     uint8_t key[32];
     char mime[128];
     int side;
     cst_doc doc;
     size_t bytes;
-    struct dentry *prev, *next; /* LRU, most recent first */
 } dentry;
 
 static struct {
     pthread_mutex_t mu;
-    dentry *head, *tail;
+    cst_lru lru;
     size_t bytes, n;
     uint64_t hits, misses;
 } D = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 #define DOC_CACHE_BUDGET ((size_t)64 << 20)
 
-static void d_unlink(dentry *e) {
-    if (e->prev) e->prev->next = e->next;
-    else D.head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else D.tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void d_front(dentry *e) {
-    e->next = D.head;
-    e->prev = NULL;
-    if (D.head) D.head->prev = e;
-    D.head = e;
-    if (!D.tail) D.tail = e;
-}
-
 /* a copy of the cached document into out, or false */
 static bool doc_cache_get(const uint8_t key[32], const char *mime, int side, cst_doc *out) {
     bool ok = false;
     pthread_mutex_lock(&D.mu);
-    for (dentry *e = D.head; e; e = e->next)
+    for (dentry *e = (dentry *)D.lru.head; e; e = (dentry *)e->node.next)
         if (e->side == side && !memcmp(e->key, key, 32) && !strcasecmp(e->mime, mime)) {
-            d_unlink(e);
-            d_front(e);
+            cst_lru_touch(&D.lru, &e->node);
             ok = cst_doc_copy(&e->doc, out) == CST_OK;
             break;
         }
@@ -82,12 +65,12 @@ static void doc_cache_put(const uint8_t key[32], const char *mime, int side, con
     e->side = side;
     e->bytes = nb;
     pthread_mutex_lock(&D.mu);
-    d_front(e);
+    cst_lru_push_front(&D.lru, &e->node);
     D.bytes += nb;
     D.n++;
-    while (D.bytes > DOC_CACHE_BUDGET && D.tail && D.tail != e) {
-        dentry *t = D.tail;
-        d_unlink(t);
+    while (D.bytes > DOC_CACHE_BUDGET && D.lru.tail && D.lru.tail != &e->node) {
+        dentry *t = (dentry *)D.lru.tail;
+        cst_lru_unlink(&D.lru, &t->node);
         D.bytes -= t->bytes;
         D.n--;
         cst_doc_free(&t->doc);

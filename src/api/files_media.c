@@ -42,47 +42,30 @@ const char *cst_media_marker(void) {
 /* ---- embedding cache ------------------------------------------------------------ */
 
 typedef struct centry {
-    struct centry *prev, *next; /* LRU list, most recent first */
+    cst_lru_node node;          /* first: LRU list, most recent first */
     uint8_t key[32];
     const void *proj;           /* the projector the rows came from */
     float *rows;
     size_t bytes;
     int n_tokens, n_embd;
     int refs;                   /* requests using rows */
-    bool in_list;
 } centry;
 
 static struct {
     pthread_mutex_t mu;
-    centry *head, *tail;
+    cst_lru lru;
     size_t bytes, n;
     uint64_t hits, misses;
     size_t budget; /* bytes (the server's --image-cache) */
 } C = {.mu = PTHREAD_MUTEX_INITIALIZER, .budget = (size_t)256 << 20};
 
-static void lru_unlink(centry *e) {
-    if (e->prev) e->prev->next = e->next;
-    else C.head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else C.tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push_front(centry *e) {
-    e->next = C.head;
-    e->prev = NULL;
-    if (C.head) C.head->prev = e;
-    C.head = e;
-    if (!C.tail) C.tail = e;
-}
-
 /* Under C.mu: drop unreferenced entries from the cold end until under budget. */
 static void evict(size_t budget) {
-    centry *e = C.tail;
+    centry *e = (centry *)C.lru.tail;
     while (e && C.bytes > budget) {
-        centry *p = e->prev;
+        centry *p = (centry *)e->node.prev;
         if (e->refs == 0) {
-            lru_unlink(e);
+            cst_lru_unlink(&C.lru, &e->node);
             C.bytes -= e->bytes;
             C.n--;
             free(e->rows);
@@ -94,12 +77,11 @@ static void evict(size_t budget) {
 
 static centry *cache_get(const uint8_t key[32], const void *proj) {
     pthread_mutex_lock(&C.mu);
-    centry *e = C.head;
-    while (e && !(e->proj == proj && !memcmp(e->key, key, 32))) e = e->next;
+    centry *e = (centry *)C.lru.head;
+    while (e && !(e->proj == proj && !memcmp(e->key, key, 32))) e = (centry *)e->node.next;
     if (e) {
         e->refs++;
-        lru_unlink(e);
-        lru_push_front(e);
+        cst_lru_touch(&C.lru, &e->node);
         C.hits++;
     } else {
         C.misses++;
@@ -124,7 +106,7 @@ static centry *cache_put(const uint8_t key[32], const void *proj, float *rows, i
     ne->bytes = (size_t)n_tokens * (size_t)n_embd * sizeof(float) + sizeof *ne;
     ne->refs = 1;
     pthread_mutex_lock(&C.mu);
-    for (centry *e = C.head; e; e = e->next)
+    for (centry *e = (centry *)C.lru.head; e; e = (centry *)e->node.next)
         if (e->proj == proj && !memcmp(e->key, key, 32)) { /* encoded twice concurrently: keep the first */
             e->refs++;
             pthread_mutex_unlock(&C.mu);
@@ -132,7 +114,7 @@ static centry *cache_put(const uint8_t key[32], const void *proj, float *rows, i
             free(ne);
             return e;
         }
-    lru_push_front(ne);
+    cst_lru_push_front(&C.lru, &ne->node);
     C.bytes += ne->bytes;
     C.n++;
     evict(budget);
