@@ -460,10 +460,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = cst_api_error(c, E_UNAVAILABLE, "the server is shutting down");
         goto out;
     }
-    if (cr.store && cst_store_ping(s->store)) { /* fail fast: nothing is accepted that cannot be kept */
-        ret = cst_api_error(c, E_UNAVAILABLE, "store: %s", s->store->err);
-        goto out;
-    }
+    /* a stored create writes its first record before anything else
+     * (cst_run_start): a store that cannot keep it refuses the create there */
     cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
     if (st) {
         ekind k = cst_api_status_kind(st);
