@@ -42,9 +42,9 @@ typedef struct cst_run_media_opts {
     cst_sampler_params sp;
 } cst_run_media_opts;
 int cst_run_media(cst_model *m, const cst_run_media_opts *o);
-/* cmd_run.c: the ids of the (at most) 10 largest logits, largest first, ties
- * by lower id; *k gets how many (n < 10: n). */
-void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k);
+/* cmd_run.c: one --logits-json line: the step, the chosen token, the top 10
+ * [id, logit] pairs and, at step 0, every logit. */
+void cst_cli_print_step(int step, cst_token tok, const float *lg, int32_t nv);
 /* cmd_run.c: text as one user message through the chat template (see there). */
 int cst_run_chat_render(cst_model *m, const char *tpl_file, const char *text, char **out, size_t *out_len,
                         size_t **out_ranges, size_t *out_nr, bool *out_add_special);

@@ -91,7 +91,8 @@ static bool on_token(void *ud, cst_token tok, const char *text, size_t len) {
     return false;
 }
 
-void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k) {
+/* the ids of the (at most) 10 largest logits, largest first, ties by lower id */
+static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
     *k = 0;
     for (int32_t i = 0; i < n; i++) {
         int j = *k;
@@ -104,6 +105,22 @@ void cst_cli_top10(const float *lg, int32_t n, int32_t *ids, int *k) {
         }
         ids[j] = i;
     }
+}
+
+void cst_cli_print_step(int step, cst_token tok, const float *lg, int32_t nv) {
+    int32_t ids[10];
+    int k;
+    top10(lg, nv, ids, &k);
+    printf("{\"step\":%d,\"token\":%d,\"top\":[", step, tok);
+    for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
+    printf("]");
+    if (step == 0) {
+        printf(",\"logits\":[");
+        for (int32_t i = 0; i < nv; i++) printf("%s%.9g", i ? "," : "", (double)lg[i]);
+        printf("]");
+    }
+    printf("}\n");
+    fflush(stdout);
 }
 
 static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_gen, const cst_sampler_params *sp) {
@@ -132,19 +149,7 @@ static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_g
     }
     for (int s = 0; s < n_gen; s++) {
         cst_token tok = cst_sampler_sample(smp, lg);
-        int32_t ids[10];
-        int k;
-        cst_cli_top10(lg, nv, ids, &k);
-        printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
-        for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
-        printf("]");
-        if (s == 0) {
-            printf(",\"logits\":[");
-            for (int32_t i = 0; i < nv; i++) printf("%s%.9g", i ? "," : "", (double)lg[i]);
-            printf("]");
-        }
-        printf("}\n");
-        fflush(stdout);
+        cst_cli_print_step(s, tok, lg, nv);
         if (s + 1 == n_gen) break;
         cst_batch_clear(b);
         cst_batch_add(b, tok, (int32_t)np + s, 0, true);

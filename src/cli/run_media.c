@@ -146,19 +146,7 @@ static int generate(cst_ctx *ctx, const float *lg, size_t np, const cst_run_medi
         cst_token tok = cst_sampler_sample(smp, lg);
         gen[s] = tok;
         if (o->json) {
-            int32_t ids[10];
-            int k;
-            cst_cli_top10(lg, nv, ids, &k);
-            printf("{\"step\":%d,\"token\":%d,\"top\":[", s, tok);
-            for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
-            printf("]");
-            if (s == 0) {
-                printf(",\"logits\":[");
-                for (int32_t i = 0; i < nv; i++) printf("%s%.9g", i ? "," : "", (double)lg[i]);
-                printf("]");
-            }
-            printf("}\n");
-            fflush(stdout);
+            cst_cli_print_step(s, tok, lg, nv);
         } else {
             if (cst_vocab_is_eog(v, tok)) break;
             char *txt = NULL;
