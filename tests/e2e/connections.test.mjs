@@ -1,0 +1,140 @@
+// connections.test.mjs: connections cost descriptors, never threads. Spawns
+// `castor serve` on stories260K and holds, at the same time, thousands of
+// sockets that never finish their headers and thousands of SSE streams
+// following one live run; while they are held, /health and a create from
+// another client are answered, and the server's thread count (from
+// /proc/PID/status) stays that of an idle server plus a few. Then the run is
+// cancelled and every stream ends with [DONE]. Assertions are about
+// outcomes (answered, bounded, complete), never about speed.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import net from "node:net";
+import { join } from "node:path";
+
+const CASTOR = process.env.CASTOR;
+const STORIES = process.env.CASTOR_STORIES;
+const MODEL = "stories260K";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Descriptors this process may open (fault.sh raises the soft limit).
+function fdLimit() {
+  try {
+    return Number(execFileSync("bash", ["-c", "ulimit -n"]).toString().trim());
+  } catch {
+    return 1024;
+  }
+}
+
+function procStatus(pid, key) {
+  const m = new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function startServer(dataDir, args = [], env = {}) {
+  const portFile = join(dataDir, `..`, `port-${process.pid}-${Date.now()}`);
+  const proc = spawn(CASTOR, ["serve", "-m", STORIES, "--no-auth", "--host", "127.0.0.1", "--port", "0", "--port-file",
+    portFile, "--data-dir", dataDir, "-c", "512", "-t", "1", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  proc.stderr.on("data", (d) => (log += d));
+  const exited = new Promise((res) => proc.on("exit", (code, sig) => res(sig ? sig : code)));
+  for (let i = 0; i < 600 && !existsSync(portFile); i++) {
+    if (proc.exitCode !== null) break;
+    await sleep(25);
+  }
+  if (!existsSync(portFile)) {
+    proc.kill("SIGKILL");
+    throw new Error("server did not start: " + log);
+  }
+  const port = Number(readFileSync(portFile, "utf8").trim());
+  rmSync(portFile, { force: true });
+  return { url: `http://127.0.0.1:${port}`, port, proc, exited, log: () => log };
+}
+
+// Open n sockets from 127.0.0.x (spread over a few addresses), each sending
+// what onConnect writes; resolves once all are connected.
+async function openMany(port, n, write, onData) {
+  const socks = [];
+  for (let i = 0; i < n; i += 500) {
+    const batch = [];
+    for (let k = i; k < Math.min(n, i + 500); k++) {
+      batch.push(new Promise((resolve, reject) => {
+        const c = net.connect({ port, host: "127.0.0.1", localAddress: `127.0.0.${2 + (k % 8)}` });
+        c.setNoDelay(true);
+        c.on("connect", () => {
+          c.write(write(k));
+          resolve();
+        });
+        c.on("error", (e) => reject(e));
+        if (onData) onData(c, k);
+        socks.push(c);
+      }));
+    }
+    await Promise.all(batch);
+  }
+  return socks;
+}
+
+test("thousands of idle sockets and SSE streams held at once: /health and creates answered, threads bounded, every stream complete", async () => {
+  const limit = fdLimit();
+  const nStreams = 2000;
+  const nIdle = Math.min(10000, limit - nStreams - 500);
+  assert.ok(nIdle >= 1000, `the descriptor limit (${limit}) leaves room for the test (raise ulimit -n)`);
+  const dir = mkdtempSync(join(tmpdir(), "castor-conns-"));
+  // a slowed decode: the followed run stays live while the streams attach
+  const s = await startServer(join(dir, "data"), ["-np", "2"], { CST_FAULT: "decode_sleep_ms:30" });
+  const socks = [];
+  try {
+    const threads0 = procStatus(s.proc.pid, "Threads");
+    const rss0 = procStatus(s.proc.pid, "VmRSS");
+    // sockets that never finish their headers
+    socks.push(...await openMany(s.port, nIdle, () => "GET /health HTTP/1.1\r\nHost: x\r\n"));
+    // one live background run, followed by every stream
+    const bg = await fetch(`${s.url}/v1beta/interactions`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, input: "Once upon a time", background: true, generation_config: { max_output_tokens: 500 } }),
+    });
+    assert.equal(bg.status, 200);
+    const id = (await bg.json()).id;
+    const got = new Array(nStreams).fill("");
+    const streams = await openMany(s.port, nStreams,
+      () => `GET /v1beta/interactions/${id}?stream=true HTTP/1.1\r\nHost: x\r\n\r\n`,
+      (c, k) => c.on("data", (d) => { if (got[k].length < 4096 || /\[DONE\]/.test(d)) got[k] += d; }));
+    socks.push(...streams);
+    // every stream has its first event: all are open at once
+    for (let i = 0; i < 400 && got.some((g) => !g.includes("interaction.created")); i++) await sleep(50);
+    const attached = got.filter((g) => g.includes("interaction.created")).length;
+    assert.equal(attached, nStreams, `${attached} of ${nStreams} streams got their first event`);
+    // while all are held: another client is served
+    const h = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(20000) });
+    assert.equal(h.status, 200);
+    const c = await fetch(`${s.url}/v1beta/interactions`, {
+      method: "POST", headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(60000),
+      body: JSON.stringify({ model: MODEL, input: "Hello", generation_config: { max_output_tokens: 4 } }),
+    });
+    assert.equal(c.status, 200);
+    assert.equal((await c.json()).usage.total_output_tokens > 0, true);
+    const threads = procStatus(s.proc.pid, "Threads");
+    const rss = procStatus(s.proc.pid, "VmRSS");
+    // an idle server's threads plus the run's pump and a few: not one per connection
+    assert.ok(threads <= threads0 + 8, `threads ${threads0} -> ${threads} with ${nIdle + nStreams} connections`);
+    // memory: a few KiB of MHD state per connection, never a thread stack each
+    const perConn = ((rss - rss0) * 1024) / (nIdle + nStreams);
+    assert.ok(perConn < 64 * 1024, `RSS ${rss0} -> ${rss} kB: ${Math.round(perConn)} bytes per connection`);
+    // the run ends (cancelled): every stream ends with [DONE]
+    const cr = await fetch(`${s.url}/v1beta/interactions/${id}/cancel`, { method: "POST" });
+    assert.equal(cr.status, 200);
+    for (let i = 0; i < 600 && got.some((g) => !g.includes("[DONE]")); i++) await sleep(50);
+    const done = got.filter((g) => g.includes("[DONE]")).length;
+    assert.equal(done, nStreams, `${done} of ${nStreams} streams ended with [DONE]`);
+    console.log(`connections: ${nIdle} idle + ${nStreams} streams held; threads ${threads0} -> ${threads}; ` +
+      `RSS ${rss0} -> ${rss} kB (${Math.round(perConn)} bytes per connection); /health and a create answered`);
+  } finally {
+    for (const k of socks) k.destroy();
+    s.proc.kill("SIGTERM");
+    await s.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
