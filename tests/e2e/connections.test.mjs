@@ -28,6 +28,21 @@ function fdLimit() {
   }
 }
 
+// The body of a chunked HTTP/1.1 response (raw bytes, headers included), as text.
+function dechunk(raw) {
+  let p = raw.indexOf("\r\n\r\n") + 4;
+  const parts = [];
+  for (;;) {
+    const e = raw.indexOf("\r\n", p);
+    if (e < 0) break;
+    const n = parseInt(raw.subarray(p, e).toString("latin1"), 16);
+    if (!(n > 0)) break;
+    parts.push(raw.subarray(e + 2, e + 2 + n));
+    p = e + 2 + n + 2;
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
 function procStatus(pid, key) {
   const m = new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : NaN;
@@ -131,6 +146,81 @@ test("thousands of idle sockets and SSE streams held at once: /health and create
     assert.equal(done, nStreams, `${done} of ${nStreams} streams ended with [DONE]`);
     console.log(`connections: ${nIdle} idle + ${nStreams} streams held; threads ${threads0} -> ${threads}; ` +
       `RSS ${rss0} -> ${rss} kB (${Math.round(perConn)} bytes per connection); /health and a create answered`);
+  } finally {
+    for (const k of socks) k.destroy();
+    s.proc.kill("SIGTERM");
+    await s.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Slow clients: SSE readers that stop reading, and bodies sent a byte at a
+// time, hold no thread and no growing buffer: others are served meanwhile,
+// the trickling bodies are cut at --body-timeout, and a paused reader gets
+// its whole stream when it reads again.
+test("slow clients: paused SSE readers and byte-at-a-time bodies do not stop others; nothing is lost", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "castor-slow-"));
+  const s = await startServer(join(dir, "data"), ["-np", "2", "--body-timeout", "1.5"], { CST_FAULT: "decode_sleep_ms:5" });
+  const socks = [];
+  try {
+    const threads0 = procStatus(s.proc.pid, "Threads");
+    const nSlow = 200, nPaused = 50;
+    // bodies that trickle: 1 byte every 100 ms of a declared 1000
+    const closedAt = new Array(nSlow).fill(0);
+    const replies = new Array(nSlow).fill("");
+    const slow = await openMany(s.port, nSlow,
+      () => "POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+      (c, k) => {
+        c.on("data", (d) => (replies[k] += d));
+        c.on("close", () => (closedAt[k] = Date.now()));
+      });
+    socks.push(...slow);
+    const drip = setInterval(() => { for (const c of slow) if (!c.destroyed) c.write(" "); }, 100);
+    // streams whose readers pause right away, following one long run
+    const bg = await fetch(`${s.url}/v1beta/interactions`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, input: "Once upon a time", background: true, generation_config: { max_output_tokens: 300 } }),
+    });
+    const id = (await bg.json()).id;
+    const got = [...Array(nPaused)].map(() => []);
+    const paused = await openMany(s.port, nPaused,
+      () => `GET /v1beta/interactions/${id}?stream=true HTTP/1.1\r\nHost: x\r\n\r\n`,
+      (c, k) => c.on("data", (d) => got[k].push(d)));
+    const text = (k) => Buffer.concat(got[k]);
+    for (const c of paused) c.pause();
+    socks.push(...paused);
+    // meanwhile: other clients are served
+    assert.equal((await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(20000) })).status, 200);
+    const c = await fetch(`${s.url}/v1beta/interactions`, {
+      method: "POST", headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(60000),
+      body: JSON.stringify({ model: MODEL, input: "Hello", generation_config: { max_output_tokens: 4 } }),
+    });
+    assert.equal(c.status, 200);
+    await c.json();
+    const threads = procStatus(s.proc.pid, "Threads");
+    assert.ok(threads <= threads0 + 8, `threads ${threads0} -> ${threads} with ${nSlow + nPaused} slow clients`);
+    // the trickling bodies are cut at --body-timeout, none is answered 200
+    for (let i = 0; i < 400 && closedAt.some((t) => !t); i++) await sleep(50);
+    clearInterval(drip);
+    assert.equal(closedAt.filter((t) => t).length, nSlow, "every trickling body was cut");
+    assert.ok(replies.every((r) => !/^HTTP\/1\.1 200/.test(r)), "no trickling body was answered 200");
+    // the run ends; the paused readers read again and get every event, then [DONE]
+    await fetch(`${s.url}/v1beta/interactions/${id}/cancel`, { method: "POST" });
+    for (const p of paused) p.resume();
+    for (let i = 0; i < 600 && got.some((g, k) => !text(k).includes("[DONE]")); i++) await sleep(50);
+    const g = await (await fetch(`${s.url}/v1beta/interactions/${id}`)).json();
+    assert.ok(["cancelled", "incomplete", "completed"].includes(g.status), g.status);
+    // the stored log, replayed: what every paused reader must have got
+    const replay = await (await fetch(`${s.url}/v1beta/interactions/${id}?stream=true`)).text();
+    const events = (t) => t.split("\n\n").filter((b) => b.startsWith("event: ")).join("\n\n");
+    const want = events(replay);
+    assert.match(want, /event: step\.delta/);
+    for (let k = 0; k < nPaused; k++) {
+      assert.ok(text(k).includes("[DONE]"), `paused reader ${k} got [DONE]`);
+      assert.equal(events(dechunk(text(k))), want, `paused reader ${k}: every event, in order`);
+    }
+    console.log(`slow clients: ${nSlow} byte-at-a-time bodies cut at --body-timeout, ${nPaused} paused readers ` +
+      `complete (${g.usage.total_output_tokens} tokens each); threads ${threads0} -> ${threads}`);
   } finally {
     for (const k of socks) k.destroy();
     s.proc.kill("SIGTERM");
