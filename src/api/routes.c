@@ -59,6 +59,7 @@ typedef struct sse {
     double keepalive_s;
     cst_server *srv;
     cst_park pk; /* parked while the live run has nothing new */
+    bool woke_idle; /* parked since the last write */
     /* another API's stream (dialect.c): events translated by xf */
     char *(*xf)(void *ctx, const char *type, const char *data);
     void *xctx;
@@ -106,6 +107,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             memcpy(buf, w->pend + w->pend_off, n);
             w->pend_off += n;
             w->last_write = cst_time_now();
+            w->woke_idle = false;
             return (ssize_t)n;
         }
         free(w->pend);
@@ -140,6 +142,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 pthread_mutex_unlock(&r->mu);
                 if (n > 0) {
                     w->last_write = cst_time_now();
+                    w->woke_idle = false;
                     return (ssize_t)n;
                 }
                 goto have;
@@ -149,10 +152,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 /* nothing new: a keep-alive comment when one is due, else
                  * park until the run's next event, the keep-alive time or a
                  * hang-up (the ticker), whichever comes first */
-                const bool gone = cst_api_client_gone(w->fd);
+                /* woken with nothing new (the ticker: a hang-up or a
+                 * keep-alive due) when it parked since its last write; after
+                 * a write it parks without a syscall (per token) */
+                const bool gone = w->woke_idle && cst_api_client_gone(w->fd);
                 if (!gone && cst_time_now() - w->last_write < w->keepalive_s) {
                     cst_run_watch_locked(r, &w->pk);
                     cst_park_conn(w->srv, &w->pk, w->last_write + w->keepalive_s);
+                    w->woke_idle = true;
                     pthread_mutex_unlock(&r->mu);
                     return 0;
                 }
