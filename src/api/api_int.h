@@ -68,7 +68,8 @@ typedef struct run run;
  * the client hung up). Lock order: run mu, then the server's park_mu, then
  * MHD's own. */
 #define CST_PARK_TICK_S 0.2
-#define CST_HTTP_THREADS_MIN 4 /* MHD workers: max(this, CPUs) */
+#define CST_HTTP_THREADS_MIN 4  /* MHD workers: CPUs, at least this... */
+#define CST_HTTP_THREADS_MAX 16 /* ...and at most this */
 typedef struct cst_park {
     struct MHD_Connection *c;
     int fd;                       /* its socket (hang-up checks) */

@@ -673,7 +673,7 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    const unsigned n_workers = (unsigned)CST_MAX(CST_HTTP_THREADS_MIN, ncpu);
+    const unsigned n_workers = (unsigned)CST_MIN(CST_HTTP_THREADS_MAX, CST_MAX(CST_HTTP_THREADS_MIN, ncpu));
     if (pthread_create(&s->ticker, NULL, ticker, s) != 0) {
         cst_errf(err, errlen, "cannot start the connection ticker thread");
         st = CST_ERR_NOMEM;
