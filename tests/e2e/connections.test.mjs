@@ -133,6 +133,9 @@ test("thousands of idle sockets and SSE streams held at once: /health and create
     assert.equal((await c.json()).usage.total_output_tokens > 0, true);
     const threads = procStatus(s.proc.pid, "Threads");
     const rss = procStatus(s.proc.pid, "VmRSS");
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    const parked = Number(/^castor_parked_connections (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(parked > 0, `streams wait parked (castor_parked_connections ${parked})`);
     // an idle server's threads plus the run's pump and a few: not one per connection
     assert.ok(threads <= threads0 + 8, `threads ${threads0} -> ${threads} with ${nIdle + nStreams} connections`);
     // memory: a few KiB of MHD state per connection, never a thread stack each
@@ -145,7 +148,7 @@ test("thousands of idle sockets and SSE streams held at once: /health and create
     for (let i = 0; i < 600 && got.some((g) => !g.includes("[DONE]")); i++) await sleep(50);
     const done = got.filter((g) => g.includes("[DONE]")).length;
     assert.equal(done, nStreams, `${done} of ${nStreams} streams ended with [DONE]`);
-    console.log(`connections: ${nIdle} idle + ${nStreams} streams held; threads ${threads0} -> ${threads}; ` +
+    console.log(`connections: ${nIdle} idle + ${nStreams} streams held (${parked} parked); threads ${threads0} -> ${threads}; ` +
       `RSS ${rss0} -> ${rss} kB (${Math.round(perConn)} bytes per connection); /health and a create answered`);
     for (const k of socks) k.destroy();
     s.proc.kill("SIGTERM");
