@@ -68,6 +68,7 @@ typedef struct run run;
  * the client hung up). Lock order: run mu, then the server's park_mu, then
  * MHD's own. */
 #define CST_PARK_TICK_S 0.2
+#define CST_RETRY_S 0.05 /* a request parked to run again (cs->retry) waits this long */
 #define CST_HTTP_THREADS_MIN 4  /* MHD workers: CPUs, at least this... */
 #define CST_HTTP_THREADS_MAX 16 /* ...and at most this */
 typedef struct cst_park {
@@ -144,6 +145,7 @@ typedef struct conn {
     struct cst_dialect_out *wait_out; /* the dialect's unary hook (owns its ctx), or NULL */
     int wait_style;                   /* err_style of the request */
     int rid;                          /* route_id, for the metrics of the deferred reply */
+    bool retry;                       /* parked to run the request again (image decode memory full) */
     cst_park pk;
 } conn;
 

@@ -456,6 +456,15 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         }
         ekind mk = E_INVALID;
         if (!cst_media_prepare(s, c, sm, owner, lists, 2, &media, &mk, err, sizeof err)) {
+            if (mk == E_EXHAUSTED && cst_time_now() - cs->t_start < CST_MEDIA_DECODE_WAIT_S) {
+                /* the image decode memory is full: the whole request runs
+                 * again shortly (nothing is stored before cst_run_start),
+                 * parked meanwhile, not holding its worker */
+                cs->retry = true;
+                cst_park_conn(s, &cs->pk, cst_time_now() + CST_RETRY_S);
+                ret = MHD_YES;
+                goto out;
+            }
             ret = cst_api_error(c, mk, "%s", err);
             goto out;
         }

@@ -392,10 +392,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->body[cs->len] = 0;
         return MHD_YES;
     }
-    /* a parked unary create counts as a handler until it answers (drain) */
-    if (!cs->wait) atomic_fetch_add(&s->n_handlers, 1);
+    /* a parked request counts as a handler until it answers (drain) */
+    if (!cs->wait && !cs->retry) atomic_fetch_add(&s->n_handlers, 1);
     route_id rid = (route_id)cs->rid;
     enum MHD_Result ret;
+    if (cs->retry && cst_api_client_gone(cs->fd)) { /* hung up while parked to run again */
+        cs->retry = false;
+        atomic_fetch_sub(&s->n_handlers, 1);
+        return MHD_NO;
+    }
+    cs->retry = false; /* set again by a handler that parks to run again */
     if (cs->wait) { /* a parked unary create, resumed */
         err_style es = cst_api_get_err_style();
         cst_api_set_err_style((err_style)cs->wait_style);
@@ -407,7 +413,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         ret = dispatch(s, c, cs, url, method, &rid);
         cs->rid = (int)rid;
     }
-    if (!cs->wait) { /* answered (a parked create answers when resumed) */
+    if (!cs->wait && !cs->retry) { /* answered (a parked request answers when resumed) */
         int st = queued_status(c);
         cst_metrics_request(rid, st ? st : 200);
         cst_debug("%s %s -> %d", method, url, st);
@@ -422,6 +428,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     conn *cs = *con_cls;
     if (cs) {
         cst_route_resume_end(cls, cs);
+        if (cs->retry) {
+            cst_park_forget(cls, &cs->pk);
+            atomic_fetch_sub(&((cst_server *)cls)->n_handlers, 1);
+        }
         cst_files_conn_end(cls, cs);
         free(cs->body);
         free(cs);
