@@ -98,8 +98,9 @@ test("thousands of idle sockets and SSE streams held at once: /health and create
   const nIdle = Math.min(10000, limit - nStreams - 500);
   assert.ok(nIdle >= 1000, `the descriptor limit (${limit}) leaves room for the test (raise ulimit -n)`);
   const dir = mkdtempSync(join(tmpdir(), "castor-conns-"));
-  // a slowed decode: the followed run stays live while the streams attach
-  const s = await startServer(join(dir, "data"), ["-np", "2"], { CST_FAULT: "decode_sleep_ms:60" });
+  // a slowed decode (a token every 200 ms): the followed run stays live while
+  // the streams attach and the figures are read
+  const s = await startServer(join(dir, "data"), ["-np", "2"], { CST_FAULT: "decode_sleep_ms:200" });
   const socks = [];
   try {
     const threads0 = procStatus(s.proc.pid, "Threads");
@@ -133,8 +134,12 @@ test("thousands of idle sockets and SSE streams held at once: /health and create
     assert.equal((await c.json()).usage.total_output_tokens > 0, true);
     const threads = procStatus(s.proc.pid, "Threads");
     const rss = procStatus(s.proc.pid, "VmRSS");
-    const metrics = await (await fetch(`${s.url}/metrics`)).text();
-    const parked = Number(/^castor_parked_connections (\d+)$/m.exec(metrics)?.[1]);
+    let parked = 0; // between two tokens the streams wait parked: the most seen over a few samples
+    for (let i = 0; i < 20 && parked < nStreams / 2; i++) {
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      parked = Math.max(parked, Number(/^castor_parked_connections (\d+)$/m.exec(metrics)?.[1]));
+      await sleep(100);
+    }
     assert.ok(parked > 0, `streams wait parked (castor_parked_connections ${parked})`);
     // an idle server's threads plus the run's pump and a few: not one per connection
     assert.ok(threads <= threads0 + 8, `threads ${threads0} -> ${threads} with ${nIdle + nStreams} connections`);
