@@ -4,8 +4,10 @@
 // following one live run; while they are held, /health and a create from
 // another client are answered, and the server's thread count (from
 // /proc/PID/status) stays that of an idle server plus a few. Then the run is
-// cancelled and every stream ends with [DONE]. Assertions are about
-// outcomes (answered, bounded, complete), never about speed.
+// cancelled and every stream ends with [DONE]. Also slow clients (bodies a
+// byte at a time, readers that stop reading) and a unary create whose client
+// hangs up while it waits parked. Assertions are about outcomes (answered,
+// bounded, complete, cancelled), never about speed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
@@ -235,6 +237,37 @@ test("slow clients: paused SSE readers and byte-at-a-time bodies do not stop oth
       `complete (${g.usage.total_output_tokens} tokens each); threads ${threads0} -> ${threads}`);
   } finally {
     for (const k of socks) k.destroy();
+    s.proc.kill("SIGTERM");
+    await s.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A unary create waits parked; when its client hangs up, the ticker finds
+// out and the run is cancelled (it does not generate to its end).
+test("a unary create whose client hangs up while it waits: its run is cancelled", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "castor-hup-"));
+  const s = await startServer(join(dir, "data"), [], { CST_FAULT: "decode_sleep_ms:50" });
+  const metric = async (name) => {
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(m)?.[1]);
+  };
+  try {
+    const body = JSON.stringify({ model: MODEL, input: "Once upon a time", generation_config: { max_output_tokens: 400 } });
+    const c = net.connect(s.port, "127.0.0.1");
+    c.on("error", () => {});
+    c.write(`POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    for (let i = 0; i < 200 && (await metric("castor_inflight_interactions")) < 1; i++) await sleep(25);
+    assert.equal(await metric("castor_inflight_interactions"), 1, "the create runs");
+    await sleep(500);
+    c.destroy(); // hang up while the create waits for its run
+    for (let i = 0; i < 600 && (await metric("castor_inflight_interactions")) > 0; i++) await sleep(50);
+    assert.equal(await metric("castor_inflight_interactions"), 0, "the run ended");
+    const out = await metric("castor_output_tokens_total");
+    assert.ok(out < 100, `the run was cut short (${out} of up to 400 tokens generated)`);
+    assert.equal(await metric("castor_parked_connections"), 0);
+  } finally {
     s.proc.kill("SIGTERM");
     await s.exited;
     rmSync(dir, { recursive: true, force: true });
