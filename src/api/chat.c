@@ -367,7 +367,9 @@ static bool flush_turn(pending_turn *pt, contents *c, cst_tvalue *msgs) {
     if (!pt->open) return true;
     pt->open = false;
     cst_buf_put(&pt->text, "", 0);
-    cst_tvalue *m = pt->text.oom ? NULL : message("assistant", content_value(c, pt->text.p ? pt->text.p : "", pt->text.len));
+    /* empty text stays "" (not a placeholder): templates test it ("if content") */
+    cst_tvalue *m = pt->text.oom ? NULL
+                    : message("assistant", pt->text.len ? content_value(c, pt->text.p, pt->text.len) : cst_tv_string("", 0));
     if (m && pt->reasoning && cst_tv_dict_setz(m, "reasoning_content", content_value(c, pt->reasoning, pt->reasoning_len))) {
         cst_tv_free(m);
         m = NULL;
@@ -506,12 +508,9 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                 } else { /* the fallback: the call as the hermes syntax in the assistant's text */
                     char *a = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
                     if (!a) goto nomem_r;
-                    if (pt.text.len) cst_buf_put(&pt.text, "\n", 1);
-                    cst_buf_put(&pt.text, "<tool_call>\n{\"name\": \"", 24);
-                    cst_buf_put(&pt.text, name, strlen(name));
-                    cst_buf_put(&pt.text, "\", \"arguments\": ", 16);
-                    cst_buf_put(&pt.text, a, strlen(a));
-                    cst_buf_put(&pt.text, "}\n</tool_call>", 14);
+                    const char *parts[] = {pt.text.len ? "\n" : "", "<tool_call>\n{\"name\": \"", name,
+                                           "\", \"arguments\": ", a, "}\n</tool_call>"};
+                    for (size_t k = 0; k < CST_ARRAY_LEN(parts); k++) cst_buf_put(&pt.text, parts[k], strlen(parts[k]));
                     free(a);
                 }
                 continue;
@@ -537,13 +536,14 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                 }
                 const char *fname = json_string_value(json_object_get(stp, "name"));
                 if (!fname) fname = json_string_value(pn);
-                if (!tpl_tools) cst_buf_put(&b, "<tool_response>\n", 16);
+                static const char open_r[] = "<tool_response>\n", close_r[] = "\n</tool_response>";
+                if (!tpl_tools) cst_buf_put(&b, open_r, sizeof open_r - 1);
                 cst_buf bt = {0};
                 result_text(stp, &bt);
                 cst_buf_put(&b, bt.p ? bt.p : "", bt.len);
                 if (bt.oom) b.oom = true;
                 cst_buf_free(&bt);
-                if (!tpl_tools) cst_buf_put(&b, "\n</tool_response>", 17);
+                if (!tpl_tools) cst_buf_put(&b, close_r, sizeof close_r - 1);
                 cst_buf_put(&b, "", 0);
                 if (!b.oom) m = message(tpl_tools ? "tool" : "user", content_value(&c, b.p ? b.p : "", b.len));
                 if (m && tpl_tools && (cst_tv_dict_setz(m, "name", cst_tv_cstr(fname)) ||
