@@ -12,9 +12,11 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { client, curlJson } from "./common.mjs";
+import OpenAI from "openai";
+import { client, curlJson, URL_ } from "./common.mjs";
 
 const ai = client("unused");
+const oa = new OpenAI({ apiKey: "unused", baseURL: URL_ + "/v1", maxRetries: 0 });
 const SEEDS = Number(process.env.CST_TOOLS_SEEDS || 6);
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats(ajv);
@@ -211,5 +213,78 @@ describe("function calling", () => {
       /tools\[0\]\.parameters\.properties\.a\.not: unsupported JSON Schema keyword 'not'/);
     await bad({ tools: [weather], generation_config: { tool_choice: { allowed_tools: { tools: ["nope"] } } } }, /'nope' is not one of the declared tools/);
     await bad({ tools: [weather], generation_config: { tool_choice: "any", max_output_tokens: 5 } }, /below the shortest function call/);
+  });
+});
+
+// the dialects' output mapping of the same calls (step 7 of the plan)
+describe("function calling through the dialects", () => {
+  const fn = { name: weather.name, description: weather.description, parameters: weather.parameters };
+  const valid = ajv.compile(weather.parameters);
+
+  test("OpenAI chat completions: tool_calls, finish_reason tool_calls, streamed delta.tool_calls, tool message round trip", async () => {
+    const req = {
+      model: "qwen3-tiny", messages: [{ role: "user", content: "Weather in Paris?" }],
+      tools: [{ type: "function", function: fn }], tool_choice: "required", temperature: 1, seed: 5, max_tokens: 160,
+    };
+    const r = await oa.chat.completions.create(req);
+    const ch = r.choices[0];
+    assert.equal(ch.finish_reason, "tool_calls");
+    assert.ok(ch.message.tool_calls.length >= 1);
+    for (const tc of ch.message.tool_calls) {
+      assert.equal(tc.type, "function");
+      assert.equal(tc.function.name, "get_weather");
+      assert.ok(valid(JSON.parse(tc.function.arguments)), tc.function.arguments);
+    }
+    // streamed: the fragments of each call's arguments concatenate to its JSON
+    const calls = [];
+    let finish = null;
+    for await (const c of await oa.chat.completions.create({ ...req, stream: true })) {
+      for (const d of c.choices[0]?.delta?.tool_calls ?? []) {
+        calls[d.index] ??= { id: "", name: "", args: "" };
+        if (d.id) calls[d.index].id = d.id;
+        if (d.function?.name) calls[d.index].name = d.function.name;
+        calls[d.index].args += d.function?.arguments ?? "";
+      }
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(finish, "tool_calls");
+    assert.ok(calls.length >= 1);
+    for (const c of calls) {
+      assert.match(c.id, /^[a-z0-9]{8,}$/);
+      assert.ok(valid(JSON.parse(c.args)), c.args);
+    }
+    const tc = ch.message.tool_calls[0];
+    const a = await oa.chat.completions.create({
+      model: "qwen3-tiny", tools: [{ type: "function", function: fn }], temperature: 0, max_tokens: 8,
+      messages: [...req.messages, { role: "assistant", content: null, tool_calls: [tc] }, { role: "tool", tool_call_id: tc.id, content: "21C" }],
+    });
+    assert.ok(["stop", "length", "tool_calls"].includes(a.choices[0].finish_reason));
+  });
+
+  test("Gemini generateContent: functionCall parts (unary and streamed), functionResponse round trip", async () => {
+    const config = {
+      tools: [{ functionDeclarations: [fn] }], toolConfig: { functionCallingConfig: { mode: "ANY" } },
+      temperature: 1, seed: 9, maxOutputTokens: 160,
+    };
+    const r = await ai.models.generateContent({ model: "qwen3-tiny", contents: "Weather in Paris?", config });
+    const calls = r.functionCalls;
+    assert.ok(calls?.length >= 1, JSON.stringify(r.candidates));
+    for (const c of calls) {
+      assert.equal(c.name, "get_weather");
+      assert.ok(valid(c.args), JSON.stringify(c.args));
+    }
+    const streamed = [];
+    for await (const c of await ai.models.generateContentStream({ model: "qwen3-tiny", contents: "Weather in Paris?", config }))
+      streamed.push(...(c.functionCalls ?? []));
+    assert.deepEqual(streamed.map((c) => [c.name, c.args]), calls.map((c) => [c.name, c.args]), "same seed: same calls");
+    const a = await ai.models.generateContent({
+      model: "qwen3-tiny", config: { tools: config.tools, maxOutputTokens: 8, temperature: 0 },
+      contents: [
+        { role: "user", parts: [{ text: "Weather in Paris?" }] },
+        { role: "model", parts: [{ functionCall: calls[0] }] },
+        { role: "user", parts: [{ functionResponse: { id: calls[0].id, name: calls[0].name, response: { temperature_c: 21 } } }] },
+      ],
+    });
+    assert.ok(a.candidates?.length === 1);
   });
 });
