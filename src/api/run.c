@@ -511,6 +511,8 @@ static void finish_calls(run *r) {
             r->status = "incomplete";
         return;
     }
+    if (r->think_eager) thought_start(r); /* a turn of only calls still closes its thought (signature) */
+    thought_finish(r);
     emit_text_upto(r, text_len, false);
     r->text.len = r->text_emitted; /* whitespace before the calls was never sent */
     if (r->text.p) r->text.p[r->text.len] = 0;

@@ -193,6 +193,23 @@ describe("function calling", () => {
     assert.ok(["completed", "incomplete", "requires_action"].includes(end.interaction.status));
   });
 
+  test("thinking: the thought step closes (signature) before the calls, and goes back as history", async () => {
+    const tools = [weather];
+    const it = await ai.interactions.create({
+      model: "qwen3-tiny", input: "Weather?", tools,
+      generation_config: { tool_choice: "any", thinking_level: "low", temperature: 1, seed: 4, max_output_tokens: 120 },
+    });
+    checkCalls(it, tools, "thinking");
+    assert.equal(it.steps[0].type, "thought");
+    assert.ok(it.steps[0].signature.length > 0);
+    const call = it.steps.find((s) => s.type === "function_call");
+    const next = await ai.interactions.create({
+      model: "qwen3-tiny", tools, store: false, generation_config: { max_output_tokens: 8 },
+      input: [{ type: "user_input", content: "Weather?" }, ...it.steps, { type: "function_result", call_id: call.id, result: "sunny" }],
+    });
+    assert.ok(next.usage.total_input_tokens > it.usage.total_input_tokens);
+  });
+
   test("400s: unknown call_id, unsupported tool types and keywords, budgets below a call", async () => {
     const first = await ai.interactions.create({
       model: "qwen3-tiny", input: "x", tools: [weather], generation_config: { tool_choice: "any", seed: 1, max_output_tokens: 120 },
