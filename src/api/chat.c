@@ -429,7 +429,9 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
     const bool think_off = cm->can_think && level == 0 && cm->tpl_thinking_var;
 
     /* messages; tools: the template's variable, or the fallback tool prompt in the system message */
-    const bool tpl_tools = tools && cm->tpl && cm->tpl_tools;
+    /* tpl_tools: the template renders calls and results itself (also in a
+     * history sent without tools: one conversation, one rendering) */
+    const bool tpl_tools = cm->tpl && cm->tpl_tools;
     char *sys_full = NULL;
     if (tools && !tpl_tools) {
         char *fb = cst_tools_fallback_prompt(tools);
@@ -575,12 +577,12 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
         cst_chat_params p = cst_chat_default_params();
         p.bos_token = cm->bos_text;
         p.eos_token = cm->eos_text;
-        if ((cm->can_think && cm->tpl_thinking_var) || tpl_tools) {
+        if ((cm->can_think && cm->tpl_thinking_var) || (tools && tpl_tools)) {
             extra = cst_tv_dict();
             if (!extra) goto nomem;
             if (cm->can_think && cm->tpl_thinking_var && cst_tv_dict_setz(extra, "enable_thinking", cst_tv_bool(!think_off)))
                 goto nomem;
-            if (tpl_tools && cst_tv_dict_setz(extra, "tools", tools_tv(&c, tools))) goto nomem;
+            if (tools && tpl_tools && cst_tv_dict_setz(extra, "tools", tools_tv(&c, tools))) goto nomem;
             if (c.oom) goto nomem;
             p.extra = extra;
         }
