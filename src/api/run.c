@@ -679,6 +679,27 @@ static void *pump(void *arg) {
     return NULL;
 }
 
+/* The shortest sentence of a grammar (what: "answer the schema allows")
+ * must fit max_output_tokens (0: none) and the context left; else a 400
+ * message naming the minimum. */
+static bool grammar_fits(const cst_grammar *g, int32_t max_tokens, int64_t room, const char *what, char *err,
+                         size_t errlen) {
+    const int32_t need = cst_grammar_min_bytes(g);
+    if (max_tokens > 0 && need > max_tokens) {
+        snprintf(err, errlen,
+                 "generation_config.max_output_tokens: %d is below the shortest %s (%d tokens); raise it to at "
+                 "least %d",
+                 max_tokens, what, need, need);
+        return false;
+    }
+    if (need > room) {
+        snprintf(err, errlen, "the shortest %s (%d tokens) does not fit in the context left after the prompt (%lld tokens)",
+                 what, need, (long long)room);
+        return false;
+    }
+    return true;
+}
+
 static char *dump_or_null(json_t *j) { return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL; }
 
 cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
@@ -717,22 +738,10 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
      * (the compiled grammar is cached by the schema's canonical text); stop
      * sequences would cut the value, so they do not apply */
     cst_grammar *grammar = NULL;
+    const int64_t room = (int64_t)cst_sched_n_ctx(sm->sched) - (int64_t)cp->n_toks;
     if (cr->json_output) {
         grammar = cst_schema_get(cr->response_schema, "response_format.schema", NULL, err, errlen);
-        if (!grammar) return CST_ERR_INVALID_ARG;
-        const int32_t need = cst_grammar_min_bytes(grammar);
-        const int64_t room = (int64_t)cst_sched_n_ctx(sm->sched) - (int64_t)cp->n_toks;
-        if (rp.max_tokens > 0 && need > rp.max_tokens) {
-            snprintf(err, errlen,
-                     "generation_config.max_output_tokens: %d is below the shortest answer the schema allows "
-                     "(%d tokens); raise it to at least %d",
-                     rp.max_tokens, need, need);
-            cst_grammar_unref(grammar);
-            return CST_ERR_INVALID_ARG;
-        }
-        if (need > room) {
-            snprintf(err, errlen, "the shortest answer the schema allows (%d tokens) does not fit in the context "
-                                  "left after the prompt (%lld tokens)", need, (long long)room);
+        if (!grammar || !grammar_fits(grammar, rp.max_tokens, room, "answer the schema allows", err, errlen)) {
             cst_grammar_unref(grammar);
             return CST_ERR_INVALID_ARG;
         }
@@ -743,13 +752,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
          * only well-formed calls of the allowed tools (any: only calls;
          * none: the syntax masked) */
         grammar = cst_tools_grammar(sm->chat.tool_family, &cr->tools, err, errlen);
-        if (!grammar) return CST_ERR_INVALID_ARG;
-        const int32_t need = cst_grammar_min_bytes(grammar);
-        if (rp.max_tokens > 0 && need > rp.max_tokens) {
-            snprintf(err, errlen,
-                     "generation_config.max_output_tokens: %d is below the shortest function call the tools allow "
-                     "(%d tokens); raise it to at least %d",
-                     rp.max_tokens, need, need);
+        if (!grammar || !grammar_fits(grammar, rp.max_tokens, room, "function call the tools allow", err, errlen)) {
             cst_grammar_unref(grammar);
             return CST_ERR_INVALID_ARG;
         }
