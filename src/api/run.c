@@ -156,9 +156,11 @@ static json_t *output_steps(run *r) {
                                                         r->thought.p ? r->thought.p : "", r->thought.len));
         json_array_append_new(a, t);
     }
+    /* while a turn with tools runs, text that may be a call is not shown yet */
+    const size_t tlen = r->tools_on && !r->final ? r->text_emitted : r->text.len;
     if (r->step_started || (r->final && !r->calls))
         json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
-                                           "text", r->text.p ? r->text.p : "", r->text.len));
+                                           "text", r->text.p ? r->text.p : "", tlen));
     if (r->calls) json_array_extend(a, r->calls);
     return a;
 }
