@@ -418,6 +418,8 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
     size_t *ranges = NULL, n_ranges = 0, cap_ranges = 0;
     pending_turn pt = {0};
     json_t *pending = NULL;
+    char *reasoning = NULL; /* verified thought text for the next assistant message */
+    size_t reasoning_len = 0;
     if (!msgs) goto nomem;
 
     /* thinking level */
@@ -428,9 +430,10 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
     out->summaries = json_is_string(js) && !strcmp(json_string_value(js), "auto");
     const bool think_off = cm->can_think && level == 0 && cm->tpl_thinking_var;
 
-    /* messages; tools: the template's variable, or the fallback tool prompt in the system message */
-    /* tpl_tools: the template renders calls and results itself (also in a
-     * history sent without tools: one conversation, one rendering) */
+    /* messages. Tools: the template's `tools` variable, or the fallback tool
+     * prompt in the system message. tpl_tools: the template renders calls and
+     * results itself (also in a history sent without tools: one
+     * conversation, one rendering) */
     const bool tpl_tools = cm->tpl && cm->tpl_tools;
     char *sys_full = NULL;
     if (tools && !tpl_tools) {
@@ -453,10 +456,9 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
         if (ps) goto nomem;
     }
     free(sys_full);
+    system = NULL; /* (it may have pointed into sys_full) */
     pending = json_object(); /* call id -> name: function_calls not answered yet */
     if (!pending) goto nomem;
-    char *reasoning = NULL; /* verified thought text for the next assistant message */
-    size_t reasoning_len = 0;
     for (size_t l = 0; l < n_lists; l++) {
         size_t i;
         json_t *stp;
@@ -473,7 +475,7 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
             const bool model_text = !strcmp(type, "model_output"), call = !strcmp(type, "function_call");
             if (model_text || call) {
                 /* a model_output opens an assistant message (after calls: a new one); calls join the open one */
-                if ((model_text || !pt.open) && !flush_turn(&pt, &c, msgs)) goto nomem_r;
+                if ((model_text || !pt.open) && !flush_turn(&pt, &c, msgs)) goto nomem;
                 if (!pt.open) {
                     pt.open = true;
                     pt.reasoning = reasoning;
@@ -488,7 +490,7 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                 const char *name = json_string_value(json_object_get(stp, "name"));
                 json_t *args = json_object_get(stp, "arguments");
                 if (!id || !name) continue;
-                if (json_object_set_new(pending, id, json_string(name))) goto nomem_r;
+                if (json_object_set_new(pending, id, json_string(name))) goto nomem;
                 if (tpl_tools) { /* {id, type, function: {name, arguments}} */
                     cst_tvalue *tc = cst_tv_dict(), *fn = cst_tv_dict();
                     if (!pt.calls) pt.calls = cst_tv_list();
@@ -506,10 +508,10 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                         tc = NULL;
                     }
                     cst_tv_free(tc);
-                    if (bad) goto nomem_r;
+                    if (bad) goto nomem;
                 } else { /* the fallback: the call as the hermes syntax in the assistant's text */
                     char *a = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                    if (!a) goto nomem_r;
+                    if (!a) goto nomem;
                     const char *parts[] = {pt.text.len ? "\n" : "", "<tool_call>\n{\"name\": \"", name,
                                            "\", \"arguments\": ", a, "}\n</tool_call>"};
                     for (size_t k = 0; k < CST_ARRAY_LEN(parts); k++) cst_buf_put(&pt.text, parts[k], strlen(parts[k]));
@@ -519,7 +521,7 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
             }
             const bool user = !strcmp(type, "user_input"), result = !strcmp(type, "function_result");
             if (!user && !result) continue;
-            if (!flush_turn(&pt, &c, msgs)) goto nomem_r;
+            if (!flush_turn(&pt, &c, msgs)) goto nomem;
             free(reasoning); /* a thought before a user turn belongs to no answer */
             reasoning = NULL;
             cst_buf b = {0};
@@ -528,7 +530,6 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                 const char *cid = json_string_value(json_object_get(stp, "call_id"));
                 json_t *pn = cid ? json_object_get(pending, cid) : NULL;
                 if (!pn) {
-                    free(reasoning);
                     st = CST_ERR_INVALID_ARG;
                     cst_errf(err, errlen,
                              "input: function_result call_id '%.100s' matches no pending function_call (of the "
@@ -559,18 +560,11 @@ cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32]
                 if (!b.oom) m = message("user", content_value(&c, b.p ? b.p : "", b.len));
             }
             free(b.p);
-            if (cst_tv_list_push(msgs, m)) goto nomem_r;
+            if (cst_tv_list_push(msgs, m)) goto nomem;
         }
     }
-    if (!flush_turn(&pt, &c, msgs)) goto nomem_r;
-    free(reasoning);
-    reasoning = NULL;
+    if (!flush_turn(&pt, &c, msgs)) goto nomem;
     if (c.oom) goto nomem;
-    if (0) {
-    nomem_r:
-        free(reasoning);
-        goto nomem;
-    }
 
     /* render with placeholders */
     if (cm->tpl) {
@@ -675,6 +669,7 @@ nomem:
     st = CST_ERR_NOMEM;
     cst_errf(err, errlen, "out of memory rendering the conversation");
 out:
+    free(reasoning);
     pt.open = false;
     cst_tv_free(pt.calls);
     cst_buf_free(&pt.text);
