@@ -289,7 +289,8 @@ struct run {
     bool tools_on;
     cst_tool_family tool_family;
     size_t text_emitted; /* bytes of text sent as deltas */
-    json_t *calls;       /* the function_call steps, NULL: none */
+    json_t *calls;       /* the function_call steps sent so far, NULL: none */
+    size_t text_final;   /* with calls: the model_output text's length (what was streamed before them) */
     int32_t max_answer, n_ctx; /* the answer's budget (0: none) and the context, for free text cut by them */
     const char *status; /* "queued"/"in_progress" then terminal */
     const char *error_code; /* failed: "internal" or "gateway_timeout" */

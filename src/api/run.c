@@ -492,18 +492,61 @@ static void call_id(char out[13]) {
     out[12] = 0;
 }
 
-/* At the end of a turn with tools: the text before the first call stays the
- * model_output (its deltas complete, its step stopped), each call becomes a
- * function_call step (start with empty arguments, one arguments_delta with
- * the JSON text, stop) and the status requires_action. Without a complete
- * call everything is text. r->mu held; the status is set. */
-static void finish_calls(run *r) {
+/* Send the calls in the text that are complete and not sent yet: each call
+ * is sent whole once its syntax is closed (step.start with empty arguments,
+ * one arguments_delta with the JSON text, step.stop), while the model may be
+ * writing the next. The first one closes the thought (signature) and the
+ * model_output step, whose text is what was streamed before the calls (a
+ * turn of only calls has none). False when the text after the first call's
+ * start does not parse as complete calls (yet). r->mu held. */
+static bool emit_calls(run *r) {
     size_t text_len = r->text.len;
     json_t *calls = NULL;
-    const bool ok_status = !strcmp(r->status, "completed") || !strcmp(r->status, "incomplete");
-    if (!ok_status || !cst_tools_parse_calls(r->tool_family, r->text.p ? r->text.p : "", r->text.len, &text_len, &calls) ||
-        !calls) {
+    if (!cst_tools_parse_calls(r->tool_family, r->text.p ? r->text.p : "", r->text.len, &text_len, &calls) || !calls) {
         json_decref(calls);
+        return false;
+    }
+    if (!r->calls) {
+        if (r->think_eager) thought_start(r);
+        thought_finish(r);
+        emit_text_upto(r, text_len, false); /* whitespace before the calls is never sent */
+        r->text_final = r->text_emitted;
+        if (r->step_started) emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
+        r->calls = json_array();
+    }
+    int index = (r->thought_started ? 1 : 0) + (r->step_started ? 1 : 0) + (int)json_array_size(r->calls);
+    for (size_t i = json_array_size(r->calls); r->calls && i < json_array_size(calls); i++, index++) {
+        json_t *c = json_array_get(calls, i);
+        char id[13];
+        call_id(id);
+        json_t *step = json_pack("{s:s,s:s,s:O,s:O}", "type", "function_call", "id", id, "name",
+                                 json_object_get(c, "name"), "arguments", json_object_get(c, "arguments"));
+        char *args = json_dumps(json_object_get(c, "arguments"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!step || !args || json_array_append_new(r->calls, step)) {
+            free(args);
+            break; /* out of memory: tried again with the next text */
+        }
+        emit_locked(r, "step.start", json_pack("{s:i,s:{s:s,s:s,s:O,s:{}}}", "index", index, "step", "type",
+                                               "function_call", "id", id, "name", json_object_get(c, "name"),
+                                               "arguments"));
+        emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s}}", "index", index, "delta", "type", "arguments_delta",
+                                               "arguments", args));
+        emit_locked(r, "step.stop", json_pack("{s:i}", "index", index));
+        free(args);
+    }
+    json_decref(calls);
+    return true;
+}
+
+/* At the end of a turn with tools: the calls not sent yet go out and the
+ * status is requires_action; the model_output keeps the text streamed before
+ * them. A call cut short (cancelled, failed, a stop sequence) is dropped when
+ * calls were sent before it, else the whole text stays text. r->mu held; the
+ * status is set. */
+static void finish_calls(run *r) {
+    const bool ok_status = !strcmp(r->status, "completed") || !strcmp(r->status, "incomplete");
+    if (ok_status) emit_calls(r);
+    if (!r->calls) {
         emit_text_upto(r, r->text.len, true);
         /* free text is "complete" at every byte for the grammar: a budget or
          * the context ending it makes it incomplete (an end-of-generation
@@ -513,39 +556,9 @@ static void finish_calls(run *r) {
             r->status = "incomplete";
         return;
     }
-    if (r->think_eager) thought_start(r); /* a turn of only calls still closes its thought (signature) */
-    thought_finish(r);
-    emit_text_upto(r, text_len, false);
-    r->text.len = r->text_emitted; /* whitespace before the calls was never sent */
+    r->text.len = r->text_final;
     if (r->text.p) r->text.p[r->text.len] = 0;
-    int index = r->thought_started ? 1 : 0;
-    if (r->step_started) emit_locked(r, "step.stop", json_pack("{s:i}", "index", index++));
-    r->calls = json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c) {
-        char id[13];
-        call_id(id);
-        json_t *step = json_pack("{s:s,s:s,s:O,s:O}", "type", "function_call", "id", id, "name",
-                                 json_object_get(c, "name"), "arguments", json_object_get(c, "arguments"));
-        char *args = json_dumps(json_object_get(c, "arguments"), JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!step || !args) {
-            json_decref(step);
-            free(args);
-            continue;
-        }
-        emit_locked(r, "step.start", json_pack("{s:i,s:{s:s,s:s,s:O,s:{}}}", "index", index, "step", "type",
-                                               "function_call", "id", id, "name", json_object_get(c, "name"),
-                                               "arguments"));
-        emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s}}", "index", index, "delta", "type", "arguments_delta",
-                                               "arguments", args));
-        emit_locked(r, "step.stop", json_pack("{s:i}", "index", index));
-        index++;
-        free(args);
-        json_array_append_new(r->calls, step);
-    }
-    json_decref(calls);
-    r->status = "requires_action";
+    if (ok_status) r->status = "requires_action";
 }
 
 /* START and TEXT events (the sink, on the engine thread; or the pump when
@@ -578,7 +591,12 @@ static void handle_locked(run *r, const cst_sched_event *ev) {
         }
     } else if (!ev->thought && r->tools_on) {
         if (clean && cl > 0) cst_buf_put(&r->text, clean, cl);
-        if (!r->text.oom) emit_text_upto(r, text_safe_len(r), false);
+        /* text until a possible call; a call once its syntax closes */
+        const char *close = r->tool_family == CST_TOOLS_LLAMA3 ? "}" : "</tool_call>";
+        const size_t cn = strlen(close);
+        if (!r->text.oom && !r->calls) emit_text_upto(r, text_safe_len(r), false);
+        if (!r->text.oom && clean && cl > 0 && r->text.len >= cn && !memcmp(r->text.p + r->text.len - cn, close, cn))
+            emit_calls(r);
     } else if (!ev->thought) {
         output_start(r);
         if (clean && cl > 0) {
