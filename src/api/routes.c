@@ -441,8 +441,8 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
                             n_text, cst_sched_n_ctx(sm->sched), max_text);
         goto out;
     }
-    cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err,
-                                     sizeof err);
+    cst_status cst = cst_chat_prompt_tools(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config,
+                                           cr.tools.tools, &cp, err, sizeof err);
     if (cst) {
         ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
         goto out;
