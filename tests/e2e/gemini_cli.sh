@@ -7,9 +7,10 @@
 #     the CLI must exit 0 and print the model's answer;
 #  2. the same model served with a 2k context: the prompt does not fit, the
 #     CLI must fail with the server's 400 naming the context size.
-# The CLI's built-in tools are restricted (settings tools.core) until
-# function calling lands on the Interactions side; its model router asks
-# for JSON output (responseSchema) and falls back by itself when refused.
+# The CLI runs with its built-in tools (read_file, list_directory, ...):
+# their declarations must be accepted and rendered into the prompt (the
+# server logs prompts; the test looks for them there); its model router asks
+# for JSON output (responseSchema).
 # Env: CASTOR (the binary), CST_SHARED (fixtures).
 set -euo pipefail
 : "${CASTOR:?set CASTOR to the castor binary}"
@@ -48,7 +49,7 @@ trap 'stop_server; rm -rf "$TMP"' EXIT
 start_server() {
   rm -f "$TMP/port"
   "$CASTOR" serve -m "$TMP/qwen3-cli.gguf" --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/port" \
-    --data-dir "$TMP/data-$1" -c "$1" -np 1 --max-output 64 --thinking-budgets 4,4,4,4 -t 2 > "$TMP/server-$1.log" 2>&1 &
+    --data-dir "$TMP/data-$1" -c "$1" -np 1 --max-output 64 --thinking-budgets 4,4,4,4 -t 2 --log-prompts > "$TMP/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do [ -f "$TMP/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
   [ -f "$TMP/port" ] || { echo "server did not start:"; cat "$TMP/server-$1.log"; exit 1; }
@@ -58,7 +59,7 @@ start_server() {
 printf 'cli-test-key\n' > "$TMP/keys"
 mkdir -p "$TMP/home/.gemini" "$TMP/work" "$TMP/tmp"
 cat > "$TMP/home/.gemini/settings.json" <<'EOF'
-{"security": {"auth": {"selectedType": "gemini-api-key"}}, "tools": {"core": ["none"]}}
+{"security": {"auth": {"selectedType": "gemini-api-key"}}}
 EOF
 run_cli() { # prompt -> $TMP/out, $TMP/err, $rc
   rc=0
@@ -72,13 +73,16 @@ start_server 16384
 run_cli "Say hi"
 answer="$(tr -d '[:space:]' < "$TMP/out")"
 tokens="$(curl -s -H "x-goog-api-key: cli-test-key" "http://127.0.0.1:$PORT/metrics" | sed -n 's/^castor_output_tokens_total \([0-9]*\)$/\1/p')"
-if [ "$rc" -ne 0 ] || [ -z "$answer" ] || [ "${tokens:-0}" -lt 1 ]; then
-  echo "FAIL: gemini -p against a 16k-context model: exit $rc, output tokens ${tokens:-?}"
+# declared tools as the template renders them: {"name": "read_file", ...} (JSON-escaped in the log)
+ntools="$(grep '^castor prompt:' "$TMP/server-16384.log" |
+  grep -o '\\"name\\": \\"\(read_file\|list_directory\|grep_search\)\\"' | sort -u | wc -l)"
+if [ "$rc" -ne 0 ] || [ -z "$answer" ] || [ "${tokens:-0}" -lt 1 ] || [ "$ntools" -lt 3 ]; then
+  echo "FAIL: gemini -p against a 16k-context model: exit $rc, output tokens ${tokens:-?}, CLI tools in the prompt: $ntools of 3"
   echo "--- stdout"; cat "$TMP/out"; echo "--- stderr (tail)"; tail -30 "$TMP/err"
   echo "--- server log (tail)"; tail -20 "$TMP/server-16384.log"
   fail=1
 else
-  echo "ok: gemini -p printed the model's answer (${#answer} non-space characters, $tokens tokens generated)"
+  echo "ok: gemini -p printed the model's answer (${#answer} non-space characters, $tokens tokens generated; its tools read_file, list_directory, grep_search were declared in the prompt)"
 fi
 stop_server
 
