@@ -84,6 +84,7 @@ struct cst_server {
     double t_start;
     uint8_t sig_key[32];   /* thought signatures (signature.c) */
     struct cst_files *files; /* Files API state (files.c) */
+    struct cst_queue *queue; /* live runs shared with other replicas (queue.c); NULL: one process */
 };
 
 /* ---- per-connection request state ----------------------------------- */
@@ -290,6 +291,15 @@ struct run {
     atomic_bool cancel_requested;
     cst_sched_req *req;
     double t_submit, t_last_token;
+    /* shared with other replicas through the store (queue.c; r->mu) */
+    bool live;        /* its record carries this replica's lease; events are stored while it runs */
+    bool gate;        /* a background job: its output is shown (here too) only once stored */
+    bool detached;    /* not run here: put in the shared queue for any replica (no pump, no events) */
+    bool lease_lost;  /* another replica holds it now: nothing more is written */
+    bool out_stored;  /* an output event is in the store */
+    size_t n_stored;  /* events written to the store */
+    char *job_body;   /* a live background run: its create body (run again from it elsewhere) */
+    const char *job_model; /* ... and the model replicas claim it by (the served file's stem) */
 };
 
 /* Start a run: submits to the scheduler (errors before any event: BUSY,
@@ -312,6 +322,14 @@ json_t *cst_run_accepted_json(run *r);
 /* Interaction JSON from a stored record. */
 json_t *cst_irec_json(const cst_irec *rec, bool include_input);
 void cst_runs_cancel_all(cst_server *s);
+/* Start the run of a job claimed from the shared queue (queue.c): its id,
+ * created time and record are job's; otherwise as cst_run_start. */
+cst_status cst_run_start_job(cst_server *s, smodel *sm, const create_req *cr, const cst_job *job,
+                             const chat_prompt *cp, json_t *history, json_t *body, run **out, char *err,
+                             size_t errlen);
+/* Events a reader may see now (r->mu held): all, except a background job's
+ * output before it is stored (queue.c: it could still be run again). */
+size_t cst_run_visible_locked(run *r);
 /* Random interaction id "v1_" + 22 base64url chars. */
 void cst_api_new_id(char out[48]);
 /* The step.delta text event, built by hand exactly as jansson would dump it
@@ -327,6 +345,8 @@ void cst_metrics_tokens(int64_t in, int64_t cached, int64_t out, bool cache_hit)
 void cst_metrics_ttft(double s);
 void cst_metrics_token_latency(double s);
 char *cst_metrics_render(cst_server *s); /* malloc'd Prometheus text */
+/* Prometheus lines of the replicas' shared queue into out ("" without one; queue.c). */
+void cst_queue_metrics(cst_server *s, char *out, size_t n);
 /* Metrics includes no other file of src/api: a cache's owner registers how to
  * read its counters, rendered as castor_NAME_cache_{hits_total,misses_total,
  * bytes,entries} (name and what are static strings; at most 4 caches;

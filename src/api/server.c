@@ -5,6 +5,7 @@
  * preflight, and the drain on shutdown.
  */
 #include "api_int.h"
+#include "queue.h"
 #include "core/pool.h"
 #include "engine/vision/vision.h"
 #include "files.h"
@@ -400,6 +401,8 @@ static cst_status recover_unfinished(cst_server *s, char *err, size_t errlen) {
     free(es);
     free(us);
     if (st == CST_ERR_UNSUPPORTED) {
+        if (cst_store_live(s->store)) /* replicas: a run whose replica stopped is taken over when its lease expires */
+            return CST_OK;
         cst_warn("store %s: no start-up recovery of interrupted interactions", s->store->ops->name);
         return CST_OK;
     }
@@ -471,6 +474,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     st = load_models(s, err, errlen);
     if (st) goto fail;
     st = cst_files_open(s, err, errlen);
+    if (st) goto fail;
+    st = cst_queue_start(s, err, errlen); /* replicas on a shared store (queue.c) */
     if (st) goto fail;
 
     struct sockaddr_in6 a6;
@@ -597,6 +602,7 @@ void cst_server_free(cst_server *s) {
     for (size_t i = 0; i < s->n_aliases; i++) free(s->aliases[i].name);
     free(s->aliases);
     free(s->key_hashes);
+    cst_queue_stop(s); /* after the runs: it renews their leases until they end */
     cst_files_close(s->files);
     cst_store_close(s->store);
     pthread_mutex_destroy(&s->runs_mu);

@@ -2,7 +2,8 @@
 # replicas.sh: three `castor serve` replicas on one PostgreSQL behind HAProxy
 # (deploy/haproxy.cfg, the documented configuration) and the cross-replica
 # cases of replicas.test.mjs: state created on one replica read, continued
-# and deleted on another; the balancer's health checks and conversation
+# and deleted on another; a live run followed and cancelled from another
+# replica; background jobs taken over after kill -9 of their replica; the balancer's health checks and conversation
 # stickiness; kill -9 of a replica (every acknowledged id stays retrievable);
 # the database stopped and restarted under load (503 JSON errors, then
 # recovery without a restart). Starts its own PostgreSQL through
@@ -37,6 +38,10 @@ export CASTOR_SIGNATURE_KEY="$(node -e 'console.log(require("crypto").randomByte
 # a free loopback port for the balancer (the kernel's choice)
 LB_PORT="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 
+# live runs shared through the store: a short lease (taken over 3 s after a
+# replica dies) and a decode slow enough to observe runs while they are live
+# (20 ms a token); the tests wait on states, never on fixed sleeps
+export CASTOR_LEASE_S=3 CST_FAULT=decode_sleep_ms:20
 start_replica() { # N -> writes $TMP/rN.port, appends the pid to $TMP/pids
   local n=$1
   "$CASTOR" serve -m "$STORIES" --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/r$n.port" \
