@@ -45,11 +45,12 @@ export CASTOR_LEASE_S=3 CST_FAULT=decode_sleep_ms:20
 start_replica() { # N -> writes $TMP/rN.port, appends the pid to $TMP/pids
   local n=$1
   "$CASTOR" serve -m "$STORIES" --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/r$n.port" \
-    --data-dir "$TMP/d$n" --store "$CST_TEST_PG" -c 256 -np 2 -t 1 --max-output 32 > "$TMP/r$n.log" 2>&1 &
+    --data-dir "$TMP/d$n" --store "$CST_TEST_PG" -c 256 -np 2 -t 1 --max-output 32 "${@:2}" > "$TMP/r$n.log" 2>&1 &
   echo $! > "$TMP/r$n.pid"
   PIDS+=("$!")
 }
-for n in 1 2 3; do start_replica $n; done
+# replica 3 queues one request at most: a background job beyond goes to the shared queue
+start_replica 1; start_replica 2; start_replica 3 --max-queue 1
 for n in 1 2 3; do
   for _ in $(seq 200); do [ -f "$TMP/r$n.port" ] && break; sleep 0.1; done
   [ -f "$TMP/r$n.port" ] || { echo "replica $n did not start:"; cat "$TMP/r$n.log"; exit 1; }

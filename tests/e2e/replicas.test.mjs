@@ -174,6 +174,30 @@ describe("live runs across replicas (directly, not through the balancer)", () =>
   });
 });
 
+describe("the shared queue of background jobs", () => {
+  test("a background job C's scheduler cannot take waits in the queue and runs on A or B", async () => {
+    const C = R[2]; // --max-queue 1, -np 2
+    const claims = async () => (await Promise.all(R.slice(0, 2).map((b) => metric(b, "castor_queue_claims_total")))).reduce((x, y) => x + y);
+    const before = await claims();
+    const busy = [];
+    for (let k = 0; k < 3; k++) { // two slots and the one queue place
+      const r = await create(C, { input: `Busy ${k}`, background: true, generation_config: { max_output_tokens: 150 } });
+      assert.equal(r.status, 200, r.text);
+      busy.push(r.json.id);
+    }
+    const q = await create(C, { input: "Waiting for anyone", background: true, generation_config: { max_output_tokens: 10 } });
+    assert.equal(q.status, 200, q.text);
+    assert.equal(q.json.status, "queued");
+    assert.deepEqual(q.json.steps, []);
+    // C answered it, A or B claims and runs it while C is still busy
+    const g = await until("run by another replica", async () => (await get(C, q.json.id)).json, (j) => j && !["queued", "in_progress"].includes(j.status));
+    assert.equal(g.status, "incomplete");
+    assert.equal(g.usage.total_output_tokens, 10);
+    assert.equal(await claims(), before + 1);
+    for (const id of busy) assert.equal((await call(C, "POST", `/v1beta/interactions/${id}/cancel`)).status, 200);
+  });
+});
+
 describe("behind HAProxy (deploy/haproxy.cfg)", () => {
   test("health through the balancer; every replica reports its store", async () => {
     const h = await call(LB, "GET", "/health");
