@@ -42,8 +42,23 @@ typedef struct cst_run_media_opts {
     cst_sampler_params sp;
 } cst_run_media_opts;
 int cst_run_media(cst_model *m, const cst_run_media_opts *o);
-/* cmd_run.c: one --logits-json line: the step, the chosen token, the top 10
- * [id, logit] pairs and, at step 0, every logit. */
+/* ---- the decode loops shared by castor run's paths (run_feed.c) ---- */
+/* an image block: n_rows embedding rows decoded whole at prompt position pos */
+typedef struct cst_cli_embd {
+    int32_t pos, n_rows;
+    float *rows;
+    cst_token marker;
+} cst_cli_embd;
+/* decodes the prompt (text in batches of n_batch, the nib image blocks
+ * whole); returns the last position's logits, or NULL (error printed) */
+const float *cst_cli_prefill(cst_ctx *ctx, const cst_token *toks, size_t np, const cst_cli_embd *ib, size_t nib,
+                             int32_t n_batch);
+/* n_gen tokens after a prompt of np positions, from its logits lg: printed
+ * as text (stops at end of generation) or, with json, as one
+ * cst_cli_print_step line per step. 0 ok, 1 error (printed). */
+int cst_cli_generate(cst_ctx *ctx, const float *lg, size_t np, int n_gen, bool json, const cst_sampler_params *sp);
+/* one --logits-json line: the step, the chosen token, the top 10 [id, logit]
+ * pairs and, at step 0, every logit. */
 void cst_cli_print_step(int step, cst_token tok, const float *lg, int32_t nv);
 /* cmd_run.c: text as one user message through the chat template (see there). */
 int cst_run_chat_render(cst_model *m, const char *tpl_file, const char *text, char **out, size_t *out_len,

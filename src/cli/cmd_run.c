@@ -91,83 +91,6 @@ static bool on_token(void *ud, cst_token tok, const char *text, size_t len) {
     return false;
 }
 
-/* the ids of the (at most) 10 largest logits, largest first, ties by lower id */
-static void top10(const float *lg, int32_t n, int32_t *ids, int *k) {
-    *k = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int j = *k;
-        if (j == 10 && !(lg[i] > lg[ids[9]])) continue;
-        if (j < 10) (*k)++;
-        else j = 9;
-        while (j > 0 && lg[i] > lg[ids[j - 1]]) {
-            ids[j] = ids[j - 1];
-            j--;
-        }
-        ids[j] = i;
-    }
-}
-
-void cst_cli_print_step(int step, cst_token tok, const float *lg, int32_t nv) {
-    int32_t ids[10];
-    int k;
-    top10(lg, nv, ids, &k);
-    printf("{\"step\":%d,\"token\":%d,\"top\":[", step, tok);
-    for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", ids[i], (double)lg[ids[i]]);
-    printf("]");
-    if (step == 0) {
-        printf(",\"logits\":[");
-        for (int32_t i = 0; i < nv; i++) printf("%s%.9g", i ? "," : "", (double)lg[i]);
-        printf("]");
-    }
-    printf("}\n");
-    fflush(stdout);
-}
-
-static int logits_json(cst_ctx *ctx, const cst_token *prompt, size_t np, int n_gen, const cst_sampler_params *sp) {
-    const cst_model *m = cst_ctx_model(ctx);
-    const int32_t nv = cst_model_n_vocab(m);
-    const cst_ctx_params cp = cst_ctx_get_params(ctx);
-    cst_batch *b = cst_batch_new(cp.n_batch);
-    cst_sampler *smp = cst_sampler_new(sp, nv);
-    if (!b || !smp) {
-        fprintf(stderr, "castor run: out of memory\n");
-        return 1;
-    }
-    int rc = 0;
-    const float *lg = NULL;
-    for (size_t i = 0; i < np; i += (size_t)cp.n_batch) {
-        size_t k = CST_MIN((size_t)cp.n_batch, np - i);
-        cst_batch_clear(b);
-        for (size_t j = 0; j < k; j++) cst_batch_add(b, prompt[i + j], (int32_t)(i + j), 0, i + j == np - 1);
-        cst_status st = cst_ctx_decode(ctx, b);
-        if (st) {
-            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
-            rc = 1;
-            goto out;
-        }
-        lg = cst_ctx_logits(ctx, (int32_t)k - 1);
-    }
-    for (int s = 0; s < n_gen; s++) {
-        cst_token tok = cst_sampler_sample(smp, lg);
-        cst_cli_print_step(s, tok, lg, nv);
-        if (s + 1 == n_gen) break;
-        cst_batch_clear(b);
-        cst_batch_add(b, tok, (int32_t)np + s, 0, true);
-        cst_status st = cst_ctx_decode(ctx, b);
-        if (st == CST_ERR_CTX_FULL) break;
-        if (st) {
-            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
-            rc = 1;
-            goto out;
-        }
-        lg = cst_ctx_logits(ctx, 0);
-    }
-out:
-    cst_sampler_free(smp);
-    cst_batch_free(b);
-    return rc;
-}
-
 /* text as one user message through the chat template (or the fallback):
  * the rendered prompt (*out, malloc'd), the byte ranges of the message text
  * in it (*ranges, pairs, malloc'd; tokenized as plain text) and whether BOS
@@ -521,7 +444,8 @@ int cmd_run(int argc, char **argv) {
     }
 
     if (json) {
-        rc = logits_json(ctx, prompt, np, n_gen, &sp);
+        const float *lg = cst_cli_prefill(ctx, prompt, np, NULL, 0, cp.n_batch);
+        rc = lg ? cst_cli_generate(ctx, lg, np, n_gen, true, &sp) : 1;
         goto out;
     }
     if (json_out) {

@@ -85,100 +85,6 @@ static cst_status tok_piece(const cst_vocab *v, const char *text, size_t a, size
     return st;
 }
 
-typedef struct {
-    int32_t pos, n_rows;
-    float *rows;
-    cst_token marker;
-} img_block;
-
-/* decode the prompt: text tokens in batches, image blocks whole; returns the
- * last position's logits or NULL */
-static const float *prefill(cst_ctx *ctx, const cst_token *toks, size_t np, const img_block *ib, size_t nib,
-                            int32_t n_batch) {
-    cst_batch *b = cst_batch_new(n_batch);
-    if (!b) return NULL;
-    const float *lg = NULL;
-    size_t i = 0, k = 0;
-    while (i < np) {
-        if (k < nib && (size_t)ib[k].pos == i) {
-            cst_status st = cst_ctx_decode_embd(ctx, 0, (int32_t)i, ib[k].rows, ib[k].n_rows, ib[k].marker, true);
-            if (st) {
-                fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
-                lg = NULL;
-                break;
-            }
-            i += (size_t)ib[k].n_rows;
-            k++;
-            continue;
-        }
-        size_t end = k < nib ? (size_t)ib[k].pos : np;
-        size_t m = CST_MIN((size_t)n_batch, end - i);
-        cst_batch_clear(b);
-        for (size_t j = 0; j < m; j++) cst_batch_add(b, toks[i + j], (int32_t)(i + j), 0, i + j == np - 1);
-        cst_status st = cst_ctx_decode(ctx, b);
-        if (st) {
-            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
-            lg = NULL;
-            break;
-        }
-        i += m;
-        if (i == np) lg = cst_ctx_logits(ctx, (int32_t)m - 1);
-    }
-    cst_batch_free(b);
-    return lg;
-}
-
-static int generate(cst_ctx *ctx, const float *lg, size_t np, const cst_run_media_opts *o) {
-    const cst_model *m = cst_ctx_model(ctx);
-    const cst_vocab *v = cst_model_vocab(m);
-    const int32_t nv = cst_model_n_vocab(m);
-    cst_sampler *smp = cst_sampler_new(&o->sp, nv);
-    cst_batch *b = cst_batch_new(1);
-    cst_token *gen = malloc(((size_t)o->n_gen + 1) * sizeof *gen);
-    size_t printed = 0;
-    int rc = 0;
-    if (!smp || !b || !gen) {
-        fprintf(stderr, "castor run: out of memory\n");
-        rc = 1;
-        goto out;
-    }
-    for (int s = 0; s < o->n_gen; s++) {
-        cst_token tok = cst_sampler_sample(smp, lg);
-        gen[s] = tok;
-        if (o->json) {
-            cst_cli_print_step(s, tok, lg, nv);
-        } else {
-            if (cst_vocab_is_eog(v, tok)) break;
-            char *txt = NULL;
-            size_t tl = 0;
-            /* the whole generation again: pieces that split a UTF-8 character come out whole */
-            if (cst_detokenize(v, gen, (size_t)s + 1, &txt, &tl) == CST_OK && tl > printed) {
-                fwrite(txt + printed, 1, tl - printed, stdout);
-                fflush(stdout);
-                printed = tl;
-            }
-            free(txt);
-        }
-        if (s + 1 == o->n_gen) break;
-        cst_batch_clear(b);
-        cst_batch_add(b, tok, (int32_t)np + s, 0, true);
-        cst_status st = cst_ctx_decode(ctx, b);
-        if (st == CST_ERR_CTX_FULL) break;
-        if (st) {
-            fprintf(stderr, "castor run: %s: %s\n", cst_status_str(st), cst_ctx_errmsg(ctx));
-            rc = 1;
-            goto out;
-        }
-        lg = cst_ctx_logits(ctx, 0);
-    }
-    if (!o->json) printf("\n");
-out:
-    free(gen);
-    cst_batch_free(b);
-    cst_sampler_free(smp);
-    return rc;
-}
-
 int cst_run_media(cst_model *m, const cst_run_media_opts *o) {
     char err[CST_ERRMSG_LEN] = "";
     int rc = 1;
@@ -193,7 +99,7 @@ int cst_run_media(cst_model *m, const cst_run_media_opts *o) {
     size_t doc_lo = 0, doc_hi = 0; /* the document's text in user (plain in raw mode) */
     cst_token *toks = NULL;
     size_t np = 0, cap = 0;
-    img_block *ib = NULL;
+    cst_cli_embd *ib = NULL;
     size_t nib = 0;
     cst_ctx *ctx = NULL;
     const cst_vocab *v = cst_model_vocab(m);
@@ -385,7 +291,7 @@ int cst_run_media(cst_model *m, const cst_run_media_opts *o) {
             goto oom;
         }
         const cst_token mk = cst_embd_marker(0x1000u + nib);
-        ib[nib] = (img_block){.pos = (int32_t)np, .n_rows = nt, .rows = rows, .marker = mk};
+        ib[nib] = (cst_cli_embd){.pos = (int32_t)np, .n_rows = nt, .rows = rows, .marker = mk};
         nib++;
         for (int j = 0; j < nt; j++)
             if (!push(&toks, &np, &cap, &mk, 1)) goto oom;
@@ -416,11 +322,11 @@ int cst_run_media(cst_model *m, const cst_run_media_opts *o) {
         goto out;
     }
     double t0 = cst_time_now();
-    const float *lg = prefill(ctx, toks, np, ib, nib, n_batch);
+    const float *lg = cst_cli_prefill(ctx, toks, np, ib, nib, n_batch);
     if (!lg) goto out;
     if (o->verbose)
         fprintf(stderr, "[prompt %zu positions (%zu images) in %.3f s]\n", np, nib, cst_time_now() - t0);
-    rc = o->n_gen > 0 ? generate(ctx, lg, np, o) : 0;
+    rc = cst_cli_generate(ctx, lg, np, o->n_gen, o->json, &o->sp);
     goto out;
 oom:
     fprintf(stderr, "castor run: out of memory\n");
