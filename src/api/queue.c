@@ -317,9 +317,14 @@ cst_status cst_queue_start(cst_server *s, char *err, size_t errlen) {
 
 void cst_queue_stop(cst_server *s) {
     cst_queue *q = s->queue;
-    if (!q) return;
-    atomic_store(&q->stop, true);
+    if (!q || atomic_exchange(&q->stop, true)) return;
     pthread_join(q->th, NULL);
+}
+
+void cst_queue_free(cst_server *s) {
+    cst_queue *q = s->queue;
+    if (!q) return;
+    cst_queue_stop(s);
     s->queue = NULL;
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);

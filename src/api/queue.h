@@ -31,7 +31,8 @@ void create_prep_clear(create_prep *p);
  * Only with a store that shares live runs (cst_store_live); else s->queue is
  * NULL and every function below does nothing. */
 cst_status cst_queue_start(cst_server *s, char *err, size_t errlen);
-void cst_queue_stop(cst_server *s);
+void cst_queue_stop(cst_server *s);  /* stops its thread; runs still finish and store (the node stays) */
+void cst_queue_free(cst_server *s);  /* after the last run */
 const char *cst_queue_node(cst_server *s);  /* this replica's lease name */
 int64_t cst_queue_lease_ms(cst_server *s);
 void cst_queue_kick(cst_server *s);         /* a slot was freed: look for queued jobs */

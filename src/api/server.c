@@ -581,6 +581,7 @@ void cst_server_drain(cst_server *s, double timeout_s) {
 
 void cst_server_free(cst_server *s) {
     if (!s) return;
+    cst_queue_stop(s); /* no more claims or renewals (a drain kept renewing while runs finished) */
     if (s->mhd) {
         cst_runs_cancel_all(s);
         pthread_mutex_lock(&s->runs_mu);
@@ -602,7 +603,7 @@ void cst_server_free(cst_server *s) {
     for (size_t i = 0; i < s->n_aliases; i++) free(s->aliases[i].name);
     free(s->aliases);
     free(s->key_hashes);
-    cst_queue_stop(s); /* after the runs: it renews their leases until they end */
+    cst_queue_free(s);
     cst_files_close(s->files);
     cst_store_close(s->store);
     pthread_mutex_destroy(&s->runs_mu);

@@ -95,7 +95,9 @@ static const struct {
                " e AS (DELETE FROM events WHERE interaction_id IN (SELECT id FROM d))"
                " SELECT COUNT(*) FROM d",
                2},
-    [S_EV_PUT] = {"INSERT INTO events(interaction_id, seq, data) VALUES($1,$2,$3)"
+    /* a batch in one statement: $3 is a text[] of the events, seq from $2 on */
+    [S_EV_PUT] = {"INSERT INTO events(interaction_id, seq, data)"
+                  " SELECT $1, $2::bigint + t.i - 1, t.d FROM unnest($3::text[]) WITH ORDINALITY AS t(d, i)"
                   " ON CONFLICT (interaction_id, seq) DO UPDATE SET data = EXCLUDED.data",
                   3},
     [S_EV_GET] = {"SELECT seq, data FROM events WHERE interaction_id = $1 AND seq > $2 ORDER BY seq", 2},
@@ -462,22 +464,48 @@ static cst_status pg_del(cst_store *bs, const char *owner, const char *id) {
     return op_end(&o, rc);
 }
 
+/* A text[] literal of v[0..n) into b (NUL-terminated): every element
+ * quoted, '"' and '\\' escaped. false when out of memory. */
+static bool array_lit(cst_buf *b, const char *const *v, size_t n) {
+    cst_buf_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        cst_buf_put(b, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *p = v[i], *q = v[i];; p++) {
+            if (*p && *p != '"' && *p != '\\') continue;
+            cst_buf_put(b, q, (size_t)(p - q));
+            if (!*p) break;
+            cst_buf_put(b, "\\", 1);
+            q = p;
+        }
+        cst_buf_put(b, "\"", 1);
+    }
+    cst_buf_put(b, "}", 2); /* with the NUL */
+    return !b->oom;
+}
+
+/* The events as one statement (one round trip, one implicit transaction
+ * unless o has opened one). */
+static cst_status put_event_rows(op *o, const char *id, int64_t first_seq, const char *const *data, size_t n) {
+    if (n == 0) return CST_OK;
+    cst_buf arr = {0};
+    if (!array_lit(&arr, data, n)) {
+        cst_buf_free(&arr);
+        return CST_ERR_NOMEM;
+    }
+    char sq[24];
+    const char *v[3] = {id, I64(sq, first_seq), arr.p};
+    const bool ok = exec_ok(o, S_EV_PUT, v, "insert events");
+    cst_buf_free(&arr);
+    return ok ? CST_OK : CST_ERR_STORE;
+}
+
 static cst_status pg_put_events(cst_store *bs, const char *id, int64_t first_seq, const char *const *data,
                                 size_t n) {
     pg_store *s = (pg_store *)bs;
     if (n == 0) return CST_OK;
     op o;
     if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
-    if (!exec_sql(&o, "BEGIN")) return op_end(&o, CST_ERR_STORE);
-    for (size_t i = 0; i < n; i++) {
-        char sq[24];
-        const char *v[3] = {id, I64(sq, first_seq + (int64_t)i), data[i]};
-        if (!exec_ok(&o, S_EV_PUT, v, "insert event")) {
-            rollback(&o);
-            return op_end(&o, CST_ERR_STORE);
-        }
-    }
-    return op_end(&o, exec_sql(&o, "COMMIT") ? CST_OK : CST_ERR_STORE);
+    return op_end(&o, put_event_rows(&o, id, first_seq, data, n));
 }
 
 static cst_status pg_events(cst_store *bs, const char *id, int64_t after, cst_store_event_fn fn, void *ud) {
@@ -873,15 +901,6 @@ static cst_status hold(op *o, const char *id, const char *node, bool output, boo
     return rc;
 }
 
-static cst_status put_event_rows(op *o, const char *id, int64_t first_seq, const char *const *data, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        char sq[24];
-        const char *v[3] = {id, I64(sq, first_seq + (int64_t)i), data[i]};
-        if (!exec_ok(o, S_EV_PUT, v, "insert event")) return CST_ERR_STORE;
-    }
-    return CST_OK;
-}
-
 static cst_status pg_live_events(cst_store *bs, const char *id, const char *node, int64_t first_seq,
                                  const char *const *data, size_t n, bool output, bool started) {
     pg_store *s = (pg_store *)bs;
@@ -918,15 +937,8 @@ static cst_status pg_lease_renew(cst_store *bs, const char *node, const char *co
     pg_store *s = (pg_store *)bs;
     for (size_t i = 0; i < n; i++) held[i] = cancel[i] = false;
     if (n == 0) return CST_OK;
-    /* a text[] literal: ids are "v1_" + base64url, nothing to quote */
     cst_buf arr = {0};
-    cst_buf_put(&arr, "{", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i) cst_buf_put(&arr, ",", 1);
-        cst_buf_put(&arr, ids[i], strlen(ids[i]));
-    }
-    cst_buf_put(&arr, "}", 2); /* with the NUL */
-    if (arr.oom) {
+    if (!array_lit(&arr, ids, n)) {
         cst_buf_free(&arr);
         return CST_ERR_NOMEM;
     }
@@ -959,18 +971,7 @@ static cst_status pg_job_claim(cst_store *bs, const char *node, const char *cons
     pg_store *s = (pg_store *)bs;
     memset(out, 0, sizeof *out);
     cst_buf arr = {0};
-    cst_buf_put(&arr, "{", 1);
-    for (size_t i = 0; i < n_models; i++) { /* model names quoted for the array literal */
-        if (i) cst_buf_put(&arr, ",", 1);
-        cst_buf_put(&arr, "\"", 1);
-        for (const char *p = models[i]; *p; p++) {
-            if (*p == '"' || *p == '\\') cst_buf_put(&arr, "\\", 1);
-            cst_buf_put(&arr, p, 1);
-        }
-        cst_buf_put(&arr, "\"", 1);
-    }
-    cst_buf_put(&arr, "}", 2);
-    if (arr.oom) {
+    if (!array_lit(&arr, models, n_models)) {
         cst_buf_free(&arr);
         return CST_ERR_NOMEM;
     }
