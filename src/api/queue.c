@@ -29,6 +29,7 @@ typedef struct cst_queue {
     pthread_cond_t cv;
     uint64_t gen; /* notifications seen */
     atomic_uint_fast64_t claimed, renewals, rerun, failed, cancelled;
+    double quiet_until; /* no takeovers before (queue thread only): see store_failed */
 } cst_queue;
 
 const char *cst_queue_node(cst_server *s) { return s->queue ? s->queue->node : NULL; }
@@ -76,6 +77,12 @@ static const char ZERO_USAGE[] = "{\"total_input_tokens\":0,\"total_cached_token
 
 /* ---- leases ---------------------------------------------------------------- */
 
+/* The store failed here: other replicas may have lost it too (a database
+ * restart) and not renewed their leases meanwhile; they are alive if they
+ * renew within a lease after it is back, so expired leases are not taken
+ * over before then. */
+static void store_failed(cst_queue *q) { q->quiet_until = cst_time_now() + (double)q->lease_ms / 1000.0; }
+
 static void renew(cst_queue *q) {
     cst_server *s = q->s;
     pthread_mutex_lock(&s->runs_mu);
@@ -94,7 +101,9 @@ static void renew(cst_queue *q) {
         ids[k++] = r->id;
     }
     pthread_mutex_unlock(&s->runs_mu);
-    if (k > 0 && s->store->ops->lease_renew(s->store, q->node, ids, k, q->lease_ms, held, cancel) == CST_OK) {
+    cst_status st = k > 0 ? s->store->ops->lease_renew(s->store, q->node, ids, k, q->lease_ms, held, cancel) : CST_OK;
+    if (st == CST_ERR_STORE) store_failed(q);
+    if (k > 0 && st == CST_OK) {
         atomic_fetch_add(&q->renewals, k);
         for (size_t i = 0; i < k; i++) {
             run *r = rs[i];
@@ -239,7 +248,10 @@ static void claim(cst_queue *q) {
         for (size_t i = 0; i < s->n_models && k < CST_ARRAY_LEN(models); i++)
             if (has_slot(s, &s->models[i])) models[k++] = s->models[i].stem;
         cst_job j;
-        if (s->store->ops->job_claim(s->store, q->node, models, k, q->lease_ms, &j) != CST_OK) break;
+        const bool takeover = cst_time_now() >= q->quiet_until;
+        cst_status st = s->store->ops->job_claim(s->store, q->node, models, k, takeover, q->lease_ms, &j);
+        if (st == CST_ERR_STORE) store_failed(q);
+        if (st) break;
         take(q, &j);
         cst_job_clear(&j);
     }
@@ -280,9 +292,9 @@ static void *queue_main(void *arg) {
         }
         const double wait = CST_MAX(0.0, CST_MIN(0.2, CST_MIN(next_renew, next_claim) - cst_time_now()));
         char p[160];
-        for (cst_status st = s->store->ops->notify_wait(s->store, wait, p, sizeof p); st == CST_OK;
-             st = s->store->ops->notify_wait(s->store, 0, p, sizeof p))
-            on_notify(q, p);
+        cst_status st = s->store->ops->notify_wait(s->store, wait, p, sizeof p);
+        for (; st == CST_OK; st = s->store->ops->notify_wait(s->store, 0, p, sizeof p)) on_notify(q, p);
+        if (st == CST_ERR_STORE) store_failed(q);
     }
     return NULL;
 }

@@ -198,11 +198,11 @@ struct cst_store_ops {
     cst_status (*lease_renew)(cst_store *s, const char *node, const char *const *ids, size_t n, int64_t lease_ms,
                               bool *held, bool *cancel);
     /* Claim one live run for node (lease_ms), FOR UPDATE SKIP LOCKED, oldest
-     * first: one whose lease expired (any model), or, when models is not
-     * empty, a queued job for one of models. CST_ERR_NOT_FOUND: none. *out
-     * (caller clears it) says what it was. */
+     * first: when takeover, one whose lease expired (any model); when models
+     * is not empty, a queued job for one of models. CST_ERR_NOT_FOUND: none.
+     * *out (caller clears it) says what it was. */
     cst_status (*job_claim)(cst_store *s, const char *node, const char *const *models, size_t n_models,
-                            int64_t lease_ms, cst_job *out);
+                            bool takeover, int64_t lease_ms, cst_job *out);
     /* Put a job node holds back in the queue (unclaimed; notified "job"). */
     cst_status (*job_release)(cst_store *s, const char *id, const char *node);
     /* Ask for (owner, id) to stop: a job nobody holds becomes "cancelled"

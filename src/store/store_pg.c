@@ -143,7 +143,7 @@ static const struct {
                  " WHERE lease_owner = $1 AND id = ANY($2::text[]) AND " LIVE " RETURNING id, cancel_requested",
                  3},
     [S_CLAIM] = {"WITH c AS (SELECT id, lease_owner AS prev FROM interactions WHERE " LIVE
-                 " AND ((lease_owner IS NOT NULL AND lease_until < " NOW_MS ")"
+                 " AND (($4::boolean AND lease_owner IS NOT NULL AND lease_until < " NOW_MS ")"
                  " OR (lease_owner IS NULL AND job IS NOT NULL AND job_model = ANY($2::text[])))"
                  " ORDER BY created LIMIT 1 FOR UPDATE SKIP LOCKED)"
                  " UPDATE interactions i SET lease_owner = $1, lease_until = " NOW_MS " + $3::bigint FROM c"
@@ -151,7 +151,7 @@ static const struct {
                  " i.request, i.input, i.history, i.turn, i.outputs, i.usage, i.errors, i.job, i.has_output,"
                  " i.cancel_requested, c.prev IS NOT NULL,"
                  " (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.interaction_id = i.id)",
-                 3},
+                 4},
     [S_RELEASE] = {"UPDATE interactions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2"
                    " RETURNING pg_notify('castor', 'job')",
                    2},
@@ -967,7 +967,7 @@ static cst_status pg_lease_renew(cst_store *bs, const char *node, const char *co
 }
 
 static cst_status pg_job_claim(cst_store *bs, const char *node, const char *const *models, size_t n_models,
-                               int64_t lease_ms, cst_job *out) {
+                               bool takeover, int64_t lease_ms, cst_job *out) {
     pg_store *s = (pg_store *)bs;
     memset(out, 0, sizeof *out);
     cst_buf arr = {0};
@@ -981,7 +981,7 @@ static cst_status pg_job_claim(cst_store *bs, const char *node, const char *cons
         return op_end(&o, CST_ERR_STORE);
     }
     char l[24];
-    const char *v[3] = {node, arr.p, I64(l, lease_ms)};
+    const char *v[4] = {node, arr.p, I64(l, lease_ms), takeover ? "true" : "false"};
     PGresult *r = exec_stmt(&o, S_CLAIM, v, NULL, NULL, 0);
     cst_buf_free(&arr);
     cst_status rc = CST_OK;

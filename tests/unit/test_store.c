@@ -467,14 +467,14 @@ TEST(store_live_leases_and_queue) {
     ASSERT(wait_payload(s, "job"));
     cst_job j;
     const char *other[1] = {"stem-x"}, *mine[1] = {"stem-m"};
-    ASSERT_EQ(o->job_claim(s, "n1", other, 1, 60000, &j), CST_ERR_NOT_FOUND);
-    ASSERT_OK(o->job_claim(s, "n1", mine, 1, 60000, &j));
+    ASSERT_EQ(o->job_claim(s, "n1", other, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
+    ASSERT_OK(o->job_claim(s, "n1", mine, 1, true, 60000, &j));
     ASSERT_STREQ(j.rec.id, "v1_live1");
     ASSERT_STREQ(j.body, "{\"model\":\"m\"}");
     ASSERT(j.is_job && !j.takeover && !j.output && !j.cancel);
     ASSERT_EQ(j.n_events, 0);
     cst_job_clear(&j);
-    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, 60000, &j), CST_ERR_NOT_FOUND); /* held by n1 */
+    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND); /* held by n1 */
     /* only the holder writes its events */
     const char *ev[1] = {"{\"event_type\":\"step.delta\"}"};
     ASSERT_EQ(o->live_events(s, "v1_live1", "n2", 1, ev, 1, true, true), CST_ERR_CONFLICT);
@@ -500,7 +500,8 @@ TEST(store_live_leases_and_queue) {
     ASSERT(held && cancel);
     /* n1 stops renewing (a lease already past): n2 takes it over, with no model of its own */
     ASSERT_OK(o->lease_renew(s, "n1", ids, 1, -1000, &held, &cancel));
-    ASSERT_OK(o->job_claim(s, "n2", NULL, 0, 60000, &j));
+    ASSERT_EQ(o->job_claim(s, "n2", NULL, 0, false, 60000, &j), CST_ERR_NOT_FOUND); /* no takeovers asked */
+    ASSERT_OK(o->job_claim(s, "n2", NULL, 0, true, 60000, &j));
     ASSERT_STREQ(j.rec.id, "v1_live1");
     ASSERT(j.takeover && j.output && j.cancel && j.is_job);
     ASSERT_EQ(j.n_events, 1);
@@ -521,7 +522,7 @@ TEST(store_live_leases_and_queue) {
     ASSERT_EQ(c.seqs[1], 2);
     ASSERT_EQ(o->cancel_request(s, "k1", "v1_live1", 80, "{}", st), CST_ERR_CONFLICT); /* terminal already */
     ASSERT_STREQ(st, "cancelled");
-    ASSERT_EQ(o->job_claim(s, "n3", mine, 1, 60000, &j), CST_ERR_NOT_FOUND);
+    ASSERT_EQ(o->job_claim(s, "n3", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
     /* a job nobody holds is cancelled at once */
     r.id = "v1_live2";
     ASSERT_OK(o->live_put(s, &r, NULL, 60000, "{}", "stem-m"));
@@ -534,9 +535,9 @@ TEST(store_live_leases_and_queue) {
     /* a job released by its holder goes back to the queue */
     r.id = "v1_live3";
     ASSERT_OK(o->live_put(s, &r, "n1", 60000, "{}", "stem-m"));
-    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, 60000, &j), CST_ERR_NOT_FOUND);
+    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
     ASSERT_OK(o->job_release(s, "v1_live3", "n1"));
-    ASSERT_OK(o->job_claim(s, "n2", mine, 1, 60000, &j));
+    ASSERT_OK(o->job_claim(s, "n2", mine, 1, true, 60000, &j));
     ASSERT_STREQ(j.rec.id, "v1_live3");
     ASSERT(!j.takeover);
     cst_job_clear(&j);
