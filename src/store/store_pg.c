@@ -53,7 +53,12 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE interactions ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until BIGINT,"
     " ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false, ADD COLUMN job TEXT, ADD COLUMN job_model TEXT,"
     " ADD COLUMN has_output BOOLEAN NOT NULL DEFAULT false;"
-    "CREATE INDEX interactions_live ON interactions(created) WHERE status IN ('queued', 'in_progress');",
+    "CREATE INDEX interactions_live ON interactions(created) WHERE status IN ('queued', 'in_progress');"
+    /* runs left unfinished by replicas without leases: taken over (failed)
+     * an hour from now, unless a replica still running them ends them first */
+    "UPDATE interactions SET lease_owner = 'migration-2',"
+    " lease_until = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000"
+    " WHERE status IN ('queued', 'in_progress');",
 };
 
 /* key of the advisory lock held while migrating (any constant of our own) */
