@@ -10,6 +10,10 @@
  * --max-output; 0: until the context is full). Enough for a paragraph;
  * seconds on a small model, so examples never run to the context's end. */
 #define CST_DEFAULT_MAX_OUTPUT 256
+/* Open client connections (castor serve --max-connections). An idle or
+ * waiting connection costs a descriptor and a few KiB, never a thread
+ * (epoll, parked while it waits), so the default is large. */
+#define CST_DEFAULT_MAX_CONNECTIONS 16384
 
 #include "castor.h"
 
@@ -64,7 +68,7 @@ typedef struct cst_server_params {
     size_t image_decode_bytes;     /* pixel memory of the images being decoded at once, all requests
                                     * together (default 512 MiB): an image over it is a 400, the
                                     * others wait for room (up to 30 s, then 429) */
-    int32_t max_connections;       /* open client connections (default 1024; the descriptor limit
+    int32_t max_connections;       /* open client connections (default CST_DEFAULT_MAX_CONNECTIONS; the descriptor limit
                                     * is raised to fit, else this is lowered to fit it) */
     int32_t max_connections_per_ip; /* per client address (default 0: no per-address limit) */
 } cst_server_params;

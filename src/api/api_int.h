@@ -59,6 +59,37 @@ typedef struct alias {
 
 typedef struct run run;
 
+/* ---- parked connections (server.c) ----------------------------------------
+ * libmicrohttpd runs an epoll thread pool: no handler may block its worker.
+ * A connection that waits (an SSE writer with nothing to send, a unary create
+ * waiting for its run) is suspended, "parked", and resumed by whoever has
+ * news for it: its run's next event (cst_run_watch_locked), or the server's
+ * ticker (every CST_PARK_TICK_S: a keep-alive comment is due at wake_at, or
+ * the client hung up). Lock order: run mu, then the server's park_mu, then
+ * MHD's own. */
+#define CST_PARK_TICK_S 0.2
+#define CST_RETRY_S 0.05 /* a request parked to run again (cs->retry) waits this long */
+#define CST_HTTP_THREADS_MIN 4  /* MHD workers: CPUs, at least this... */
+#define CST_HTTP_THREADS_MAX 16 /* ...and at most this */
+typedef struct cst_park {
+    struct MHD_Connection *c;
+    int fd;                       /* its socket (hang-up checks) */
+    double wake_at;               /* the ticker resumes it then (0: never) */
+    bool parked;                  /* suspended, not yet resumed (park_mu) */
+    struct cst_park *prev, *next; /* the server's parked list (park_mu) */
+    struct cst_park *run_next;    /* a run's watchers (run mu) */
+    bool on_run;                  /* in a run's watcher list (run mu) */
+} cst_park;
+/* Suspend p's connection (wake_at as above); the caller is in that
+ * connection's MHD callback and returns from it. Suspend and resume both
+ * happen under park_mu, so a resume never comes before its suspend (which
+ * MHD would lose). */
+void cst_park_conn(cst_server *s, cst_park *p, double wake_at);
+/* Resume p's connection if it is parked (any thread). */
+void cst_unpark(cst_server *s, cst_park *p);
+/* Take p off the server's list without resuming it (its connection ends). */
+void cst_park_forget(cst_server *s, cst_park *p);
+
 struct cst_server {
     cst_server_params p;
     char host[256];
@@ -85,6 +116,15 @@ struct cst_server {
     uint8_t sig_key[32];   /* thought signatures (signature.c) */
     struct cst_files *files; /* Files API state (files.c) */
     struct cst_queue *queue; /* live runs shared with other replicas (queue.c); NULL: one process */
+    /* parked connections and the ticker that wakes them (server.c) */
+    pthread_mutex_t park_mu;
+    pthread_cond_t park_cv; /* the ticker's sleep: signalled by a park due before park_next */
+    double park_next;       /* when the ticker wakes next (park_mu) */
+    cst_park *parked;
+    size_t n_parked;
+    pthread_t ticker;
+    bool ticker_started;
+    atomic_bool ticker_stop;
 };
 
 /* ---- per-connection request state ----------------------------------- */
@@ -100,6 +140,16 @@ typedef struct conn {
      * body, and how its result is answered (NULL: an Interactions request) */
     json_t *xbody;
     struct cst_dialect_out *xout;
+    /* a unary create waiting for its run while the connection is parked
+     * (routes.c: cst_route_resume answers when the run is done) */
+    run *wait;
+    struct cst_dialect_out *wait_out; /* the dialect's unary hook (owns its ctx), or NULL */
+    int wait_style;                   /* err_style of the request */
+    int rid;                          /* route_id, for the metrics of the deferred reply */
+    bool retry;                       /* parked to run the request again (image decode memory full) */
+    double cancel_until;              /* routes.c: a cancel of a run live on another replica, asked;
+                                       * looked at again until then (0: not asked) */
+    cst_park pk;
 } conn;
 
 /* ---- dialects: answering another API's request from a run (dialect.c) --- */
@@ -132,6 +182,8 @@ typedef enum {
     E_INTERNAL,     /* 500 internal */
     E_UNAVAILABLE,  /* 503 unavailable */
     E_TIMEOUT,      /* 504 gateway_timeout */
+    E_URI_TOO_LONG, /* 414 invalid_request */
+    E_HEADERS_TOO_LARGE, /* 431 invalid_request */
     E_KIND_LAST
 } ekind;
 
@@ -151,6 +203,7 @@ void cst_api_common_headers(struct MHD_Response *r);
  * RPC {"error":{"code":400,"message","status"}}, or OpenAI's. */
 typedef enum { ERR_STYLE_INTERACTIONS = 0, ERR_STYLE_RPC, ERR_STYLE_OPENAI } err_style;
 void cst_api_set_err_style(err_style st);
+err_style cst_api_get_err_style(void);
 /* The error body of kind k in a style (new reference). */
 json_t *cst_api_error_body(err_style st, ekind k, const char *msg);
 /* Map a cst_status to an error kind. */
@@ -300,6 +353,7 @@ struct run {
     size_t n_stored;  /* events written to the store */
     char *job_body;   /* a live background run: its create body (run again from it elsewhere) */
     const char *job_model; /* ... and the model replicas claim it by (the served file's stem) */
+    cst_park *watchers; /* parked connections to resume at the next event (mu) */
 };
 
 /* Start a run: submits to the scheduler (errors before any event: BUSY,
@@ -307,6 +361,12 @@ struct run {
  * the caller (run_unref). */
 cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
                          json_t *history, json_t *body, run **out, char *err, size_t errlen);
+/* Resume p's parked connection at the run's next event or its end (r->mu
+ * held; one-shot: the watcher is dropped when it fires). */
+void cst_run_watch_locked(run *r, cst_park *p);
+void cst_run_unwatch(run *r, cst_park *p);
+/* True when r is done; else p watches r and its connection is parked. */
+bool cst_run_done_or_park(run *r, cst_park *p);
 void cst_run_unref(run *r);
 void cst_run_cancel(run *r);
 /* Wait until done (timeout < 0: forever); returns done. */
@@ -358,8 +418,15 @@ void cst_metrics_cache_source(const char *name, const char *what, cst_metrics_ca
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner);
 enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
                               const char *id);
-enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
-enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id);
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id);
+/* A parked unary create resumed (cs->wait): answers when its run is done, else
+ * parks the connection again. */
+enum MHD_Result cst_route_resume(cst_server *s, struct MHD_Connection *c, conn *cs);
+/* The connection of cs ends: drop a parked create's wait (its run goes on). */
+void cst_route_resume_end(cst_server *s, conn *cs);
 smodel *cst_api_find_model(cst_server *s, const char *name);
 /* True when the client socket is closed. */
 bool cst_api_client_gone(int fd);

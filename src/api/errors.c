@@ -17,6 +17,7 @@ static const struct {
     [E_NOT_FOUND] = {404, "not_found"},         [E_TOO_LARGE] = {413, "invalid_request"},
     [E_EXHAUSTED] = {429, "resource_exhausted"}, [E_INTERNAL] = {500, "internal"},
     [E_UNAVAILABLE] = {503, "unavailable"},     [E_TIMEOUT] = {504, "gateway_timeout"},
+    [E_URI_TOO_LONG] = {414, "invalid_request"}, [E_HEADERS_TOO_LARGE] = {431, "invalid_request"},
 };
 
 int cst_api_ekind_http(ekind k) { return kinds[k].http; }
@@ -79,13 +80,15 @@ enum MHD_Result cst_api_json_id(struct MHD_Connection *c, int status, json_t *j,
 static _Thread_local err_style tl_style;
 
 void cst_api_set_err_style(err_style st) { tl_style = st; }
+err_style cst_api_get_err_style(void) { return tl_style; }
 
 static const char *rpc_status_of(ekind k) {
     static const char *st[E_KIND_LAST] = {
         [E_INVALID] = "INVALID_ARGUMENT", [E_PRECOND] = "FAILED_PRECONDITION", [E_UNAUTH] = "UNAUTHENTICATED",
         [E_DENIED] = "PERMISSION_DENIED", [E_NOT_FOUND] = "NOT_FOUND",      [E_TOO_LARGE] = "INVALID_ARGUMENT",
         [E_EXHAUSTED] = "RESOURCE_EXHAUSTED", [E_INTERNAL] = "INTERNAL",    [E_UNAVAILABLE] = "UNAVAILABLE",
-        [E_TIMEOUT] = "DEADLINE_EXCEEDED"};
+        [E_TIMEOUT] = "DEADLINE_EXCEEDED", [E_URI_TOO_LONG] = "INVALID_ARGUMENT",
+        [E_HEADERS_TOO_LARGE] = "INVALID_ARGUMENT"};
     return st[k];
 }
 

@@ -77,7 +77,11 @@ size_t cst_media_count(json_t *const *lists, size_t n_lists);
 /* Resolve every image block of the lists (files of owner or inline data),
  * check type and size, decode, encode with sm's projector (or take the
  * cached embeddings) into out, in order. On failure *kind and err say what
- * to answer (404 unknown file, 400 foreign URL / bad base64 / type, ...). */
+ * to answer (404 unknown file, 400 foreign URL / bad base64 / type, ...);
+ * E_EXHAUSTED: the image decode memory has no room now (it never waits: the
+ * caller retries, without holding a thread, for up to
+ * CST_MEDIA_DECODE_WAIT_S, then answers 429). */
+#define CST_MEDIA_DECODE_WAIT_S 30.0
 bool cst_media_prepare(cst_server *s, struct MHD_Connection *c, smodel *sm, const char *owner,
                        json_t *const *lists, size_t n_lists, cst_media *out, ekind *kind, char *err,
                        size_t errlen);

@@ -233,21 +233,14 @@ int cst_files_uri_id(const char *uri, const char *prefix, const char *const *hos
  * the RGB copy (7 bytes a pixel). */
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     size_t used;
-} DB = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+} DB = {PTHREAD_MUTEX_INITIALIZER, 0};
 
-#define DECODE_WAIT_S 30.0
-
-/* Take need bytes of budget, waiting up to DECODE_WAIT_S for room; false
- * when it did not come. */
+/* Take need bytes of budget if there is room now; false when there is not
+ * (never waits: an MHD worker serves other connections; the create retries,
+ * parked, routes.c). */
 static bool decode_take(size_t need, size_t budget) {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += (time_t)DECODE_WAIT_S;
     pthread_mutex_lock(&DB.mu);
-    int rc = 0;
-    while (DB.used + need > budget && rc == 0) rc = pthread_cond_timedwait(&DB.cv, &DB.mu, &dl);
     const bool ok = DB.used + need <= budget;
     if (ok) DB.used += need;
     pthread_mutex_unlock(&DB.mu);
@@ -258,7 +251,6 @@ static void decode_give(size_t n) {
     if (!n) return;
     pthread_mutex_lock(&DB.mu);
     DB.used -= n;
-    pthread_cond_broadcast(&DB.cv);
     pthread_mutex_unlock(&DB.mu);
 }
 

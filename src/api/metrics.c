@@ -233,6 +233,12 @@ char *cst_metrics_render(cst_server *s) {
     pthread_mutex_unlock(&s->runs_mu);
     sb_printf(&b, "# HELP castor_inflight_interactions Interactions running now.\n"
                   "# TYPE castor_inflight_interactions gauge\ncastor_inflight_interactions %d\n", nr);
+    pthread_mutex_lock(&s->park_mu);
+    const size_t np = s->n_parked;
+    pthread_mutex_unlock(&s->park_mu);
+    sb_printf(&b, "# HELP castor_parked_connections Connections waiting without a thread (streams with nothing to "
+                  "send, unary creates waiting for their run).\n"
+                  "# TYPE castor_parked_connections gauge\ncastor_parked_connections %zu\n", np);
     sb_printf(&b, "# HELP castor_uptime_seconds Seconds since start.\n# TYPE castor_uptime_seconds gauge\n"
                   "castor_uptime_seconds %.0f\n", cst_time_now() - s->t_start);
     pthread_mutex_lock(&M.mu);

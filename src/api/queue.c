@@ -26,8 +26,8 @@ typedef struct cst_queue {
     pthread_t th;
     atomic_bool stop, kick;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t gen; /* notifications seen */
+    uint64_t gen;        /* notifications seen (mu) */
+    cst_park *watchers;  /* followers parked until the next notification (mu) */
     atomic_uint_fast64_t claimed, renewals, rerun, failed, cancelled;
     double quiet_until; /* no takeovers before (queue thread only): see store_failed */
 } cst_queue;
@@ -46,26 +46,39 @@ uint64_t cst_queue_gen(cst_server *s) {
     return g;
 }
 
-uint64_t cst_queue_wait(cst_server *s, uint64_t gen, double timeout_s) {
+bool cst_queue_park(cst_server *s, cst_park *p, uint64_t gen, double wake_at) {
     cst_queue *q = s->queue;
     if (!q) {
-        usleep((useconds_t)(timeout_s * 1e6));
-        return 0;
+        cst_park_conn(s, p, wake_at);
+        return true;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    const double t = (double)dl.tv_sec + dl.tv_nsec * 1e-9 + timeout_s;
-    dl.tv_sec = (time_t)t;
-    dl.tv_nsec = (long)((t - (double)dl.tv_sec) * 1e9);
-    pthread_mutex_lock(&q->mu);
-    while (q->gen == gen && pthread_cond_timedwait(&q->cv, &q->mu, &dl) == 0) {
+    pthread_mutex_lock(&q->mu); /* lock order: q->mu, then the server's park_mu */
+    const bool news = q->gen != gen;
+    if (!news) {
+        if (!p->on_run) { /* a follower watches no run: the run links serve the queue's list */
+            p->on_run = true;
+            p->run_next = q->watchers;
+            q->watchers = p;
+        }
+        cst_park_conn(s, p, wake_at);
     }
-    uint64_t g = q->gen;
     pthread_mutex_unlock(&q->mu);
-    return g;
+    return !news;
 }
 
-static bool live_status(const char *st) { return !strcmp(st, "queued") || !strcmp(st, "in_progress"); }
+void cst_queue_unwatch(cst_server *s, cst_park *p) {
+    cst_queue *q = s->queue;
+    if (!q) return;
+    pthread_mutex_lock(&q->mu);
+    for (cst_park **pp = &q->watchers; *pp; pp = &(*pp)->run_next)
+        if (*pp == p) {
+            *pp = p->run_next;
+            break;
+        }
+    p->on_run = false;
+    p->run_next = NULL;
+    pthread_mutex_unlock(&q->mu);
+}
 
 static int32_t n_slots(cst_server *s) { return s->p.n_slots > 0 ? s->p.n_slots : 4; }
 static bool has_slot(cst_server *s, smodel *sm) {
@@ -188,18 +201,22 @@ static bool start_job(cst_queue *q, const cst_job *j, ekind *k, char *err, size_
     create_prep pp = {0};
     run *r = NULL;
     bool ok = cst_create_prepare(s, NULL, &cr, j->rec.owner, &pp, k, err, errlen);
+    bool release = !ok && pp.media_full; /* the image decode memory is full here now */
     if (ok && !cst_create_limits(s, &cr, &pp, err, errlen)) {
         *k = E_INVALID;
         ok = false;
     }
     if (ok) {
         cst_status st = cst_run_start_job(s, pp.sm, &cr, j, &pp.cp, pp.history, body, &r, err, errlen);
-        if (st == CST_ERR_BUSY) { /* the slot went meanwhile: back to the queue */
-            (void)s->store->ops->job_release(s->store, j->rec.id, q->node);
-        } else if (st) {
+        release = st == CST_ERR_BUSY; /* the slot went meanwhile */
+        if (st && !release) {
             *k = cst_api_status_kind(st);
             ok = false;
         }
+    }
+    if (release) { /* back to the queue, for this replica later or another one */
+        (void)s->store->ops->job_release(s->store, j->rec.id, q->node);
+        ok = true;
     }
     cst_run_unref(r); /* its pump holds its own reference */
     create_prep_clear(&pp);
@@ -270,7 +287,13 @@ static void on_notify(cst_queue *q, const char *p) {
     }
     pthread_mutex_lock(&q->mu); /* followers look again */
     q->gen++;
-    pthread_cond_broadcast(&q->cv);
+    for (cst_park *w = q->watchers, *nx; w; w = nx) {
+        nx = w->run_next;
+        w->on_run = false;
+        w->run_next = NULL;
+        cst_unpark(s, w);
+    }
+    q->watchers = NULL;
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -313,12 +336,10 @@ cst_status cst_queue_start(cst_server *s, char *err, size_t errlen) {
     cst_api_new_id(rnd);
     snprintf(q->node, sizeof q->node, "%s:%d:%.8s", host, (int)getpid(), rnd + 3);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
     s->queue = q;
     if (pthread_create(&q->th, NULL, queue_main, q) != 0) {
         s->queue = NULL;
         pthread_mutex_destroy(&q->mu);
-        pthread_cond_destroy(&q->cv);
         free(q);
         cst_errf(err, errlen, "cannot start the replica queue thread");
         return CST_ERR_NOMEM;
@@ -339,30 +360,14 @@ void cst_queue_free(cst_server *s) {
     cst_queue_stop(s);
     s->queue = NULL;
     pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->cv);
     free(q);
 }
 
 /* ---- cancel across replicas --------------------------------------------------- */
 
-cst_status cst_queue_cancel(cst_server *s, const char *owner, const char *id, cst_irec *rec) {
-    memset(rec, 0, sizeof *rec);
+cst_status cst_queue_cancel(cst_server *s, const char *owner, const char *id) {
     char status[24];
-    cst_status st = s->store->ops->cancel_request(s->store, owner, id, (int64_t)time(NULL), ZERO_USAGE, status);
-    if (st && st != CST_ERR_CONFLICT) return st;
-    const cst_status asked = st;
-    /* the replica that runs it stops within a token once notified; one
-     * that died leaves it to lease expiry (claim: cancelled) */
-    const double deadline = cst_time_now() + 2.0 * (double)cst_queue_lease_ms(s) / 1000.0 + 5.0;
-    for (;;) {
-        const uint64_t gen = cst_queue_gen(s);
-        st = cst_store_get(s->store, owner, id, rec);
-        if (st) return st;
-        if (asked == CST_ERR_CONFLICT) return CST_ERR_CONFLICT;
-        if (!live_status(rec->status) || cst_time_now() > deadline) return CST_OK;
-        cst_irec_clear(rec);
-        cst_queue_wait(s, gen, 0.25);
-    }
+    return s->store->ops->cancel_request(s->store, owner, id, (int64_t)time(NULL), ZERO_USAGE, status);
 }
 
 void cst_queue_metrics(cst_server *s, char *out, size_t n) {

@@ -17,6 +17,7 @@ typedef struct create_prep {
     chat_prompt cp;
     cst_media media;
     json_t *doc_lists[2];
+    bool media_full; /* failed: the image decode memory is full now (E_EXHAUSTED; try again soon) */
 } create_prep;
 /* Resolve the model, rebuild the conversation (stored chain + context),
  * expand documents, render and tokenize, resolve images (c may be NULL).
@@ -36,14 +37,16 @@ void cst_queue_free(cst_server *s);  /* after the last run */
 const char *cst_queue_node(cst_server *s);  /* this replica's lease name */
 int64_t cst_queue_lease_ms(cst_server *s);
 void cst_queue_kick(cst_server *s);         /* a slot was freed: look for queued jobs */
-/* Store changes seen (notifications): wait until the count differs from
- * gen or timeout_s passes; returns the count. */
+/* Notifications seen (a count). */
 uint64_t cst_queue_gen(cst_server *s);
-uint64_t cst_queue_wait(cst_server *s, uint64_t gen, double timeout_s);
-/* The interaction (owner, id), live on another replica: ask it to stop and
- * wait until its record is terminal (at most a few leases). *rec (caller
- * clears it, unless CST_ERR_NOT_FOUND or CST_ERR_STORE) is the record
- * after; CST_ERR_CONFLICT when it was terminal already (rec says how). */
-cst_status cst_queue_cancel(cst_server *s, const char *owner, const char *id, cst_irec *rec);
+/* Park p's connection (the caller is in its MHD callback) until the next
+ * notification or wake_at (server.c's ticker); false, not parked, when a
+ * notification came since gen was read. */
+bool cst_queue_park(cst_server *s, cst_park *p, uint64_t gen, double wake_at);
+void cst_queue_unwatch(cst_server *s, cst_park *p); /* p's connection ends */
+/* Ask (owner, id), live on another replica, to stop (the store's
+ * cancel_request: a job nobody holds is cancelled at once). CST_ERR_CONFLICT:
+ * terminal already; CST_ERR_NOT_FOUND; CST_ERR_STORE. */
+cst_status cst_queue_cancel(cst_server *s, const char *owner, const char *id);
 
 #endif

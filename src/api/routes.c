@@ -1,10 +1,11 @@
 /* routes.c: the interaction endpoints (§3-6): create (JSON, SSE, background),
  * get (JSON or SSE replay with last_event_id), delete and cancel, plus the
- * SSE writer: an MHD content-reader callback that blocks on the run's event
- * log (thread-per-connection), writes the events that are there (flushed at
- * once, straight into MHD's buffer),
- * sends keep-alive comments while nothing happens, ends with [DONE], and
- * cancels a non-background run when the client goes away.
+ * SSE writer: an MHD content-reader callback that writes the events in the
+ * run's log (straight into MHD's buffer, flushed at once) and, with nothing
+ * to send, parks its connection until the run's next event (server.c);
+ * keep-alive comments while nothing happens, [DONE] at the end, and a
+ * non-background run cancelled when the client goes away. A unary create
+ * parks its connection until its run is done (cst_route_resume).
  */
 #define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
@@ -56,9 +57,10 @@ typedef struct sse {
     bool cancel_on_close;
     int fd;
     double last_write;
-    double last_gone_check;
     double keepalive_s;
     cst_server *srv;
+    cst_park pk; /* parked while the live run has nothing new */
+    bool woke_idle; /* parked since the last write */
     /* another API's stream (dialect.c): events translated by xf */
     char *(*xf)(void *ctx, const char *type, const char *data);
     void *xctx;
@@ -99,13 +101,16 @@ typedef struct {
 
 static bool is_live_status(const char *st) { return !strcmp(st, "queued") || !strcmp(st, "in_progress"); }
 
+/* A follower with nothing new looks at the store again after this long at
+ * the latest (notifications usually wake it sooner). */
+#define FOLLOW_POLL_S 0.25
+
 /* Append the events stored after the frames held (a run live on another
  * replica); the end is interaction.completed, or a terminal record with
- * nothing more stored. 1: frames added or the end reached; 0: nothing new
- * (after waiting up to 250 ms for a notification); -1: the store failed. */
+ * nothing more stored. 1: frames added or the end reached; 0: nothing new;
+ * -1: the store failed. */
 static int follow_more(sse *w) {
     cst_server *s = w->srv;
-    const uint64_t gen = cst_queue_gen(s);
     for (int pass = 0; pass < 2; pass++) {
         const size_t had = w->n_frames;
         load_ctx lc = {.w = w};
@@ -126,9 +131,7 @@ static int follow_more(sse *w) {
         if (live) break;
         w->follow_end = true; /* terminal: what its last transaction stored is read once more */
     }
-    if (w->follow_end) return 1;
-    cst_queue_wait(s, gen, 0.25);
-    return 0;
+    return w->follow_end ? 1 : 0;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -150,6 +153,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             memcpy(buf, w->pend + w->pend_off, n);
             w->pend_off += n;
             w->last_write = cst_time_now();
+            w->woke_idle = false;
             return (ssize_t)n;
         }
         free(w->pend);
@@ -185,38 +189,30 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 pthread_mutex_unlock(&r->mu);
                 if (n > 0) {
                     w->last_write = cst_time_now();
+                    w->woke_idle = false;
                     return (ssize_t)n;
                 }
                 goto have;
             } else if (r->done) {
                 w->done_queued = true;
             } else {
-                /* wake on a new event, at least every 200 ms (disconnect
-                 * checks), and in time for the next keep-alive comment */
-                const double now = cst_time_now();
-                const double until_ka = w->keepalive_s - (now - w->last_write);
-                const long wait_ns = (long)(CST_MAX(0.001, CST_MIN(0.2, until_ka)) * 1e9);
-                struct timespec dl;
-                clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += wait_ns;
-                while (dl.tv_nsec >= 1000000000L) {
-                    dl.tv_sec++;
-                    dl.tv_nsec -= 1000000000L;
+                /* nothing new: a keep-alive comment when one is due, else
+                 * park until the run's next event, the keep-alive time or a
+                 * hang-up (the ticker), whichever comes first */
+                /* woken with nothing new (the ticker: a hang-up or a
+                 * keep-alive due) when it parked since its last write; after
+                 * a write it parks without a syscall (per token) */
+                const bool gone = w->woke_idle && cst_api_client_gone(w->fd);
+                if (!gone && cst_time_now() - w->last_write < w->keepalive_s) {
+                    cst_run_watch_locked(r, &w->pk);
+                    cst_park_conn(w->srv, &w->pk, w->last_write + w->keepalive_s);
+                    w->woke_idle = true;
+                    pthread_mutex_unlock(&r->mu);
+                    return 0;
                 }
-                const bool woke = pthread_cond_timedwait(&r->ev_cv, &r->mu, &dl) == 0;
-                const bool more = w->next < cst_run_visible_locked(r) || r->done;
                 pthread_mutex_unlock(&r->mu);
-                /* a disconnect check when the wait timed out, or 200 ms after
-                 * the last one (not a syscall per token) */
-                const double t = cst_time_now();
-                if (!woke || t - w->last_gone_check >= 0.2) {
-                    w->last_gone_check = t;
-                    if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-                }
-                if (more) continue;
-                if (t - w->last_write >= w->keepalive_s)
-                    f = w->xf ? w->xf(w->xctx, ":", NULL) : strdup(": keep-alive\n\n");
-                if (!f) continue;
+                if (gone) return MHD_CONTENT_READER_END_WITH_ERROR;
+                f = w->xf ? w->xf(w->xctx, ":", NULL) : strdup(": keep-alive\n\n");
                 goto have;
             }
             pthread_mutex_unlock(&r->mu);
@@ -224,14 +220,23 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             if (w->next < w->n_frames) {
                 f = strdup(w->frames[w->next++]);
             } else if (w->follow && !w->follow_end) {
+                const uint64_t gen = cst_queue_gen(w->srv);
                 const int got = follow_more(w);
                 if (got < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
                 if (got > 0) continue;
-                const double t = cst_time_now(); /* nothing new for a while */
-                if (cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (t - w->last_write < w->keepalive_s) continue;
+                /* nothing new: park until a notification (queue.c), the next
+                 * look at the store or the keep-alive time; a hang-up is
+                 * checked when it woke with nothing new */
+                if (w->woke_idle && cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+                const double now = cst_time_now();
+                if (now - w->last_write < w->keepalive_s) {
+                    if (!cst_queue_park(w->srv, &w->pk, gen, CST_MIN(w->last_write + w->keepalive_s,
+                                                                     now + FOLLOW_POLL_S)))
+                        continue; /* news came meanwhile */
+                    w->woke_idle = true;
+                    return 0;
+                }
                 f = w->xf ? w->xf(w->xctx, ":", NULL) : strdup(": keep-alive\n\n");
-                if (!f) continue;
                 goto have;
             } else {
                 w->done_queued = true;
@@ -248,7 +253,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void sse_free(void *cls) {
     sse *w = cls;
+    if (w->srv) cst_park_forget(w->srv, &w->pk);
+    if (w->follow && w->srv) cst_queue_unwatch(w->srv, &w->pk);
     if (w->r) {
+        cst_run_unwatch(w->r, &w->pk);
         if (!w->finished && w->cancel_on_close) cst_run_cancel(w->r);
         cst_run_unref(w->r);
     }
@@ -264,6 +272,8 @@ static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse 
     w->last_write = cst_time_now();
     w->keepalive_s = s->p.keepalive_ms > 0 ? s->p.keepalive_ms / 1000.0 : 10.0;
     w->srv = s;
+    w->pk.c = c;
+    w->pk.fd = w->fd;
     atomic_fetch_add(&s->n_writers, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, w, sse_free);
     if (!resp) {
@@ -436,7 +446,10 @@ bool cst_create_prepare(cst_server *s, struct MHD_Connection *c, create_req *cr,
             FAIL(E_INVALID, "model '%s' does not accept image input (no vision projector; serve it with --mmproj)",
                  cr->model);
         *k = E_INVALID;
-        if (!cst_media_prepare(s, c, sm, owner, lists, 2, &p->media, k, err, errlen)) return false;
+        if (!cst_media_prepare(s, c, sm, owner, lists, 2, &p->media, k, err, errlen)) {
+            p->media_full = *k == E_EXHAUSTED; /* the decode memory: the caller may try again */
+            return false;
+        }
         cst = cst_media_tokens(sm, &p->media, &p->cp, err, errlen);
         if (cst) {
             *k = cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID;
@@ -486,6 +499,46 @@ void create_prep_clear(create_prep *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* The reply of a finished unary create (xout: a dialect's hooks, or NULL). */
+static enum MHD_Result unary_reply(struct MHD_Connection *c, run *r, const cst_dialect_out *xout) {
+    if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
+        return cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
+                             r->limit_s);
+    if (r->persist_err) /* acknowledged means stored */
+        return cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
+                             r->persist_err);
+    if (xout && xout->unary) return xout->unary(xout->ctx, c, r);
+    return cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
+}
+
+/* Drop cs's wait for its run (cancelled: the client went away first). */
+static void wait_clear(cst_server *s, conn *cs, bool cancel) {
+    cst_run_unwatch(cs->wait, &cs->pk);
+    cst_park_forget(s, &cs->pk);
+    if (cancel) cst_run_cancel(cs->wait); /* stored cancelled with the text so far */
+    cst_run_unref(cs->wait);
+    cs->wait = NULL;
+    if (cs->wait_out && cs->wait_out->ctx && cs->wait_out->ctx_free) cs->wait_out->ctx_free(cs->wait_out->ctx);
+    free(cs->wait_out);
+    cs->wait_out = NULL;
+}
+
+void cst_route_resume_end(cst_server *s, conn *cs) {
+    if (!cs->wait) return;
+    wait_clear(s, cs, true);
+    atomic_fetch_sub(&s->n_handlers, 1); /* it counted as a handler while parked */
+}
+
+enum MHD_Result cst_route_resume(cst_server *s, struct MHD_Connection *c, conn *cs) {
+    run *r = cs->wait;
+    if (cst_api_client_gone(cs->fd)) /* hung up (the ticker woke it): the connection closes, and */
+        return MHD_NO;                   /* cst_route_resume_end cancels the run */
+    if (!cst_run_done_or_park(r, &cs->pk)) return MHD_YES;
+    enum MHD_Result ret = unary_reply(c, r, cs->wait_out);
+    wait_clear(s, cs, false);
+    return ret;
+}
+
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner) {
     char err[1024];
     if (cs->too_large)
@@ -533,6 +586,15 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     run *r = NULL;
     ekind pk = E_INVALID;
     if (!cst_create_prepare(s, c, &cr, owner, &pp, &pk, err, sizeof err)) {
+        if (pk == E_EXHAUSTED && pp.media_full && cst_time_now() - cs->t_start < CST_MEDIA_DECODE_WAIT_S) {
+            /* the image decode memory is full: the whole request runs
+             * again shortly (nothing is stored before cst_run_start),
+             * parked meanwhile, not holding its worker */
+            cs->retry = true;
+            cst_park_conn(s, &cs->pk, cst_time_now() + CST_RETRY_S);
+            ret = MHD_YES;
+            goto out;
+        }
         ret = cst_api_error(c, pk, "%s", err);
         goto out;
     }
@@ -587,22 +649,27 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         ret = cst_api_json_id(c, 200, cst_run_accepted_json(r), r->id);
         goto out;
     }
-    while (!cst_run_wait(r, 0.1)) {
-        if (cst_api_client_gone(cs->fd)) {
+    /* park until the run is done (cst_route_resume answers then); a
+     * dialect's unary hook goes along with its context */
+    if (cs->xout) {
+        cs->wait_out = malloc(sizeof *cs->wait_out);
+        if (!cs->wait_out) {
             cst_run_cancel(r);
-            cst_run_wait(r, -1);
             ret = MHD_NO;
             goto out;
         }
+        *cs->wait_out = *cs->xout;
+        cs->xout->ctx = NULL;
     }
-    if (cst_run_timed_out(r)) /* stored as failed (gateway_timeout) */
-        ret = cst_api_error(c, E_TIMEOUT, "the interaction '%s' exceeded the server's time limit of %g s", r->id,
-                            r->limit_s);
-    else if (r->persist_err) /* acknowledged means stored */
-        ret = cst_api_error(c, r->persist_transient ? E_UNAVAILABLE : E_INTERNAL, "interaction '%s': %s", r->id,
-                            r->persist_err);
-    else if (cs->xout && cs->xout->unary) ret = cs->xout->unary(cs->xout->ctx, c, r);
-    else ret = cst_api_json_id(c, 200, cst_run_json(r, false, false), r->id);
+    cs->wait = r;
+    cs->wait_style = (int)cst_api_get_err_style();
+    r = NULL;
+    if (!cst_run_done_or_park(cs->wait, &cs->pk)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    ret = unary_reply(c, cs->wait, cs->wait_out);
+    wait_clear(s, cs, false);
 out:
     cst_run_unref(r);
     create_prep_clear(&pp);
@@ -703,7 +770,43 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
 
 /* ---- delete / cancel ---------------------------------------------------- */
 
-enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+/* Stop (owner, id), live on another replica (a shared store), without
+ * holding this worker: the first call asks (queue.c), later ones (the
+ * connection parked to run again every 100 ms) read the record until it is
+ * terminal, or a few leases passed. 0: *rec (caller clears it) is the
+ * record then, *was_terminal says it was terminal before the ask; 1: parked;
+ * -1: answered with an error. *ret is the handler's result in the last two. */
+static int cancel_elsewhere(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner, const char *id,
+                            cst_irec *rec, bool *was_terminal, enum MHD_Result *ret) {
+    *was_terminal = false;
+    cst_status st = CST_OK;
+    if (cs->cancel_until == 0) {
+        st = cst_queue_cancel(s, owner, id);
+        *was_terminal = st == CST_ERR_CONFLICT;
+        if (st == CST_OK || st == CST_ERR_CONFLICT)
+            cs->cancel_until = cst_time_now() + 2.0 * (double)cst_queue_lease_ms(s) / 1000.0 + 5.0;
+    }
+    if (st == CST_OK || st == CST_ERR_CONFLICT) st = cst_store_get(s->store, owner, id, rec);
+    if (st) {
+        cs->cancel_until = 0;
+        *ret = st == CST_ERR_NOT_FOUND ? cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id)
+                                       : cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL,
+                                                       "store: %s", s->store->err);
+        return -1;
+    }
+    if (*was_terminal || !is_live_status(rec->status) || cst_time_now() > cs->cancel_until) {
+        cs->cancel_until = 0;
+        return 0;
+    }
+    cst_irec_clear(rec);
+    cs->retry = true; /* the replica running it stops it within a token of the notification */
+    cst_park_conn(s, &cs->pk, cst_time_now() + 0.1);
+    *ret = MHD_YES;
+    return 1;
+}
+
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) { /* deleting a running interaction cancels it first */
         cst_run_cancel(r);
@@ -711,8 +814,11 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
         cst_run_unref(r);
     } else if (cst_store_live(s->store)) { /* ... on whichever replica runs it */
         cst_irec rec;
-        cst_status st = cst_queue_cancel(s, owner, id, &rec);
-        if (st != CST_ERR_NOT_FOUND) cst_irec_clear(&rec);
+        bool was_terminal;
+        enum MHD_Result ret;
+        const int k = cancel_elsewhere(s, c, cs, owner, id, &rec, &was_terminal, &ret);
+        if (k != 0) return ret;
+        cst_irec_clear(&rec);
     }
     cst_status st = cst_store_del(s->store, owner, id);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
@@ -720,7 +826,8 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
     return cst_api_json(c, 200, json_object());
 }
 
-enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) {
         /* terminal once final (a GET already shows it), even while its
@@ -740,16 +847,21 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
         return cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, status);
     }
     cst_irec rec;
-    cst_status st = cst_store_live(s->store) ? cst_queue_cancel(s, owner, id, &rec) /* live on another replica? */
-                                             : cst_store_get(s->store, owner, id, &rec);
-    if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st == CST_OK && cst_store_live(s->store)) { /* stopped there; its record as it ended */
-        enum MHD_Result ret = cst_api_json(c, 200, cst_irec_json(&rec, false));
-        cst_irec_clear(&rec);
-        return ret;
+    if (cst_store_live(s->store)) { /* live on another replica? */
+        bool was_terminal;
+        enum MHD_Result ret;
+        const int k = cancel_elsewhere(s, c, cs, owner, id, &rec, &was_terminal, &ret);
+        if (k != 0) return ret;
+        if (!was_terminal) { /* stopped there (or still stopping): its record now */
+            ret = cst_api_json(c, 200, cst_irec_json(&rec, false));
+            cst_irec_clear(&rec);
+            return ret;
+        }
+    } else {
+        cst_status st = cst_store_get(s->store, owner, id, &rec);
+        if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
+        if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     }
-    if (st && st != CST_ERR_CONFLICT)
-        return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
     enum MHD_Result ret =
         cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, rec.status);
     cst_irec_clear(&rec);

@@ -54,6 +54,48 @@ static json_t *usage_json(int32_t n_prompt, int32_t n_cached, int32_t n_gen, int
 
 /* ---- events ---------------------------------------------------------------- */
 
+/* Resume the connections parked on r (r->mu held): an SSE writer with a new
+ * event to send, a unary create whose run is done. One-shot. */
+static void wake_watchers_locked(run *r) {
+    for (cst_park *p = r->watchers, *nx; p; p = nx) {
+        nx = p->run_next;
+        p->on_run = false;
+        p->run_next = NULL;
+        cst_unpark(r->srv, p);
+    }
+    r->watchers = NULL;
+}
+
+void cst_run_watch_locked(run *r, cst_park *p) {
+    if (p->on_run) return;
+    p->on_run = true;
+    p->run_next = r->watchers;
+    r->watchers = p;
+}
+
+void cst_run_unwatch(run *r, cst_park *p) {
+    pthread_mutex_lock(&r->mu);
+    for (cst_park **pp = &r->watchers; *pp; pp = &(*pp)->run_next)
+        if (*pp == p) {
+            *pp = p->run_next;
+            break;
+        }
+    p->on_run = false;
+    p->run_next = NULL;
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool cst_run_done_or_park(run *r, cst_park *p) {
+    pthread_mutex_lock(&r->mu);
+    const bool d = r->done;
+    if (!d) {
+        cst_run_watch_locked(r, p);
+        cst_park_conn(r->srv, p, 0);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return d;
+}
+
 /* Append a ready event text (takes txt; type is a static string). r->mu held. */
 static void append_locked(run *r, const char *type, char *txt) {
     if (!txt) return;
@@ -73,6 +115,7 @@ static void append_locked(run *r, const char *type, char *txt) {
     r->ev_type[r->n_ev] = type;
     r->n_ev++;
     pthread_cond_broadcast(&r->ev_cv);
+    wake_watchers_locked(r);
 }
 
 /* Append an event (j gets event_type/event_id first; steals j). r->mu held. */
@@ -206,6 +249,7 @@ static void live_flush(run *r) {
         r->n_stored = to;
         r->out_stored |= output;
         pthread_cond_broadcast(&r->ev_cv); /* a gate may have opened */
+        wake_watchers_locked(r);
     } else if (st == CST_ERR_CONFLICT && !r->lease_lost) {
         cst_warn("interaction %s: another replica holds it now; stopping here", r->id);
         r->lease_lost = true;
@@ -646,6 +690,7 @@ static void *pump(void *arg) {
             r->done = true;
             pthread_cond_broadcast(&r->cv);
             pthread_cond_broadcast(&r->ev_cv);
+            wake_watchers_locked(r);
             pthread_mutex_unlock(&r->mu);
             break;
         }

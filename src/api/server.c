@@ -1,9 +1,11 @@
 /* server.c: castor serve's HTTP side: model loading (file stem, aliases,
- * gemini-* names), the libmicrohttpd daemon (thread per connection, so
- * handlers and SSE writers may block), body accumulation with the size
+ * gemini-* names), the libmicrohttpd daemon (epoll, a small thread pool:
+ * handlers never block, a waiting connection is parked, i.e. suspended, and
+ * resumed by its run or by the ticker), body accumulation with the size
  * limit, routing of /{v1,v1beta,v1alpha}/..., /health, /metrics, CORS
  * preflight, and the drain on shutdown.
  */
+#define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
 #include "queue.h"
 #include "core/pool.h"
@@ -12,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +42,7 @@ cst_server_params cst_server_default_params(void) {
     p.body_timeout_s = 60;
     p.default_max_output = CST_DEFAULT_MAX_OUTPUT;
     p.image_decode_bytes = (size_t)512 << 20;
-    p.max_connections = 1024;
+    p.max_connections = CST_DEFAULT_MAX_CONNECTIONS;
     return p;
 }
 
@@ -58,6 +61,14 @@ static char *file_stem(const char *path) {
     if (n > 5 && !strcmp(s + n - 5, ".gguf")) s[n - 5] = 0;
     return s;
 }
+
+/* Per-connection memory of MHD (request head, reply buffer): the whole of it
+ * is zeroed between the requests of a kept-alive connection, so it is the
+ * resident cost of an idle connection. The head limits stay well inside it,
+ * so that they are answered here, in the JSON error shape. */
+#define CST_CONN_MEMORY (64 * 1024)
+#define CST_MAX_URI 8192
+#define CST_MAX_HEADERS (32 * 1024)
 
 /* ---- routing ------------------------------------------------------------ */
 
@@ -152,7 +163,7 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
             *rid = R_CANCEL;
             if (strcmp(method, "POST")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
             if (!cst_api_auth(s, c, owner, &ret)) return ret;
-            return cst_route_cancel(s, c, owner, id);
+            return cst_route_cancel(s, c, cs, owner, id);
         }
         if (*tail) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
         if (!strcmp(method, "GET")) {
@@ -163,7 +174,7 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
         if (!strcmp(method, "DELETE")) {
             *rid = R_DELETE;
             if (!cst_api_auth(s, c, owner, &ret)) return ret;
-            return cst_route_delete(s, c, owner, id);
+            return cst_route_delete(s, c, cs, owner, id);
         }
         return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
     }
@@ -174,6 +185,107 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
 static int queued_status(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
     return ci ? (int)ci->http_status : 0;
+}
+
+/* ---- parked connections ------------------------------------------------- */
+
+void cst_park_conn(cst_server *s, cst_park *p, double wake_at) {
+    pthread_mutex_lock(&s->park_mu);
+    p->wake_at = wake_at;
+    if (!p->parked) {
+        p->parked = true;
+        p->prev = NULL;
+        p->next = s->parked;
+        if (s->parked) s->parked->prev = p;
+        s->parked = p;
+        s->n_parked++;
+        MHD_suspend_connection(p->c);
+    }
+    if (wake_at > 0 && wake_at < s->park_next) pthread_cond_signal(&s->park_cv); /* due before the ticker wakes */
+    pthread_mutex_unlock(&s->park_mu);
+}
+
+static void unlink_locked(cst_server *s, cst_park *p) {
+    if (p->prev) p->prev->next = p->next;
+    else s->parked = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->parked = false;
+    s->n_parked--;
+}
+
+void cst_unpark(cst_server *s, cst_park *p) {
+    pthread_mutex_lock(&s->park_mu);
+    if (p->parked) {
+        unlink_locked(s, p);
+        MHD_resume_connection(p->c);
+    }
+    pthread_mutex_unlock(&s->park_mu);
+}
+
+void cst_park_forget(cst_server *s, cst_park *p) {
+    pthread_mutex_lock(&s->park_mu);
+    if (p->parked) unlink_locked(s, p);
+    pthread_mutex_unlock(&s->park_mu);
+}
+
+/* Resume every parked connection whose wake_at has come or whose client hung
+ * up (one poll(2) over all their sockets); with all, every one. park_mu
+ * held. Returns the earliest wake_at left (or `until`). */
+static double wake_due_locked(cst_server *s, bool all, struct pollfd **fds, size_t *cap, double until) {
+    const double now = cst_time_now();
+    if (*cap < s->n_parked) {
+        struct pollfd *nf = realloc(*fds, s->n_parked * sizeof *nf);
+        if (nf) {
+            *fds = nf;
+            *cap = s->n_parked;
+        }
+    }
+    size_t n = 0;
+    for (cst_park *p = s->parked; p && n < *cap; p = p->next)
+        (*fds)[n++] = (struct pollfd){.fd = p->fd, .events = POLLIN | POLLRDHUP};
+    if (n > 0 && poll(*fds, n, 0) < 0) n = 0;
+    size_t i = 0;
+    for (cst_park *p = s->parked, *nx; p; p = nx) {
+        nx = p->next;
+        const short ev = i < n ? (*fds)[i].revents : 0;
+        i++;
+        const bool gone = ev && cst_api_client_gone(p->fd);
+        if (all || gone || (p->wake_at > 0 && now >= p->wake_at)) {
+            unlink_locked(s, p);
+            MHD_resume_connection(p->c);
+        } else if (p->wake_at > 0 && p->wake_at < until) {
+            until = p->wake_at;
+        }
+    }
+    return until;
+}
+
+/* The ticker: keep-alive comments (at each parked connection's wake_at) and
+ * hang-ups (every CST_PARK_TICK_S) of parked connections, whose sockets are
+ * out of MHD's epoll set while suspended. */
+static void *ticker(void *arg) {
+    cst_server *s = arg;
+    struct pollfd *fds = NULL;
+    size_t cap = 0;
+    pthread_mutex_lock(&s->park_mu);
+    while (!atomic_load(&s->ticker_stop)) {
+        const double next = wake_due_locked(s, false, &fds, &cap, cst_time_now() + CST_PARK_TICK_S);
+        s->park_next = next;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        const double w = CST_MAX(0.001, next - cst_time_now());
+        dl.tv_sec += (time_t)w;
+        dl.tv_nsec += (long)((w - (double)(time_t)w) * 1e9);
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->park_cv, &s->park_mu, &dl);
+    }
+    pthread_mutex_unlock(&s->park_mu);
+    free(fds);
+    return NULL;
 }
 
 /* Request smuggling guards: Content-Length headers that disagree, or one
@@ -191,6 +303,31 @@ static enum MHD_Result cl_count(void *cls, enum MHD_ValueKind kind, const char *
         else if (!value || !sc->first || strcmp(value, sc->first)) sc->differ = 1;
     }
     return MHD_YES;
+}
+
+/* Bytes of a request's target (path and query) and of its header block, as
+ * sent (near enough: MHD gives them parsed). */
+static enum MHD_Result kv_bytes(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    *(size_t *)cls += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* 414 / 431 in the JSON error shape for a request target over CST_MAX_URI
+ * or a header block over CST_MAX_HEADERS; false when within both. (MHD
+ * answers larger ones, which do not fit its connection memory, itself.) */
+static bool head_too_large(struct MHD_Connection *c, const char *url, enum MHD_Result *ret) {
+    size_t uri = strlen(url), hdr = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, kv_bytes, &uri);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, kv_bytes, &hdr);
+    if (uri > CST_MAX_URI)
+        *ret = cst_api_error(c, E_URI_TOO_LONG, "the request target is %zu bytes, over the server's limit of %d", uri,
+                             CST_MAX_URI);
+    else if (hdr > CST_MAX_HEADERS)
+        *ret = cst_api_error(c, E_HEADERS_TOO_LARGE, "the request headers are %zu bytes, over the server's limit of %d",
+                             hdr, CST_MAX_HEADERS);
+    else return false;
+    return true;
 }
 
 static const char *framing_error(struct MHD_Connection *c) {
@@ -216,6 +353,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
+        enum MHD_Result hret;
+        if (head_too_large(c, url, &hret)) return hret; /* answered before the body is read */
         const char *fe = framing_error(c);
         if (fe) /* answered before the body is read: MHD then closes the connection */
             return cst_api_error(c, E_INVALID, "%s", fe);
@@ -254,17 +393,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->body[cs->len] = 0;
         return MHD_YES;
     }
-    atomic_fetch_add(&s->n_handlers, 1);
-    route_id rid;
-    enum MHD_Result ret = dispatch(s, c, cs, url, method, &rid);
-    /* a handler may have waited long (unary create): restart the idle clock
-     * so the reply is not dropped as a timed-out connection */
-    if (s->p.idle_timeout_s > 0)
-        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->p.idle_timeout_s);
-    int st = queued_status(c);
-    cst_metrics_request(rid, st ? st : 200);
-    cst_debug("%s %s -> %d", method, url, st);
-    atomic_fetch_sub(&s->n_handlers, 1);
+    /* a parked request counts as a handler until it answers (drain) */
+    if (!cs->wait && !cs->retry) atomic_fetch_add(&s->n_handlers, 1);
+    route_id rid = (route_id)cs->rid;
+    enum MHD_Result ret;
+    if (cs->retry && cst_api_client_gone(cs->fd)) { /* hung up while parked to run again */
+        cs->retry = false;
+        atomic_fetch_sub(&s->n_handlers, 1);
+        return MHD_NO;
+    }
+    cs->retry = false; /* set again by a handler that parks to run again */
+    if (cs->wait) { /* a parked unary create, resumed */
+        err_style es = cst_api_get_err_style();
+        cst_api_set_err_style((err_style)cs->wait_style);
+        ret = cst_route_resume(s, c, cs);
+        cst_api_set_err_style(es);
+    } else {
+        cs->pk.c = c;
+        cs->pk.fd = cs->fd;
+        ret = dispatch(s, c, cs, url, method, &rid);
+        cs->rid = (int)rid;
+    }
+    if (!cs->wait && !cs->retry) { /* answered (a parked request answers when resumed) */
+        int st = queued_status(c);
+        cst_metrics_request(rid, st ? st : 200);
+        cst_debug("%s %s -> %d", method, url, st);
+        atomic_fetch_sub(&s->n_handlers, 1);
+    }
     return ret;
 }
 
@@ -273,6 +428,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)toe;
     conn *cs = *con_cls;
     if (cs) {
+        cst_route_resume_end(cls, cs);
+        if (cs->retry) {
+            cst_park_forget(cls, &cs->pk);
+            atomic_fetch_sub(&((cst_server *)cls)->n_handlers, 1);
+        }
         cst_files_conn_end(cls, cs);
         free(cs->body);
         free(cs);
@@ -425,6 +585,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     cst_metrics_cache_source("document", "extracted documents", cst_docs_cache_stats);
     pthread_mutex_init(&s->runs_mu, NULL);
     pthread_cond_init(&s->runs_cv, NULL);
+    pthread_mutex_init(&s->park_mu, NULL);
+    pthread_cond_init(&s->park_cv, NULL);
     snprintf(s->host, sizeof s->host, "%s", pp->host ? pp->host : "127.0.0.1");
     snprintf(s->prefix, sizeof s->prefix, "%s", pp->prefix ? pp->prefix : "");
     size_t pl = strlen(s->prefix);
@@ -522,12 +684,22 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
             max_conn = fit;
         }
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+    /* epoll, a few worker threads; waits park (suspend) their connection */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const unsigned n_workers = (unsigned)CST_MIN(CST_HTTP_THREADS_MAX, CST_MAX(CST_HTTP_THREADS_MIN, ncpu));
+    if (pthread_create(&s->ticker, NULL, ticker, s) != 0) {
+        cst_errf(err, errlen, "cannot start the connection ticker thread");
+        st = CST_ERR_NOMEM;
+        goto fail;
+    }
+    s->ticker_started = true;
     s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
+                              MHD_OPTION_THREAD_POOL_SIZE, n_workers,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
                               (unsigned)(pp->idle_timeout_s > 0 ? pp->idle_timeout_s : 0),
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CST_CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT, max_conn,
                               MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                               (unsigned)(pp->max_connections_per_ip > 0 ? pp->max_connections_per_ip : 0),
                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
@@ -582,11 +754,25 @@ void cst_server_drain(cst_server *s, double timeout_s) {
 void cst_server_free(cst_server *s) {
     if (!s) return;
     cst_queue_stop(s); /* no more claims or renewals (a drain kept renewing while runs finished) */
+    if (s->ticker_started) {
+        pthread_mutex_lock(&s->park_mu);
+        atomic_store(&s->ticker_stop, true);
+        pthread_cond_signal(&s->park_cv);
+        pthread_mutex_unlock(&s->park_mu);
+        pthread_join(s->ticker, NULL);
+    }
     if (s->mhd) {
         cst_runs_cancel_all(s);
         pthread_mutex_lock(&s->runs_mu);
         while (s->n_runs > 0) pthread_cond_wait(&s->runs_cv, &s->runs_mu);
         pthread_mutex_unlock(&s->runs_mu);
+        /* no connection may stay suspended when the daemon stops (MHD) */
+        struct pollfd *fds = NULL;
+        size_t cap = 0;
+        pthread_mutex_lock(&s->park_mu);
+        wake_due_locked(s, true, &fds, &cap, 0);
+        pthread_mutex_unlock(&s->park_mu);
+        free(fds);
         MHD_stop_daemon(s->mhd);
     }
     for (size_t i = 0; i < s->n_models; i++) {
@@ -608,5 +794,7 @@ void cst_server_free(cst_server *s) {
     cst_store_close(s->store);
     pthread_mutex_destroy(&s->runs_mu);
     pthread_cond_destroy(&s->runs_cv);
+    pthread_mutex_destroy(&s->park_mu);
+    pthread_cond_destroy(&s->park_cv);
     free(s);
 }

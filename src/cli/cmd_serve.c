@@ -62,7 +62,8 @@ static void usage(FILE *f) {
             "  --keepalive-ms N      SSE keep-alive comment after N ms without events (default 10000)\n"
             "  --idle-timeout S      close connections silent for S seconds (default 60)\n"
             "  --body-timeout S      a request body must arrive within S seconds (default 60)\n"
-            "  --max-connections N   open client connections (default 1024)\n"
+            "  --max-connections N   open client connections (default 16384; idle or waiting ones\n"
+            "                        cost a descriptor, never a thread)\n"
             "  --max-connections-per-ip N  per client address (default 0: no limit)\n"
             "Test only: CST_FAULT=decode_fail_after:N,decode_sleep_ms:N injects engine faults.\n");
 }

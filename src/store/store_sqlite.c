@@ -24,6 +24,7 @@ typedef struct sq_store {
     sqlite3 *db;
     pthread_mutex_t mu;
     char blobs[4096]; /* DIR/files/blobs */
+    char running[4096]; /* PATH.running: exists from open to a clean close */
     /* figures (under mu) */
     uint64_t ops, errors;
     double op_s, op_max_s;
@@ -730,7 +731,8 @@ static void sq_stats(cst_store *bs, cst_store_stats *out) {
 
 static void sq_close(cst_store *bs) {
     sq_store *s = (sq_store *)bs;
-    sqlite3_close(s->db);
+    /* a clean stop: the next start-up skips the integrity check */
+    if (sqlite3_close(s->db) == SQLITE_OK && s->running[0]) (void)unlink(s->running);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -808,6 +810,15 @@ static bool check_ok(sq_store *s, char *msg, size_t msglen) {
     return ok;
 }
 
+/* The header and schema only (a clean start): "file is not a database" and
+ * a damaged first page show here. */
+static bool header_ok(sq_store *s, char *msg, size_t msglen) {
+    msg[0] = 0;
+    if (sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) == SQLITE_OK) return true;
+    cst_errf(msg, msglen, "%s", sqlite3_errmsg(s->db));
+    return false;
+}
+
 cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, size_t errlen) {
     *out = NULL;
     sq_store *s = calloc(1, sizeof *s);
@@ -823,22 +834,40 @@ cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, s
         return CST_ERR_STORE;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    /* a damaged file is refused at start-up, saying what is wrong, rather
-     * than failing requests later */
+    /* A damaged file is refused at start-up, saying what is wrong, rather
+     * than failing requests later. The full check (PRAGMA quick_check reads
+     * the whole file) runs only after an unclean stop: PATH.running exists
+     * from open to a clean close, so a kill -9, crash or power loss leaves
+     * it. A clean start reads just the header and schema (a file that is not
+     * a database still fails here). */
+    const bool in_memory = !*path || !strcmp(path, ":memory:");
+    if (!in_memory) snprintf(s->running, sizeof s->running, "%s.running", path);
+    const bool unclean = !in_memory && access(s->running, F_OK) == 0;
     char chk[200];
-    if (!check_ok(s, chk, sizeof chk)) {
+    if (unclean) cst_info("store %s: the last stop was not clean; checking the database (PRAGMA quick_check)", path);
+    if (!(unclean ? check_ok(s, chk, sizeof chk) : header_ok(s, chk, sizeof chk))) {
         cst_errf(err, errlen,
                  "the store %s is damaged or is not a SQLite database (%s); restore it from a backup or move it "
                  "away to start with an empty store",
                  path, chk);
+        s->running[0] = 0; /* keep the marker: the next start checks again */
         sq_close(&s->base);
         return CST_ERR_STORE;
+    }
+    if (!unclean && !in_memory) {
+        int fd = open(s->running, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0) close(fd);
+        char dir[4096];
+        const char *sl = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", sl ? (int)(sl - path) : 1, sl ? path : ".");
+        fsync_dir(dir); /* the marker survives a power loss too */
     }
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(s->blobs, sizeof s->blobs, "files/blobs");
     else snprintf(s->blobs, sizeof s->blobs, "%.*s/files/blobs", (int)(slash - path), path);
     if (exec_locked(s, SCHEMA)) {
         cst_errf(err, errlen, "store %s: %s", path, s->base.err);
+        s->running[0] = 0;
         sq_close(&s->base);
         return CST_ERR_STORE;
     }

@@ -4,7 +4,10 @@
 # acknowledged id is retrievable and consistent; a full disk (a small tmpfs
 # mounted as the data dir, or where mounting is not permitted the test-only
 # CST_STORE_MAX_PAGES cap, never a silent skip); descriptor exhaustion; a
-# damaged database at start-up; and protocol.test.mjs: request framing,
+# damaged database at start-up; connections.test.mjs: thousands of idle
+# sockets and SSE streams held at once (threads and memory bounded; the soft
+# descriptor limit is raised to the hard one, up to 20000, for it); and
+# protocol.test.mjs: request framing,
 # query and JSON strictness, /metrics auth, input bounds, defaults. Needs node
 # (no npm packages). Env: CASTOR (the binary), CST_SHARED (fixtures). FAULT_ROUNDS: kill -9 rounds (default 4);
 # FAULT_NO_MOUNT=1: the injected disk-full path even where mounting works.
@@ -16,4 +19,7 @@ export CASTOR_STORIES="$CST_SHARED/models/stories260K.gguf"
 [ -f "$CASTOR_STORIES" ] || { echo "missing fixture $CASTOR_STORIES"; exit 1; }
 command -v node >/dev/null || { echo "node is required for the fault suite"; exit 1; }
 export CASTOR
-exec node --test --test-concurrency=1 "$HERE/fault.test.mjs" "$HERE/protocol.test.mjs"
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -gt 20000 ]; then hard=20000; fi
+ulimit -n "$hard" 2>/dev/null || true
+exec node --test --test-concurrency=1 "$HERE/fault.test.mjs" "$HERE/connections.test.mjs" "$HERE/protocol.test.mjs"

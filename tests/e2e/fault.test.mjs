@@ -289,7 +289,7 @@ test("descriptor exhaustion: one address's idle sockets do not starve another; t
     // 96 descriptors: the server connects at most 32 (the rest of the limit
     // stays for the store and models), 16 per address
     const s = await startServer(join(dir, "data"), ["-np", "1", "--max-connections-per-ip", "16"], {}, "ulimit -n 96");
-    assert.match(s.log(), /descriptor limit \(96\) holds 32 connections, not 1024/);
+    assert.match(s.log(), /descriptor limit \(96\) holds 32 connections, not 16384/);
     const socks = [];
     for (let i = 0; i < 160; i++) {
       const c = net.connect(s.port, "127.0.0.1");
@@ -340,6 +340,51 @@ test("a damaged database: start-up refuses it and says what is wrong", async () 
     writeFileSync(join(data, "castor.db"), Buffer.alloc(8192, "garbage!"));
     await assert.rejects(startServer(data), (e) => {
       assert.match(e.message, /castor\.db is damaged or is not a SQLite database/);
+      return true;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// PRAGMA quick_check reads the whole database: it runs only when the last
+// stop was not clean (castor.db.running is left behind), and then still
+// stops a start-up on a database damaged by the crash, naming the file.
+test("the integrity check runs after an unclean stop only, and catches a database damaged after a kill -9", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "castor-chk-"));
+  const data = join(dir, "data");
+  const db = join(data, "castor.db"), marker = join(data, "castor.db.running");
+  const once = { model: MODEL, input: "Once", generation_config: { max_output_tokens: 4 } };
+  try {
+    let s = await startServer(data);
+    assert.ok(existsSync(marker), "the marker exists while the server runs");
+    assert.equal((await post(s, once)).status, 200);
+    assert.equal(await stop(s), 0);
+    assert.ok(!existsSync(marker), "a clean stop removes the marker");
+    s = await startServer(data); // clean start: no full check
+    assert.doesNotMatch(s.log(), /not clean/);
+    const r = await post(s, once);
+    assert.equal(r.status, 200);
+    const id = (await r.json()).id;
+    s.proc.kill("SIGKILL");
+    await s.exited;
+    assert.ok(existsSync(marker), "kill -9 leaves the marker");
+    s = await startServer(data); // unclean: checked, intact, the acknowledged id is there
+    assert.match(s.log(), /last stop was not clean; checking the database/);
+    assert.equal((await getJson(s, id)).status, 200);
+    s.proc.kill("SIGKILL");
+    await s.exited;
+    // the crash damaged the file: every page after the first is garbage, the WAL is gone
+    rmSync(`${db}-wal`, { force: true });
+    rmSync(`${db}-shm`, { force: true });
+    const size = readFileSync(db).length;
+    assert.ok(size > 4096, `castor.db has pages beyond the first (${size} bytes)`);
+    const fd = openSync(db, "r+");
+    writeSync(fd, Buffer.alloc(size - 4096, "garbage!"), 0, size - 4096, 4096);
+    closeSync(fd);
+    await assert.rejects(startServer(data), (e) => {
+      assert.match(e.message, /last stop was not clean/);
+      assert.match(e.message, /the store \S*castor\.db is damaged or is not a SQLite database/);
       return true;
     });
   } finally {

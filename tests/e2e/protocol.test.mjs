@@ -1,6 +1,7 @@
 // protocol.test.mjs: protocol laxness a client or a proxy could abuse, and
 // the serving defaults, against servers spawned here on stories260K: request
-// framing (Content-Length that disagrees, beside Transfer-Encoding), ?alt= /
+// framing (Content-Length that disagrees, beside Transfer-Encoding; 414 and
+// 431 in the JSON shape; Content-Length: -1), ?alt= /
 // ?stream= on create, duplicate JSON keys, /metrics behind the API key, the
 // input-bytes bound checked before tokenizing, the default output cap, and
 // `castor serve` without a model, the image decode memory budget.
@@ -81,6 +82,26 @@ test("Content-Length beside Transfer-Encoding: 400", async () => {
     `Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
   assert.match(r.out, /^HTTP\/1\.1 400 /);
   assert.match(r.out, /both Content-Length and Transfer-Encoding/);
+});
+
+test("a request target over 8 KiB: 414, headers over 32 KiB: 431, both in the JSON shape", async () => {
+  const long = await raw(open.port, `GET /v1beta/interactions/x?pad=${"a".repeat(10000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  assert.match(long.out, /^HTTP\/1\.1 414 /);
+  const lj = JSON.parse(long.out.slice(long.out.indexOf("\r\n\r\n") + 4));
+  assert.equal(lj.error.code, "invalid_request");
+  assert.match(lj.error.message, /request target is \d+ bytes, over the server's limit of 8192/);
+  const big = await raw(open.port, `GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+    `X-Pad-A: ${"b".repeat(20000)}\r\nX-Pad-B: ${"c".repeat(20000)}\r\n\r\n`);
+  assert.match(big.out, /^HTTP\/1\.1 431 /);
+  const bj = JSON.parse(big.out.slice(big.out.indexOf("\r\n\r\n") + 4));
+  assert.equal(bj.error.code, "invalid_request");
+  assert.match(bj.error.message, /request headers are \d+ bytes, over the server's limit of 32768/);
+  // Content-Length: -1 is refused by libmicrohttpd itself before any handler
+  // runs (its own body; docs/internals/api.md): a 400, the connection closed
+  const neg = await raw(open.port, `POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n`);
+  assert.match(neg.out, /^HTTP\/1\.1 400 /);
+  assert.ok(neg.closed);
+  assert.equal((await fetch(`${open.url}/health`)).status, 200);
 });
 
 test("?alt= and ?stream= on create: validated, not ignored", async () => {
