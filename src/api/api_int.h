@@ -17,6 +17,7 @@
 #include "engine/runtime/sched.h"
 #include "engine/template/template.h"
 #include "store/store.h"
+#include "tools.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -38,6 +39,8 @@ typedef struct chat_model {
     size_t n_force, n_force_thought;
     int32_t budgets[4];       /* thought tokens per level: minimal, low, medium, high */
     int default_level;        /* 0..3 */
+    cst_tool_family tool_family; /* the call syntax (tools.h) */
+    bool tpl_tools;           /* the template renders tools itself (else the fallback tool prompt) */
 } chat_model;
 
 typedef struct smodel {
@@ -244,6 +247,8 @@ typedef struct create_req {
     json_t *response_schema;
     json_t *response_format;    /* borrowed, echoed */
     const char *response_mime;  /* borrowed, echoed */
+    /* function calling (§9, tools.h): declarations and tool_choice (borrowed) */
+    cst_tools tools;
 } create_req;
 
 /* Validate the body (a JSON object) per §2; on failure err names the JSON
@@ -291,6 +296,17 @@ const char *cst_media_marker(void);
  * next assistant message its reasoning_content. */
 cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], const char *system, json_t *const *lists,
                            size_t n_lists, json_t *generation_config, chat_prompt *out, char *err, size_t errlen);
+/* The same with function declarations (tools.h; NULL: none): given to the
+ * template as `tools` (OpenAI's {type, function} shape) when it renders
+ * them, else listed by the fallback tool prompt appended to the system
+ * message. function_call steps become the assistant's tool_calls,
+ * function_result steps `tool` messages (the fallback: the hermes syntax in
+ * the assistant's text, <tool_response> user messages). A function_result
+ * whose call_id answers no earlier, unanswered function_call is refused
+ * (CST_ERR_INVALID_ARG). */
+cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32], const char *system,
+                                 json_t *const *lists, size_t n_lists, json_t *generation_config, json_t *tools,
+                                 chat_prompt *out, char *err, size_t errlen);
 void cst_chat_prompt_clear(chat_prompt *cp);
 
 /* Thought signatures: base64url text carrying the reasoning + HMAC-SHA256. */
@@ -322,6 +338,14 @@ struct run {
     size_t n_ev, cap_ev;
     cst_buf text; /* the output text (oom: the run fails) */
     bool step_started;
+    /* function calling (tools.h): text that may start a call is held back;
+     * at the end the text is parsed and the calls become function_call steps */
+    bool tools_on;
+    cst_tool_family tool_family;
+    size_t text_emitted; /* bytes of text sent as deltas */
+    json_t *calls;       /* the function_call steps sent so far, NULL: none */
+    size_t text_final;   /* with calls: the model_output text's length (what was streamed before them) */
+    int32_t max_answer, n_ctx; /* the answer's budget (0: none) and the context, for free text cut by them */
     const char *status; /* "queued"/"in_progress" then terminal */
     const char *error_code; /* failed: "internal" or "gateway_timeout" */
     char *error_msg;

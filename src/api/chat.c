@@ -97,6 +97,7 @@ cst_status cst_chat_model_init(chat_model *cm, const cst_vocab *v, const char *m
             cm->can_think = true;
         }
     }
+    cm->tool_family = cst_tools_family(src && *src ? src : NULL, &cm->tpl_tools);
     free(file);
     cst_token b = cst_vocab_bos(v), e = cst_vocab_eos(v);
     if (b >= 0 && cst_vocab_text(v, b)) cm->bos_text = strdup(cst_vocab_text(v, b));
@@ -244,6 +245,151 @@ static void pick_nonce(contents *c, const char *system, json_t *const *lists, si
     }
 }
 
+/* A JSON value as a template value whose strings (keys too) are contents:
+ * each placeholder stands for the string's JSON-escaped text, so a template's
+ * tojson prints valid JSON and no string can become a control token. */
+static cst_tvalue *json_tv(contents *c, json_t *j, int depth) {
+    if (depth > 64) return cst_tv_none();
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        cst_tvalue *d = cst_tv_dict();
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            json_t *ks = json_string(k);
+            char *e = ks ? json_dumps(ks, JSON_ENCODE_ANY) : NULL;
+            json_decref(ks);
+            cst_tvalue *ph = e ? content_value(c, e + 1, strlen(e) - 2) : NULL;
+            free(e);
+            size_t pl = 0;
+            const char *pk = ph ? cst_tv_str(ph, &pl) : NULL;
+            cst_status st = d && pk ? cst_tv_dict_set(d, pk, pl, json_tv(c, v, depth + 1)) : CST_ERR_NOMEM;
+            cst_tv_free(ph);
+            if (st) {
+                cst_tv_free(d);
+                return NULL;
+            }
+        }
+        return d;
+    }
+    case JSON_ARRAY: {
+        cst_tvalue *l = cst_tv_list();
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) if (!l || cst_tv_list_push(l, json_tv(c, v, depth + 1))) {
+            cst_tv_free(l);
+            return NULL;
+        }
+        return l;
+    }
+    case JSON_STRING: {
+        char *e = json_dumps(j, JSON_ENCODE_ANY);
+        cst_tvalue *ph = e ? content_value(c, e + 1, strlen(e) - 2) : NULL;
+        free(e);
+        return ph;
+    }
+    case JSON_INTEGER: return cst_tv_int(json_integer_value(j));
+    case JSON_REAL: return cst_tv_float(json_real_value(j));
+    case JSON_TRUE: return cst_tv_bool(true);
+    case JSON_FALSE: return cst_tv_bool(false);
+    default: return cst_tv_none();
+    }
+}
+
+/* The template's `tools`: [{type: "function", function: {name, description, parameters}}]. */
+static cst_tvalue *tools_tv(contents *c, json_t *tools) {
+    cst_tvalue *l = cst_tv_list();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        cst_tvalue *fn = cst_tv_dict(), *w = cst_tv_dict();
+        json_t *d = json_object_get(t, "description"), *p = json_object_get(t, "parameters");
+        bool bad = !l || !fn || !w || cst_tv_dict_setz(fn, "name", cst_tv_cstr(json_string_value(json_object_get(t, "name"))));
+        if (!bad && json_is_string(d)) {
+            char *e = json_dumps(d, JSON_ENCODE_ANY);
+            bad = !e || cst_tv_dict_setz(fn, "description", content_value(c, e + 1, strlen(e) - 2));
+            free(e);
+        }
+        if (!bad && json_is_object(p)) bad = cst_tv_dict_setz(fn, "parameters", json_tv(c, p, 0));
+        if (!bad) bad = cst_tv_dict_setz(w, "type", cst_tv_cstr("function"));
+        if (!bad) {
+            bad = cst_tv_dict_setz(w, "function", fn);
+            fn = NULL;
+        }
+        cst_tv_free(fn);
+        if (!bad) {
+            bad = cst_tv_list_push(l, w);
+            w = NULL;
+        }
+        cst_tv_free(w);
+        if (bad) {
+            cst_tv_free(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* A function result as text: a string as is, an object as compact JSON,
+ * content blocks' texts joined. */
+static void result_text(json_t *step, cst_buf *b) {
+    cst_buf_put(b, "", 0);
+    json_t *r = json_object_get(step, "result");
+    if (json_is_string(r)) {
+        cst_buf_put(b, json_string_value(r), json_string_length(r));
+    } else if (json_is_array(r)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(r, i, e) {
+            json_t *t = json_object_get(e, "text");
+            if (json_is_string(t)) cst_buf_put(b, json_string_value(t), json_string_length(t));
+        }
+    } else if (r) {
+        char *t = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (t) cst_buf_put(b, t, strlen(t));
+        else b->oom = true;
+        free(t);
+    }
+}
+
+/* The model's turn being collected: text, a verified thought, calls. */
+typedef struct {
+    bool open;
+    cst_buf text;
+    char *reasoning;
+    size_t reasoning_len;
+    cst_tvalue *calls; /* tool_calls (template mode) */
+} pending_turn;
+
+/* Push the pending assistant message (tpl: the template renders tool_calls;
+ * else the calls are already in the text). False when out of memory. */
+static bool flush_turn(pending_turn *pt, contents *c, cst_tvalue *msgs) {
+    if (!pt->open) return true;
+    pt->open = false;
+    cst_buf_put(&pt->text, "", 0);
+    /* empty text stays "" (not a placeholder): templates test it ("if content") */
+    cst_tvalue *m = pt->text.oom ? NULL
+                    : message("assistant", pt->text.len ? content_value(c, pt->text.p, pt->text.len) : cst_tv_string("", 0));
+    if (m && pt->reasoning && cst_tv_dict_setz(m, "reasoning_content", content_value(c, pt->reasoning, pt->reasoning_len))) {
+        cst_tv_free(m);
+        m = NULL;
+    }
+    if (m && pt->calls) {
+        cst_tvalue *cl = pt->calls; /* the set takes it, also on failure */
+        pt->calls = NULL;
+        if (cst_tv_dict_setz(m, "tool_calls", cl)) {
+            cst_tv_free(m);
+            m = NULL;
+        }
+    }
+    cst_tv_free(pt->calls);
+    pt->calls = NULL;
+    cst_buf_free(&pt->text);
+    free(pt->reasoning);
+    pt->reasoning = NULL;
+    return cst_tv_list_push(msgs, m) == CST_OK;
+}
+
 void cst_chat_prompt_clear(chat_prompt *cp) {
     free(cp->toks);
     free(cp->text);
@@ -253,6 +399,12 @@ void cst_chat_prompt_clear(chat_prompt *cp) {
 
 cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], const char *system, json_t *const *lists,
                            size_t n_lists, json_t *generation_config, chat_prompt *out, char *err, size_t errlen) {
+    return cst_chat_prompt_tools(cm, sig_key, system, lists, n_lists, generation_config, NULL, out, err, errlen);
+}
+
+cst_status cst_chat_prompt_tools(const chat_model *cm, const uint8_t sig_key[32], const char *system,
+                                 json_t *const *lists, size_t n_lists, json_t *generation_config, json_t *tools,
+                                 chat_prompt *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     const cst_vocab *v = cm->vocab;
     cst_status st = CST_OK;
@@ -264,6 +416,10 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
     size_t rlen = 0;
     cst_buf fin = {0};
     size_t *ranges = NULL, n_ranges = 0, cap_ranges = 0;
+    pending_turn pt = {0};
+    json_t *pending = NULL;
+    char *reasoning = NULL; /* verified thought text for the next assistant message */
+    size_t reasoning_len = 0;
     if (!msgs) goto nomem;
 
     /* thinking level */
@@ -274,12 +430,35 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
     out->summaries = json_is_string(js) && !strcmp(json_string_value(js), "auto");
     const bool think_off = cm->can_think && level == 0 && cm->tpl_thinking_var;
 
-    /* messages */
-    if (system && *system) {
-        if (cst_tv_list_push(msgs, message("system", content_value(&c, system, strlen(system))))) goto nomem;
+    /* messages. Tools: the template's `tools` variable, or the fallback tool
+     * prompt in the system message. tpl_tools: the template renders calls and
+     * results itself (also in a history sent without tools: one
+     * conversation, one rendering) */
+    const bool tpl_tools = cm->tpl && cm->tpl_tools;
+    char *sys_full = NULL;
+    if (tools && !tpl_tools) {
+        char *fb = cst_tools_fallback_prompt(tools);
+        if (!fb) goto nomem;
+        if (system && *system) {
+            sys_full = malloc(strlen(system) + strlen(fb) + 3);
+            if (sys_full) sprintf(sys_full, "%s\n\n%s", system, fb);
+            free(fb);
+        } else {
+            sys_full = fb;
+        }
+        if (!sys_full) goto nomem;
+        system = sys_full;
     }
-    char *reasoning = NULL; /* verified thought text for the next assistant message */
-    size_t reasoning_len = 0;
+    if (system && *system) {
+        cst_status ps = cst_tv_list_push(msgs, message("system", content_value(&c, system, strlen(system))));
+        free(sys_full);
+        sys_full = NULL;
+        if (ps) goto nomem;
+    }
+    free(sys_full);
+    system = NULL; /* (it may have pointed into sys_full) */
+    pending = json_object(); /* call id -> name: function_calls not answered yet */
+    if (!pending) goto nomem;
     for (size_t l = 0; l < n_lists; l++) {
         size_t i;
         json_t *stp;
@@ -293,27 +472,98 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
                 if (sig && cm->tpl_reasoning_field) cst_sig_open(sig_key, sig, &reasoning, &reasoning_len);
                 continue;
             }
-            bool user = !strcmp(type, "user_input");
-            if (!user && strcmp(type, "model_output")) continue;
-            cst_buf b = {0};
-            step_text(stp, &b);
-            if (b.oom) {
-                free(reasoning);
-                goto nomem;
+            const bool model_text = !strcmp(type, "model_output"), call = !strcmp(type, "function_call");
+            if (model_text || call) {
+                /* a model_output opens an assistant message (after calls: a new one); calls join the open one */
+                if ((model_text || !pt.open) && !flush_turn(&pt, &c, msgs)) goto nomem;
+                if (!pt.open) {
+                    pt.open = true;
+                    pt.reasoning = reasoning;
+                    pt.reasoning_len = reasoning_len;
+                    reasoning = NULL;
+                }
+                if (model_text) {
+                    step_text(stp, &pt.text);
+                    continue;
+                }
+                const char *id = json_string_value(json_object_get(stp, "id"));
+                const char *name = json_string_value(json_object_get(stp, "name"));
+                json_t *args = json_object_get(stp, "arguments");
+                if (!id || !name) continue;
+                if (json_object_set_new(pending, id, json_string(name))) goto nomem;
+                if (tpl_tools) { /* {id, type, function: {name, arguments}} */
+                    cst_tvalue *tc = cst_tv_dict(), *fn = cst_tv_dict();
+                    if (!pt.calls) pt.calls = cst_tv_list();
+                    bool bad = !tc || !fn || !pt.calls || cst_tv_dict_setz(fn, "name", cst_tv_cstr(name)) ||
+                               cst_tv_dict_setz(fn, "arguments", json_tv(&c, args, 0)) ||
+                               cst_tv_dict_setz(tc, "id", content_value(&c, id, strlen(id))) ||
+                               cst_tv_dict_setz(tc, "type", cst_tv_cstr("function"));
+                    if (!bad) {
+                        bad = cst_tv_dict_setz(tc, "function", fn);
+                        fn = NULL;
+                    }
+                    cst_tv_free(fn);
+                    if (!bad) {
+                        bad = cst_tv_list_push(pt.calls, tc);
+                        tc = NULL;
+                    }
+                    cst_tv_free(tc);
+                    if (bad) goto nomem;
+                } else { /* the fallback: the call as the hermes syntax in the assistant's text */
+                    char *a = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                    if (!a) goto nomem;
+                    const char *parts[] = {pt.text.len ? "\n" : "", "<tool_call>\n{\"name\": \"", name,
+                                           "\", \"arguments\": ", a, "}\n</tool_call>"};
+                    for (size_t k = 0; k < CST_ARRAY_LEN(parts); k++) cst_buf_put(&pt.text, parts[k], strlen(parts[k]));
+                    free(a);
+                }
+                continue;
             }
-            cst_tvalue *m = message(user ? "user" : "assistant", content_value(&c, b.p ? b.p : "", b.len));
-            free(b.p);
-            if (m && !user && reasoning &&
-                cst_tv_dict_setz(m, "reasoning_content", content_value(&c, reasoning, reasoning_len))) {
-                cst_tv_free(m);
-                m = NULL;
-            }
-            free(reasoning);
+            const bool user = !strcmp(type, "user_input"), result = !strcmp(type, "function_result");
+            if (!user && !result) continue;
+            if (!flush_turn(&pt, &c, msgs)) goto nomem;
+            free(reasoning); /* a thought before a user turn belongs to no answer */
             reasoning = NULL;
+            cst_buf b = {0};
+            cst_tvalue *m = NULL;
+            if (result) {
+                const char *cid = json_string_value(json_object_get(stp, "call_id"));
+                json_t *pn = cid ? json_object_get(pending, cid) : NULL;
+                if (!pn) {
+                    st = CST_ERR_INVALID_ARG;
+                    cst_errf(err, errlen,
+                             "input: function_result call_id '%.100s' matches no pending function_call (of the "
+                             "previous interaction or the input's history)",
+                             cid ? cid : "");
+                    goto out;
+                }
+                const char *fname = json_string_value(json_object_get(stp, "name"));
+                if (!fname) fname = json_string_value(pn);
+                static const char open_r[] = "<tool_response>\n", close_r[] = "\n</tool_response>";
+                if (!tpl_tools) cst_buf_put(&b, open_r, sizeof open_r - 1);
+                cst_buf bt = {0};
+                result_text(stp, &bt);
+                cst_buf_put(&b, bt.p ? bt.p : "", bt.len);
+                if (bt.oom) b.oom = true;
+                cst_buf_free(&bt);
+                if (!tpl_tools) cst_buf_put(&b, close_r, sizeof close_r - 1);
+                cst_buf_put(&b, "", 0);
+                if (!b.oom) m = message(tpl_tools ? "tool" : "user", content_value(&c, b.p ? b.p : "", b.len));
+                if (m && tpl_tools && (cst_tv_dict_setz(m, "name", cst_tv_cstr(fname)) ||
+                                       cst_tv_dict_setz(m, "tool_call_id", content_value(&c, cid, strlen(cid))))) {
+                    cst_tv_free(m);
+                    m = NULL;
+                }
+                json_object_del(pending, cid);
+            } else {
+                step_text(stp, &b);
+                if (!b.oom) m = message("user", content_value(&c, b.p ? b.p : "", b.len));
+            }
+            free(b.p);
             if (cst_tv_list_push(msgs, m)) goto nomem;
         }
     }
-    free(reasoning);
+    if (!flush_turn(&pt, &c, msgs)) goto nomem;
     if (c.oom) goto nomem;
 
     /* render with placeholders */
@@ -321,9 +571,13 @@ cst_status cst_chat_prompt(const chat_model *cm, const uint8_t sig_key[32], cons
         cst_chat_params p = cst_chat_default_params();
         p.bos_token = cm->bos_text;
         p.eos_token = cm->eos_text;
-        if (cm->can_think && cm->tpl_thinking_var) {
+        if ((cm->can_think && cm->tpl_thinking_var) || (tools && tpl_tools)) {
             extra = cst_tv_dict();
-            if (!extra || cst_tv_dict_setz(extra, "enable_thinking", cst_tv_bool(!think_off))) goto nomem;
+            if (!extra) goto nomem;
+            if (cm->can_think && cm->tpl_thinking_var && cst_tv_dict_setz(extra, "enable_thinking", cst_tv_bool(!think_off)))
+                goto nomem;
+            if (tools && tpl_tools && cst_tv_dict_setz(extra, "tools", tools_tv(&c, tools))) goto nomem;
+            if (c.oom) goto nomem;
             p.extra = extra;
         }
         char terr[512];
@@ -415,6 +669,12 @@ nomem:
     st = CST_ERR_NOMEM;
     cst_errf(err, errlen, "out of memory rendering the conversation");
 out:
+    free(reasoning);
+    pt.open = false;
+    cst_tv_free(pt.calls);
+    cst_buf_free(&pt.text);
+    free(pt.reasoning);
+    json_decref(pending);
     cst_tv_free(msgs);
     cst_tv_free(extra);
     free(rendered);

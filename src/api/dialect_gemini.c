@@ -566,12 +566,16 @@ typedef struct gctx {
     char model[256];
     char id[64];
     char *sig;  /* a thought signature waiting for the next part */
+    json_t *call; /* a function_call step being streamed (its arguments come as deltas) */
+    cst_buf args;
 } gctx;
 
 static void gctx_free(void *p) {
     gctx *g = p;
     if (!g) return;
     free(g->sig);
+    json_decref(g->call);
+    cst_buf_free(&g->args);
     free(g);
 }
 
@@ -615,6 +619,9 @@ static char *gemini_stream(void *ctx, const char *type, const char *data) {
         const char *dt = json_string_value(json_object_get(d, "type"));
         if (dt && !strcmp(dt, "text")) {
             out = chunk_text(g, chunk_of(g, json_pack("[{s:O}]", "text", json_object_get(d, "text")), NULL));
+        } else if (dt && !strcmp(dt, "arguments_delta") && g->call) {
+            json_t *a = json_object_get(d, "arguments");
+            if (json_is_string(a)) cst_buf_put(&g->args, json_string_value(a), json_string_length(a));
         } else if (dt && !strcmp(dt, "thought_summary")) {
             json_t *t = json_object_get(json_object_get(d, "content"), "text");
             if (json_is_string(t))
@@ -627,14 +634,25 @@ static char *gemini_stream(void *ctx, const char *type, const char *data) {
             g->sig = s && *s ? strdup(s) : NULL;
         }
     } else if (!strcmp(type, "step.start")) {
+        /* a call's arguments follow as arguments_delta events: one functionCall part at its step.stop */
         json_t *st = json_object_get(ev, "step");
         const char *t = json_string_value(json_object_get(st, "type"));
-        if (t && !strcmp(t, "function_call") && json_object_get(st, "name"))
-            out = chunk_text(g, chunk_of(g,
-                                         json_pack("[{s:{s:O?,s:O?,s:O?}}]", "functionCall", "id",
-                                                   json_object_get(st, "id"), "name", json_object_get(st, "name"),
-                                                   "args", json_object_get(st, "arguments")),
-                                         NULL));
+        if (t && !strcmp(t, "function_call") && json_object_get(st, "name")) {
+            json_decref(g->call);
+            g->call = json_incref(st);
+            cst_buf_free(&g->args);
+        }
+    } else if (!strcmp(type, "step.stop") && g->call) {
+        json_t *args = g->args.len ? json_loadb(g->args.p, g->args.len, 0, NULL) : NULL;
+        out = chunk_text(g, chunk_of(g,
+                                     json_pack("[{s:{s:O?,s:O?,s:O?}}]", "functionCall", "id", json_object_get(g->call, "id"),
+                                               "name", json_object_get(g->call, "name"), "args",
+                                               args ? args : json_object_get(g->call, "arguments")),
+                                     NULL));
+        json_decref(args);
+        json_decref(g->call);
+        g->call = NULL;
+        cst_buf_free(&g->args);
     } else if (!strcmp(type, "error")) {
         json_t *e = json_object_get(ev, "error");
         const char *code = json_string_value(json_object_get(e, "code"));

@@ -331,9 +331,11 @@ static json_t *usage_of(json_t *u) {
                      "completion_tokens_details", "reasoning_tokens", th);
 }
 
+/* A function_call step as a tool call; streamed (with_index) the arguments
+ * start empty and come as arguments_delta fragments. */
 static json_t *tool_call_json(json_t *st, int index, bool with_index) {
     json_t *a = json_object_get(st, "arguments");
-    char *args = a ? json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *args = a && !with_index ? json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("");
     json_t *tc = json_pack("{s:O?,s:s,s:{s:O?,s:s}}", "id", json_object_get(st, "id"), "type", "function", "function",
                            "name", json_object_get(st, "name"), "arguments", args ? args : "{}");
     free(args);
@@ -418,7 +420,10 @@ static char *openai_stream(void *ctx, const char *type, const char *data) {
         else if (dt && !strcmp(dt, "thought_summary")) {
             json_t *t = json_object_get(json_object_get(d, "content"), "text");
             if (json_is_string(t)) out = sse_data(chunk(o, json_pack("{s:O}", "reasoning_content", t), NULL));
-        }
+        } else if (dt && !strcmp(dt, "arguments_delta") && o->n_calls > 0)
+            out = sse_data(chunk(o, json_pack("{s:[{s:i,s:{s:O}}]}", "tool_calls", "index", o->n_calls - 1, "function",
+                                              "arguments", json_object_get(d, "arguments")),
+                                 NULL));
     } else if (!strcmp(type, "step.start")) {
         json_t *st = json_object_get(ev, "step");
         const char *t = json_string_value(json_object_get(st, "type"));

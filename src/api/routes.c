@@ -435,8 +435,8 @@ bool cst_create_prepare(cst_server *s, struct MHD_Connection *c, create_req *cr,
              "the input holds %zu bytes of text, more than the model's context of %d tokens can ever "
              "hold (at most %zu bytes); shorten the input",
              n_text, cst_sched_n_ctx(sm->sched), max_text);
-    cst_status cst = cst_chat_prompt(&sm->chat, s->sig_key, cr->system_instruction, lists, 2, cr->generation_config,
-                                     &p->cp, err, errlen);
+    cst_status cst = cst_chat_prompt_tools(&sm->chat, s->sig_key, cr->system_instruction, lists, 2,
+                                           cr->generation_config, cr->tools.tools, &p->cp, err, errlen);
     if (cst) {
         *k = cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID;
         return false;

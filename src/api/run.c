@@ -200,9 +200,12 @@ static json_t *output_steps(run *r) {
                                                         r->thought.p ? r->thought.p : "", r->thought.len));
         json_array_append_new(a, t);
     }
-    if (r->step_started || r->final)
+    /* while a turn with tools runs, text that may be a call is not shown yet */
+    const size_t tlen = r->tools_on && !r->final ? r->text_emitted : r->text.len;
+    if (r->step_started || (r->final && !r->calls))
         json_array_append_new(a, json_pack("{s:s,s:[{s:s,s:s%}]}", "type", "model_output", "content", "type", "text",
-                                           "text", r->text.p ? r->text.p : "", r->text.len));
+                                           "text", r->text.p ? r->text.p : "", tlen));
+    if (r->calls) json_array_extend(a, r->calls);
     return a;
 }
 
@@ -331,6 +334,7 @@ static void run_free(run *r) {
     free(r->ev_data);
     free(r->ev_type);
     cst_buf_free(&r->text);
+    json_decref(r->calls);
     free(r->model);
     free(r->previous_id);
     free(r->request_echo);
@@ -572,6 +576,122 @@ static char *utf8_clean(const char *t, size_t n, size_t *out_len, char *stack, s
     return o;
 }
 
+/* ---- function calls ------------------------------------------------------ */
+
+/* Send text[text_emitted..upto) as model_output deltas; leading whitespace
+ * waits for something else (a turn that is only calls has no model_output
+ * step). force: send even whitespace. r->mu held. */
+static void emit_text_upto(run *r, size_t upto, bool force) {
+    if (upto <= r->text_emitted) return;
+    if (!r->step_started && !force) {
+        bool any = false;
+        for (size_t i = r->text_emitted; i < upto && !any; i++) any = !strchr(" \t\r\n", r->text.p[i]);
+        if (!any) return;
+    }
+    output_start(r);
+    append_locked(r, "step.delta",
+                  cst_api_text_delta_json(r->n_ev + 1, r->thought_started ? 1 : 0, r->text.p + r->text_emitted,
+                                          upto - r->text_emitted));
+    r->text_emitted = upto;
+}
+
+/* How much of the text cannot be part of a call: up to the trigger, or up
+ * to a tail that could still become it. */
+static size_t text_safe_len(run *r) {
+    const char *trig = cst_tools_trigger(r->tool_family);
+    const size_t tn = strlen(trig), n = r->text.len;
+    const char *t = r->text.p;
+    for (size_t i = r->text_emitted; i + tn <= n; i++)
+        if (!memcmp(t + i, trig, tn)) return i;
+    for (size_t k = tn - 1; k > 0; k--)
+        if (k <= n && !memcmp(t + n - k, trig, k)) return n - k;
+    return n;
+}
+
+/* A call id: [a-z0-9]{12} (§3.2). */
+static void call_id(char out[13]) {
+    static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t rnd[12];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t x = (uint64_t)(cst_time_now() * 1e9) ^ (uint64_t)(uintptr_t)out;
+        for (size_t i = 0; i < sizeof rnd; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            rnd[i] = (uint8_t)x;
+        }
+    }
+    for (int i = 0; i < 12; i++) out[i] = al[rnd[i] % 36];
+    out[12] = 0;
+}
+
+/* Send the calls in the text that are complete and not sent yet: each call
+ * is sent whole once its syntax is closed (step.start with empty arguments,
+ * one arguments_delta with the JSON text, step.stop), while the model may be
+ * writing the next. The first one closes the thought (signature) and the
+ * model_output step, whose text is what was streamed before the calls (a
+ * turn of only calls has none). False when the text after the first call's
+ * start does not parse as complete calls (yet). r->mu held. */
+static bool emit_calls(run *r) {
+    size_t text_len = r->text.len;
+    json_t *calls = NULL;
+    if (!cst_tools_parse_calls(r->tool_family, r->text.p ? r->text.p : "", r->text.len, &text_len, &calls) || !calls) {
+        json_decref(calls);
+        return false;
+    }
+    if (!r->calls) {
+        if (r->think_eager) thought_start(r);
+        thought_finish(r);
+        emit_text_upto(r, text_len, false); /* whitespace before the calls is never sent */
+        r->text_final = r->text_emitted;
+        if (r->step_started) emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
+        r->calls = json_array();
+    }
+    int index = (r->thought_started ? 1 : 0) + (r->step_started ? 1 : 0) + (int)json_array_size(r->calls);
+    for (size_t i = json_array_size(r->calls); r->calls && i < json_array_size(calls); i++, index++) {
+        json_t *c = json_array_get(calls, i);
+        char id[13];
+        call_id(id);
+        json_t *step = json_pack("{s:s,s:s,s:O,s:O}", "type", "function_call", "id", id, "name",
+                                 json_object_get(c, "name"), "arguments", json_object_get(c, "arguments"));
+        char *args = json_dumps(json_object_get(c, "arguments"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!step || !args || json_array_append_new(r->calls, step)) {
+            free(args);
+            break; /* out of memory: tried again with the next text */
+        }
+        emit_locked(r, "step.start", json_pack("{s:i,s:{s:s,s:s,s:O,s:{}}}", "index", index, "step", "type",
+                                               "function_call", "id", id, "name", json_object_get(c, "name"),
+                                               "arguments"));
+        emit_locked(r, "step.delta", json_pack("{s:i,s:{s:s,s:s}}", "index", index, "delta", "type", "arguments_delta",
+                                               "arguments", args));
+        emit_locked(r, "step.stop", json_pack("{s:i}", "index", index));
+        free(args);
+    }
+    json_decref(calls);
+    return true;
+}
+
+/* At the end of a turn with tools: the calls not sent yet go out and the
+ * status is requires_action; the model_output keeps the text streamed before
+ * them. A call cut short (cancelled, failed, a stop sequence) is dropped when
+ * calls were sent before it, else the whole text stays text. r->mu held; the
+ * status is set. */
+static void finish_calls(run *r) {
+    const bool ok_status = !strcmp(r->status, "completed") || !strcmp(r->status, "incomplete");
+    if (ok_status) emit_calls(r);
+    if (!r->calls) {
+        emit_text_upto(r, r->text.len, true);
+        /* free text is "complete" at every byte for the grammar: a budget or
+         * the context ending it makes it incomplete (an end-of-generation
+         * token is not counted in n_gen) */
+        if (!strcmp(r->status, "completed") &&
+            ((r->max_answer > 0 && r->n_gen - r->n_thought >= r->max_answer) || r->n_prompt + r->n_gen >= r->n_ctx))
+            r->status = "incomplete";
+        return;
+    }
+    r->text.len = r->text_final;
+    if (r->text.p) r->text.p[r->text.len] = 0;
+    if (ok_status) r->status = "requires_action";
+}
+
 /* START and TEXT events (the sink, on the engine thread; or the pump when
  * events are queued). ev->text is borrowed. r->mu held. */
 static void handle_locked(run *r, const cst_sched_event *ev) {
@@ -600,6 +720,14 @@ static void handle_locked(run *r, const cst_sched_event *ev) {
                             json_pack("{s:i,s:{s:s,s:{s:s,s:s%}}}", "index", 0, "delta", "type", "thought_summary",
                                       "content", "type", "text", "text", clean, cl));
         }
+    } else if (!ev->thought && r->tools_on) {
+        if (clean && cl > 0) cst_buf_put(&r->text, clean, cl);
+        /* text until a possible call; a call once its syntax closes */
+        const char *close = r->tool_family == CST_TOOLS_LLAMA3 ? "}" : "</tool_call>";
+        const size_t cn = strlen(close);
+        if (!r->text.oom && !r->calls) emit_text_upto(r, text_safe_len(r), false);
+        if (!r->text.oom && clean && cl > 0 && r->text.len >= cn && !memcmp(r->text.p + r->text.len - cn, close, cn))
+            emit_calls(r);
     } else if (!ev->thought) {
         output_start(r);
         if (clean && cl > 0) {
@@ -670,8 +798,11 @@ static void *pump(void *arg) {
             }
             r->final = true; /* status, usage and errors change together, under r->mu */
             free(ev.text);
-            output_start(r);
-            emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
+            if (r->tools_on && !r->text.oom) finish_calls(r);
+            if (!r->calls) {
+                output_start(r);
+                emit_locked(r, "step.stop", json_pack("{s:i}", "index", r->thought_started ? 1 : 0));
+            }
             if (!strcmp(r->status, "failed"))
                 emit_locked(r, "error", json_pack("{s:{s:s,s:s}}", "error", "code", r->error_code, "message",
                                                   r->error_msg ? r->error_msg : "generation failed"));
@@ -734,6 +865,27 @@ static cst_status live_detach(run *r, run **out, char *err, size_t errlen) {
     return CST_OK;
 }
 
+/* The shortest sentence of a grammar (what: "answer the schema allows")
+ * must fit max_output_tokens (0: none) and the context left; else a 400
+ * message naming the minimum. */
+static bool grammar_fits(const cst_grammar *g, int32_t max_tokens, int64_t room, const char *what, char *err,
+                         size_t errlen) {
+    const int32_t need = cst_grammar_min_bytes(g);
+    if (max_tokens > 0 && need > max_tokens) {
+        snprintf(err, errlen,
+                 "generation_config.max_output_tokens: %d is below the shortest %s (%d tokens); raise it to at "
+                 "least %d",
+                 max_tokens, what, need, need);
+        return false;
+    }
+    if (need > room) {
+        snprintf(err, errlen, "the shortest %s (%d tokens) does not fit in the context left after the prompt (%lld tokens)",
+                 what, need, (long long)room);
+        return false;
+    }
+    return true;
+}
+
 static char *dump_or_null(json_t *j) { return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL; }
 
 /* job: a job claimed from the shared queue (queue.c), or NULL: a new create. */
@@ -773,27 +925,26 @@ static cst_status run_start(cst_server *s, smodel *sm, const create_req *cr, con
      * (the compiled grammar is cached by the schema's canonical text); stop
      * sequences would cut the value, so they do not apply */
     cst_grammar *grammar = NULL;
+    const int64_t room = (int64_t)cst_sched_n_ctx(sm->sched) - (int64_t)cp->n_toks;
     if (cr->json_output) {
         grammar = cst_schema_get(cr->response_schema, "response_format.schema", NULL, err, errlen);
-        if (!grammar) return CST_ERR_INVALID_ARG;
-        const int32_t need = cst_grammar_min_bytes(grammar);
-        const int64_t room = (int64_t)cst_sched_n_ctx(sm->sched) - (int64_t)cp->n_toks;
-        if (rp.max_tokens > 0 && need > rp.max_tokens) {
-            snprintf(err, errlen,
-                     "generation_config.max_output_tokens: %d is below the shortest answer the schema allows "
-                     "(%d tokens); raise it to at least %d",
-                     rp.max_tokens, need, need);
-            cst_grammar_unref(grammar);
-            return CST_ERR_INVALID_ARG;
-        }
-        if (need > room) {
-            snprintf(err, errlen, "the shortest answer the schema allows (%d tokens) does not fit in the context "
-                                  "left after the prompt (%lld tokens)", need, (long long)room);
+        if (!grammar || !grammar_fits(grammar, rp.max_tokens, room, "answer the schema allows", err, errlen)) {
             cst_grammar_unref(grammar);
             return CST_ERR_INVALID_ARG;
         }
         rp.grammar = grammar;
         rp.n_stops = 0;
+    } else if (cr->tools.tools) {
+        /* function calling: free text until the family's call syntax, then
+         * only well-formed calls of the allowed tools (any: only calls;
+         * none: the syntax masked) */
+        grammar = cst_tools_grammar(sm->chat.tool_family, &cr->tools, err, errlen);
+        if (!grammar || !grammar_fits(grammar, rp.max_tokens, room, "function call the tools allow", err, errlen)) {
+            cst_grammar_unref(grammar);
+            return CST_ERR_INVALID_ARG;
+        }
+        rp.grammar = grammar;
+        if (cr->tools.mode == CST_TC_ANY) rp.n_stops = 0;
     }
 
     run *r = calloc(1, sizeof *r);
@@ -820,6 +971,10 @@ static cst_status run_start(cst_server *s, smodel *sm, const create_req *cr, con
     live_setup(r, sm, body);
     r->status = "queued";
     r->think = cp->think;
+    r->tools_on = cst_tools_active(&cr->tools);
+    r->tool_family = sm->chat.tool_family;
+    r->max_answer = rp.max_tokens;
+    r->n_ctx = cst_sched_n_ctx(sm->sched);
     r->think_eager = cp->think && cp->think_inside;
     r->summaries = cp->summaries;
     r->previous_id = cr->previous_id ? strdup(cr->previous_id) : NULL;
@@ -829,6 +984,7 @@ static cst_status run_start(cst_server *s, smodel *sm, const create_req *cr, con
     if (cr->labels) json_object_set(echo, "labels", cr->labels);
     if (cr->response_format) json_object_set(echo, "response_format", cr->response_format);
     if (cr->response_mime) json_object_set_new(echo, "response_mime_type", json_string(cr->response_mime));
+    if (cr->tools.tools) json_object_set(echo, "tools", cr->tools.tools);
     r->request_echo = dump_or_null(echo);
     json_decref(echo);
     r->input_json = dump_or_null(json_object_get(body, "input"));

@@ -1455,6 +1455,22 @@ cst_grammar *cst_schema_compile(json_t *schema, const char *path, char *err, siz
     return sc_finish(&c, root, p.s);
 }
 
+int32_t cst_schema_rule(cst_gbuild *b, json_t *schema, const char *path, char *err, size_t errlen) {
+    sc c;
+    sc_init(&c, schema, err, errlen);
+    cst_gb_free(c.b); /* the caller's builder instead */
+    c.b = b;
+    c.failed = !b;
+    if (!b) snprintf(err, errlen, "out of memory");
+    jpath p = {.n = 0};
+    path_push(&p, "%s", path ? path : "schema");
+    int32_t root = -1;
+    if (!c.failed) root = schema ? gen(&c, schema, &p) : jany(&c);
+    for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
+    free(c.refs);
+    return c.failed ? -1 : root;
+}
+
 cst_grammar *cst_schema_regex(const char *re, char *err, size_t errlen) {
     sc c;
     sc_init(&c, NULL, err, errlen);
@@ -1480,14 +1496,34 @@ static uint64_t fnv64(const char *s) {
     return h;
 }
 
+typedef struct {
+    json_t *schema;
+    const char *path;
+} schema_job;
+
+static cst_grammar *schema_build(void *ud, char *err, size_t errlen) {
+    schema_job *j = ud;
+    return cst_schema_compile(j->schema, j->path, err, errlen);
+}
+
 cst_grammar *cst_schema_get(json_t *schema, const char *path, bool *hit, char *err, size_t errlen) {
-    if (hit) *hit = false;
     char *canon = schema ? json_dumps(schema, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("*any*");
+    schema_job j = {schema, path};
+    cst_grammar *g = cst_grammar_cache_get(canon, schema_build, &j, hit, err, errlen);
+    free(canon);
+    return g;
+}
+
+cst_grammar *cst_grammar_cache_get(const char *key, cst_grammar *(*build)(void *ud, char *err, size_t errlen), void *ud,
+                                   bool *hit, char *err, size_t errlen) {
+    if (hit) *hit = false;
+    char *canon = key ? strdup(key) : NULL;
     if (!canon) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    /* the path is part of error messages only: the key is the schema */
+    /* the path is part of error messages only: the key is the schema (or
+     * whatever canonical text the caller's grammar is a function of) */
     const uint64_t h = fnv64(canon);
     pthread_mutex_lock(&g_cache_mu);
     for (int i = 0; i < CACHE_N; i++)
@@ -1500,7 +1536,7 @@ cst_grammar *cst_schema_get(json_t *schema, const char *path, bool *hit, char *e
             return g;
         }
     pthread_mutex_unlock(&g_cache_mu);
-    cst_grammar *g = cst_schema_compile(schema, path, err, errlen);
+    cst_grammar *g = build(ud, err, errlen);
     if (!g) {
         free(canon);
         return NULL;

@@ -38,6 +38,17 @@ cst_grammar *cst_schema_compile(json_t *schema, const char *path, char *err, siz
  * *hit (may be NULL) tells whether it came from the cache. Thread-safe. */
 cst_grammar *cst_schema_get(json_t *schema, const char *path, bool *hit, char *err, size_t errlen);
 void cst_schema_cache_clear(void);
+/* The cache itself: the grammar build(ud) makes, kept under key (a canonical
+ * text the grammar is a function of; the schema cache's keys are JSON
+ * texts, so other keys should not be JSON). */
+cst_grammar *cst_grammar_cache_get(const char *key, cst_grammar *(*build)(void *ud, char *err, size_t errlen), void *ud,
+                                   bool *hit, char *err, size_t errlen);
+
+/* Compile schema (NULL: any JSON value) into the caller's builder b; the
+ * rule matching a valid value, or -1 with a message in err (b may then hold
+ * unused rules; its sticky error is set when it ran out of room). Several
+ * schemas may go into one builder (tools: one per function). */
+int32_t cst_schema_rule(cst_gbuild *b, json_t *schema, const char *path, char *err, size_t errlen);
 
 /* A regex (the pattern subset) as a grammar over JSON string contents
  * (without the quotes), for tests and the fuzzer. */

@@ -6,6 +6,7 @@
  */
 #include "api_int.h"
 #include "docs/docs.h"
+#include "tools.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -224,9 +225,61 @@ static json_t *norm_step(json_t *s, const char *path, char *err, size_t errlen) 
         if (json_is_string(sig)) return json_pack("{s:s,s:O}", "type", "thought", "signature", sig);
         return json_pack("{s:s}", "type", "thought");
     }
-    if (!strcmp(t, "function_call") || !strcmp(t, "function_result")) {
-        BAD("%s: %s steps need function calling (tools), which is not supported yet", path, t);
-        return NULL;
+    if (!strcmp(t, "function_call")) { /* the model's earlier call (history) */
+        json_t *id = json_object_get(s, "id"), *name = json_object_get(s, "name"), *args = json_object_get(s, "arguments");
+        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 256) {
+            BAD("%s.id: required (a string of 1 to 256 bytes)", path);
+            return NULL;
+        }
+        if (!json_is_string(name) || !cst_tools_valid_name(json_string_value(name))) {
+            BAD("%s.name: required (a function name)", path);
+            return NULL;
+        }
+        if (!json_is_object(args)) {
+            BAD("%s.arguments: required (an object)", path);
+            return NULL;
+        }
+        return json_pack("{s:s,s:O,s:O,s:O}", "type", t, "id", id, "name", name, "arguments", args);
+    }
+    if (!strcmp(t, "function_result")) {
+        json_t *id = json_object_get(s, "call_id"), *name = json_object_get(s, "name"), *res = json_object_get(s, "result");
+        json_t *ie = json_object_get(s, "is_error");
+        if (!json_is_string(id) || json_string_length(id) == 0) {
+            BAD("%s.call_id: required (a non-empty string)", path);
+            return NULL;
+        }
+        if (name && !json_is_null(name) && !json_is_string(name)) {
+            BAD("%s.name: expected a string, got %s", path, type_name(name));
+            return NULL;
+        }
+        if (ie && !json_is_null(ie) && !json_is_boolean(ie)) {
+            BAD("%s.is_error: expected a boolean, got %s", path, type_name(ie));
+            return NULL;
+        }
+        json_t *r;
+        snprintf(p, sizeof p, "%s.result", path);
+        if (json_is_string(res) || json_is_object(res)) {
+            r = json_incref(res);
+        } else if (json_is_array(res)) { /* content: text blocks */
+            r = norm_content(res, p, err, errlen);
+            if (!r) return NULL;
+            size_t i;
+            json_t *b;
+            json_array_foreach(r, i, b) {
+                if (strcmp(elem_type(b), "text")) {
+                    BAD("%s[%zu]: %s content in a function result is not supported (text only)", p, i, elem_type(b));
+                    json_decref(r);
+                    return NULL;
+                }
+            }
+        } else {
+            BAD("%s: required (a string, an object or an array of content), got %s", p, res ? type_name(res) : "nothing");
+            return NULL;
+        }
+        json_t *o = json_pack("{s:s,s:O,s:o}", "type", t, "call_id", id, "result", r);
+        if (o && json_is_string(name)) json_object_set(o, "name", name);
+        if (o && json_is_true(ie)) json_object_set_new(o, "is_error", json_true());
+        return o;
     }
     BAD("%s.type: unsupported step type '%s'", path, t);
     return NULL;
@@ -282,12 +335,14 @@ static bool norm_input(json_t *in, create_req *r, char *err, size_t errlen) {
         return BAD("input: expected a string, a content object or an array, got %s", type_name(in));
     }
     if (!steps) return BAD("out of memory");
-    /* split: the turn is the trailing run of user_input steps */
+    /* split: the turn is the trailing run of user_input and function_result steps */
     size_t n = json_array_size(steps), k = n;
-    while (k > 0 && !strcmp(elem_type(json_array_get(steps, k - 1)), "user_input")) k--;
+    while (k > 0 && (!strcmp(elem_type(json_array_get(steps, k - 1)), "user_input") ||
+                     !strcmp(elem_type(json_array_get(steps, k - 1)), "function_result")))
+        k--;
     if (k == n) {
         json_decref(steps);
-        return BAD("input: the last step must be a user_input step (the new turn)");
+        return BAD("input: the last step must be a user_input or function_result step (the new turn)");
     }
     r->context = json_array();
     r->turn = json_array();
@@ -357,11 +412,9 @@ static bool parse_gen_config(json_t *g, create_req *r, char *err, size_t errlen)
             if (!in_list(json_string_value(v), lv, 2))
                 return BAD("generation_config.thinking_summaries: '%s' is not one of auto, none", json_string_value(v));
         } else if (!strcmp(k, "tool_choice")) {
-            if (json_is_string(v) && (!strcmp(json_string_value(v), "auto") || !strcmp(json_string_value(v), "none")))
-                continue;
             if (!json_is_string(v) && !json_is_object(v))
                 return BAD("generation_config.tool_choice: expected a string or an object, got %s", type_name(v));
-            return BAD("generation_config.tool_choice: function calling is not supported yet");
+            if (!cst_tools_parse_choice(v, &r->tools, err, errlen)) return false;
         } else if (!strcmp(k, "image_config") || !strcmp(k, "speech_config") || !strcmp(k, "transcription_config") ||
                    !strcmp(k, "video_config")) {
             return BAD("generation_config.%s: media generation is not supported by this server", k);
@@ -499,7 +552,7 @@ bool cst_api_parse_create(json_t *body, create_req *r, char *err, size_t errlen)
         } else if (!strcmp(k, "tools")) {
             if (!json_is_null(v)) {
                 if (!json_is_array(v)) ok = BAD("tools: expected an array, got %s", type_name(v));
-                else if (json_array_size(v) > 0) ok = BAD("tools: function calling is not supported yet");
+                else ok = cst_tools_parse(v, &r->tools, err, errlen);
             }
         } else if (!strcmp(k, "continuation_token")) {
             if (!json_is_null(v)) ok = BAD("continuation_token: this server never issues continuation tokens");
@@ -515,6 +568,9 @@ bool cst_api_parse_create(json_t *body, create_req *r, char *err, size_t errlen)
     if (!*r->model) return BAD("model: empty string");
     if (!input) return BAD("input: required");
     if (r->background && !r->store) return BAD("background: requires store (store is false)");
+    if (!cst_tools_check(&r->tools, err, errlen)) return false;
+    if (r->tools.tools && r->json_output)
+        return BAD("response_format: JSON output together with tools is not supported (send one or the other)");
     r->input = input;
     if (!norm_input(input, r, err, errlen)) {
         create_req_clear(r);

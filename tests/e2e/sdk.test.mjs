@@ -273,7 +273,7 @@ describe("SDK: errors", () => {
     await assert.rejects(ai.interactions.create({ model: "gemini-3.5-flash", input: "x", generation_config: { top_p: 1.5 } }), (e) => e.status === 400 && /top_p/.test(e.message));
     await assert.rejects(ai.interactions.create({ model: "gemini-3.5-flash", input: "x", generation_config: { max_tokens: 5 } }), (e) => e.status === 400 && /max_tokens/.test(e.message));
     await assert.rejects(ai.interactions.create({ model: "gemini-3.5-flash", input: [{ type: "user_input", content: [{ type: "text", text: 5 }] }] }), (e) => e.status === 400 && /input\[0\]\.content\[0\]\.text/.test(e.message));
-    await assert.rejects(ai.interactions.create({ model: "gemini-3.5-flash", input: "x", tools: [{ type: "function", name: "f" }] }), (e) => e.status === 400 && /tools/.test(e.message));
+    await assert.rejects(ai.interactions.create({ model: "gemini-3.5-flash", input: "x", tools: [{ type: "google_search" }] }), (e) => e.status === 400 && /tools\[0\]\.type/.test(e.message));
   });
   test("prompt over the context -> 400 with the token counts", async () => {
     const long = "word ".repeat(3000);

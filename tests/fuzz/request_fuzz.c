@@ -2,7 +2,7 @@
  * runs without a server: the input is a create-interaction body. It is
  * depth-checked and parsed as routes.c does (jansson), validated and
  * normalised by cst_api_parse_create, and a valid request's conversation is
- * rendered into prompt tokens by cst_chat_prompt with the qwen3 vocabulary and
+ * rendered into prompt tokens by cst_chat_prompt_tools (tools too) with the qwen3 vocabulary and
  * chat template (thinking markers, thought signatures, injection-safe
  * tokenization) or the plain fallback format; image blocks (and document
  * blocks, whose inline data must carry a readable mime_type) go through the URI
@@ -112,7 +112,8 @@ static void check_steps(json_t *steps, bool turn) {
     json_array_foreach(steps, i, s) {
         json_t *t = json_object_get(s, "type");
         if (!json_is_string(t)) __builtin_trap();
-        if (turn && strcmp(json_string_value(t), "user_input")) __builtin_trap();
+        if (turn && strcmp(json_string_value(t), "user_input") && strcmp(json_string_value(t), "function_result"))
+            __builtin_trap();
         json_t *sig = json_object_get(s, "signature");
         if (json_is_string(sig)) {
             char *text = NULL;
@@ -172,7 +173,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     chat_prompt cp;
     err[0] = 0;
     const chat_model *cm = (size & 1) ? &cm_plain : &cm_tpl;
-    cst_status st = cst_chat_prompt(cm, key, cr.system_instruction, lists, 2, cr.generation_config, &cp, err, sizeof err);
+    cst_status st = cst_chat_prompt_tools(cm, key, cr.system_instruction, lists, 2, cr.generation_config, cr.tools.tools,
+                                          &cp, err, sizeof err);
     if (verbose)
         fprintf(stderr, "request_fuzz: %s prompt: %s%s (%zu tokens, %zu plain ranges)\n",
                 cm == &cm_tpl ? "template" : "fallback", st ? "failed: " : "ok", st ? err : "", cp.n_toks, cp.n_plain);

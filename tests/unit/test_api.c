@@ -80,8 +80,8 @@ TEST(api_validate_rejects_with_path) {
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\",\"data\":\"AAAA\"}]}", "exactly one");
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"image\",\"uri\":\"files/abc\",\"mime_type\":\"image/heic\"}]}", "mime_type");
     expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"audio\",\"uri\":\"files/abc\"}]}", "audio");
-    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"function_result\",\"call_id\":\"x\",\"result\":\"r\"}]}", "function");
-    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\"}]}", "tools");
+    expect_bad("{\"model\":\"m\",\"input\":[{\"type\":\"function_result\",\"call_id\":\"x\"}]}", "input[0].result");
+    expect_bad("{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\"}]}", "tools[0].name");
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"response_format\":{}}", "response_format");
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"continuation_token\":\"t\"}", "continuation_token");
     expect_bad("{\"model\":\"m\",\"input\":\"x\",\"background\":true,\"store\":false}", "background");

@@ -185,12 +185,10 @@ static uint32_t rnd(void) {
 }
 
 /* the cached mask equals a token-by-token check */
-static void check_masks(tvocab *t) {
-    cst_grammar *g = make_json();
+static void check_masks_of(tvocab *t, cst_grammar *g, const char *const *prefixes, size_t n_prefixes) {
     cst_grammar_rt *rt = cst_grammar_rt_new(g, t->gv);
     ASSERT(rt);
-    const char *prefixes[] = {"", "{", "{\"a", "{\"a\":", "[1", "\"x", "[1,{\"b\":[tr"};
-    for (size_t k = 0; k < sizeof prefixes / sizeof *prefixes; k++) {
+    for (size_t k = 0; k < n_prefixes; k++) {
         int32_t s = cst_grammar_rt_advance(rt, cst_grammar_rt_start(rt), prefixes[k], strlen(prefixes[k]));
         ASSERT(s != CST_GSTATE_DEAD);
         int32_t budgets[] = {CST_GBUDGET_NONE, cst_grammar_rt_min_complete(rt, s) + 1}; /* the tightest feasible */
@@ -215,12 +213,17 @@ static void check_masks(tvocab *t) {
         }
     }
     cst_grammar_rt_free(rt);
+}
+
+static void check_masks(tvocab *t) {
+    cst_grammar *g = make_json();
+    const char *prefixes[] = {"", "{", "{\"a", "{\"a\":", "[1", "\"x", "[1,{\"b\":[tr"};
+    check_masks_of(t, g, prefixes, sizeof prefixes / sizeof *prefixes);
     cst_grammar_unref(g);
 }
 
 /* random logits, masked; every run ends complete within the budget */
-static void check_budget(tvocab *t) {
-    cst_grammar *g = make_json();
+static void check_budget_of(tvocab *t, cst_grammar *g, int32_t favour) {
     cst_grammar_rt *rt = cst_grammar_rt_new(g, t->gv);
     float *logits = malloc((size_t)t->n * sizeof *logits);
     char *text = malloc(1 << 16);
@@ -237,6 +240,7 @@ static void check_budget(tvocab *t) {
                     break;
                 }
                 for (int32_t i = 0; i < t->n; i++) logits[i] = (float)(rnd() % 10000) / 1000.0f;
+                if (favour >= 0 && rnd() % 4 == 0) logits[favour] = 100.0f; /* e.g. a trigger token */
                 /* favour structure openers so that nesting happens */
                 int32_t na = cst_grammar_rt_apply(rt, s, budget - used, logits);
                 ASSERT_MSG(na > 0, "no token allowed at %.*s (budget %d, used %d)", (int)len, text, budget, used);
@@ -264,6 +268,69 @@ static void check_budget(tvocab *t) {
     free(logits);
     free(text);
     cst_grammar_rt_free(rt);
+}
+
+static void check_budget(tvocab *t) {
+    cst_grammar *g = make_json();
+    check_budget_of(t, g, -1);
+    cst_grammar_unref(g);
+}
+
+/* trigger mode: free text, or text + "<tool_call>" + a JSON object + close */
+static cst_grammar *make_trigger(bool allow) {
+    cst_gbuild *b = cst_gb_new();
+    int32_t call = -1;
+    if (allow) {
+        int32_t value = json_grammar(b);
+        call = cst_gb_rule(b);
+        cst_gb_lit(b, call, "{\"a\": ", 6), cst_gb_ref(b, call, value), cst_gb_lit(b, call, "}</tool_call>", 13);
+    }
+    int32_t root = cst_gb_trigger(b, "<tool_call>", 11, call);
+    char err[200];
+    cst_grammar *g = cst_gb_finish(b, root, err, sizeof err);
+    ASSERT_MSG(g, "%s", err);
+    return g;
+}
+
+static void check_trigger(tvocab *t) {
+    cst_grammar *g = make_trigger(true);
+    const char *prefixes[] = {"", "Hi <tool", "x<tool_call>", "<tool_call>{\"a\": [1", "<<tool_cal"};
+    check_masks_of(t, g, prefixes, sizeof prefixes / sizeof *prefixes);
+    const cst_token trig = cst_vocab_find(t->vocab, "<tool_call>", 11);
+    check_budget_of(t, g, trig >= 0 && t->lens[trig] == 11 ? trig : cst_vocab_find(t->vocab, "<", 1));
+    cst_grammar_unref(g);
+}
+
+TEST(grammar_trigger_mode) {
+    cst_grammar *g = make_trigger(true);
+    ASSERT(acc(g, ""));
+    ASSERT(acc(g, "plain text, <tool and <tool_cal but no trigger"));
+    ASSERT(acc(g, "text<tool_call>{\"a\": [1,2]}</tool_call>"));
+    ASSERT(acc(g, "<<tool_call>{\"a\": 1}</tool_call>")); /* the trigger after a false start (KMP) */
+    ASSERT(!acc(g, "text<tool_call>")); /* once triggered, the call must complete */
+    ASSERT(!acc(g, "<tool_call>{\"b\": 1}</tool_call>"));
+    ASSERT(!acc(g, "<tool_call>{\"a\": 1}</tool_call> more text"));
+    ASSERT_EQ(cst_grammar_min_bytes(g), 0);
+    cst_grammar_unref(g);
+    /* then < 0: the trigger can never be written */
+    g = make_trigger(false);
+    ASSERT(acc(g, "anything <tool_cal>"));
+    ASSERT(!acc(g, "a <tool_call>"));
+    ASSERT(!acc(g, "<tool_call>{\"a\": 1}</tool_call>"));
+    cst_grammar_unref(g);
+    /* an overlapping trigger ("aab" after "aaab") and its KMP fallbacks */
+    cst_gbuild *b = cst_gb_new();
+    int32_t then = cst_gb_rule(b);
+    cst_gb_lit(b, then, "!", 1);
+    int32_t root = cst_gb_trigger(b, "aab", 3, then);
+    char err[200];
+    g = cst_gb_finish(b, root, err, sizeof err);
+    ASSERT_MSG(g, "%s", err);
+    ASSERT(acc(g, "aaaa"));
+    ASSERT(acc(g, "aaab!"));
+    ASSERT(!acc(g, "aaab"));
+    ASSERT(!acc(g, "abaab"));
+    ASSERT(acc(g, "abaa"));
     cst_grammar_unref(g);
 }
 
@@ -273,6 +340,7 @@ TEST(grammar_qwen3_vocab) {
     ASSERT_EQ(t.n, 151936);
     check_masks(&t);
     check_budget(&t);
+    check_trigger(&t);
     tvocab_free(&t);
 }
 
@@ -282,5 +350,6 @@ TEST(grammar_llama3_vocab) {
     ASSERT_EQ(t.n, 128256);
     check_masks(&t);
     check_budget(&t);
+    check_trigger(&t);
     tvocab_free(&t);
 }

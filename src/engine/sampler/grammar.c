@@ -197,6 +197,59 @@ void cst_gb_ref(cst_gbuild *b, int32_t rule, int32_t ref) {
     gb_push(b, rule, GE_REF, ref);
 }
 
+/* KMP: the trigger bytes matched after reading c in state i (i < n). */
+static size_t kmp_next(const uint8_t *t, size_t n, const size_t *fail, size_t i, uint8_t c) {
+    for (;;) {
+        if (i < n && t[i] == c) return i + 1;
+        if (i == 0) return 0;
+        i = fail[i - 1];
+    }
+}
+
+int32_t cst_gb_trigger(cst_gbuild *b, const char *trigger, size_t n, int32_t then) {
+    if (b->bad) return -1;
+    if (n == 0 || n > 64) {
+        gb_fail(b, "a trigger must be 1 to 64 bytes");
+        return -1;
+    }
+    const uint8_t *t = (const uint8_t *)trigger;
+    size_t fail[64]; /* fail[i]: longest proper border of t[0..i] */
+    fail[0] = 0;
+    for (size_t i = 1, k = 0; i < n; i++) {
+        while (k > 0 && t[i] != t[k]) k = fail[k - 1];
+        if (t[i] == t[k]) k++;
+        fail[i] = k;
+    }
+    int32_t st[64]; /* st[i]: the rule "i trigger bytes matched" */
+    for (size_t i = 0; i < n; i++) st[i] = cst_gb_rule(b);
+    if (b->bad) return -1;
+    for (size_t i = 0; i < n; i++) {
+        /* alternative 1 (the rule's first, empty): the text ends here */
+        uint8_t sets[65][32];
+        memset(sets, 0, sizeof sets);
+        for (unsigned c = 0; c < 256; c++) {
+            size_t j = kmp_next(t, n, fail, i, (uint8_t)c);
+            sets[j][c >> 3] |= (uint8_t)(1u << (c & 7));
+        }
+        for (size_t j = 0; j <= n; j++) {
+            bool any = false;
+            for (int k = 0; k < 32; k++) any |= sets[j][k] != 0;
+            if (!any) continue;
+            if (j == n) { /* the trigger is complete: then follows (or nothing may) */
+                if (then < 0) continue;
+                cst_gb_alt(b, st[i]);
+                cst_gb_class(b, st[i], sets[j]);
+                cst_gb_ref(b, st[i], then);
+                continue;
+            }
+            cst_gb_alt(b, st[i]);
+            cst_gb_class(b, st[i], sets[j]);
+            cst_gb_ref(b, st[i], st[j]);
+        }
+    }
+    return b->bad ? -1 : st[0];
+}
+
 /* ======================================================================
  * Compiled grammar
  * ====================================================================== */

@@ -39,6 +39,15 @@ void cst_gb_class(cst_gbuild *b, int32_t rule, const uint8_t set[32]); /* one by
 void cst_gb_range(cst_gbuild *b, int32_t rule, uint8_t lo, uint8_t hi); /* one byte in [lo, hi] */
 void cst_gb_lit(cst_gbuild *b, int32_t rule, const char *s, size_t n); /* these bytes in order */
 void cst_gb_ref(cst_gbuild *b, int32_t rule, int32_t ref);              /* the rule ref */
+/* Trigger mode (a "lazy" grammar, as llama.cpp's grammar triggers): a new
+ * rule matching free text, any bytes that do not contain trigger[0..n),
+ * possibly empty, and then, when then >= 0, optionally the trigger followed
+ * by the rule then. So a sentence is either text without the trigger (the
+ * automaton accepts all along) or text, the trigger and a `then` sentence:
+ * once the model writes the trigger, only `then` may follow. With then < 0
+ * the trigger can never be written (its last byte is refused). The rules are
+ * a KMP automaton of the trigger (n + 1 rules at most). -1 on error. */
+int32_t cst_gb_trigger(cst_gbuild *b, const char *trigger, size_t n, int32_t then);
 int32_t cst_gb_n_rules(const cst_gbuild *b);
 size_t cst_gb_n_elems(const cst_gbuild *b);
 

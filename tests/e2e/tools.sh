@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# tools.sh: end-to-end suite for function calling (§9). Writes random-weight
+# models with the real Qwen3 vocabulary and template (the hermes <tool_call>
+# family, tools rendered by the template) and the Llama 3 vocabulary (its
+# 3.0 template renders no tools: the fallback tool prompt), starts `castor
+# serve` on a random loopback port, and runs tools.test.mjs through
+# @google/genai: tool_choice any always yields calls whose arguments ajv
+# validates, none never a call, call -> result -> answer round trips
+# (streamed and not, stored and stateless), 400s.
+# Env: CASTOR (the binary), CST_SHARED (fixtures), CST_TOOLS_SEEDS (seeds per
+# tool set; default 6, 2 for the ASan build), CST_TOOLS_FILTER (a test name
+# pattern). Release build on 2 idle cores: about a minute.
+set -euo pipefail
+: "${CASTOR:?set CASTOR to the castor binary}"
+: "${CST_SHARED:?set CST_SHARED to the shared fixtures dir}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+case "$CASTOR" in *asan*) export CST_TOOLS_SEEDS="${CST_TOOLS_SEEDS:-2}" ;; esac
+for v in vocab-qwen3 vocab-llama3; do
+  [ -f "$CST_SHARED/models/$v.gguf" ] || { echo "missing fixture $CST_SHARED/models/$v.gguf"; exit 1; }
+done
+command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
+if [ ! -d "$HERE/node_modules/ajv-formats" ] || [ ! -d "$HERE/node_modules/@google/genai" ]; then
+  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+TMP="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+"$CASTOR" mkmodel --arch qwen3 --vocab-from "$CST_SHARED/models/vocab-qwen3.gguf" --preset tiny --type Q8_0 \
+  -o "$TMP/qwen3-tiny.gguf" >/dev/null
+"$CASTOR" mkmodel --arch llama --vocab-from "$CST_SHARED/models/vocab-llama3.gguf" --preset tiny --type Q8_0 \
+  -o "$TMP/llama3-tiny.gguf" >/dev/null
+
+"$CASTOR" serve -m "$TMP/qwen3-tiny.gguf" --thinking-budgets 8,12,16,20 --thinking-level minimal \
+  -m "$TMP/llama3-tiny.gguf" --no-auth --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" \
+  -c 1024 -np 4 --max-queue 256 -t 2 > "$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do [ -f "$TMP/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+if [ ! -f "$TMP/port" ]; then echo "server did not start:"; cat "$TMP/server.log"; exit 1; fi
+PORT="$(cat "$TMP/port")"
+echo "castor serve on port $PORT (pid $SERVER_PID)"
+export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=unused
+rc=0
+node --test --test-concurrency=1 ${CST_TOOLS_FILTER:+--test-name-pattern="$CST_TOOLS_FILTER"} "$HERE"/tools.test.mjs || rc=$?
+if [ $rc -ne 0 ]; then echo "--- server log (tail)"; tail -40 "$TMP/server.log"; fi
+exit $rc
