@@ -118,6 +118,7 @@ struct cst_server {
     double t_start;
     uint8_t sig_key[32];   /* thought signatures (signature.c) */
     struct cst_files *files; /* Files API state (files.c) */
+    struct cst_queue *queue; /* live runs shared with other replicas (queue.c); NULL: one process */
     /* parked connections and the ticker that wakes them (server.c) */
     pthread_mutex_t park_mu;
     pthread_cond_t park_cv; /* the ticker's sleep: signalled by a park due before park_next */
@@ -149,6 +150,8 @@ typedef struct conn {
     int wait_style;                   /* err_style of the request */
     int rid;                          /* route_id, for the metrics of the deferred reply */
     bool retry;                       /* parked to run the request again (image decode memory full) */
+    double cancel_until;              /* routes.c: a cancel of a run live on another replica, asked;
+                                       * looked at again until then (0: not asked) */
     cst_park pk;
 } conn;
 
@@ -365,6 +368,15 @@ struct run {
     atomic_bool cancel_requested;
     cst_sched_req *req;
     double t_submit, t_last_token;
+    /* shared with other replicas through the store (queue.c; r->mu) */
+    bool live;        /* its record carries this replica's lease; events are stored while it runs */
+    bool gate;        /* a background job: its output is shown (here too) only once stored */
+    bool detached;    /* not run here: put in the shared queue for any replica (no pump, no events) */
+    bool lease_lost;  /* another replica holds it now: nothing more is written */
+    bool out_stored;  /* an output event is in the store */
+    size_t n_stored;  /* events written to the store */
+    char *job_body;   /* a live background run: its create body (run again from it elsewhere) */
+    const char *job_model; /* ... and the model replicas claim it by (the served file's stem) */
     cst_park *watchers; /* parked connections to resume at the next event (mu) */
 };
 
@@ -394,6 +406,14 @@ json_t *cst_run_accepted_json(run *r);
 /* Interaction JSON from a stored record. */
 json_t *cst_irec_json(const cst_irec *rec, bool include_input);
 void cst_runs_cancel_all(cst_server *s);
+/* Start the run of a job claimed from the shared queue (queue.c): its id,
+ * created time and record are job's; otherwise as cst_run_start. */
+cst_status cst_run_start_job(cst_server *s, smodel *sm, const create_req *cr, const cst_job *job,
+                             const chat_prompt *cp, json_t *history, json_t *body, run **out, char *err,
+                             size_t errlen);
+/* Events a reader may see now (r->mu held): all, except a background job's
+ * output before it is stored (queue.c: it could still be run again). */
+size_t cst_run_visible_locked(run *r);
 /* Random interaction id "v1_" + 22 base64url chars. */
 void cst_api_new_id(char out[48]);
 /* The step.delta text event, built by hand exactly as jansson would dump it
@@ -409,6 +429,8 @@ void cst_metrics_tokens(int64_t in, int64_t cached, int64_t out, bool cache_hit)
 void cst_metrics_ttft(double s);
 void cst_metrics_token_latency(double s);
 char *cst_metrics_render(cst_server *s); /* malloc'd Prometheus text */
+/* Prometheus lines of the replicas' shared queue into out ("" without one; queue.c). */
+void cst_queue_metrics(cst_server *s, char *out, size_t n);
 /* Metrics includes no other file of src/api: a cache's owner registers how to
  * read its counters, rendered as castor_NAME_cache_{hits_total,misses_total,
  * bytes,entries} (name and what are static strings; at most 4 caches;
@@ -420,8 +442,10 @@ void cst_metrics_cache_source(const char *name, const char *what, cst_metrics_ca
 enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner);
 enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
                               const char *id);
-enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
-enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id);
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id);
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id);
 /* A parked unary create resumed (cs->wait): answers when its run is done, else
  * parks the connection again. */
 enum MHD_Result cst_route_resume(cst_server *s, struct MHD_Connection *c, conn *cs);

@@ -187,6 +187,9 @@ char *cst_metrics_render(cst_server *s) {
                   ss.op_max_seconds, (unsigned long long)ss.errors, ss.pool_size, ss.pool_open, ss.pool_busy,
                   (unsigned long long)ss.pool_waits, (unsigned long long)ss.reconnects);
     }
+    char qm[1024]; /* replicas: the shared queue (queue.c) */
+    cst_queue_metrics(s, qm, sizeof qm);
+    sb_printf(&b, "%s", qm);
     sb_printf(&b, "# HELP castor_queue_depth Requests waiting for an engine slot.\n# TYPE castor_queue_depth gauge\n");
     for (size_t i = 0; i < s->n_models; i++)
         sb_printf(&b, "castor_queue_depth{model=\"%s\"} %d\n", s->models[i].stem,

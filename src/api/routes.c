@@ -10,6 +10,7 @@
 #define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
 #include "files.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -65,6 +66,10 @@ typedef struct sse {
     void *xctx;
     void (*xctx_free)(void *ctx);
     const char *ctype;
+    /* follow a run live on another replica through the store's event log
+     * (queue.c notifies): frames are appended as they are stored */
+    bool follow, follow_end;
+    char follow_id[48], follow_owner[65];
 } sse;
 
 static char *frame(const char *type, const char *data) {
@@ -86,6 +91,47 @@ static size_t frame_into(char *buf, size_t max, const char *type, const char *da
     memcpy(p, data, dl), p += dl;
     memcpy(p, "\n\n", 2), p += 2;
     return (size_t)(p - buf);
+}
+
+static bool load_event(void *ud, int64_t seq, const char *data);
+typedef struct {
+    sse *w;
+    bool oom;
+} load_ctx;
+
+static bool is_live_status(const char *st) { return !strcmp(st, "queued") || !strcmp(st, "in_progress"); }
+
+/* A follower with nothing new looks at the store again after this long at
+ * the latest (notifications usually wake it sooner). */
+#define FOLLOW_POLL_S 0.25
+
+/* Append the events stored after the frames held (a run live on another
+ * replica); the end is interaction.completed, or a terminal record with
+ * nothing more stored. 1: frames added or the end reached; 0: nothing new;
+ * -1: the store failed. */
+static int follow_more(sse *w) {
+    cst_server *s = w->srv;
+    for (int pass = 0; pass < 2; pass++) {
+        const size_t had = w->n_frames;
+        load_ctx lc = {.w = w};
+        if (cst_store_events(s->store, w->follow_id, (int64_t)had, load_event, &lc) || lc.oom) return -1;
+        for (size_t i = had; i < w->n_frames; i++)
+            if (!strncmp(w->frames[i], "event: interaction.completed\n", 29)) w->follow_end = true;
+        if (w->n_frames > had) return 1;
+        if (pass == 1) break;
+        cst_irec rec;
+        const cst_status st = cst_store_get(s->store, w->follow_owner, w->follow_id, &rec);
+        if (st == CST_ERR_NOT_FOUND) { /* deleted meanwhile */
+            w->follow_end = true;
+            return 1;
+        }
+        if (st) return -1;
+        const bool live = is_live_status(rec.status);
+        cst_irec_clear(&rec);
+        if (live) break;
+        w->follow_end = true; /* terminal: what its last transaction stored is read once more */
+    }
+    return w->follow_end ? 1 : 0;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -120,17 +166,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (w->r) {
             run *r = w->r;
             pthread_mutex_lock(&r->mu);
-            if (w->next < r->n_ev && w->xf) {
+            const size_t n_ev = cst_run_visible_locked(r);
+            if (w->next < n_ev && w->xf) {
                 f = w->xf(w->xctx, r->ev_type[w->next], r->ev_data[w->next]);
                 w->next++;
                 pthread_mutex_unlock(&r->mu);
                 goto have;
             }
-            if (w->next < r->n_ev) {
+            if (w->next < n_ev) {
                 /* every event already in the log that fits, straight into
                  * MHD's buffer; a larger one goes through pend */
                 size_t n = 0, k;
-                while (w->next < r->n_ev &&
+                while (w->next < n_ev &&
                        (k = frame_into(buf + n, max - n, r->ev_type[w->next], r->ev_data[w->next])) > 0) {
                     n += k;
                     w->next++;
@@ -170,8 +217,30 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
             pthread_mutex_unlock(&r->mu);
         } else {
-            if (w->next < w->n_frames) f = strdup(w->frames[w->next++]);
-            else w->done_queued = true;
+            if (w->next < w->n_frames) {
+                f = strdup(w->frames[w->next++]);
+            } else if (w->follow && !w->follow_end) {
+                const uint64_t gen = cst_queue_gen(w->srv);
+                const int got = follow_more(w);
+                if (got < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (got > 0) continue;
+                /* nothing new: park until a notification (queue.c), the next
+                 * look at the store or the keep-alive time; a hang-up is
+                 * checked when it woke with nothing new */
+                if (w->woke_idle && cst_api_client_gone(w->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+                const double now = cst_time_now();
+                if (now - w->last_write < w->keepalive_s) {
+                    if (!cst_queue_park(w->srv, &w->pk, gen, CST_MIN(w->last_write + w->keepalive_s,
+                                                                     now + FOLLOW_POLL_S)))
+                        continue; /* news came meanwhile */
+                    w->woke_idle = true;
+                    return 0;
+                }
+                f = w->xf ? w->xf(w->xctx, ":", NULL) : strdup(": keep-alive\n\n");
+                goto have;
+            } else {
+                w->done_queued = true;
+            }
         }
         if (w->done_queued && !f) f = w->xf ? w->xf(w->xctx, NULL, NULL) : strdup("event: done\ndata: [DONE]\n\n");
     have:
@@ -185,6 +254,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void sse_free(void *cls) {
     sse *w = cls;
     if (w->srv) cst_park_forget(w->srv, &w->pk);
+    if (w->follow && w->srv) cst_queue_unwatch(w->srv, &w->pk);
     if (w->r) {
         cst_run_unwatch(w->r, &w->pk);
         if (!w->finished && w->cancel_on_close) cst_run_cancel(w->r);
@@ -214,10 +284,25 @@ static enum MHD_Result sse_respond(cst_server *s, struct MHD_Connection *c, sse 
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     if (w->r) MHD_add_response_header(resp, "X-Castor-Interaction-Id", w->r->id);
+    else if (w->follow) MHD_add_response_header(resp, "X-Castor-Interaction-Id", w->follow_id);
     cst_api_common_headers(resp);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+/* A stream of (owner, id), live on another replica, from event after on:
+ * the stored events as they are stored (follow_more). */
+static enum MHD_Result follow_respond(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                      const char *id, size_t after) {
+    sse *w = calloc(1, sizeof *w);
+    if (!w) return MHD_NO;
+    w->follow = true;
+    snprintf(w->follow_id, sizeof w->follow_id, "%s", id);
+    snprintf(w->follow_owner, sizeof w->follow_owner, "%s", owner);
+    w->next = after;
+    w->fd = cs->fd;
+    return sse_respond(s, c, w);
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -287,6 +372,131 @@ static size_t text_bytes(json_t *j) {
         }
     }
     return n;
+}
+
+/* ---- the prompt of a create (also run by a replica claiming a job: queue.c) ---- */
+
+#define FAIL(kind, ...) \
+    do {                                 \
+        *k = (kind);                     \
+        cst_errf(err, errlen, __VA_ARGS__); \
+        return false;                    \
+    } while (0)
+
+bool cst_create_prepare(cst_server *s, struct MHD_Connection *c, create_req *cr, const char *owner, create_prep *p,
+                        ekind *k, char *err, size_t errlen) {
+    memset(p, 0, sizeof *p);
+    smodel *sm = p->sm = cst_api_find_model(s, cr->model);
+    if (!sm) FAIL(E_NOT_FOUND, "model '%s' not found (GET /v1beta/models lists the served models)", cr->model);
+    /* conversation: the stored chain, then the client-held context */
+    json_t *history = p->history = json_array();
+    if (cr->previous_id) {
+        run *pr = cst_run_find(s, owner, cr->previous_id);
+        if (pr) {
+            bool d = cst_run_wait(pr, 0);
+            pthread_mutex_lock(&pr->mu);
+            const bool fin = pr->final;
+            pthread_mutex_unlock(&pr->mu);
+            if (!d && fin) d = cst_run_wait(pr, -1); /* finished, its record being stored: a moment */
+            cst_run_unref(pr);
+            if (!d) FAIL(E_PRECOND, "previous interaction '%s' is still running", cr->previous_id);
+        }
+        cst_irec prev;
+        cst_status st = cst_store_get(s->store, owner, cr->previous_id, &prev);
+        if (st == CST_ERR_NOT_FOUND) FAIL(E_NOT_FOUND, "previous interaction '%s' not found", cr->previous_id);
+        if (st) FAIL(st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
+        /* live on another replica (a shared store): not finished either */
+        const bool running = !strcmp(prev.status, "queued") || !strcmp(prev.status, "in_progress");
+        const char *parts[3] = {prev.history, prev.turn, prev.outputs};
+        for (int i = 0; i < 3 && !running; i++) {
+            json_t *a = parts[i] ? json_loads(parts[i], 0, NULL) : NULL;
+            if (json_is_array(a)) json_array_extend(history, a);
+            json_decref(a);
+        }
+        cst_irec_clear(&prev);
+        if (running) FAIL(E_PRECOND, "previous interaction '%s' is still running", cr->previous_id);
+    }
+    json_array_extend(history, cr->context);
+    json_t *lists[2] = {history, cr->turn};
+    if (cst_docs_count(lists, 2) > 0) { /* documents -> framed text (+ page images) before rendering (files_docs.c) */
+        *k = E_INVALID;
+        if (!cst_docs_expand(s, c, sm, owner, lists, 2, p->doc_lists, k, err, errlen)) return false;
+        lists[0] = p->doc_lists[0];
+        lists[1] = p->doc_lists[1];
+    }
+    /* text that can never fit the context (documents' text included) is
+     * refused before tokenizing it (seconds for megabytes): no token covers
+     * more than max_piece bytes */
+    const size_t n_text = text_bytes(lists[0]) + text_bytes(lists[1]) +
+                          (cr->system_instruction ? strlen(cr->system_instruction) : 0);
+    const size_t max_text = sm->max_piece * (size_t)cst_sched_n_ctx(sm->sched);
+    if (n_text > max_text)
+        FAIL(E_INVALID,
+             "the input holds %zu bytes of text, more than the model's context of %d tokens can ever "
+             "hold (at most %zu bytes); shorten the input",
+             n_text, cst_sched_n_ctx(sm->sched), max_text);
+    cst_status cst = cst_chat_prompt_tools(&sm->chat, s->sig_key, cr->system_instruction, lists, 2,
+                                           cr->generation_config, cr->tools.tools, &p->cp, err, errlen);
+    if (cst) {
+        *k = cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID;
+        return false;
+    }
+    if (cst_media_count(lists, 2) > 0) { /* images: resolve, encode (cached), split the prompt (files_media.c) */
+        if (!sm->vision)
+            FAIL(E_INVALID, "model '%s' does not accept image input (no vision projector; serve it with --mmproj)",
+                 cr->model);
+        *k = E_INVALID;
+        if (!cst_media_prepare(s, c, sm, owner, lists, 2, &p->media, k, err, errlen)) {
+            p->media_full = *k == E_EXHAUSTED; /* the decode memory: the caller may try again */
+            return false;
+        }
+        cst = cst_media_tokens(sm, &p->media, &p->cp, err, errlen);
+        if (cst) {
+            *k = cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID;
+            return false;
+        }
+    }
+    if (s->p.log_prompts) { /* --log-prompts: the prompt as the model gets it, one JSON line on stderr */
+        json_t *lj = json_pack("{s:s,s:I,s:s%}", "model", sm->stem, "tokens", (json_int_t)p->cp.n_toks, "text",
+                               p->cp.text ? p->cp.text : "", p->cp.text ? p->cp.text_len : (size_t)0);
+        char *line = lj ? json_dumps(lj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        if (line) fprintf(stderr, "castor prompt: %s\n", line);
+        free(line);
+        json_decref(lj);
+    }
+    return true;
+}
+#undef FAIL
+
+bool cst_create_limits(cst_server *s, create_req *cr, create_prep *p, char *err, size_t errlen) {
+    const size_t n_toks = p->cp.n_toks;
+    const int32_t n_ctx = cst_sched_n_ctx(p->sm->sched);
+    if (!cr->has_max && s->p.default_max_output > 0) {
+        cr->has_max = true;
+        cr->max_output_tokens = CST_MIN(s->p.default_max_output, n_ctx);
+    }
+    if (cr->has_max && cr->max_output_tokens > n_ctx) {
+        cst_errf(err, errlen, "generation_config.max_output_tokens: %lld exceeds the context of %d tokens",
+                 (long long)cr->max_output_tokens, n_ctx);
+        return false;
+    }
+    if (n_toks >= (size_t)n_ctx) {
+        cst_errf(err, errlen,
+                 "the prompt is %zu tokens, but the model's context holds %d (at most %d prompt tokens); "
+                 "shorten the input",
+                 n_toks, n_ctx, n_ctx - 1);
+        return false;
+    }
+    return true;
+}
+
+void create_prep_clear(create_prep *p) {
+    cst_chat_prompt_clear(&p->cp);
+    cst_media_clear(&p->media);
+    json_decref(p->doc_lists[0]);
+    json_decref(p->doc_lists[1]);
+    json_decref(p->history);
+    memset(p, 0, sizeof *p);
 }
 
 /* The reply of a finished unary create (xout: a dialect's hooks, or NULL). */
@@ -372,136 +582,28 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
         return ret;
     }
     if ((alt && !strcmp(alt, "sse")) || qstream) cr.stream = true;
-    json_t *history = NULL;
-    chat_prompt cp = {0};
-    cst_media media = {0};
-    json_t *doc_lists[2] = {NULL, NULL};
+    create_prep pp = {0};
     run *r = NULL;
-    smodel *sm = cst_api_find_model(s, cr.model);
-    if (!sm) {
-        ret = cst_api_error(c, E_NOT_FOUND, "model '%s' not found (GET /v1beta/models lists the served models)", cr.model);
+    ekind pk = E_INVALID;
+    if (!cst_create_prepare(s, c, &cr, owner, &pp, &pk, err, sizeof err)) {
+        if (pk == E_EXHAUSTED && pp.media_full && cst_time_now() - cs->t_start < CST_MEDIA_DECODE_WAIT_S) {
+            /* the image decode memory is full: the whole request runs
+             * again shortly (nothing is stored before cst_run_start),
+             * parked meanwhile, not holding its worker */
+            cs->retry = true;
+            cst_park_conn(s, &cs->pk, cst_time_now() + CST_RETRY_S);
+            ret = MHD_YES;
+            goto out;
+        }
+        ret = cst_api_error(c, pk, "%s", err);
         goto out;
-    }
-    /* conversation: the stored chain, then the client-held context */
-    history = json_array();
-    if (cr.previous_id) {
-        run *pr = cst_run_find(s, owner, cr.previous_id);
-        if (pr) {
-            bool d = cst_run_wait(pr, 0);
-            pthread_mutex_lock(&pr->mu);
-            const bool fin = pr->final;
-            pthread_mutex_unlock(&pr->mu);
-            if (!d && fin) d = cst_run_wait(pr, -1); /* finished, its record being stored: a moment */
-            cst_run_unref(pr);
-            if (!d) {
-                ret = cst_api_error(c, E_PRECOND, "previous interaction '%s' is still running", cr.previous_id);
-                goto out;
-            }
-        }
-        cst_irec prev;
-        cst_status st = cst_store_get(s->store, owner, cr.previous_id, &prev);
-        if (st == CST_ERR_NOT_FOUND) {
-            ret = cst_api_error(c, E_NOT_FOUND, "previous interaction '%s' not found", cr.previous_id);
-            goto out;
-        }
-        if (st) {
-            ret = cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s",
-                                s->store->err);
-            goto out;
-        }
-        const char *parts[3] = {prev.history, prev.turn, prev.outputs};
-        for (int i = 0; i < 3; i++) {
-            json_t *a = parts[i] ? json_loads(parts[i], 0, NULL) : NULL;
-            if (json_is_array(a)) json_array_extend(history, a);
-            json_decref(a);
-        }
-        cst_irec_clear(&prev);
-    }
-    json_array_extend(history, cr.context);
-    json_t *lists[2] = {history, cr.turn};
-    if (cst_docs_count(lists, 2) > 0) { /* documents -> framed text (+ page images) before rendering (files_docs.c) */
-        ekind dk = E_INVALID;
-        if (!cst_docs_expand(s, c, sm, owner, lists, 2, doc_lists, &dk, err, sizeof err)) {
-            ret = cst_api_error(c, dk, "%s", err);
-            goto out;
-        }
-        lists[0] = doc_lists[0];
-        lists[1] = doc_lists[1];
-    }
-    /* text that can never fit the context (documents' text included) is
-     * refused before tokenizing it (seconds for megabytes): no token covers
-     * more than max_piece bytes */
-    const size_t n_text = text_bytes(lists[0]) + text_bytes(lists[1]) +
-                          (cr.system_instruction ? strlen(cr.system_instruction) : 0);
-    const size_t max_text = sm->max_piece * (size_t)cst_sched_n_ctx(sm->sched);
-    if (n_text > max_text) {
-        ret = cst_api_error(c, E_INVALID,
-                            "the input holds %zu bytes of text, more than the model's context of %d tokens can ever "
-                            "hold (at most %zu bytes); shorten the input",
-                            n_text, cst_sched_n_ctx(sm->sched), max_text);
-        goto out;
-    }
-    cst_status cst = cst_chat_prompt_tools(&sm->chat, s->sig_key, cr.system_instruction, lists, 2, cr.generation_config,
-                                           cr.tools.tools, &cp, err, sizeof err);
-    if (cst) {
-        ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
-        goto out;
-    }
-    if (cst_media_count(lists, 2) > 0) { /* images: resolve, encode (cached), split the prompt (files_media.c) */
-        if (!sm->vision) {
-            ret = cst_api_error(c, E_INVALID,
-                                "model '%s' does not accept image input (no vision projector; serve it with --mmproj)",
-                                cr.model);
-            goto out;
-        }
-        ekind mk = E_INVALID;
-        if (!cst_media_prepare(s, c, sm, owner, lists, 2, &media, &mk, err, sizeof err)) {
-            if (mk == E_EXHAUSTED && cst_time_now() - cs->t_start < CST_MEDIA_DECODE_WAIT_S) {
-                /* the image decode memory is full: the whole request runs
-                 * again shortly (nothing is stored before cst_run_start),
-                 * parked meanwhile, not holding its worker */
-                cs->retry = true;
-                cst_park_conn(s, &cs->pk, cst_time_now() + CST_RETRY_S);
-                ret = MHD_YES;
-                goto out;
-            }
-            ret = cst_api_error(c, mk, "%s", err);
-            goto out;
-        }
-        cst = cst_media_tokens(sm, &media, &cp, err, sizeof err);
-        if (cst) {
-            ret = cst_api_error(c, cst == CST_ERR_NOMEM ? E_INTERNAL : E_INVALID, "%s", err);
-            goto out;
-        }
-    }
-    if (s->p.log_prompts) { /* --log-prompts: the prompt as the model gets it, one JSON line on stderr */
-        json_t *lj = json_pack("{s:s,s:I,s:s%}", "model", sm->stem, "tokens", (json_int_t)cp.n_toks, "text",
-                               cp.text ? cp.text : "", cp.text ? cp.text_len : (size_t)0);
-        char *line = lj ? json_dumps(lj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-        if (line) fprintf(stderr, "castor prompt: %s\n", line);
-        free(line);
-        json_decref(lj);
     }
     if (cs->xout && cs->xout->count) { /* countTokens (dialect.c) */
-        ret = cs->xout->count(cs->xout->ctx, c, cp.n_toks);
+        ret = cs->xout->count(cs->xout->ctx, c, pp.cp.n_toks);
         goto out;
     }
-    const size_t n_toks = cp.n_toks;
-    const int32_t n_ctx = cst_sched_n_ctx(sm->sched);
-    if (!cr.has_max && s->p.default_max_output > 0) {
-        cr.has_max = true;
-        cr.max_output_tokens = CST_MIN(s->p.default_max_output, n_ctx);
-    }
-    if (cr.has_max && cr.max_output_tokens > n_ctx) {
-        ret = cst_api_error(c, E_INVALID, "generation_config.max_output_tokens: %lld exceeds the context of %d tokens",
-                            (long long)cr.max_output_tokens, n_ctx);
-        goto out;
-    }
-    if (n_toks >= (size_t)n_ctx) {
-        ret = cst_api_error(c, E_INVALID,
-                            "the prompt is %zu tokens, but the model's context holds %d (at most %d prompt tokens); "
-                            "shorten the input",
-                            n_toks, n_ctx, n_ctx - 1);
+    if (!cst_create_limits(s, &cr, &pp, err, sizeof err)) {
+        ret = cst_api_error(c, E_INVALID, "%s", err);
         goto out;
     }
     if (atomic_load(&s->draining)) {
@@ -510,11 +612,16 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     }
     /* a stored create writes its first record before anything else
      * (cst_run_start): a store that cannot keep it refuses the create there */
-    cst_status st = cst_run_start(s, sm, &cr, owner, &cp, history, body, &r, err, sizeof err);
+    cst_status st = cst_run_start(s, pp.sm, &cr, owner, &pp.cp, pp.history, body, &r, err, sizeof err);
     if (st) {
         ekind k = cst_api_status_kind(st);
         if (st == CST_ERR_STORE && s->store->transient) k = E_UNAVAILABLE; /* disk full: 503 */
         ret = cst_api_error(c, k, "%s", err);
+        goto out;
+    }
+    if (r->detached) { /* in the shared queue: any replica runs it (queue.c) */
+        if (cr.stream) ret = follow_respond(s, c, cs, owner, r->id, 0);
+        else ret = cst_api_json_id(c, 200, cst_run_accepted_json(r), r->id);
         goto out;
     }
     if (cr.stream) {
@@ -565,22 +672,13 @@ enum MHD_Result cst_route_create(cst_server *s, struct MHD_Connection *c, conn *
     wait_clear(s, cs, false);
 out:
     cst_run_unref(r);
-    cst_chat_prompt_clear(&cp);
-    cst_media_clear(&media);
-    json_decref(doc_lists[0]);
-    json_decref(doc_lists[1]);
-    json_decref(history);
+    create_prep_clear(&pp);
     create_req_clear(&cr);
     json_decref(body);
     return ret;
 }
 
 /* ---- get / replay ------------------------------------------------------ */
-
-typedef struct {
-    sse *w;
-    bool oom;
-} load_ctx;
 
 static bool load_event(void *ud, int64_t seq, const char *data) {
     load_ctx *lc = ud;
@@ -649,7 +747,10 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
         cst_irec_clear(&rec);
         return ret;
     }
+    const bool live = cst_store_live(s->store) && is_live_status(rec.status);
     cst_irec_clear(&rec);
+    if (live) /* running on another replica: follow its event log to the end */
+        return follow_respond(s, c, cs, owner, id, (size_t)after);
     sse *w = calloc(1, sizeof *w);
     if (!w) return MHD_NO;
     load_ctx lc = {.w = w};
@@ -669,12 +770,55 @@ enum MHD_Result cst_route_get(cst_server *s, struct MHD_Connection *c, conn *cs,
 
 /* ---- delete / cancel ---------------------------------------------------- */
 
-enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+/* Stop (owner, id), live on another replica (a shared store), without
+ * holding this worker: the first call asks (queue.c), later ones (the
+ * connection parked to run again every 100 ms) read the record until it is
+ * terminal, or a few leases passed. 0: *rec (caller clears it) is the
+ * record then, *was_terminal says it was terminal before the ask; 1: parked;
+ * -1: answered with an error. *ret is the handler's result in the last two. */
+static int cancel_elsewhere(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner, const char *id,
+                            cst_irec *rec, bool *was_terminal, enum MHD_Result *ret) {
+    *was_terminal = false;
+    cst_status st = CST_OK;
+    if (cs->cancel_until == 0) {
+        st = cst_queue_cancel(s, owner, id);
+        *was_terminal = st == CST_ERR_CONFLICT;
+        if (st == CST_OK || st == CST_ERR_CONFLICT)
+            cs->cancel_until = cst_time_now() + 2.0 * (double)cst_queue_lease_ms(s) / 1000.0 + 5.0;
+    }
+    if (st == CST_OK || st == CST_ERR_CONFLICT) st = cst_store_get(s->store, owner, id, rec);
+    if (st) {
+        cs->cancel_until = 0;
+        *ret = st == CST_ERR_NOT_FOUND ? cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id)
+                                       : cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL,
+                                                       "store: %s", s->store->err);
+        return -1;
+    }
+    if (*was_terminal || !is_live_status(rec->status) || cst_time_now() > cs->cancel_until) {
+        cs->cancel_until = 0;
+        return 0;
+    }
+    cst_irec_clear(rec);
+    cs->retry = true; /* the replica running it stops it within a token of the notification */
+    cst_park_conn(s, &cs->pk, cst_time_now() + 0.1);
+    *ret = MHD_YES;
+    return 1;
+}
+
+enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) { /* deleting a running interaction cancels it first */
         cst_run_cancel(r);
         cst_run_wait(r, -1);
         cst_run_unref(r);
+    } else if (cst_store_live(s->store)) { /* ... on whichever replica runs it */
+        cst_irec rec;
+        bool was_terminal;
+        enum MHD_Result ret;
+        const int k = cancel_elsewhere(s, c, cs, owner, id, &rec, &was_terminal, &ret);
+        if (k != 0) return ret;
+        cst_irec_clear(&rec);
     }
     cst_status st = cst_store_del(s->store, owner, id);
     if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
@@ -682,7 +826,8 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, const 
     return cst_api_json(c, 200, json_object());
 }
 
-enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const char *owner, const char *id) {
+enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
+                                 const char *id) {
     run *r = cst_run_find(s, owner, id);
     if (r) {
         /* terminal once final (a GET already shows it), even while its
@@ -702,9 +847,21 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, const 
         return cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, status);
     }
     cst_irec rec;
-    cst_status st = cst_store_get(s->store, owner, id, &rec);
-    if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
-    if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
+    if (cst_store_live(s->store)) { /* live on another replica? */
+        bool was_terminal;
+        enum MHD_Result ret;
+        const int k = cancel_elsewhere(s, c, cs, owner, id, &rec, &was_terminal, &ret);
+        if (k != 0) return ret;
+        if (!was_terminal) { /* stopped there (or still stopping): its record now */
+            ret = cst_api_json(c, 200, cst_irec_json(&rec, false));
+            cst_irec_clear(&rec);
+            return ret;
+        }
+    } else {
+        cst_status st = cst_store_get(s->store, owner, id, &rec);
+        if (st == CST_ERR_NOT_FOUND) return cst_api_error(c, E_NOT_FOUND, "interaction '%s' not found", id);
+        if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
+    }
     enum MHD_Result ret =
         cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, rec.status);
     cst_irec_clear(&rec);

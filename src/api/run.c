@@ -9,6 +9,7 @@
  * JSON builders (§3).
  */
 #include "api_int.h"
+#include "queue.h"
 #include "schema.h"
 
 #include <fcntl.h>
@@ -208,6 +209,59 @@ static json_t *output_steps(run *r) {
     return a;
 }
 
+/* ---- live runs shared with other replicas (queue.c) ------------------- */
+
+/* A background job whose output is not stored yet shows none: another
+ * replica could still run it again from the start. r->mu held. */
+static bool live_gated(const run *r) { return r->gate && !r->out_stored && !r->done; }
+
+static bool is_output_event(const char *type) { return !strncmp(type, "step.", 5); }
+
+size_t cst_run_visible_locked(run *r) {
+    if (!live_gated(r)) return r->n_ev;
+    size_t k = 0;
+    while (k < r->n_ev && !is_output_event(r->ev_type[k])) k++;
+    return k;
+}
+
+/* Store the events appended since the last call (the pump, every 100 ms
+ * while the run is live), so that other replicas can follow it. A lost
+ * lease (another replica took the run over) stops the run here. */
+static void live_flush(run *r) {
+    cst_server *s = r->srv;
+    pthread_mutex_lock(&r->mu);
+    const size_t from = r->n_stored, to = r->n_ev;
+    if (from == to || r->lease_lost) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    const char **d = malloc((to - from) * sizeof *d);
+    bool output = false;
+    for (size_t i = from; d && i < to; i++) {
+        d[i - from] = r->ev_data[i]; /* the texts stay put until run_free */
+        output |= is_output_event(r->ev_type[i]);
+    }
+    const bool started = strcmp(r->status, "queued") != 0;
+    pthread_mutex_unlock(&r->mu);
+    if (!d) return;
+    cst_status st = s->store->ops->live_events(s->store, r->id, cst_queue_node(s), (int64_t)from + 1, d, to - from,
+                                               output, started);
+    free(d);
+    pthread_mutex_lock(&r->mu);
+    if (st == CST_OK) {
+        r->n_stored = to;
+        r->out_stored |= output;
+        pthread_cond_broadcast(&r->ev_cv); /* a gate may have opened */
+        wake_watchers_locked(r);
+    } else if (st == CST_ERR_CONFLICT && !r->lease_lost) {
+        cst_warn("interaction %s: another replica holds it now; stopping here", r->id);
+        r->lease_lost = true;
+        atomic_store(&r->cancel_requested, true);
+        if (r->req) cst_sched_req_cancel(r->req);
+    } /* else the store failed: tried again at the next flush */
+    pthread_mutex_unlock(&r->mu);
+}
+
 json_t *cst_run_accepted_json(run *r) {
     json_t *j = cst_run_json(r, false, false);
     json_object_set_new(j, "status", json_string(r->accepted_status ? r->accepted_status : "queued"));
@@ -227,7 +281,7 @@ json_t *cst_run_json(run *r, bool with_turn, bool include_input) {
     add_echo(j, r->request_echo);
     json_t *steps = with_turn && r->turn_json ? json_loads(r->turn_json, 0, NULL) : json_array();
     if (!steps) steps = json_array();
-    json_t *outs = output_steps(r);
+    json_t *outs = live_gated(r) ? json_array() : output_steps(r);
     json_array_extend(steps, outs);
     json_decref(outs);
     json_object_set_new(j, "steps", steps);
@@ -291,6 +345,7 @@ static void run_free(run *r) {
     free(r->persist_err);
     cst_buf_free(&r->thought);
     free(r->signature);
+    free(r->job_body);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     pthread_cond_destroy(&r->ev_cv);
@@ -374,6 +429,30 @@ static void unlink_run(cst_server *s, run *r) {
 
 /* ---- persistence ------------------------------------------------------------ */
 
+/* A live run's record: at acceptance with this replica's lease (a
+ * background job that this replica's scheduler cannot take waits unclaimed
+ * in the queue instead: r->detached), at the end with the events not stored
+ * yet, releasing the lease. */
+static cst_status live_write(run *r, const cst_irec *rec, bool final) {
+    cst_server *s = r->srv;
+    if (final) {
+        pthread_mutex_lock(&r->mu);
+        const size_t from = r->n_stored, n = r->n_ev - from;
+        const char *const *d = (const char *const *)r->ev_data + from;
+        pthread_mutex_unlock(&r->mu); /* done is not set yet: the log does not grow any more */
+        cst_status st = s->store->ops->live_finish(s->store, rec, cst_queue_node(s), (int64_t)from + 1, d, n);
+        if (st == CST_OK) {
+            pthread_mutex_lock(&r->mu);
+            r->n_stored = r->n_ev;
+            r->out_stored = true;
+            pthread_mutex_unlock(&r->mu);
+        }
+        return st;
+    }
+    return s->store->ops->live_put(s->store, rec, r->detached ? NULL : cst_queue_node(s), cst_queue_lease_ms(s),
+                                   r->job_body, r->job_model);
+}
+
 /* The record of r as it stands (status, outputs, usage and errors when
  * final). Writes it; CST_ERR_STORE when the store refused it. */
 static cst_status put_record(run *r, bool final) {
@@ -391,7 +470,8 @@ static cst_status put_record(run *r, bool final) {
                     .previous_id = r->previous_id, .request = r->request_echo, .input = r->input_json,
                     .history = r->history_json, .turn = r->turn_json, .outputs = outs_s, .usage = usage_s,
                     .errors = errs_s};
-    cst_status st = outs_s && (!final || usage_s) ? cst_store_put(s->store, &rec) : CST_ERR_NOMEM;
+    cst_status st = outs_s && (!final || usage_s) ? CST_OK : CST_ERR_NOMEM;
+    if (st == CST_OK) st = r->live ? live_write(r, &rec, final) : cst_store_put(s->store, &rec);
     free(outs_s);
     free(usage_s);
     free(errs_s);
@@ -409,9 +489,16 @@ static cst_status put_record(run *r, bool final) {
 static void persist(run *r) {
     cst_server *s = r->srv;
     cst_status st = put_record(r, true);
-    if (st == CST_OK) st = cst_store_put_events(s->store, r->id, 1, (const char *const *)r->ev_data, r->n_ev);
+    if (st == CST_OK && !r->live)
+        st = cst_store_put_events(s->store, r->id, 1, (const char *const *)r->ev_data, r->n_ev);
     if (st == CST_OK) return;
     char m[400];
+    if (st == CST_ERR_CONFLICT) { /* a live run whose lease another replica took: its record is theirs now */
+        snprintf(m, sizeof m, "the interaction was taken over by another replica (this one lost its lease)");
+        cst_error("store: interaction %s: %s", r->id, m);
+        r->persist_err = strdup(m);
+        return;
+    }
     snprintf(m, sizeof m, "the interaction finished but could not be stored: %s",
              st == CST_ERR_NOMEM ? "out of memory" : s->store->err);
     cst_error("store: interaction %s: %s", r->id, m);
@@ -424,7 +511,8 @@ static void persist(run *r) {
     cst_irec rec = {.id = r->id, .owner = r->owner, .model = r->model, .status = "failed",
                     .created = r->created, .updated = r->updated, .previous_id = r->previous_id,
                     .turn = r->turn_json, .errors = errs_s, .usage = usage_s};
-    (void)cst_store_put(s->store, &rec);
+    if (r->live) (void)s->store->ops->live_finish(s->store, &rec, cst_queue_node(s), 1, NULL, 0);
+    else (void)cst_store_put(s->store, &rec);
     free(errs_s);
     free(usage_s);
     json_decref(errs);
@@ -663,7 +751,8 @@ static void *pump(void *arg) {
     cst_server *s = r->srv;
     for (;;) {
         cst_sched_event ev;
-        double wait = 1.0;
+        double wait = r->live ? 0.1 : 1.0; /* a live run's events are stored every 100 ms */
+        if (r->live) live_flush(r);
         if (r->deadline > 0) wait = CST_MAX(0.001, CST_MIN(wait, r->deadline - cst_time_now()));
         if (!cst_sched_req_next(r->req, &ev, wait)) {
             if (r->deadline > 0 && cst_time_now() >= r->deadline) {
@@ -739,8 +828,41 @@ static void *pump(void *arg) {
         pthread_mutex_unlock(&r->mu);
     }
     unlink_run(s, r);
+    if (r->live) cst_queue_kick(s); /* a slot is free: a queued job may take it */
     cst_run_unref(r);
     return NULL;
+}
+
+/* A stored run on a store shared by replicas is live: its record carries
+ * this replica's lease; a background one also its create body, so that
+ * another replica can run it again (queue.c). */
+static void live_setup(run *r, smodel *sm, json_t *body) {
+    if (!r->store || !r->srv->queue) return;
+    r->live = true;
+    if (!r->background) return;
+    r->gate = true;
+    r->job_body = json_dumps(body, JSON_COMPACT);
+    r->job_model = sm->stem;
+}
+
+/* The scheduler here is full: the accepted background job (its record
+ * stored with this replica's lease) goes back to the shared queue, where
+ * any replica serving its model claims it. *out: a run that is not run here,
+ * for the accepted reply only (detached). */
+static cst_status live_detach(run *r, run **out, char *err, size_t errlen) {
+    cst_server *s = r->srv;
+    cst_status st = s->store->ops->job_release(s->store, r->id, cst_queue_node(s));
+    if (st) {
+        cst_errf(err, errlen, "cannot queue the interaction: %s", s->store->err);
+        (void)cst_store_del(s->store, r->owner, r->id);
+        run_free(r);
+        return st;
+    }
+    r->detached = true;
+    r->refs = 1;
+    r->status = r->accepted_status = "queued";
+    *out = r;
+    return CST_OK;
 }
 
 /* The shortest sentence of a grammar (what: "answer the schema allows")
@@ -766,8 +888,9 @@ static bool grammar_fits(const cst_grammar *g, int32_t max_tokens, int64_t room,
 
 static char *dump_or_null(json_t *j) { return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL; }
 
-cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
-                         json_t *history, json_t *body, run **out, char *err, size_t errlen) {
+/* job: a job claimed from the shared queue (queue.c), or NULL: a new create. */
+static cst_status run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
+                            json_t *history, json_t *body, const cst_job *job, run **out, char *err, size_t errlen) {
     *out = NULL;
     const char *extra_stop = cp->extra_stop;
     cst_req_params rp = {.prompt = cp->toks, .n_prompt = cp->n_toks, .embds = cp->embds, .n_embds = cp->n_embds};
@@ -841,6 +964,11 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     r->store = cr->store;
     r->background = cr->background;
     r->created = (int64_t)time(NULL);
+    if (job) {
+        snprintf(r->id, sizeof r->id, "%s", job->rec.id);
+        r->created = job->rec.created;
+    }
+    live_setup(r, sm, body);
     r->status = "queued";
     r->think = cp->think;
     r->tools_on = cst_tools_active(&cr->tools);
@@ -865,7 +993,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     r->t_submit = cst_time_now();
     r->limit_s = (cr->stream || cr->background) ? s->p.stream_timeout_s : s->p.request_timeout_s;
     if (r->limit_s > 0) r->deadline = r->t_submit + r->limit_s;
-    if (!r->model || !r->request_echo || !r->turn_json) {
+    if (!r->model || !r->request_echo || !r->turn_json || (r->background && r->live && !r->job_body)) {
         run_free(r);
         cst_grammar_unref(grammar);
         return CST_ERR_NOMEM;
@@ -874,7 +1002,7 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     /* acknowledged means stored: a stored interaction's first record is
      * durable before it is submitted (and so before any reply names its id);
      * a store that refuses it fails the create (503/500) */
-    if (r->store) {
+    if (r->store && !job) {
         cst_status pst = put_record(r, false);
         if (pst) {
             cst_errf(err, errlen, "cannot store the interaction: %s",
@@ -895,7 +1023,9 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     if (st) {
         pthread_mutex_unlock(&r->mu);
         pthread_mutex_unlock(&s->runs_mu);
-        if (r->store) (void)cst_store_del(s->store, r->owner, r->id); /* never acknowledged */
+        if (st == CST_ERR_BUSY && !job && r->live && r->background)
+            return live_detach(r, out, err, errlen); /* no room here: the shared queue takes it */
+        if (r->store && !job) (void)cst_store_del(s->store, r->owner, r->id); /* never acknowledged */
         run_free(r);
         return st;
     }
@@ -926,4 +1056,15 @@ cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const 
     pthread_attr_destroy(&at);
     *out = r;
     return CST_OK;
+}
+
+cst_status cst_run_start(cst_server *s, smodel *sm, const create_req *cr, const char *owner, const chat_prompt *cp,
+                         json_t *history, json_t *body, run **out, char *err, size_t errlen) {
+    return run_start(s, sm, cr, owner, cp, history, body, NULL, out, err, errlen);
+}
+
+cst_status cst_run_start_job(cst_server *s, smodel *sm, const create_req *cr, const cst_job *job,
+                             const chat_prompt *cp, json_t *history, json_t *body, run **out, char *err,
+                             size_t errlen) {
+    return run_start(s, sm, cr, job->rec.owner, cp, history, body, job, out, err, errlen);
 }

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
+#include "queue.h"
 #include "core/pool.h"
 #include "engine/vision/vision.h"
 #include "files.h"
@@ -162,7 +163,7 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
             *rid = R_CANCEL;
             if (strcmp(method, "POST")) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
             if (!cst_api_auth(s, c, owner, &ret)) return ret;
-            return cst_route_cancel(s, c, owner, id);
+            return cst_route_cancel(s, c, cs, owner, id);
         }
         if (*tail) return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
         if (!strcmp(method, "GET")) {
@@ -173,7 +174,7 @@ static enum MHD_Result dispatch(cst_server *s, struct MHD_Connection *c, conn *c
         if (!strcmp(method, "DELETE")) {
             *rid = R_DELETE;
             if (!cst_api_auth(s, c, owner, &ret)) return ret;
-            return cst_route_delete(s, c, owner, id);
+            return cst_route_delete(s, c, cs, owner, id);
         }
         return cst_api_error(c, E_NOT_FOUND, "no route for %s %s", method, url);
     }
@@ -560,6 +561,8 @@ static cst_status recover_unfinished(cst_server *s, char *err, size_t errlen) {
     free(es);
     free(us);
     if (st == CST_ERR_UNSUPPORTED) {
+        if (cst_store_live(s->store)) /* replicas: a run whose replica stopped is taken over when its lease expires */
+            return CST_OK;
         cst_warn("store %s: no start-up recovery of interrupted interactions", s->store->ops->name);
         return CST_OK;
     }
@@ -633,6 +636,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     st = load_models(s, err, errlen);
     if (st) goto fail;
     st = cst_files_open(s, err, errlen);
+    if (st) goto fail;
+    st = cst_queue_start(s, err, errlen); /* replicas on a shared store (queue.c) */
     if (st) goto fail;
 
     struct sockaddr_in6 a6;
@@ -748,6 +753,7 @@ void cst_server_drain(cst_server *s, double timeout_s) {
 
 void cst_server_free(cst_server *s) {
     if (!s) return;
+    cst_queue_stop(s); /* no more claims or renewals (a drain kept renewing while runs finished) */
     if (s->ticker_started) {
         pthread_mutex_lock(&s->park_mu);
         atomic_store(&s->ticker_stop, true);
@@ -783,6 +789,7 @@ void cst_server_free(cst_server *s) {
     for (size_t i = 0; i < s->n_aliases; i++) free(s->aliases[i].name);
     free(s->aliases);
     free(s->key_hashes);
+    cst_queue_free(s);
     cst_files_close(s->files);
     cst_store_close(s->store);
     pthread_mutex_destroy(&s->runs_mu);

@@ -64,6 +64,19 @@ typedef struct cst_store_stats {
     uint64_t reconnects;   /* connections (re)opened after the first */
 } cst_store_stats;
 
+/* A background job claimed from the queue (job_claim). */
+typedef struct cst_job {
+    cst_irec rec;    /* the record as stored */
+    char *body;      /* the create request's JSON body (run it again from this) */
+    bool takeover;   /* another replica held it and its lease expired */
+    bool output;     /* output events were stored: a client may have seen them */
+    bool cancel;     /* a cancel was requested */
+    bool is_job;     /* a background job (body set); false: a foreground run whose replica stopped */
+    int64_t n_events; /* events stored (the last seq) */
+} cst_job;
+
+void cst_job_clear(cst_job *j); /* frees the strings, zeroes the struct */
+
 /* Called for each stored event in order; return false to stop. */
 typedef bool (*cst_store_event_fn)(void *ud, int64_t seq, const char *data);
 
@@ -151,6 +164,59 @@ struct cst_store_ops {
     cst_status (*ping)(cst_store *s);
     /* Fill *out with the figures above. */
     void (*stats)(cst_store *s, cst_store_stats *out);
+
+    /* ---- live runs shared by replicas, and the background-job queue
+     * (appended; NULL in a back-end used by one process, SQLite: the API
+     * then keeps live runs in its memory only). A live run's record carries
+     * a lease (the replica `node` that runs it, until a time on the
+     * database's clock), a cancel flag and, for a background job, the create
+     * body, so that another replica can follow it, cancel it, and take it
+     * over when the lease expires. Notifications (payloads "job", "ev ID",
+     * "cancel ID") wake the other replicas (PostgreSQL LISTEN/NOTIFY). ---- */
+    /* Insert the accepted record r (as put: durable on return) as a live
+     * run. node != NULL: node holds its lease for lease_ms; NULL: a job
+     * waiting in the queue for any replica serving job_model (notified
+     * "job"). body: the create body of a background job (NULL: a foreground
+     * run, which nobody runs again). */
+    cst_status (*live_put)(cst_store *s, const cst_irec *r, const char *node, int64_t lease_ms, const char *body,
+                           const char *job_model);
+    /* Append events (seq first_seq..) of a live run node holds, in one
+     * transaction, and notify "ev ID"; output: they include output (from
+     * then on the job is never run again from the start); started: the run
+     * holds a slot (a queued record becomes in_progress). CST_ERR_CONFLICT
+     * when node no longer holds the lease (nothing written). */
+    cst_status (*live_events)(cst_store *s, const char *id, const char *node, int64_t first_seq,
+                              const char *const *data, size_t n, bool output, bool started);
+    /* The terminal record r, its last events and the end of the lease in
+     * one transaction, only while node holds the lease (CST_ERR_CONFLICT
+     * otherwise: nothing written); notifies "ev ID". */
+    cst_status (*live_finish)(cst_store *s, const cst_irec *r, const char *node, int64_t first_seq,
+                              const char *const *data, size_t n);
+    /* Extend node's leases of ids[0..n) by lease_ms from now. held[i]: node
+     * still holds ids[i] (false: lost or finished elsewhere); cancel[i]: a
+     * cancel was requested. One statement. */
+    cst_status (*lease_renew)(cst_store *s, const char *node, const char *const *ids, size_t n, int64_t lease_ms,
+                              bool *held, bool *cancel);
+    /* Claim one live run for node (lease_ms), FOR UPDATE SKIP LOCKED, oldest
+     * first: when takeover, one whose lease expired (any model); when models
+     * is not empty, a queued job for one of models. CST_ERR_NOT_FOUND: none.
+     * *out (caller clears it) says what it was. */
+    cst_status (*job_claim)(cst_store *s, const char *node, const char *const *models, size_t n_models,
+                            bool takeover, int64_t lease_ms, cst_job *out);
+    /* Put a job node holds back in the queue (unclaimed; notified "job"). */
+    cst_status (*job_release)(cst_store *s, const char *id, const char *node);
+    /* Ask for (owner, id) to stop: a job nobody holds becomes "cancelled"
+     * at once (updated now, usage set where NULL); a held one gets the
+     * cancel flag (notified "cancel ID"); a terminal one is left alone
+     * (CST_ERR_CONFLICT). status (24 bytes) gets the status after.
+     * CST_ERR_NOT_FOUND as get. */
+    cst_status (*cancel_request)(cst_store *s, const char *owner, const char *id, int64_t now, const char *usage,
+                                 char *status);
+    /* Wait up to timeout_s for one notification (on a connection of its
+     * own, opened on first use and reopened after a failure); payload gets
+     * it (NUL-terminated, cut to n). CST_ERR_NOT_FOUND: none came. One
+     * caller at a time. */
+    cst_status (*notify_wait)(cst_store *s, double timeout_s, char *payload, size_t n);
 };
 
 struct cst_store {
@@ -242,5 +308,8 @@ static inline cst_status cst_store_blob_release(cst_store *s, const char *sha256
 static inline cst_status cst_store_blob_gc(cst_store *s, size_t *removed) { return s->ops->blob_gc(s, removed); }
 static inline cst_status cst_store_ping(cst_store *s) { return s->ops->ping(s); }
 static inline void cst_store_stats_get(cst_store *s, cst_store_stats *out) { s->ops->stats(s, out); }
+
+/* True when the back-end shares live runs between replicas (the ops above). */
+static inline bool cst_store_live(const cst_store *s) { return s->ops->live_put != NULL; }
 
 #endif

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,6 +47,18 @@ static const char *const MIGRATIONS[] = {
     " data BYTEA NOT NULL, PRIMARY KEY (sha256, idx));"
     /* images are compressed already: no pglz attempt, stored out of line */
     "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;",
+    /* 2: live runs shared by replicas: a lease (the replica running it, until
+     * a time on the database's clock in ms), a cancel flag, and for a
+     * background job its create body and the model name replicas claim it by */
+    "ALTER TABLE interactions ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until BIGINT,"
+    " ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false, ADD COLUMN job TEXT, ADD COLUMN job_model TEXT,"
+    " ADD COLUMN has_output BOOLEAN NOT NULL DEFAULT false;"
+    "CREATE INDEX interactions_live ON interactions(created) WHERE status IN ('queued', 'in_progress');"
+    /* runs left unfinished by replicas without leases: taken over (failed)
+     * an hour from now, unless a replica still running them ends them first */
+    "UPDATE interactions SET lease_owner = 'migration-2',"
+    " lease_until = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000"
+    " WHERE status IN ('queued', 'in_progress');",
 };
 
 /* key of the advisory lock held while migrating (any constant of our own) */
@@ -57,10 +70,15 @@ enum {
     S_PUT, S_GET, S_DEL, S_EV_PUT, S_EV_GET,
     S_F_PUT, S_F_GET, S_F_LIST, S_F_DEL, S_F_EXPIRED, S_REFS, S_USAGE,
     S_LOCK_SHA, S_B_SIZE, S_B_INS, S_B_DEL_ONE, S_C_INS, S_C_READ, S_B_RELEASE, S_B_ORPHANS,
+    S_LIVE_PUT, S_LIVE_HOLD, S_LIVE_END, S_RENEW, S_CLAIM, S_RELEASE, S_CANCEL, S_NOTIFY,
     S_COUNT
 };
 
 #define FCOLS "seq, id, owner, display_name, mime, size, sha256, created, updated, expires"
+#define ICOLS "id, owner, model, status, created, updated, previous_id, request, input, history, turn, outputs, usage, errors"
+/* the database's clock in ms: leases never compare two machines' clocks */
+#define NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+#define LIVE "status IN ('queued', 'in_progress')"
 
 static const struct {
     const char *sql;
@@ -82,7 +100,9 @@ static const struct {
                " e AS (DELETE FROM events WHERE interaction_id IN (SELECT id FROM d))"
                " SELECT COUNT(*) FROM d",
                2},
-    [S_EV_PUT] = {"INSERT INTO events(interaction_id, seq, data) VALUES($1,$2,$3)"
+    /* a batch in one statement: $3 is a text[] of the events, seq from $2 on */
+    [S_EV_PUT] = {"INSERT INTO events(interaction_id, seq, data)"
+                  " SELECT $1, $2::bigint + t.i - 1, t.d FROM unnest($3::text[]) WITH ORDINALITY AS t(d, i)"
                   " ON CONFLICT (interaction_id, seq) DO UPDATE SET data = EXCLUDED.data",
                   3},
     [S_EV_GET] = {"SELECT seq, data FROM events WHERE interaction_id = $1 AND seq > $2 ORDER BY seq", 2},
@@ -110,6 +130,47 @@ static const struct {
     [S_B_ORPHANS] = {"SELECT b.sha256 FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256)"
                      " LIMIT 1000",
                      0},
+    /* live runs and the queue (migration 2); $15 NULL: a job waiting for any replica */
+    [S_LIVE_PUT] = {"WITH ins AS (INSERT INTO interactions(" ICOLS ", lease_owner, lease_until, job, job_model)"
+                    " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::text,"
+                    " CASE WHEN $15::text IS NULL THEN NULL ELSE " NOW_MS " + $16::bigint END, $17, $18) RETURNING id)"
+                    " SELECT pg_notify('castor', 'job') FROM ins WHERE $15::text IS NULL",
+                    18},
+    /* locks the row of a run node still holds, until the transaction ends */
+    [S_LIVE_HOLD] = {"UPDATE interactions SET has_output = has_output OR $3::boolean,"
+                     " status = CASE WHEN $4::boolean AND status = 'queued' THEN 'in_progress' ELSE status END"
+                     " WHERE id = $1 AND lease_owner = $2 RETURNING pg_notify('castor', 'ev ' || $1::text)",
+                     4},
+    [S_LIVE_END] = {"UPDATE interactions SET lease_owner = NULL, lease_until = NULL, job = NULL,"
+                    " cancel_requested = false WHERE id = $1",
+                    1},
+    [S_RENEW] = {"UPDATE interactions SET lease_until = " NOW_MS " + $3::bigint"
+                 " WHERE lease_owner = $1 AND id = ANY($2::text[]) AND " LIVE " RETURNING id, cancel_requested",
+                 3},
+    [S_CLAIM] = {"WITH c AS (SELECT id, lease_owner AS prev FROM interactions WHERE " LIVE
+                 " AND (($4::boolean AND lease_owner IS NOT NULL AND lease_until < " NOW_MS ")"
+                 " OR (lease_owner IS NULL AND job IS NOT NULL AND job_model = ANY($2::text[])))"
+                 " ORDER BY created LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                 " UPDATE interactions i SET lease_owner = $1, lease_until = " NOW_MS " + $3::bigint FROM c"
+                 " WHERE i.id = c.id RETURNING i.id, i.owner, i.model, i.status, i.created, i.updated, i.previous_id,"
+                 " i.request, i.input, i.history, i.turn, i.outputs, i.usage, i.errors, i.job, i.has_output,"
+                 " i.cancel_requested, c.prev IS NOT NULL,"
+                 " (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.interaction_id = i.id)",
+                 4},
+    [S_RELEASE] = {"UPDATE interactions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2"
+                   " RETURNING pg_notify('castor', 'job')",
+                   2},
+    /* a job nobody holds is cancelled at once; a held one is flagged (the
+     * SET expressions all read the old row) */
+    [S_CANCEL] = {"UPDATE interactions SET cancel_requested = " LIVE ","
+                  " status = CASE WHEN status = 'queued' AND lease_owner IS NULL THEN 'cancelled' ELSE status END,"
+                  " updated = CASE WHEN status = 'queued' AND lease_owner IS NULL THEN $3::bigint ELSE updated END,"
+                  " usage = CASE WHEN status = 'queued' AND lease_owner IS NULL THEN COALESCE(usage, $4) ELSE usage END,"
+                  " job = CASE WHEN status = 'queued' AND lease_owner IS NULL THEN NULL ELSE job END"
+                  " WHERE id = $1 AND owner = $2 RETURNING status, lease_owner IS NOT NULL AND " LIVE ","
+                  " cancel_requested",
+                  4},
+    [S_NOTIFY] = {"SELECT pg_notify('castor', $1)", 1},
 };
 
 /* ---- the pool ------------------------------------------------------------------ */
@@ -122,6 +183,7 @@ typedef struct pg_conn {
 
 typedef struct pg_store {
     cst_store base;
+    PGconn *lc;         /* notify_wait's own connection (LISTEN castor), or NULL */
     char *url;
     pg_conn *conns;
     int n_conns;
@@ -354,6 +416,27 @@ static cst_status pg_put(cst_store *bs, const cst_irec *r) {
     return op_end(&o, exec_ok(&o, S_PUT, v, "insert") ? CST_OK : CST_ERR_STORE);
 }
 
+/* The ICOLS columns of row (the first 14) into *out; false when out of memory. */
+static bool irec_row(PGresult *r, int row, cst_irec *out) {
+    out->id = col_dup(r, row, 0);
+    out->owner = col_dup(r, row, 1);
+    out->model = col_dup(r, row, 2);
+    out->status = col_dup(r, row, 3);
+    out->created = col_i64(r, row, 4);
+    out->updated = col_i64(r, row, 5);
+    out->previous_id = col_dup(r, row, 6);
+    out->request = col_dup(r, row, 7);
+    out->input = col_dup(r, row, 8);
+    out->history = col_dup(r, row, 9);
+    out->turn = col_dup(r, row, 10);
+    out->outputs = col_dup(r, row, 11);
+    out->usage = col_dup(r, row, 12);
+    out->errors = col_dup(r, row, 13);
+    if (out->id && out->status) return true;
+    cst_irec_clear(out);
+    return false;
+}
+
 static cst_status pg_get(cst_store *bs, const char *owner, const char *id, cst_irec *out) {
     pg_store *s = (pg_store *)bs;
     memset(out, 0, sizeof *out);
@@ -366,25 +449,8 @@ static cst_status pg_get(cst_store *bs, const char *owner, const char *id, cst_i
         rc = res_fail(&o, r, "select");
     } else if (PQntuples(r) == 0) {
         rc = CST_ERR_NOT_FOUND;
-    } else {
-        out->id = col_dup(r, 0, 0);
-        out->owner = col_dup(r, 0, 1);
-        out->model = col_dup(r, 0, 2);
-        out->status = col_dup(r, 0, 3);
-        out->created = col_i64(r, 0, 4);
-        out->updated = col_i64(r, 0, 5);
-        out->previous_id = col_dup(r, 0, 6);
-        out->request = col_dup(r, 0, 7);
-        out->input = col_dup(r, 0, 8);
-        out->history = col_dup(r, 0, 9);
-        out->turn = col_dup(r, 0, 10);
-        out->outputs = col_dup(r, 0, 11);
-        out->usage = col_dup(r, 0, 12);
-        out->errors = col_dup(r, 0, 13);
-        if (!out->id || !out->status) {
-            cst_irec_clear(out);
-            rc = CST_ERR_NOMEM;
-        }
+    } else if (!irec_row(r, 0, out)) {
+        rc = CST_ERR_NOMEM;
     }
     PQclear(r);
     return op_end(&o, rc);
@@ -403,22 +469,48 @@ static cst_status pg_del(cst_store *bs, const char *owner, const char *id) {
     return op_end(&o, rc);
 }
 
+/* A text[] literal of v[0..n) into b (NUL-terminated): every element
+ * quoted, '"' and '\\' escaped. false when out of memory. */
+static bool array_lit(cst_buf *b, const char *const *v, size_t n) {
+    cst_buf_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        cst_buf_put(b, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *p = v[i], *q = v[i];; p++) {
+            if (*p && *p != '"' && *p != '\\') continue;
+            cst_buf_put(b, q, (size_t)(p - q));
+            if (!*p) break;
+            cst_buf_put(b, "\\", 1);
+            q = p;
+        }
+        cst_buf_put(b, "\"", 1);
+    }
+    cst_buf_put(b, "}", 2); /* with the NUL */
+    return !b->oom;
+}
+
+/* The events as one statement (one round trip, one implicit transaction
+ * unless o has opened one). */
+static cst_status put_event_rows(op *o, const char *id, int64_t first_seq, const char *const *data, size_t n) {
+    if (n == 0) return CST_OK;
+    cst_buf arr = {0};
+    if (!array_lit(&arr, data, n)) {
+        cst_buf_free(&arr);
+        return CST_ERR_NOMEM;
+    }
+    char sq[24];
+    const char *v[3] = {id, I64(sq, first_seq), arr.p};
+    const bool ok = exec_ok(o, S_EV_PUT, v, "insert events");
+    cst_buf_free(&arr);
+    return ok ? CST_OK : CST_ERR_STORE;
+}
+
 static cst_status pg_put_events(cst_store *bs, const char *id, int64_t first_seq, const char *const *data,
                                 size_t n) {
     pg_store *s = (pg_store *)bs;
     if (n == 0) return CST_OK;
     op o;
     if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
-    if (!exec_sql(&o, "BEGIN")) return op_end(&o, CST_ERR_STORE);
-    for (size_t i = 0; i < n; i++) {
-        char sq[24];
-        const char *v[3] = {id, I64(sq, first_seq + (int64_t)i), data[i]};
-        if (!exec_ok(&o, S_EV_PUT, v, "insert event")) {
-            rollback(&o);
-            return op_end(&o, CST_ERR_STORE);
-        }
-    }
-    return op_end(&o, exec_sql(&o, "COMMIT") ? CST_OK : CST_ERR_STORE);
+    return op_end(&o, put_event_rows(&o, id, first_seq, data, n));
 }
 
 static cst_status pg_events(cst_store *bs, const char *id, int64_t after, cst_store_event_fn fn, void *ud) {
@@ -775,6 +867,222 @@ static cst_status pg_blob_gc(cst_store *bs, size_t *removed) {
     return op_end(&o, rc);
 }
 
+
+/* ---- live runs and the background-job queue (migration 2) ------------------------------ */
+
+void cst_job_clear(cst_job *j) {
+    cst_irec_clear(&j->rec);
+    free(j->body);
+    memset(j, 0, sizeof *j);
+}
+
+static bool col_bool(PGresult *r, int row, int col) {
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+/* The 14 values of the upsert S_PUT / the first 14 of S_LIVE_PUT (c, u: buffers for the times). */
+#define IREC_VALS(r, c, u)                                                                                   \
+    (r)->id, (r)->owner, (r)->model, (r)->status, I64(c, (r)->created), I64(u, (r)->updated), (r)->previous_id, \
+        (r)->request, (r)->input, (r)->history, (r)->turn, (r)->outputs, (r)->usage, (r)->errors
+
+static cst_status pg_live_put(cst_store *bs, const cst_irec *r, const char *node, int64_t lease_ms,
+                              const char *body, const char *job_model) {
+    pg_store *s = (pg_store *)bs;
+    op o;
+    if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
+    char c[24], u[24], l[24];
+    const char *v[18] = {IREC_VALS(r, c, u), node, I64(l, lease_ms), body, job_model};
+    return op_end(&o, exec_ok(&o, S_LIVE_PUT, v, "insert live run") ? CST_OK : CST_ERR_STORE);
+}
+
+/* In o's open transaction: lock the row of id if node holds it (CST_ERR_CONFLICT if not). */
+static cst_status hold(op *o, const char *id, const char *node, bool output, bool started) {
+    const char *v[4] = {id, node, output ? "true" : "false", started ? "true" : "false"};
+    PGresult *r = exec_stmt(o, S_LIVE_HOLD, v, NULL, NULL, 0);
+    cst_status rc = CST_OK;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) rc = res_fail(o, r, "hold live run");
+    else if (PQntuples(r) == 0) rc = CST_ERR_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+static cst_status pg_live_events(cst_store *bs, const char *id, const char *node, int64_t first_seq,
+                                 const char *const *data, size_t n, bool output, bool started) {
+    pg_store *s = (pg_store *)bs;
+    op o;
+    if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
+    if (!exec_sql(&o, "BEGIN")) return op_end(&o, CST_ERR_STORE);
+    cst_status rc = hold(&o, id, node, output, started);
+    if (rc == CST_OK) rc = put_event_rows(&o, id, first_seq, data, n);
+    if (rc == CST_OK) return op_end(&o, exec_sql(&o, "COMMIT") ? CST_OK : CST_ERR_STORE);
+    rollback(&o);
+    return op_end(&o, rc);
+}
+
+static cst_status pg_live_finish(cst_store *bs, const cst_irec *r, const char *node, int64_t first_seq,
+                                 const char *const *data, size_t n) {
+    pg_store *s = (pg_store *)bs;
+    op o;
+    if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
+    if (!exec_sql(&o, "BEGIN")) return op_end(&o, CST_ERR_STORE);
+    char c[24], u[24];
+    const char *v[14] = {IREC_VALS(r, c, u)};
+    const char *vid[1] = {r->id};
+    cst_status rc = hold(&o, r->id, node, false, false);
+    if (rc == CST_OK && !exec_ok(&o, S_PUT, v, "update record")) rc = CST_ERR_STORE;
+    if (rc == CST_OK) rc = put_event_rows(&o, r->id, first_seq, data, n);
+    if (rc == CST_OK && !exec_ok(&o, S_LIVE_END, vid, "end lease")) rc = CST_ERR_STORE;
+    if (rc == CST_OK) return op_end(&o, exec_sql(&o, "COMMIT") ? CST_OK : CST_ERR_STORE);
+    rollback(&o);
+    return op_end(&o, rc);
+}
+
+static cst_status pg_lease_renew(cst_store *bs, const char *node, const char *const *ids, size_t n, int64_t lease_ms,
+                                 bool *held, bool *cancel) {
+    pg_store *s = (pg_store *)bs;
+    for (size_t i = 0; i < n; i++) held[i] = cancel[i] = false;
+    if (n == 0) return CST_OK;
+    cst_buf arr = {0};
+    if (!array_lit(&arr, ids, n)) {
+        cst_buf_free(&arr);
+        return CST_ERR_NOMEM;
+    }
+    op o;
+    if (!op_begin(&o, s)) {
+        cst_buf_free(&arr);
+        return op_end(&o, CST_ERR_STORE);
+    }
+    char l[24];
+    const char *v[3] = {node, arr.p, I64(l, lease_ms)};
+    PGresult *r = exec_stmt(&o, S_RENEW, v, NULL, NULL, 0);
+    cst_buf_free(&arr);
+    cst_status rc = CST_OK;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = res_fail(&o, r, "renew leases");
+    } else {
+        for (int k = 0, m = PQntuples(r); k < m; k++)
+            for (size_t i = 0; i < n; i++)
+                if (!strcmp(ids[i], PQgetvalue(r, k, 0))) {
+                    held[i] = true;
+                    cancel[i] = col_bool(r, k, 1);
+                }
+    }
+    PQclear(r);
+    return op_end(&o, rc);
+}
+
+static cst_status pg_job_claim(cst_store *bs, const char *node, const char *const *models, size_t n_models,
+                               bool takeover, int64_t lease_ms, cst_job *out) {
+    pg_store *s = (pg_store *)bs;
+    memset(out, 0, sizeof *out);
+    cst_buf arr = {0};
+    if (!array_lit(&arr, models, n_models)) {
+        cst_buf_free(&arr);
+        return CST_ERR_NOMEM;
+    }
+    op o;
+    if (!op_begin(&o, s)) {
+        cst_buf_free(&arr);
+        return op_end(&o, CST_ERR_STORE);
+    }
+    char l[24];
+    const char *v[4] = {node, arr.p, I64(l, lease_ms), takeover ? "true" : "false"};
+    PGresult *r = exec_stmt(&o, S_CLAIM, v, NULL, NULL, 0);
+    cst_buf_free(&arr);
+    cst_status rc = CST_OK;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = res_fail(&o, r, "claim a job");
+    } else if (PQntuples(r) == 0) {
+        rc = CST_ERR_NOT_FOUND;
+    } else if (!irec_row(r, 0, &out->rec)) {
+        rc = CST_ERR_NOMEM;
+    } else {
+        out->body = col_dup(r, 0, 14);
+        out->is_job = out->body != NULL;
+        out->output = col_bool(r, 0, 15);
+        out->cancel = col_bool(r, 0, 16);
+        out->takeover = col_bool(r, 0, 17);
+        out->n_events = col_i64(r, 0, 18);
+    }
+    PQclear(r);
+    return op_end(&o, rc);
+}
+
+static cst_status pg_job_release(cst_store *bs, const char *id, const char *node) {
+    pg_store *s = (pg_store *)bs;
+    op o;
+    if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
+    const char *v[2] = {id, node};
+    return op_end(&o, exec_ok(&o, S_RELEASE, v, "release a job") ? CST_OK : CST_ERR_STORE);
+}
+
+static cst_status pg_cancel_request(cst_store *bs, const char *owner, const char *id, int64_t now,
+                                    const char *usage, char *status) {
+    pg_store *s = (pg_store *)bs;
+    status[0] = 0;
+    op o;
+    if (!op_begin(&o, s)) return op_end(&o, CST_ERR_STORE);
+    char t[24];
+    const char *v[4] = {id, owner, I64(t, now), usage};
+    PGresult *r = exec_stmt(&o, S_CANCEL, v, NULL, NULL, 0);
+    cst_status rc = CST_OK;
+    bool held = false;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) rc = res_fail(&o, r, "request a cancel");
+    else if (PQntuples(r) == 0) rc = CST_ERR_NOT_FOUND;
+    else {
+        snprintf(status, 24, "%s", PQgetvalue(r, 0, 0));
+        held = col_bool(r, 0, 1);
+        if (!col_bool(r, 0, 2)) rc = CST_ERR_CONFLICT; /* terminal already */
+    }
+    PQclear(r);
+    if (rc == CST_OK && held) { /* wake the replica that runs it (after the commit above) */
+        char p[80];
+        snprintf(p, sizeof p, "cancel %s", id);
+        const char *vn[1] = {p};
+        if (!exec_ok(&o, S_NOTIFY, vn, "notify")) rc = CST_ERR_STORE;
+    }
+    return op_end(&o, rc);
+}
+
+static cst_status pg_notify_wait(cst_store *bs, double timeout_s, char *payload, size_t n) {
+    pg_store *s = (pg_store *)bs;
+    payload[0] = 0;
+    if (s->lc && PQstatus(s->lc) != CONNECTION_OK) {
+        PQfinish(s->lc);
+        s->lc = NULL;
+    }
+    if (!s->lc) {
+        char err[sizeof s->base.err];
+        s->lc = connect_url(s->url, err, sizeof err);
+        PGresult *r = s->lc ? PQexec(s->lc, "LISTEN castor") : NULL;
+        const bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            if (s->lc) PQfinish(s->lc);
+            s->lc = NULL;
+            usleep((useconds_t)(CST_MIN(timeout_s, 1.0) * 1e6)); /* the database is away: no busy loop */
+            return CST_ERR_STORE;
+        }
+    }
+    PGnotify *nt = NULL;
+    if (PQconsumeInput(s->lc)) nt = PQnotifies(s->lc);
+    if (!nt) {
+        struct pollfd p = {.fd = PQsocket(s->lc), .events = POLLIN};
+        if (poll(&p, 1, (int)(timeout_s * 1000)) > 0) {
+            if (!PQconsumeInput(s->lc)) { /* broken: reopened on the next call */
+                PQfinish(s->lc);
+                s->lc = NULL;
+                return CST_ERR_STORE;
+            }
+            nt = PQnotifies(s->lc);
+        }
+    }
+    if (!nt) return CST_ERR_NOT_FOUND;
+    snprintf(payload, n, "%s", nt->extra);
+    PQfreemem(nt);
+    return CST_OK;
+}
+
 static cst_status pg_ping(cst_store *bs) {
     pg_store *s = (pg_store *)bs;
     op o;
@@ -802,6 +1110,7 @@ static void pg_stats(cst_store *bs, cst_store_stats *out) {
 
 static void pg_close(cst_store *bs) {
     pg_store *s = (pg_store *)bs;
+    if (s->lc) PQfinish(s->lc);
     for (int i = 0; i < s->n_conns; i++)
         if (s->conns[i].c) PQfinish(s->conns[i].c);
     free(s->conns);
@@ -832,6 +1141,14 @@ static const struct cst_store_ops pg_ops = {
     .blob_gc = pg_blob_gc,
     .ping = pg_ping,
     .stats = pg_stats,
+    .live_put = pg_live_put,
+    .live_events = pg_live_events,
+    .live_finish = pg_live_finish,
+    .lease_renew = pg_lease_renew,
+    .job_claim = pg_job_claim,
+    .job_release = pg_job_release,
+    .cancel_request = pg_cancel_request,
+    .notify_wait = pg_notify_wait,
 };
 
 /* Apply the migrations newer than the database's version, each in its own

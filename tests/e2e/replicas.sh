@@ -2,7 +2,8 @@
 # replicas.sh: three `castor serve` replicas on one PostgreSQL behind HAProxy
 # (deploy/haproxy.cfg, the documented configuration) and the cross-replica
 # cases of replicas.test.mjs: state created on one replica read, continued
-# and deleted on another; the balancer's health checks and conversation
+# and deleted on another; a live run followed and cancelled from another
+# replica; background jobs taken over after kill -9 of their replica; the balancer's health checks and conversation
 # stickiness; kill -9 of a replica (every acknowledged id stays retrievable);
 # the database stopped and restarted under load (503 JSON errors, then
 # recovery without a restart). Starts its own PostgreSQL through
@@ -37,14 +38,19 @@ export CASTOR_SIGNATURE_KEY="$(node -e 'console.log(require("crypto").randomByte
 # a free loopback port for the balancer (the kernel's choice)
 LB_PORT="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 
+# live runs shared through the store: a short lease (taken over 3 s after a
+# replica dies) and a decode slow enough to observe runs while they are live
+# (20 ms a token); the tests wait on states, never on fixed sleeps
+export CASTOR_LEASE_S=3 CST_FAULT=decode_sleep_ms:20
 start_replica() { # N -> writes $TMP/rN.port, appends the pid to $TMP/pids
   local n=$1
   "$CASTOR" serve -m "$STORIES" --api-keys "$TMP/keys" --host 127.0.0.1 --port 0 --port-file "$TMP/r$n.port" \
-    --data-dir "$TMP/d$n" --store "$CST_TEST_PG" -c 256 -np 2 -t 1 --max-output 32 > "$TMP/r$n.log" 2>&1 &
+    --data-dir "$TMP/d$n" --store "$CST_TEST_PG" -c 256 -np 2 -t 1 --max-output 32 "${@:2}" > "$TMP/r$n.log" 2>&1 &
   echo $! > "$TMP/r$n.pid"
   PIDS+=("$!")
 }
-for n in 1 2 3; do start_replica $n; done
+# replica 3 queues one request at most: a background job beyond goes to the shared queue
+start_replica 1; start_replica 2; start_replica 3 --max-queue 1
 for n in 1 2 3; do
   for _ in $(seq 200); do [ -f "$TMP/r$n.port" ] && break; sleep 0.1; done
   [ -f "$TMP/r$n.port" ] || { echo "replica $n did not start:"; cat "$TMP/r$n.log"; exit 1; }

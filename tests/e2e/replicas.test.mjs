@@ -25,6 +25,28 @@ async function call(base, method, path, body, key = KEY) {
 const create = (base, body) => call(base, "POST", "/v1beta/interactions", { model: MODEL, ...body });
 const get = (base, id, q = "") => call(base, "GET", `/v1beta/interactions/${id}${q}`);
 
+// the data lines of an SSE text, parsed ("[DONE]" kept as a string)
+const sseData = (text) => text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => {
+  const d = l.slice(6);
+  return d === "[DONE]" ? d : JSON.parse(d);
+});
+// poll until pred(value) (state-synchronised; gives up after limit ms)
+async function until(what, fn, pred, limit = 30000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn().catch(() => undefined); // the balancer may refuse while it marks a replica down
+    if (pred(v)) return v;
+    if (Date.now() - t0 > limit) assert.fail(`${what}: still ${JSON.stringify(v)?.slice(0, 300)}`);
+    await sleep(50);
+  }
+}
+const row = (id, cols) => pgQuery(process.env.CST_TEST_PG, `SELECT ${cols} FROM interactions WHERE id = '${id}'`)[0] ?? [];
+async function metric(base, name) {
+  const t = await (await fetch(base + "/metrics", { headers: { "x-goog-api-key": KEY } })).text();
+  const m = t.match(new RegExp(`^${name.replace(/[{}"]/g, (c) => "\\" + c)} (\\d+)`, "m"));
+  return m ? Number(m[1]) : 0;
+}
+
 // creates answered 200 by each replica (from its /metrics)
 async function creates(base) {
   const t = await (await fetch(base + "/metrics", { headers: { "x-goog-api-key": KEY } })).text();
@@ -95,6 +117,87 @@ describe("replicas on one PostgreSQL", () => {
   });
 });
 
+describe("live runs across replicas (directly, not through the balancer)", () => {
+  test("a stream replay on B follows a run still live on A to its end, with A's event ids and order", async () => {
+    const a = await fetch(`${R[0]}/v1beta/interactions?alt=sse`, {
+      method: "POST", headers: { "content-type": "application/json", "x-goog-api-key": KEY },
+      body: JSON.stringify({ model: MODEL, input: "Once upon a time", generation_config: { max_output_tokens: 100 } }),
+    });
+    assert.equal(a.status, 200);
+    const id = a.headers.get("x-castor-interaction-id");
+    const reader = a.body.getReader();
+    const dec = new TextDecoder();
+    let textA = "";
+    while (!textA.includes("step.delta")) textA += dec.decode((await reader.read()).value);
+    // B has no run of it in memory: it follows the event log A stores while it runs
+    const b = await call(R[1], "GET", `/v1beta/interactions/${id}?stream=true&last_event_id=0`);
+    assert.equal(b.status, 200, b.text);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      textA += dec.decode(value);
+    }
+    const evA = sseData(textA), evB = sseData(b.text);
+    assert.equal(evA.at(-2).event_type, "interaction.completed");
+    assert.equal(evA.at(-2).interaction.status, "incomplete");
+    assert.deepEqual(evB, evA, "B's events are A's");
+    assert.ok(evA.filter((e) => e.event_type === "step.delta").length > 10);
+    // and the same as a replay after the end, from the middle too
+    const c = await call(R[2], "GET", `/v1beta/interactions/${id}?stream=true&last_event_id=0`);
+    assert.deepEqual(sseData(c.text), evA);
+    const tail = await call(R[2], "GET", `/v1beta/interactions/${id}?stream=true&last_event_id=5`);
+    assert.deepEqual(sseData(tail.text), evA.slice(5));
+  });
+
+  test("cancel on B stops the background run on A: cancelled, fewer tokens than asked", async () => {
+    const a = await create(R[0], { input: "Tell me a long story", background: true, generation_config: { max_output_tokens: 250 } });
+    assert.equal(a.status, 200, a.text);
+    const id = a.json.id;
+    // A runs it (its lease), and B sees it in progress through the store
+    assert.match(row(id, "lease_owner")[0], new RegExp(`:${PIDS[0]}:`));
+    await until("in_progress on B", async () => (await get(R[1], id)).json.status, (s) => s === "in_progress");
+    await until("output stored", async () => row(id, "has_output")[0], (v) => v === "t");
+    const c = await call(R[1], "POST", `/v1beta/interactions/${id}/cancel`);
+    assert.equal(c.status, 200, c.text);
+    assert.equal(c.json.status, "cancelled");
+    for (const base of R) {
+      const g = await get(base, id);
+      assert.equal(g.json.status, "cancelled");
+      assert.ok(g.json.usage.total_output_tokens > 0 && g.json.usage.total_output_tokens < 250,
+        `stopped early: ${g.json.usage.total_output_tokens}`);
+    }
+    // the stored log ends as a cancelled run's does, on every replica
+    const ev = sseData((await call(R[2], "GET", `/v1beta/interactions/${id}?stream=true`)).text);
+    assert.equal(ev.at(-2).interaction.status, "cancelled");
+    // a second cancel, anywhere: already cancelled
+    assert.equal((await call(R[1], "POST", `/v1beta/interactions/${id}/cancel`)).status, 400);
+  });
+});
+
+describe("the shared queue of background jobs", () => {
+  test("a background job C's scheduler cannot take waits in the queue and runs on A or B", async () => {
+    const C = R[2]; // --max-queue 1, -np 2
+    const claims = async () => (await Promise.all(R.slice(0, 2).map((b) => metric(b, "castor_queue_claims_total")))).reduce((x, y) => x + y);
+    const before = await claims();
+    const busy = [];
+    for (let k = 0; k < 3; k++) { // two slots and the one queue place
+      const r = await create(C, { input: `Busy ${k}`, background: true, generation_config: { max_output_tokens: 150 } });
+      assert.equal(r.status, 200, r.text);
+      busy.push(r.json.id);
+    }
+    const q = await create(C, { input: "Waiting for anyone", background: true, generation_config: { max_output_tokens: 10 } });
+    assert.equal(q.status, 200, q.text);
+    assert.equal(q.json.status, "queued");
+    assert.deepEqual(q.json.steps, []);
+    // C answered it, A or B claims and runs it while C is still busy
+    const g = await until("run by another replica", async () => (await get(C, q.json.id)).json, (j) => j && !["queued", "in_progress"].includes(j.status));
+    assert.equal(g.status, "incomplete");
+    assert.equal(g.usage.total_output_tokens, 10);
+    assert.equal(await claims(), before + 1);
+    for (const id of busy) assert.equal((await call(C, "POST", `/v1beta/interactions/${id}/cancel`)).status, 200);
+  });
+});
+
 describe("behind HAProxy (deploy/haproxy.cfg)", () => {
   test("health through the balancer; every replica reports its store", async () => {
     const h = await call(LB, "GET", "/health");
@@ -157,6 +260,7 @@ describe("behind HAProxy (deploy/haproxy.cfg)", () => {
     assert.ok(t.json.usage.total_input_tokens > r.json.usage.total_input_tokens, "the whole conversation, from the store");
     // keep the survivors for the next test
     R.splice(victim, 1);
+    PIDS.splice(victim, 1);
   });
 
   test("the database stopped under load: 503 JSON errors, then recovery without a restart", async () => {
@@ -220,5 +324,39 @@ describe("behind HAProxy (deploy/haproxy.cfg)", () => {
     assert.equal((await get(R[0], n.json.id)).status, 200);
     const t = await (await fetch(R[0] + "/metrics", { headers: { "x-goog-api-key": KEY } })).text();
     assert.ok(Number(t.match(/^castor_store_reconnects_total (\d+)/m)[1]) > 0);
+  });
+});
+
+describe("background jobs when their replica dies (lease expiry)", () => {
+  test("kill -9 of the replica running background jobs: the one without output runs again elsewhere, the others fail saying why; every id stays retrievable", async () => {
+    // the survivors of the earlier kill: A runs the jobs, B takes them over
+    const [A, B] = R;
+    const before = await metric(B, 'castor_queue_takeovers_total{outcome="rerun"}');
+    // two jobs fill A's two slots (-np 2); a third waits in A's scheduler
+    const long = [];
+    for (let k = 0; k < 2; k++) {
+      const r = await create(A, { input: `Story ${k}`, background: true, generation_config: { max_output_tokens: 250 } });
+      assert.equal(r.status, 200, r.text);
+      long.push(r.json.id);
+    }
+    for (const id of long) await until("output stored", async () => row(id, "has_output")[0], (v) => v === "t");
+    const q = await create(A, { input: "A queued one", background: true, generation_config: { max_output_tokens: 12 } });
+    assert.equal(q.status, 200, q.text);
+    assert.equal(q.json.status, "queued");
+    assert.deepEqual(row(q.json.id, "status, has_output"), ["queued", "f"]);
+    process.kill(PIDS[0], "SIGKILL");
+    // B takes each over when its lease expires: through the balancer too
+    for (const id of long) {
+      const g = await until("failed after the kill", async () => (await get(LB, id)).json, (j) => j?.status === "failed");
+      assert.match(g.errors[0].message, /stopped after it had stored output/);
+      const ev = sseData((await call(B, "GET", `/v1beta/interactions/${id}?stream=true`)).text);
+      assert.deepEqual(ev.slice(-3).map((e) => e.event_type ?? e), ["error", "interaction.completed", "[DONE]"]);
+    }
+    const g = await until("ran again on B", async () => (await get(LB, q.json.id)).json, (j) => j && !["queued", "in_progress"].includes(j.status));
+    assert.equal(g.status, "incomplete", JSON.stringify(g));
+    assert.equal(g.usage.total_output_tokens, 12);
+    assert.ok(g.steps.some((s) => s.type === "model_output"));
+    assert.equal(await metric(B, 'castor_queue_takeovers_total{outcome="rerun"}'), before + 1);
+    assert.deepEqual(row(q.json.id, "lease_owner IS NULL"), ["t"], "its lease ended with the run");
   });
 });

@@ -437,3 +437,109 @@ TEST(store_two_handles_share_state) {
     cst_store_close(a);
     cst_store_close(b);
 }
+
+/* Live runs shared by replicas (PostgreSQL): leases, claims, cancel flags,
+ * takeover after expiry, notifications. SQLite has none (one process). */
+static bool wait_payload(cst_store *s, const char *want) {
+    char p[128];
+    for (int i = 0; i < 50; i++) {
+        cst_status st = s->ops->notify_wait(s, 0.2, p, sizeof p);
+        if (st == CST_OK && !strcmp(p, want)) return true;
+    }
+    return false;
+}
+
+TEST(store_live_leases_and_queue) {
+    cst_store *s = open_tmp("live.db");
+    if (!pg_url()) {
+        ASSERT(!cst_store_live(s));
+        cst_store_close(s);
+        return;
+    }
+    ASSERT(cst_store_live(s));
+    const struct cst_store_ops *o = s->ops;
+    char p[128];
+    (void)o->notify_wait(s, 0, p, sizeof p); /* listening from here on */
+    cst_irec r = {.id = "v1_live1", .owner = "k1", .model = "m", .status = "queued", .created = 50, .updated = 50,
+                  .turn = "[]", .outputs = "[]"};
+    /* a job in the queue: claimed by a replica serving its model, once */
+    ASSERT_OK(o->live_put(s, &r, NULL, 60000, "{\"model\":\"m\"}", "stem-m"));
+    ASSERT(wait_payload(s, "job"));
+    cst_job j;
+    const char *other[1] = {"stem-x"}, *mine[1] = {"stem-m"};
+    ASSERT_EQ(o->job_claim(s, "n1", other, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
+    ASSERT_OK(o->job_claim(s, "n1", mine, 1, true, 60000, &j));
+    ASSERT_STREQ(j.rec.id, "v1_live1");
+    ASSERT_STREQ(j.body, "{\"model\":\"m\"}");
+    ASSERT(j.is_job && !j.takeover && !j.output && !j.cancel);
+    ASSERT_EQ(j.n_events, 0);
+    cst_job_clear(&j);
+    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND); /* held by n1 */
+    /* only the holder writes its events */
+    const char *ev[1] = {"{\"event_type\":\"step.delta\"}"};
+    ASSERT_EQ(o->live_events(s, "v1_live1", "n2", 1, ev, 1, true, true), CST_ERR_CONFLICT);
+    ASSERT_OK(o->live_events(s, "v1_live1", "n1", 1, ev, 1, true, true));
+    ASSERT(wait_payload(s, "ev v1_live1"));
+    cst_irec g;
+    ASSERT_OK(cst_store_get(s, "k1", "v1_live1", &g));
+    ASSERT_STREQ(g.status, "in_progress");
+    cst_irec_clear(&g);
+    /* renewals say who holds it and whether a cancel was asked */
+    const char *ids[1] = {"v1_live1"};
+    bool held = false, cancel = true;
+    ASSERT_OK(o->lease_renew(s, "n2", ids, 1, 60000, &held, &cancel));
+    ASSERT(!held);
+    ASSERT_OK(o->lease_renew(s, "n1", ids, 1, 60000, &held, &cancel));
+    ASSERT(held && !cancel);
+    char st[24];
+    ASSERT_EQ(o->cancel_request(s, "k2", "v1_live1", 60, "{}", st), CST_ERR_NOT_FOUND); /* another key's */
+    ASSERT_OK(o->cancel_request(s, "k1", "v1_live1", 60, "{}", st));
+    ASSERT_STREQ(st, "in_progress");
+    ASSERT(wait_payload(s, "cancel v1_live1"));
+    ASSERT_OK(o->lease_renew(s, "n1", ids, 1, 60000, &held, &cancel));
+    ASSERT(held && cancel);
+    /* n1 stops renewing (a lease already past): n2 takes it over, with no model of its own */
+    ASSERT_OK(o->lease_renew(s, "n1", ids, 1, -1000, &held, &cancel));
+    ASSERT_EQ(o->job_claim(s, "n2", NULL, 0, false, 60000, &j), CST_ERR_NOT_FOUND); /* no takeovers asked */
+    ASSERT_OK(o->job_claim(s, "n2", NULL, 0, true, 60000, &j));
+    ASSERT_STREQ(j.rec.id, "v1_live1");
+    ASSERT(j.takeover && j.output && j.cancel && j.is_job);
+    ASSERT_EQ(j.n_events, 1);
+    cst_irec fin = j.rec;
+    fin.status = "cancelled";
+    fin.updated = 70;
+    const char *last[1] = {"{\"event_type\":\"interaction.completed\"}"};
+    ASSERT_EQ(o->live_finish(s, &fin, "n1", 2, last, 1), CST_ERR_CONFLICT); /* n1 lost it: writes nothing */
+    ASSERT_OK(o->live_finish(s, &fin, "n2", 2, last, 1));
+    cst_job_clear(&j);
+    ASSERT_OK(cst_store_get(s, "k1", "v1_live1", &g));
+    ASSERT_STREQ(g.status, "cancelled");
+    ASSERT_EQ(g.updated, 70);
+    cst_irec_clear(&g);
+    collect_t c = {0};
+    ASSERT_OK(cst_store_events(s, "v1_live1", 0, collect, &c));
+    ASSERT_EQ(c.n, 2);
+    ASSERT_EQ(c.seqs[1], 2);
+    ASSERT_EQ(o->cancel_request(s, "k1", "v1_live1", 80, "{}", st), CST_ERR_CONFLICT); /* terminal already */
+    ASSERT_STREQ(st, "cancelled");
+    ASSERT_EQ(o->job_claim(s, "n3", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
+    /* a job nobody holds is cancelled at once */
+    r.id = "v1_live2";
+    ASSERT_OK(o->live_put(s, &r, NULL, 60000, "{}", "stem-m"));
+    ASSERT_OK(o->cancel_request(s, "k1", "v1_live2", 90, "{\"total_tokens\":0}", st));
+    ASSERT_STREQ(st, "cancelled");
+    ASSERT_OK(cst_store_get(s, "k1", "v1_live2", &g));
+    ASSERT_STREQ(g.usage, "{\"total_tokens\":0}");
+    ASSERT_EQ(g.updated, 90);
+    cst_irec_clear(&g);
+    /* a job released by its holder goes back to the queue */
+    r.id = "v1_live3";
+    ASSERT_OK(o->live_put(s, &r, "n1", 60000, "{}", "stem-m"));
+    ASSERT_EQ(o->job_claim(s, "n2", mine, 1, true, 60000, &j), CST_ERR_NOT_FOUND);
+    ASSERT_OK(o->job_release(s, "v1_live3", "n1"));
+    ASSERT_OK(o->job_claim(s, "n2", mine, 1, true, 60000, &j));
+    ASSERT_STREQ(j.rec.id, "v1_live3");
+    ASSERT(!j.takeover);
+    cst_job_clear(&j);
+    cst_store_close(s);
+}
