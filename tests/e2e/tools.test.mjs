@@ -1,7 +1,10 @@
 // tools.test.mjs: function calling (§9) through @google/genai 3.1.0 on
 // random-weight models with the real Qwen3 vocabulary and template (hermes
 // <tool_call> calls, tools rendered by the template) and the Llama 3
-// vocabulary (3.0 template: the fallback tool prompt). Random weights never
+// vocabulary (3.0 template: the fallback tool prompt; as llama31-tiny with
+// llama31-tools.jinja, a Llama 3.1-style template: {"name", "parameters"}
+// calls, results as ipython turns, checked in the prompts the server logs
+// with --log-prompts). Random weights never
 // follow a format by themselves, so every valid call below is the grammar's
 // doing: tool_choice any always yields calls whose arguments ajv validates
 // against the declared parameters; none never a call; a call -> result ->
@@ -9,6 +12,7 @@
 // stateless (the same prompt: the same answer for the same seed); 400s.
 // (tools.sh)
 import { test, describe } from "node:test";
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
@@ -67,6 +71,17 @@ function checkCalls(it, tools, where) {
   return calls;
 }
 
+// the prompts the server rendered for `model` whose text includes `marker`
+// (castor serve --log-prompts: one "castor prompt: {JSON}" line each), in order
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+function prompts(model, marker) {
+  return readFileSync(process.env.CASTOR_SERVER_LOG, "utf8").split("\n")
+    .filter((l) => l.startsWith("castor prompt: "))
+    .map((l) => JSON.parse(l.slice("castor prompt: ".length)))
+    .filter((p) => p.model === model && p.text.includes(marker))
+    .map((p) => p.text);
+}
+
 async function collect(stream) {
   const evs = [];
   for await (const e of stream) evs.push(e);
@@ -97,6 +112,64 @@ describe("function calling", () => {
       });
       for (const c of checkCalls(it, SETS[2], `llama3 seed ${seed}`)) assert.equal(c.name, "book_table");
     }
+  });
+
+  test("Llama 3.1-style template (llama31-tiny): its tool list in the prompt, tool_choice any yields {name, parameters} calls", async () => {
+    for (const [k, tools] of SETS.entries())
+      for (let seed = 1; seed <= Math.max(2, SEEDS / 2); seed++) {
+        const input = `Plan my evening (llama31 set ${k} seed ${seed})`;
+        const it = await ai.interactions.create({
+          model: "llama31-tiny", input, tools,
+          generation_config: { tool_choice: "any", temperature: 1, seed, max_output_tokens: 160 },
+        });
+        assert.equal(checkCalls(it, tools, `llama31 set ${k} seed ${seed}`).length, 1, "one call per Llama 3 turn");
+        const ps = prompts("llama31-tiny", input);
+        assert.equal(ps.length, 1);
+        // the template's form: under "Environment: ipython", one JSON line per declared function, no fallback prompt
+        const m = ps[0].match(/<\|start_header_id\|>system<\|end_header_id\|>\n\nEnvironment: ipython\n\n[^\n]*\n\n((?:[^\n]+\n)+)\n<\|eot_id\|>/);
+        assert.ok(m, ps[0]);
+        assert.ok(!ps[0].includes("<tools>") && !ps[0].includes("<tool_call>"), ps[0]);
+        const want = tools.map(({ type, ...fn }) => fn);
+        assert.deepEqual(m[1].trimEnd().split("\n").map((l) => JSON.parse(l)), want);
+      }
+  });
+
+  test("Llama 3.1-style template: call -> result -> answer renders the call as {name, parameters} and the result as an ipython turn", async () => {
+    const tools = [weather];
+    const input = "Weather in Oslo? (llama31 round trip)";
+    const first = await ai.interactions.create({
+      model: "llama31-tiny", input, tools, generation_config: { tool_choice: "any", temperature: 1, seed: 3, max_output_tokens: 120 },
+    });
+    const [call] = checkCalls(first, tools, "llama31 round trip");
+    const result = { type: "function_result", call_id: call.id, name: call.name, result: { temperature: 21, sky: "clear" } };
+    const cfg = { temperature: 0, max_output_tokens: 12 };
+    const chained = await ai.interactions.create({
+      model: "llama31-tiny", previous_interaction_id: first.id, input: [result], tools, generation_config: cfg,
+    });
+    const stateless = await ai.interactions.create({
+      model: "llama31-tiny", tools, generation_config: cfg, store: false,
+      input: [{ type: "user_input", content: [{ type: "text", text: input }] }, ...first.steps, result],
+    });
+    for (const it of [chained, stateless]) assert.ok(["completed", "incomplete", "requires_action"].includes(it.status), it.status);
+    assert.deepEqual(stateless.steps, chained.steps);
+    const ps = prompts("llama31-tiny", input);
+    assert.equal(ps.length, 3);
+    assert.equal(ps[2], ps[1], "stored chain and stateless history render the same prompt");
+    const turns = (res) => new RegExp("<\\|start_header_id\\|>user<\\|end_header_id\\|>\\n\\n" + esc(input) +
+      "<\\|eot_id\\|><\\|start_header_id\\|>assistant<\\|end_header_id\\|>\\n\\n\\{\"name\": \"get_weather\", \"parameters\": (.*)\\}" +
+      "<\\|eot_id\\|><\\|start_header_id\\|>ipython<\\|end_header_id\\|>\\n\\n" + res +
+      "<\\|eot_id\\|><\\|start_header_id\\|>assistant<\\|end_header_id\\|>\\n\\n$", "s");
+    const m = ps[1].match(turns("(.*)"));
+    assert.ok(m, ps[1]);
+    assert.deepEqual(JSON.parse(m[1]), call.arguments);
+    assert.deepEqual(JSON.parse(m[2]), result.result);
+    // a failed call (is_error): the result reaches the model as {"error": ...}
+    await ai.interactions.create({
+      model: "llama31-tiny", previous_interaction_id: first.id, tools, generation_config: cfg,
+      input: [{ ...result, result: "no weather station in Oslo", is_error: true }],
+    });
+    const last = prompts("llama31-tiny", input).at(-1);
+    assert.match(last, turns(esc(JSON.stringify({ error: "no weather station in Oslo" }))));
   });
 
   test("tool_choice none never yields a call; auto answers text or calls", async () => {
