@@ -88,6 +88,47 @@ async function collect(stream) {
   return evs;
 }
 
+// a streamed tool_choice any create: function_call steps as step.start
+// (empty arguments) / arguments_delta fragments / step.stop, indexes in
+// order, the stream ending with requires_action; the stored calls are valid
+// and the fragments of each concatenate to its arguments
+async function streamedCalls(model, tools, seed, where) {
+  const evs = await collect(await ai.interactions.create({
+    model, input: "Book for two", tools, stream: true,
+    generation_config: { tool_choice: "any", temperature: 1, seed, max_output_tokens: 160 },
+  }));
+  const id = evs[0].interaction.id;
+  const starts = evs.filter((e) => e.event_type === "step.start");
+  assert.ok(starts.length >= 1, where);
+  const args = {};
+  let last = -1;
+  for (const e of evs) {
+    if (e.event_type === "step.start") {
+      assert.equal(e.index, last + 1, where);
+      last = e.index;
+      assert.equal(e.step.type, "function_call", where);
+      assert.match(e.step.id, /^[a-z0-9]{8,}$/, where);
+      assert.deepEqual(e.step.arguments, {}, where);
+      args[e.index] = "";
+    } else if (e.event_type === "step.delta") {
+      assert.equal(e.delta.type, "arguments_delta", where);
+      args[e.index] += e.delta.arguments;
+    }
+  }
+  const done = evs.find((e) => e.event_type === "interaction.completed");
+  assert.equal(done.interaction.status, "requires_action", where);
+  assert.equal(evs.at(-1).event_type, "interaction.completed", where);
+  const got = await ai.interactions.get(id);
+  const calls = checkCalls(got, tools, where);
+  assert.equal(calls.length, starts.length, where);
+  for (const [i, c] of calls.entries()) {
+    assert.deepEqual(JSON.parse(args[i]), c.arguments, where);
+    assert.equal(starts[i].step.id, c.id, where);
+    assert.equal(starts[i].step.name, c.name, where);
+  }
+  return { id, calls };
+}
+
 describe("function calling", () => {
   test(`tool_choice any on qwen3: ${SETS.length} tool sets x ${SEEDS} seeds at temperature 1, every call valid`, async () => {
     const jobs = [];
@@ -172,6 +213,10 @@ describe("function calling", () => {
     assert.match(last, turns(esc(JSON.stringify({ error: "no weather station in Oslo" }))));
   });
 
+  test("Llama 3.1-style template: a streamed call (step.start / arguments_delta / step.stop, requires_action)", async () => {
+    for (let seed = 1; seed <= 2; seed++) await streamedCalls("llama31-tiny", SETS[1], seed, `llama31 streamed seed ${seed}`);
+  });
+
   test("tool_choice none never yields a call; auto answers text or calls", async () => {
     for (let seed = 1; seed <= SEEDS; seed++) {
       for (const model of ["qwen3-tiny", "llama3-tiny"]) {
@@ -226,38 +271,7 @@ describe("function calling", () => {
 
   test("streamed: function_call step start / arguments_delta / stop, then requires_action; streamed continuation", async () => {
     const tools = [weather, book];
-    const evs = await collect(await ai.interactions.create({
-      model: "qwen3-tiny", input: "Book for two", tools, stream: true,
-      generation_config: { tool_choice: "any", temperature: 1, seed: 11, max_output_tokens: 160 },
-    }));
-    const id = evs[0].interaction.id;
-    const starts = evs.filter((e) => e.event_type === "step.start");
-    assert.ok(starts.length >= 1);
-    const args = {};
-    let last = -1;
-    for (const e of evs) {
-      if (e.event_type === "step.start") {
-        assert.equal(e.index, last + 1);
-        last = e.index;
-        assert.equal(e.step.type, "function_call");
-        assert.match(e.step.id, /^[a-z0-9]{8,}$/);
-        assert.deepEqual(e.step.arguments, {});
-        args[e.index] = "";
-      } else if (e.event_type === "step.delta") {
-        assert.equal(e.delta.type, "arguments_delta");
-        args[e.index] += e.delta.arguments;
-      }
-    }
-    const done = evs.find((e) => e.event_type === "interaction.completed");
-    assert.equal(done.interaction.status, "requires_action");
-    assert.equal(evs.at(-1).event_type, "interaction.completed");
-    const got = await ai.interactions.get(id);
-    const calls = checkCalls(got, tools, "streamed");
-    for (const [i, c] of calls.entries()) {
-      assert.deepEqual(JSON.parse(args[i]), c.arguments);
-      assert.equal(starts[i].step.id, c.id);
-      assert.equal(starts[i].step.name, c.name);
-    }
+    const { id, calls } = await streamedCalls("qwen3-tiny", tools, 11, "streamed");
     const cont = await collect(await ai.interactions.create({
       model: "qwen3-tiny", previous_interaction_id: id, tools, stream: true, generation_config: { max_output_tokens: 8, seed: 1 },
       input: calls.map((c) => ({ type: "function_result", call_id: c.id, name: c.name, result: "done" })),
