@@ -3,13 +3,14 @@
 // <tool_call> calls, tools rendered by the template) and the Llama 3
 // vocabulary (3.0 template: the fallback tool prompt; as llama31-tiny with
 // llama31-tools.jinja, a Llama 3.1-style template: {"name", "parameters"}
-// calls, results as ipython turns, checked in the prompts the server logs
-// with --log-prompts). Random weights never
-// follow a format by themselves, so every valid call below is the grammar's
-// doing: tool_choice any always yields calls whose arguments ajv validates
-// against the declared parameters; none never a call; a call -> result ->
-// answer round trip, streamed and not, stored (previous_interaction_id) and
-// stateless (the same prompt: the same answer for the same seed); 400s.
+// calls, results as ipython turns, an is_error result as {"error": ...},
+// checked in the prompts the server logs with --log-prompts). Random weights
+// never follow a format by themselves, so every valid call below is the
+// grammar's doing: tool_choice any always yields calls whose arguments ajv
+// validates against the declared parameters; none never a call; a call ->
+// result -> answer round trip, streamed and not, stored
+// (previous_interaction_id) and stateless (the same prompt: the same answer
+// for the same seed); 400s.
 // (tools.sh)
 import { test, describe } from "node:test";
 import { readFileSync } from "node:fs";

@@ -2,8 +2,8 @@
  * validation errors, the call grammars of each family and tool_choice mode
  * (byte-level acceptance), the call parsers, and rendering through the Qwen3
  * template, a Llama 3.1-style template and the fallback tool prompt
- * (tool_calls, tool messages, unknown call ids, strings never becoming
- * control tokens). */
+ * (tool_calls, tool messages, is_error results, unknown call ids, strings
+ * never becoming control tokens). */
 #include "api/api_int.h"
 #include "api/tools.h"
 #include "engine/gguf/gguf.h"
