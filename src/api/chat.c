@@ -331,7 +331,10 @@ static cst_tvalue *tools_tv(contents *c, json_t *tools) {
 }
 
 /* A function result as text: a string as is, an object as compact JSON,
- * content blocks' texts joined. */
+ * content blocks' texts joined. A result marked is_error is wrapped as
+ * {"error": that result} (the object, or the text as a JSON string): the
+ * shape of a failed call's response in Gemini's functionResponse, and one
+ * that reads as an error in any template's tool turn. */
 static void result_text(json_t *step, cst_buf *b) {
     cst_buf_put(b, "", 0);
     json_t *r = json_object_get(step, "result");
@@ -350,6 +353,14 @@ static void result_text(json_t *step, cst_buf *b) {
         else b->oom = true;
         free(t);
     }
+    if (b->oom || !json_is_true(json_object_get(step, "is_error"))) return;
+    json_t *w = json_pack("{s:o}", "error", json_is_object(r) ? json_incref(r) : json_stringn(b->p ? b->p : "", b->len));
+    char *t = w ? json_dumps(w, JSON_COMPACT) : NULL;
+    json_decref(w);
+    b->len = 0;
+    if (t) cst_buf_put(b, t, strlen(t));
+    else b->oom = true;
+    free(t);
 }
 
 /* The model's turn being collected: text, a verified thought, calls. */

@@ -2,11 +2,14 @@
 # tools.sh: end-to-end suite for function calling (§9). Writes random-weight
 # models with the real Qwen3 vocabulary and template (the hermes <tool_call>
 # family, tools rendered by the template) and the Llama 3 vocabulary (its
-# 3.0 template renders no tools: the fallback tool prompt), starts `castor
-# serve` on a random loopback port, and runs tools.test.mjs through
-# @google/genai: tool_choice any always yields calls whose arguments ajv
-# validates, none never a call, call -> result -> answer round trips
-# (streamed and not, stored and stateless), 400s.
+# 3.0 template renders no tools: the fallback tool prompt; the same file
+# served again as llama31-tiny with llama31-tools.jinja, a Llama 3.1-style
+# tool template: {"name", "parameters"} calls, ipython results), starts
+# `castor serve --log-prompts` on a random loopback port, and runs
+# tools.test.mjs through @google/genai: tool_choice any always yields calls
+# whose arguments ajv validates, none never a call, call -> result -> answer
+# round trips (streamed and not, stored and stateless), the prompts as the
+# templates render them (read from the server log), 400s.
 # Env: CASTOR (the binary), CST_SHARED (fixtures), CST_TOOLS_SEEDS (seeds per
 # tool set; default 6, 2 for the ASan build), CST_TOOLS_FILTER (a test name
 # pattern). Release build on 2 idle cores: about a minute.
@@ -39,17 +42,19 @@ trap cleanup EXIT
   -o "$TMP/qwen3-tiny.gguf" >/dev/null
 "$CASTOR" mkmodel --arch llama --vocab-from "$CST_SHARED/models/vocab-llama3.gguf" --preset tiny --type Q8_0 \
   -o "$TMP/llama3-tiny.gguf" >/dev/null
+ln "$TMP/llama3-tiny.gguf" "$TMP/llama31-tiny.gguf" 2>/dev/null || cp "$TMP/llama3-tiny.gguf" "$TMP/llama31-tiny.gguf"
 
 "$CASTOR" serve -m "$TMP/qwen3-tiny.gguf" --thinking-budgets 8,12,16,20 --thinking-level minimal \
-  -m "$TMP/llama3-tiny.gguf" --no-auth --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" \
-  -c 1024 -np 4 --max-queue 256 -t 2 > "$TMP/server.log" 2>&1 &
+  -m "$TMP/llama3-tiny.gguf" -m "$TMP/llama31-tiny.gguf" --chat-template "$HERE/llama31-tools.jinja" \
+  --no-auth --host 127.0.0.1 --port 0 --port-file "$TMP/port" --data-dir "$TMP/data" \
+  -c 1024 -np 4 --max-queue 256 -t 2 --log-prompts > "$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do [ -f "$TMP/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
 if [ ! -f "$TMP/port" ]; then echo "server did not start:"; cat "$TMP/server.log"; exit 1; fi
 PORT="$(cat "$TMP/port")"
 echo "castor serve on port $PORT (pid $SERVER_PID)"
-export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=unused
+export CASTOR_URL="http://127.0.0.1:$PORT" CASTOR_KEY=unused CASTOR_SERVER_LOG="$TMP/server.log"
 rc=0
 node --test --test-concurrency=1 ${CST_TOOLS_FILTER:+--test-name-pattern="$CST_TOOLS_FILTER"} "$HERE"/tools.test.mjs || rc=$?
-if [ $rc -ne 0 ]; then echo "--- server log (tail)"; tail -40 "$TMP/server.log"; fi
+if [ $rc -ne 0 ]; then echo "--- server log (tail)"; grep -v '^castor prompt:' "$TMP/server.log" | tail -40; fi
 exit $rc

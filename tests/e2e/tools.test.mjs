@@ -1,14 +1,19 @@
 // tools.test.mjs: function calling (§9) through @google/genai 3.1.0 on
 // random-weight models with the real Qwen3 vocabulary and template (hermes
 // <tool_call> calls, tools rendered by the template) and the Llama 3
-// vocabulary (3.0 template: the fallback tool prompt). Random weights never
-// follow a format by themselves, so every valid call below is the grammar's
-// doing: tool_choice any always yields calls whose arguments ajv validates
-// against the declared parameters; none never a call; a call -> result ->
-// answer round trip, streamed and not, stored (previous_interaction_id) and
-// stateless (the same prompt: the same answer for the same seed); 400s.
+// vocabulary (3.0 template: the fallback tool prompt; as llama31-tiny with
+// llama31-tools.jinja, a Llama 3.1-style template: {"name", "parameters"}
+// calls, results as ipython turns, an is_error result as {"error": ...},
+// checked in the prompts the server logs with --log-prompts). Random weights
+// never follow a format by themselves, so every valid call below is the
+// grammar's doing: tool_choice any always yields calls whose arguments ajv
+// validates against the declared parameters; none never a call; a call ->
+// result -> answer round trip, streamed and not, stored
+// (previous_interaction_id) and stateless (the same prompt: the same answer
+// for the same seed); 400s.
 // (tools.sh)
 import { test, describe } from "node:test";
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
@@ -67,10 +72,62 @@ function checkCalls(it, tools, where) {
   return calls;
 }
 
+// the prompts the server rendered for `model` whose text includes `marker`
+// (castor serve --log-prompts: one "castor prompt: {JSON}" line each), in order
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+function prompts(model, marker) {
+  return readFileSync(process.env.CASTOR_SERVER_LOG, "utf8").split("\n")
+    .filter((l) => l.startsWith("castor prompt: "))
+    .map((l) => JSON.parse(l.slice("castor prompt: ".length)))
+    .filter((p) => p.model === model && p.text.includes(marker))
+    .map((p) => p.text);
+}
+
 async function collect(stream) {
   const evs = [];
   for await (const e of stream) evs.push(e);
   return evs;
+}
+
+// a streamed tool_choice any create: function_call steps as step.start
+// (empty arguments) / arguments_delta fragments / step.stop, indexes in
+// order, the stream ending with requires_action; the stored calls are valid
+// and the fragments of each concatenate to its arguments
+async function streamedCalls(model, tools, seed, where) {
+  const evs = await collect(await ai.interactions.create({
+    model, input: "Book for two", tools, stream: true,
+    generation_config: { tool_choice: "any", temperature: 1, seed, max_output_tokens: 160 },
+  }));
+  const id = evs[0].interaction.id;
+  const starts = evs.filter((e) => e.event_type === "step.start");
+  assert.ok(starts.length >= 1, where);
+  const args = {};
+  let last = -1;
+  for (const e of evs) {
+    if (e.event_type === "step.start") {
+      assert.equal(e.index, last + 1, where);
+      last = e.index;
+      assert.equal(e.step.type, "function_call", where);
+      assert.match(e.step.id, /^[a-z0-9]{8,}$/, where);
+      assert.deepEqual(e.step.arguments, {}, where);
+      args[e.index] = "";
+    } else if (e.event_type === "step.delta") {
+      assert.equal(e.delta.type, "arguments_delta", where);
+      args[e.index] += e.delta.arguments;
+    }
+  }
+  const done = evs.find((e) => e.event_type === "interaction.completed");
+  assert.equal(done.interaction.status, "requires_action", where);
+  assert.equal(evs.at(-1).event_type, "interaction.completed", where);
+  const got = await ai.interactions.get(id);
+  const calls = checkCalls(got, tools, where);
+  assert.equal(calls.length, starts.length, where);
+  for (const [i, c] of calls.entries()) {
+    assert.deepEqual(JSON.parse(args[i]), c.arguments, where);
+    assert.equal(starts[i].step.id, c.id, where);
+    assert.equal(starts[i].step.name, c.name, where);
+  }
+  return { id, calls };
 }
 
 describe("function calling", () => {
@@ -97,6 +154,68 @@ describe("function calling", () => {
       });
       for (const c of checkCalls(it, SETS[2], `llama3 seed ${seed}`)) assert.equal(c.name, "book_table");
     }
+  });
+
+  test("Llama 3.1-style template (llama31-tiny): its tool list in the prompt, tool_choice any yields {name, parameters} calls", async () => {
+    for (const [k, tools] of SETS.entries())
+      for (let seed = 1; seed <= Math.max(2, SEEDS / 2); seed++) {
+        const input = `Plan my evening (llama31 set ${k} seed ${seed})`;
+        const it = await ai.interactions.create({
+          model: "llama31-tiny", input, tools,
+          generation_config: { tool_choice: "any", temperature: 1, seed, max_output_tokens: 160 },
+        });
+        assert.equal(checkCalls(it, tools, `llama31 set ${k} seed ${seed}`).length, 1, "one call per Llama 3 turn");
+        const ps = prompts("llama31-tiny", input);
+        assert.equal(ps.length, 1);
+        // the template's form: under "Environment: ipython", one JSON line per declared function, no fallback prompt
+        const m = ps[0].match(/<\|start_header_id\|>system<\|end_header_id\|>\n\nEnvironment: ipython\n\n[^\n]*\n\n((?:[^\n]+\n)+)\n<\|eot_id\|>/);
+        assert.ok(m, ps[0]);
+        assert.ok(!ps[0].includes("<tools>") && !ps[0].includes("<tool_call>"), ps[0]);
+        const want = tools.map(({ type, ...fn }) => fn);
+        assert.deepEqual(m[1].trimEnd().split("\n").map((l) => JSON.parse(l)), want);
+      }
+  });
+
+  test("Llama 3.1-style template: call -> result -> answer renders the call as {name, parameters} and the result as an ipython turn", async () => {
+    const tools = [weather];
+    const input = "Weather in Oslo? (llama31 round trip)";
+    const first = await ai.interactions.create({
+      model: "llama31-tiny", input, tools, generation_config: { tool_choice: "any", temperature: 1, seed: 3, max_output_tokens: 120 },
+    });
+    const [call] = checkCalls(first, tools, "llama31 round trip");
+    const result = { type: "function_result", call_id: call.id, name: call.name, result: { temperature: 21, sky: "clear" } };
+    const cfg = { temperature: 0, max_output_tokens: 12 };
+    const chained = await ai.interactions.create({
+      model: "llama31-tiny", previous_interaction_id: first.id, input: [result], tools, generation_config: cfg,
+    });
+    const stateless = await ai.interactions.create({
+      model: "llama31-tiny", tools, generation_config: cfg, store: false,
+      input: [{ type: "user_input", content: [{ type: "text", text: input }] }, ...first.steps, result],
+    });
+    for (const it of [chained, stateless]) assert.ok(["completed", "incomplete", "requires_action"].includes(it.status), it.status);
+    assert.deepEqual(stateless.steps, chained.steps);
+    const ps = prompts("llama31-tiny", input);
+    assert.equal(ps.length, 3);
+    assert.equal(ps[2], ps[1], "stored chain and stateless history render the same prompt");
+    const turns = (res) => new RegExp("<\\|start_header_id\\|>user<\\|end_header_id\\|>\\n\\n" + esc(input) +
+      "<\\|eot_id\\|><\\|start_header_id\\|>assistant<\\|end_header_id\\|>\\n\\n\\{\"name\": \"get_weather\", \"parameters\": (.*)\\}" +
+      "<\\|eot_id\\|><\\|start_header_id\\|>ipython<\\|end_header_id\\|>\\n\\n" + res +
+      "<\\|eot_id\\|><\\|start_header_id\\|>assistant<\\|end_header_id\\|>\\n\\n$", "s");
+    const m = ps[1].match(turns("(.*)"));
+    assert.ok(m, ps[1]);
+    assert.deepEqual(JSON.parse(m[1]), call.arguments);
+    assert.deepEqual(JSON.parse(m[2]), result.result);
+    // a failed call (is_error): the result reaches the model as {"error": ...}
+    await ai.interactions.create({
+      model: "llama31-tiny", previous_interaction_id: first.id, tools, generation_config: cfg,
+      input: [{ ...result, result: "no weather station in Oslo", is_error: true }],
+    });
+    const last = prompts("llama31-tiny", input).at(-1);
+    assert.match(last, turns(esc(JSON.stringify({ error: "no weather station in Oslo" }))));
+  });
+
+  test("Llama 3.1-style template: a streamed call (step.start / arguments_delta / step.stop, requires_action)", async () => {
+    for (let seed = 1; seed <= 2; seed++) await streamedCalls("llama31-tiny", SETS[1], seed, `llama31 streamed seed ${seed}`);
   });
 
   test("tool_choice none never yields a call; auto answers text or calls", async () => {
@@ -153,38 +272,7 @@ describe("function calling", () => {
 
   test("streamed: function_call step start / arguments_delta / stop, then requires_action; streamed continuation", async () => {
     const tools = [weather, book];
-    const evs = await collect(await ai.interactions.create({
-      model: "qwen3-tiny", input: "Book for two", tools, stream: true,
-      generation_config: { tool_choice: "any", temperature: 1, seed: 11, max_output_tokens: 160 },
-    }));
-    const id = evs[0].interaction.id;
-    const starts = evs.filter((e) => e.event_type === "step.start");
-    assert.ok(starts.length >= 1);
-    const args = {};
-    let last = -1;
-    for (const e of evs) {
-      if (e.event_type === "step.start") {
-        assert.equal(e.index, last + 1);
-        last = e.index;
-        assert.equal(e.step.type, "function_call");
-        assert.match(e.step.id, /^[a-z0-9]{8,}$/);
-        assert.deepEqual(e.step.arguments, {});
-        args[e.index] = "";
-      } else if (e.event_type === "step.delta") {
-        assert.equal(e.delta.type, "arguments_delta");
-        args[e.index] += e.delta.arguments;
-      }
-    }
-    const done = evs.find((e) => e.event_type === "interaction.completed");
-    assert.equal(done.interaction.status, "requires_action");
-    assert.equal(evs.at(-1).event_type, "interaction.completed");
-    const got = await ai.interactions.get(id);
-    const calls = checkCalls(got, tools, "streamed");
-    for (const [i, c] of calls.entries()) {
-      assert.deepEqual(JSON.parse(args[i]), c.arguments);
-      assert.equal(starts[i].step.id, c.id);
-      assert.equal(starts[i].step.name, c.name);
-    }
+    const { id, calls } = await streamedCalls("qwen3-tiny", tools, 11, "streamed");
     const cont = await collect(await ai.interactions.create({
       model: "qwen3-tiny", previous_interaction_id: id, tools, stream: true, generation_config: { max_output_tokens: 8, seed: 1 },
       input: calls.map((c) => ({ type: "function_result", call_id: c.id, name: c.name, result: "done" })),

@@ -2,8 +2,8 @@
  * validation errors, the call grammars of each family and tool_choice mode
  * (byte-level acceptance), the call parsers, and rendering through the Qwen3
  * template, a Llama 3.1-style template and the fallback tool prompt
- * (tool_calls, tool messages, unknown call ids, strings never becoming
- * control tokens). */
+ * (tool_calls, tool messages, is_error results, unknown call ids, strings
+ * never becoming control tokens). */
 #include "api/api_int.h"
 #include "api/tools.h"
 #include "engine/gguf/gguf.h"
@@ -323,4 +323,40 @@ TEST(tools_render_llama31_and_fallback) {
     ASSERT_MSG(strstr(p, "<|start_header_id|>user<|end_header_id|>\n\n<tool_response>\n{\"ok\":true}\n</tool_response><|eot_id|>"), "%s", p);
     free(p);
     tmodel_close(&t);
+}
+
+/* A result marked is_error reaches the model as {"error": result}: a string
+ * or a content list's text as a JSON string, an object as itself; in the
+ * template's tool turn and in the fallback's <tool_response>. */
+TEST(tools_render_error_result) {
+    static const struct {
+        const char *result, *want;
+    } cases[] = {
+        {"\"no such city: \\\"Xq\\\"\"", "{\"error\":\"no such city: \\\"Xq\\\"\"}"},
+        {"{\"code\":404,\"why\":\"gone\"}", "{\"error\":{\"code\":404,\"why\":\"gone\"}}"},
+        {"[{\"type\":\"text\",\"text\":\"time\"},{\"type\":\"text\",\"text\":\"out\"}]", "{\"error\":\"timeout\"}"},
+    };
+    const char *vocabs[] = {"models/vocab-qwen3.gguf", "models/vocab-llama3.gguf"};
+    const char *tpls[] = {NULL, LLAMA31};
+    const char *fmt[] = {"<tool_response>\n%s\n</tool_response>", "ipython<|end_header_id|>\n\n%s<|eot_id|>"};
+    for (int m = 0; m < 2; m++) {
+        tmodel t;
+        if (!tmodel_open(&t, vocabs[m], tpls[m])) return;
+        for (size_t i = 0; i < CST_ARRAY_LEN(cases); i++) {
+            for (int is_err = 0; is_err < 2; is_err++) {
+                char turn[512], want[256];
+                snprintf(turn, sizeof turn,
+                         "[{\"type\":\"function_result\",\"call_id\":\"c1\",\"name\":\"f\",\"result\":%s%s}]",
+                         cases[i].result, is_err ? ",\"is_error\":true" : "");
+                snprintf(want, sizeof want, fmt[m], cases[i].want);
+                cst_status st;
+                char err[512];
+                char *p = render(&t, HIST, turn, "[" TOOL_F "]", &st, err, sizeof err, NULL);
+                ASSERT_MSG(p, "%s", err);
+                ASSERT_MSG(is_err ? strstr(p, want) != NULL : !strstr(p, "{\"error\""), "%s: %s", turn, p);
+                free(p);
+            }
+        }
+        tmodel_close(&t);
+    }
 }
