@@ -10,6 +10,7 @@
  *   gcc -O2 -Iinclude -Isrc bench/bench_kernels.c build-kernels/libcst_kernels.a \
  *       build-kernels/libcst_gguf.a build-kernels/libcst_core.a -lpthread -lm -ldl -o /tmp/bench_kernels
  * Run: /tmp/bench_kernels [threads] [n_in] [n_out] [n_tok] [types...]
+ * (BENCH_CPU=1 times by process CPU time: use it with one thread on a loaded machine)
  */
 #include "core/core.h"
 #include "engine/kernels/kernels.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef void (*ggml_vec_dot_fn)(int n, float *s, size_t bs, const void *x, size_t bx, const void *y,
                                 size_t by, int nrc);
@@ -29,7 +31,16 @@ struct ggml_traits_cpu {
     int64_t nrows;
 };
 
-static double now(void) { return cst_time_now(); }
+/* BENCH_CPU=1: process CPU time instead of wall-clock time (one thread on a
+ * shared machine: other processes then slow the run but not the rate) */
+static double now(void) {
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("BENCH_CPU") && atoi(getenv("BENCH_CPU")) > 0;
+    if (!cpu) return cst_time_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static float frand(uint32_t *s) {
     *s = *s * 1664525u + 1013904223u;

@@ -200,6 +200,7 @@ bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn 
     if (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) {
         *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_avx2 : cst_vec_dot_q4_0_q8_0_x8_avx2;
         if (isa == CST_ISA_AVX512) *tile = q4k ? cst_tile_q4_K_x8_avx512() : cst_tile_q4_0_x8_avx512();
+        if (isa == CST_ISA_AVX2) *tile = q4k ? cst_tile_q4_K_x8_avx2() : cst_tile_q4_0_x8_avx2();
     }
 #endif
 #ifdef CST_ARM64
