@@ -209,6 +209,28 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
      * accumulator (tinyBLAS). The accumulators are named, never indexed at
      * run time, so that they stay in registers. */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
+    if (vlanes) {
+        /* one accumulator per dim, a serial FMA chain over the groups: four
+         * dims side by side, the probabilities converted once for the four */
+        for (int32_t d = 0; d < a->hdv; d += 4) {
+            const cst_f16 *v0 = a->v + (size_t)d * a->v_stride, *v1 = v0 + a->v_stride, *v2 = v1 + a->v_stride,
+                          *v3 = v2 + a->v_stride;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int32_t g = g0; g <= g1; g++) {
+                const __mmask16 m_ = g > g0 && g < g1 ? (__mmask16)0xFFFF : group_mask(g, p0, p1);
+                const __m512 pg = LOADHM(m_, a->p16 + g * 16);
+                a0 = _mm512_fmadd_ps(LOADHM(m_, v0 + g * 16), pg, a0);
+                a1 = _mm512_fmadd_ps(LOADHM(m_, v1 + g * 16), pg, a1);
+                a2 = _mm512_fmadd_ps(LOADHM(m_, v2 + g * 16), pg, a2);
+                a3 = _mm512_fmadd_ps(LOADHM(m_, v3 + g * 16), pg, a3);
+            }
+            a->out[d] = _mm512_reduce_add_ps(a0);
+            a->out[d + 1] = _mm512_reduce_add_ps(a1);
+            a->out[d + 2] = _mm512_reduce_add_ps(a2);
+            a->out[d + 3] = _mm512_reduce_add_ps(a3);
+        }
+        return;
+    }
 #define PV_STEP(acc, g)                                                                          \
     do {                                                                                         \
         const __mmask16 m_ = (g) > g0 && (g) < g1 ? (__mmask16)0xFFFF : group_mask((g), p0, p1); \
@@ -217,9 +239,7 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
     for (int32_t d = 0; d < a->hdv; d++) {
         const cst_f16 *v = a->v + (size_t)d * a->v_stride;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        if (vlanes) {
-            for (int32_t g = g0; g <= g1; g++) PV_STEP(a0, g);
-        } else {
+        {
             int32_t g = g0;
             for (; g <= g1 && (g & 3); g++) {
                 if ((g & 3) == 1) PV_STEP(a1, g);
