@@ -10,6 +10,7 @@
  *   gcc -O2 -Iinclude -Isrc bench/bench_kernels.c build-kernels/libcst_kernels.a \
  *       build-kernels/libcst_gguf.a build-kernels/libcst_core.a -lpthread -lm -ldl -o /tmp/bench_kernels
  * Run: /tmp/bench_kernels [threads] [n_in] [n_out] [n_tok] [types...]
+ * (BENCH_CPU=1 times by process CPU time: use it with one thread on a loaded machine)
  */
 #include "core/core.h"
 #include "engine/kernels/kernels.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef void (*ggml_vec_dot_fn)(int n, float *s, size_t bs, const void *x, size_t bx, const void *y,
                                 size_t by, int nrc);
@@ -29,7 +31,16 @@ struct ggml_traits_cpu {
     int64_t nrows;
 };
 
-static double now(void) { return cst_time_now(); }
+/* BENCH_CPU=1: process CPU time instead of wall-clock time (one thread on a
+ * shared machine: other processes then slow the run but not the rate) */
+static double now(void) {
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("BENCH_CPU") && atoi(getenv("BENCH_CPU")) > 0;
+    if (!cpu) return cst_time_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static float frand(uint32_t *s) {
     *s = *s * 1664525u + 1013904223u;
@@ -82,12 +93,21 @@ int main(int argc, char **argv) {
         char *W = cst_alloc_aligned(rs * n_out, 64);
         for (int64_t o = 0; o < n_out; o++) cst_quantize_row_ref(t, wf + o * n_in, W + o * rs, n_in);
         void *wd = cst_alloc_aligned(cst_matmul_wsize(t, n_in, n_tok) + 64, 64);
+        /* weights the model loader would repack for this ISA (cst_pack_wanted) run packed */
+        char *P = NULL;
+        if (cst_pack_wanted(t, n_in, n_out)) {
+            P = cst_alloc_aligned(cst_pack_size(t, n_in, n_out), 64);
+            cst_pack(t, n_in, n_out, W, P);
+        }
+#define MATMUL(nt)                                                                  \
+    (P ? cst_matmul_packed(pool, P, t, n_in, n_out, x, (nt), y, n_out, wd)         \
+       : cst_matmul(pool, W, t, n_in, n_out, x, (nt), y, n_out, wd))
 
         /* decode */
         int reps = 0;
         double t0 = now(), el;
         do {
-            cst_matmul(pool, W, t, n_in, n_out, x, 1, y, n_out, wd);
+            MATMUL(1);
             reps++;
         } while ((el = now() - t0) < 0.3);
         const double dec_us = el / reps * 1e6;
@@ -97,12 +117,12 @@ int main(int argc, char **argv) {
         reps = 0;
         t0 = now();
         do {
-            cst_matmul(pool, W, t, n_in, n_out, x, n_tok, y, n_out, wd);
+            MATMUL(n_tok);
             reps++;
         } while ((el = now() - t0) < 0.5);
         const double gflops = 2.0 * n_in * n_out * n_tok / (el / reps) / 1e9;
-        printf("%-5s decode %8.1f us  %6.2f GB/s | prompt %7.2f GFLOP/s (%.1f ms)", cst_type_name(t), dec_us,
-               gbs, gflops, el / reps * 1e3);
+        printf("%-5s%s decode %8.1f us  %6.2f GB/s | prompt %7.2f GFLOP/s (%.1f ms)", cst_type_name(t),
+               P ? " packed" : "", dec_us, gbs, gflops, el / reps * 1e3);
 
         /* single-thread per-row comparison with ggml's vec_dot */
         if (ggml_traits) {
@@ -132,6 +152,7 @@ int main(int argc, char **argv) {
         }
         printf("\n");
         cst_free_aligned(W);
+        cst_free_aligned(P);
         cst_free_aligned(wd);
     }
     cst_pool_free(pool);

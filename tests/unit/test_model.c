@@ -13,7 +13,8 @@
 
 #include "engine/engine.h"
 #include "engine/kernels/kernels.h"
-#include "engine/runtime/model_int.h" /* cst_attn_head (module-internal) */
+#include "engine/gguf/gguf.h"
+#include "engine/runtime/model_int.h" /* cst_attn_head, cst_weight.packed (module-internal) */
 
 #include <dirent.h>
 #include <jansson.h>
@@ -595,6 +596,129 @@ TEST(generate_greedy_stop_reuse_cancel) {
     json_decref(o);
     cst_ctx_free(c);
     cst_model_free(m);
+}
+
+/* ---- repacked weights stay within the resident-size budget ---------------
+ * With CST_REPACK=1 the loader copies Q8_0 matrices into the packed layout
+ * and drops the file's pages of each packed tensor; the peak resident size
+ * of loading such a model and decoding with it must stay within the model
+ * file + KV cache + 64 MiB (without the dropping it is about twice the file).
+ * The model (6 layers, n_embd 1024, n_ff 4096, Q8_0, ~107 MiB, random
+ * weights, tiny-llama's vocabulary) is written here. */
+typedef struct {
+    cst_type type;
+    int64_t n_in;
+    uint64_t st;
+} fill_ctx;
+
+static bool fill_random(void *vctx, int64_t row0, int64_t n_rows, void *dst) {
+    fill_ctx *f = vctx;
+    (void)row0;
+    if (f->type == CST_TYPE_F32) {
+        for (int64_t i = 0; i < n_rows * f->n_in; i++) ((float *)dst)[i] = 1.0f;
+        return true;
+    }
+    block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n_rows * f->n_in / QK8_0; i++) {
+        b[i].d = cst_f32_to_f16(0.002f);
+        for (int j = 0; j < QK8_0; j++) {
+            f->st = f->st * 6364136223846793005ull + 1442695040888963407ull;
+            b[i].qs[j] = (int8_t)((int)(f->st >> 56) % 127);
+        }
+    }
+    return true;
+}
+
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    ASSERT(f != NULL);
+    char line[256];
+    long v = -1;
+    const size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':') v = atol(line + kl + 1);
+    fclose(f);
+    ASSERT_MSG(v >= 0, "no %s in /proc/self/status", key);
+    return v;
+}
+
+TEST(repacked_weights_rss_bound) {
+    enum { E = 1024, NL = 6, FF = 4096, NCTX = 64 };
+    char err[256];
+    cst_gguf *vg = NULL;
+    ASSERT(cst_gguf_open(cst_test_shared("models/tiny-llama-Q8_0.gguf"), &vg, err, sizeof err) == CST_OK);
+    const int64_t n_vocab = cst_gguf_find_tensor(vg, "token_embd.weight")->ne[1];
+    cst_gguf_writer *w = cst_gguf_writer_new();
+    ASSERT(w != NULL);
+    for (int64_t i = 0; i < cst_gguf_n_kv(vg); i++) cst_gguf_copy_kv(w, vg, i);
+    cst_gguf_set_u32(w, "llama.embedding_length", E);
+    cst_gguf_set_u32(w, "llama.block_count", NL);
+    cst_gguf_set_u32(w, "llama.feed_forward_length", FF);
+    cst_gguf_set_u32(w, "llama.attention.head_count", 8);
+    cst_gguf_set_u32(w, "llama.attention.head_count_kv", 8);
+    cst_gguf_set_u32(w, "llama.attention.key_length", E / 8);
+    cst_gguf_set_u32(w, "llama.attention.value_length", E / 8);
+    cst_gguf_set_u32(w, "llama.rope.dimension_count", E / 8);
+    fill_ctx fills[2 + NL * 9];
+    int nf = 0;
+    char name[96];
+#define ADD(NAME, TYPE, NIN, NOUT)                                                                   \
+    do {                                                                                          \
+        fills[nf] = (fill_ctx){(TYPE), (NIN), 0x9e3779b97f4a7c15ull * (uint64_t)(nf + 1)};          \
+        const int64_t ne_[2] = {(NIN), (NOUT)};                                                   \
+        ASSERT(cst_gguf_add_tensor_fill(w, (NAME), (TYPE), (NOUT) > 1 ? 2 : 1, ne_, fill_random,    \
+                                        &fills[nf]) == CST_OK);                                   \
+        nf++;                                                                                     \
+    } while (0)
+    ADD("token_embd.weight", CST_TYPE_Q8_0, E, n_vocab);
+    ADD("output_norm.weight", CST_TYPE_F32, E, 1);
+    for (int il = 0; il < NL; il++) {
+#define N(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, il), name)
+        ADD(N("attn_norm.weight"), CST_TYPE_F32, E, 1);
+        ADD(N("ffn_norm.weight"), CST_TYPE_F32, E, 1);
+        ADD(N("attn_q.weight"), CST_TYPE_Q8_0, E, E);
+        ADD(N("attn_k.weight"), CST_TYPE_Q8_0, E, E);
+        ADD(N("attn_v.weight"), CST_TYPE_Q8_0, E, E);
+        ADD(N("attn_output.weight"), CST_TYPE_Q8_0, E, E);
+        ADD(N("ffn_gate.weight"), CST_TYPE_Q8_0, E, FF);
+        ADD(N("ffn_up.weight"), CST_TYPE_Q8_0, E, FF);
+        ADD(N("ffn_down.weight"), CST_TYPE_Q8_0, FF, E);
+#undef N
+    }
+#undef ADD
+    char path[512];
+    snprintf(path, sizeof path, "%s/repack-rss.gguf", cst_test_tmpdir());
+    ASSERT_MSG(cst_gguf_write(w, path, err, sizeof err) == CST_OK, "%s", err);
+    cst_gguf_writer_free(w);
+    cst_gguf_close(vg);
+
+    /* VmHWM counts from here (5: reset the peak to the current size) */
+    FILE *cr = fopen("/proc/self/clear_refs", "w");
+    ASSERT(cr != NULL && fputs("5", cr) >= 0);
+    ASSERT(fclose(cr) == 0);
+    const long rss0 = status_kb("VmRSS");
+    ASSERT(setenv("CST_REPACK", "1", 1) == 0);
+    cst_model *m = NULL;
+    const cst_status st = cst_model_load(path, NULL, &m, err, sizeof err);
+    ASSERT(unsetenv("CST_REPACK") == 0);
+    ASSERT_MSG(st == CST_OK, "load %s: %s", path, err);
+    ASSERT(m->layers[0].wq.packed && m->layers[NL - 1].down.packed && m->output.packed);
+    cst_ctx *c = new_ctx(m, NCTX, 1, NCTX);
+    cst_batch *b = cst_batch_new(NCTX);
+    const cst_token toks[2] = {1, 2};
+    const float *lg = feed(c, b, 0, toks, 2, 0, 2);
+    for (int i = 0; i < cst_model_n_vocab(m); i++) ASSERT(isfinite(lg[i]));
+    const long peak = status_kb("VmHWM") - rss0;
+    const long file_kb = (long)(cst_model_file_size(m) / 1024);
+    const long kv_kb = (long)(cst_model_kv_bytes_per_token(m, CST_TYPE_F16) * NCTX / 1024);
+    printf("    peak RSS over the start %ld KiB: file %ld + KV %ld + 64 MiB = %ld KiB allowed\n", peak, file_kb, kv_kb,
+           file_kb + kv_kb + 65536);
+    ASSERT_MSG(peak <= file_kb + kv_kb + 65536, "peak RSS %ld KiB over file %ld + KV %ld + 64 MiB", peak, file_kb,
+               kv_kb);
+    cst_batch_free(b);
+    cst_ctx_free(c);
+    cst_model_free(m);
+    remove(path);
 }
 
 TEST(model_metadata) {

@@ -81,7 +81,7 @@ static void att_worker(void *arg, int ith, int nth) {
 
 static void matmul(cst_ctx *c, const cst_weight *w, const float *x, int32_t n, float *y) {
     const bool small = w->n_in * w->n_out * n < SMALL_WORK;
-    cst_matmul(small ? NULL : c->pool, w->data, w->type, w->n_in, w->n_out, x, n, y, w->n_out, c->wdata);
+    cst_weight_matmul(small ? NULL : c->pool, w, x, n, y, w->n_out, c->wdata);
 }
 
 /* Q/K bias, per-head norm, rope, optional Q scaling, then K/V into the cache,
@@ -258,7 +258,6 @@ cst_status cst_forward(cst_ctx *c, const cst_batch *b) {
     for (int32_t i = 0; i < n_out; i++)
         cst_rmsnorm(c->xb + (size_t)i * e, c->x + (size_t)i * e, m->output_norm, e, hp->norm_eps);
     if (n_out > 0)
-        cst_matmul(c->pool, m->output.data, m->output.type, e, hp->n_vocab, c->xb, n_out, c->logits, hp->n_vocab,
-                   c->wdata);
+        cst_weight_matmul(c->pool, &m->output, c->xb, n_out, c->logits, hp->n_vocab, c->wdata);
     return CST_OK;
 }

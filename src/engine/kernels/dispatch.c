@@ -200,6 +200,7 @@ bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn 
     if (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) {
         *dot = q4k ? cst_vec_dot_q4_K_q8_K_x8_avx2 : cst_vec_dot_q4_0_q8_0_x8_avx2;
         if (isa == CST_ISA_AVX512) *tile = q4k ? cst_tile_q4_K_x8_avx512() : cst_tile_q4_0_x8_avx512();
+        if (isa == CST_ISA_AVX2) *tile = q4k ? cst_tile_q4_K_x8_avx2() : cst_tile_q4_0_x8_avx2();
     }
 #endif
 #ifdef CST_ARM64
@@ -209,6 +210,16 @@ bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn 
     if (isa == CST_ISA_I8MM) *tile = q4k ? cst_tile_q4_K_x8_i8mm : cst_tile_q4_0_x8_i8mm;
 #endif
     return true;
+}
+
+cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa) {
+    cst_kernels_init();
+    if (t != CST_TYPE_Q8_0) return NULL;
+#ifdef CST_X86
+    if ((isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) && isa_ok[isa]) return cst_gemm_q8_0x8_avx2;
+#endif
+    (void)isa;
+    return cst_gemm_q8_0x8_ref;
 }
 
 cst_tile4x4_fn cst_kernel_tile4x4(cst_type t) { return cst_kernel_tile4x4_isa(t, cst_kernels_isa()); }

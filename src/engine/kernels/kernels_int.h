@@ -114,6 +114,23 @@ cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void);
 cst_tile4x4_fn cst_tile_q4_0_x8_avx2(void);
 cst_tile4x4_fn cst_tile_q4_K_x8_avx2(void);
 
+/* Q8_0 repacked for 8 rows (cst_pack): block b of rows 8g..8g+7 is
+ * d[r] = row r's scale, qs[32 * j + 4 * r + e] = row r's element 4 * j + e. */
+typedef struct {
+    cst_f16 d[8];
+    int8_t qs[8 * QK8_0];
+} block_q8_0x8;
+static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8 size");
+/* the x8 order of Q8_0 on the file's rows (the specification of the packed kernels) */
+void cst_vec_dot_q8_0_q8_0_x8_ref(int n, float *s, const void *x, const void *y);
+/* Packed micro-kernel: the 8 rows of packed group P (n elements each) with nt
+ * (1..4) activation rows y[t]: s[t * lds + r] for r < 8, t < nt. */
+typedef void (*cst_gemm_packed_fn)(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q8_0x8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q8_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+/* the packed kernel of type t under an ISA (NULL: t has no packed layout) */
+cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa);
+
 /* ---- ARM fast paths (arm/, built on aarch64 only; dotprod and i8mm files
  * are compiled with +dotprod / +i8mm and called only after getauxval) ----
  * Each fills the entries it accelerates over a copy of the ref table: NEON

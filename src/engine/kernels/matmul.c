@@ -10,6 +10,9 @@
 
 #include "../../core/core.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 /* Tokens per tile in phase 2 (activations of a tile stay in L2). */
 #define TOK_TILE 16
 /* Activation elements below which phase 1 runs on the calling thread alone. */
@@ -26,6 +29,7 @@
 
 typedef struct {
     const cst_kernel_traits *tr;
+    cst_gemm_packed_fn packed;    /* W is packed (cst_pack): its 8-row kernel */
     cst_tile4x4_fn tile;          /* 4 rows x 4 tokens micro-kernel, or NULL */
     cst_vec_dot_fn dot;           /* per-output dot (the traits' vec_dot but for Q4_0 x8) */
     const cst_kernel_traits *vtr; /* traits of the activation type */
@@ -101,11 +105,32 @@ static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
     }
 }
 
+/* packed rows: groups g0..g1-1 of 8 rows, up to 4 tokens per kernel call */
+static void mm_groups_packed(const mm_ctx *c, int64_t g0, int64_t g1) {
+    const size_t g_bytes = 8 * c->w_row; /* a packed group has the size of its 8 rows */
+    for (int64_t t0 = 0; t0 < c->n_tok; t0 += TOK_TILE) {
+        const int64_t t1 = CST_MIN(t0 + TOK_TILE, c->n_tok);
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t t = t0; t < t1; t += 4) {
+                const int nt = (int)CST_MIN(4, t1 - t);
+                const void *yp[4];
+                for (int k = 0; k < nt; k++) yp[k] = c->act + (t + k) * c->a_row;
+                c->packed((int)c->n_in, c->W + g * g_bytes, yp, nt, c->y + t * c->ldy + g * 8, c->ldy);
+            }
+    }
+}
+
 static void mm_worker(void *p, int ith, int nth) {
     mm_ctx *c = p;
     if (c->wdata) {
         mm_convert(c, ith, nth);
         if (nth > 1) cst_pool_barrier(c->pool);
+    }
+    if (c->packed) {
+        int64_t g0, g1;
+        split(c->n_out / 8, ith, nth, &g0, &g1);
+        mm_groups_packed(c, g0, g1);
+        return;
     }
     /* rows in groups of 4 so that only the last thread has a partial tile */
     const int64_t ng = (c->n_out + 3) / 4;
@@ -130,13 +155,35 @@ size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok) {
     return cst_row_size(tr->vec_dot_type, n_in) * (size_t)n_tok;
 }
 
-void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
-                const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata) {
+static void mm_run(mm_ctx *c) {
+    const cst_kernel_traits *tr = c->tr;
+    if (tr->vec_dot_type == CST_TYPE_F32) {
+        c->act = (const char *)c->x;
+        c->a_row = (size_t)c->n_in * sizeof(float);
+    } else {
+        CST_ASSERT(c->wdata && c->vtr && c->vtr->from_float);
+        c->act = c->wdata;
+        c->a_row = cst_row_size(tr->vec_dot_type, c->n_in);
+    }
+    cst_pool *pool = c->pool;
+    if (!pool || cst_pool_size(pool) <= 1) {
+        mm_worker(c, 0, 1);
+        return;
+    }
+    if (c->wdata && c->n_in * c->n_tok <= SERIAL_CONVERT) {
+        /* small batches (decode): convert on the calling thread, saving the barrier */
+        mm_convert(c, 0, 1);
+        c->wdata = NULL;
+    }
+    cst_pool_run(pool, mm_worker, c);
+}
+
+static mm_ctx mm_make(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out, const float *x,
+                      int64_t n_tok, float *y, int64_t ldy, void *wdata) {
     const cst_kernel_traits *tr = cst_kernel_traits_for(wt);
     CST_ASSERT(tr && tr->vec_dot);
-    mm_ctx c = {
+    return (mm_ctx){
         .tr = tr,
-        .tile = use_tile(wt, n_in, n_out, n_tok) ? cst_kernel_tile4x4(wt) : NULL,
         .vtr = cst_kernel_traits_for(tr->vec_dot_type),
         .W = W,
         .w_row = cst_row_size(wt, n_in),
@@ -146,9 +193,16 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
         .ldy = ldy,
         .x = x,
         .y = y,
+        .wdata = tr->vec_dot_type == CST_TYPE_F32 ? NULL : wdata,
         .pool = pool,
     };
-    c.dot = tr->vec_dot;
+}
+
+void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
+                const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata) {
+    mm_ctx c = mm_make(pool, W, wt, n_in, n_out, x, n_tok, y, ldy, wdata);
+    c.tile = use_tile(wt, n_in, n_out, n_tok) ? cst_kernel_tile4x4(wt) : NULL;
+    c.dot = c.tr->vec_dot;
     cst_tile4x4_fn t8;
     if (n_out % 8 == 0 && cst_kernel_x8(wt, cst_kernels_isa(), &c.dot, &t8)) {
         /* llama.cpp repacks these (q4_0_8x8, q4_K_8x8): its order, on the file's blocks */
@@ -156,23 +210,39 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     } else if ((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0) && n_tok < Q0_TILE_MIN_TOK) {
         c.tile = NULL;
     }
-    if (tr->vec_dot_type == CST_TYPE_F32) {
-        c.act = (const char *)x;
-        c.a_row = (size_t)n_in * sizeof(float);
-    } else {
-        CST_ASSERT(wdata && c.vtr && c.vtr->from_float);
-        c.wdata = wdata;
-        c.act = wdata;
-        c.a_row = cst_row_size(tr->vec_dot_type, n_in);
-    }
-    if (!pool || cst_pool_size(pool) <= 1) {
-        mm_worker(&c, 0, 1);
-        return;
-    }
-    if (c.wdata && n_in * n_tok <= SERIAL_CONVERT) {
-        /* small batches (decode): convert on the calling thread, saving the barrier */
-        mm_convert(&c, 0, 1);
-        c.wdata = NULL;
-    }
-    cst_pool_run(pool, mm_worker, &c);
+    mm_run(&c);
+}
+
+/* ---- repacked weights (kernels.h) ---- */
+bool cst_pack_wanted(cst_type wt, int64_t n_in, int64_t n_out) {
+    const char *env = getenv("CST_REPACK");
+    if (!env || strcmp(env, "1") != 0) return false;
+    return wt == CST_TYPE_Q8_0 && n_out > 0 && n_out % 8 == 0 && n_in > 0 && n_in % QK8_0 == 0 && n_in <= INT32_MAX;
+}
+
+size_t cst_pack_size(cst_type wt, int64_t n_in, int64_t n_out) { return cst_row_size(wt, n_in) * (size_t)n_out; }
+
+void cst_pack(cst_type wt, int64_t n_in, int64_t n_out, const void *W, void *P) {
+    CST_ASSERT(wt == CST_TYPE_Q8_0 && n_out % 8 == 0 && n_in % QK8_0 == 0);
+    const int64_t nb = n_in / QK8_0;
+    const block_q8_0 *x = W;
+    block_q8_0x8 *p = P;
+    for (int64_t g = 0; g < n_out / 8; g++)
+        for (int64_t i = 0; i < nb; i++) {
+            block_q8_0x8 *o = &p[g * nb + i];
+            for (int r = 0; r < 8; r++) {
+                const block_q8_0 *b = &x[(g * 8 + r) * nb + i];
+                o->d[r] = b->d;
+                for (int j = 0; j < QK8_0 / 4; j++) memcpy(o->qs + 32 * j + 4 * r, b->qs + 4 * j, 4);
+            }
+        }
+}
+
+void cst_matmul_packed(cst_pool *pool, const void *P, cst_type wt, int64_t n_in, int64_t n_out,
+                       const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata) {
+    CST_ASSERT(n_out % 8 == 0);
+    mm_ctx c = mm_make(pool, P, wt, n_in, n_out, x, n_tok, y, ldy, wdata);
+    c.packed = cst_kernel_packed(wt, cst_kernels_isa());
+    CST_ASSERT(c.packed);
+    mm_run(&c);
 }

@@ -1,13 +1,17 @@
 /* model.c: loading a model from a GGUF file. Reads the hyper-parameters from
  * metadata ("<arch>.*" keys, as llama.cpp names them), lets the architecture
  * hook (arch/ files) set its specifics, then binds every tensor as a view into
- * the read-only mapping after checking its shape and type. Nothing is copied.
+ * the read-only mapping after checking its shape and type. Nothing is copied,
+ * except (CST_REPACK=1) Q8_0 matrices repacked for the 8-row kernels, whose
+ * file pages are then dropped from memory.
  */
 #include "model_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const cst_arch_desc *const archs[] = {&cst_arch_llama, &cst_arch_qwen2, &cst_arch_qwen3,
                                               &cst_arch_gemma3};
@@ -234,6 +238,70 @@ static cst_status bind_tensors(cst_model *m, char *err, size_t errlen) {
     return CST_OK;
 }
 
+/* ---- repacking -------------------------------------------------------------
+ * Weights the active ISA runs faster repacked (cst_pack_wanted: Q8_0 under
+ * AVX2) are copied into one buffer in the packed layout. The file's pages of
+ * each packed tensor are then dropped from this process (MADV_DONTNEED on the
+ * private read-only mapping: clean pages, so they are only unmapped and are
+ * read again from the file if ever touched, e.g. embedding rows of a tied
+ * output), so that the copy does not double the resident size. */
+static void drop_pages(const void *p, size_t n) {
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    const uintptr_t b = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    const uintptr_t e = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (e > b) (void)madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
+static int model_weights(cst_model *m, cst_weight **out) {
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        cst_layer *L = &m->layers[il];
+        cst_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t k = 0; k < CST_ARRAY_LEN(ws); k++) out[n++] = ws[k];
+    }
+    out[n++] = &m->output;
+    return n;
+}
+
+static cst_status pack_weights(cst_model *m) {
+    cst_weight **ws = malloc(((size_t)m->hp.n_layer * 7 + 1) * sizeof *ws);
+    if (!ws) return CST_ERR_NOMEM;
+    const int n = model_weights(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (ws[i]->data && cst_pack_wanted(ws[i]->type, ws[i]->n_in, ws[i]->n_out))
+            total += cst_pack_size(ws[i]->type, ws[i]->n_in, ws[i]->n_out);
+    if (total) {
+        m->pack_buf = cst_alloc_aligned(total, 64);
+        if (!m->pack_buf) {
+            free(ws);
+            return CST_ERR_NOMEM;
+        }
+        m->pack_bytes = total;
+    }
+    char *p = m->pack_buf;
+    for (int i = 0; i < n && total; i++) {
+        cst_weight *w = ws[i];
+        if (!w->data || !cst_pack_wanted(w->type, w->n_in, w->n_out)) continue;
+        const size_t sz = cst_pack_size(w->type, w->n_in, w->n_out);
+        cst_pack(w->type, w->n_in, w->n_out, w->data, p);
+        w->packed = p;
+        drop_pages(w->data, sz);
+        p += sz;
+    }
+    free(ws);
+    return CST_OK;
+}
+
+void cst_weight_matmul(cst_pool *pool, const cst_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                       void *wdata) {
+    if (w->packed)
+        cst_matmul_packed(pool, w->packed, w->type, w->n_in, w->n_out, x, n_tok, y, ldy, wdata);
+    else
+        cst_matmul(pool, w->data, w->type, w->n_in, w->n_out, x, n_tok, y, ldy, wdata);
+}
+
 static void format_desc(cst_model *m) {
     char params[32];
     const double np = (double)m->n_params;
@@ -310,6 +378,11 @@ cst_status cst_model_load(const char *path, const cst_model_params *p, cst_model
             st = CST_ERR_BAD_FORMAT;
             goto fail;
         }
+        st = pack_weights(m);
+        if (st) {
+            cst_errf(err, errlen, "out of memory repacking the weights");
+            goto fail;
+        }
     } else {
         m->hp.n_vocab = cst_vocab_n_tokens(m->vocab);
         m->hp.n_ctx_train = (int32_t)CST_MAX(1, CST_MIN(INT32_MAX, cst_arch_get_i64(m->g, m->arch, "context_length", 2048)));
@@ -325,6 +398,7 @@ fail:
 void cst_model_free(cst_model *m) {
     if (!m) return;
     free(m->layers);
+    cst_free_aligned(m->pack_buf);
     cst_vocab_free(m->vocab);
     cst_gguf_close(m->g);
     free(m->name);

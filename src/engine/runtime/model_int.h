@@ -38,6 +38,7 @@ typedef struct cst_weight {
     const void *data;
     cst_type type;
     int64_t n_in, n_out;
+    const void *packed; /* copy repacked at load for the active ISA (cst_pack), or NULL */
 } cst_weight;
 
 typedef struct cst_layer {
@@ -68,7 +69,13 @@ struct cst_model {
     cst_layer *layers;           /* [n_layer] */
     uint64_t n_params;
     bool vocab_only;
+    void *pack_buf;              /* every packed weight (cst_weight.packed points into it) */
+    size_t pack_bytes;
 };
+
+/* y = W x for a model weight (its packed copy when it has one), see cst_matmul */
+void cst_weight_matmul(cst_pool *pool, const cst_weight *w, const float *x, int64_t n_tok, float *y, int64_t ldy,
+                       void *wdata);
 
 /* ---- per-architecture description (arch/ files) ------------------------- */
 typedef struct cst_arch_desc {

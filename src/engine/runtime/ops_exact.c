@@ -209,6 +209,28 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
      * accumulator (tinyBLAS). The accumulators are named, never indexed at
      * run time, so that they stay in registers. */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
+    if (vlanes) {
+        /* one accumulator per dim, a serial FMA chain over the groups: four
+         * dims side by side, the probabilities converted once for the four */
+        for (int32_t d = 0; d < a->hdv; d += 4) {
+            const cst_f16 *v0 = a->v + (size_t)d * a->v_stride, *v1 = v0 + a->v_stride, *v2 = v1 + a->v_stride,
+                          *v3 = v2 + a->v_stride;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int32_t g = g0; g <= g1; g++) {
+                const __mmask16 m_ = g > g0 && g < g1 ? (__mmask16)0xFFFF : group_mask(g, p0, p1);
+                const __m512 pg = LOADHM(m_, a->p16 + g * 16);
+                a0 = _mm512_fmadd_ps(LOADHM(m_, v0 + g * 16), pg, a0);
+                a1 = _mm512_fmadd_ps(LOADHM(m_, v1 + g * 16), pg, a1);
+                a2 = _mm512_fmadd_ps(LOADHM(m_, v2 + g * 16), pg, a2);
+                a3 = _mm512_fmadd_ps(LOADHM(m_, v3 + g * 16), pg, a3);
+            }
+            a->out[d] = _mm512_reduce_add_ps(a0);
+            a->out[d + 1] = _mm512_reduce_add_ps(a1);
+            a->out[d + 2] = _mm512_reduce_add_ps(a2);
+            a->out[d + 3] = _mm512_reduce_add_ps(a3);
+        }
+        return;
+    }
 #define PV_STEP(acc, g)                                                                          \
     do {                                                                                         \
         const __mmask16 m_ = (g) > g0 && (g) < g1 ? (__mmask16)0xFFFF : group_mask((g), p0, p1); \
@@ -217,9 +239,7 @@ AVX512 static void attn_head_avx512(const cst_attn_head *a) {
     for (int32_t d = 0; d < a->hdv; d++) {
         const cst_f16 *v = a->v + (size_t)d * a->v_stride;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        if (vlanes) {
-            for (int32_t g = g0; g <= g1; g++) PV_STEP(a0, g);
-        } else {
+        {
             int32_t g = g0;
             for (; g <= g1 && (g & 3); g++) {
                 if ((g & 3) == 1) PV_STEP(a1, g);
@@ -261,32 +281,26 @@ AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
 }
 
-AVX2 static float dot_f16_avx2(const cst_f16 *x, const cst_f16 *y, int n, bool lanes) {
+/* dot_f16_ref with the second row already widened to f32 (exact), so that
+ * a query converted once serves every key */
+AVX2 static float dot_f16_f32_avx2(const cst_f16 *x, const float *y, int n, bool lanes) {
     if (lanes) { /* n % 16 == 0 */
         __m256 lo = _mm256_setzero_ps(), hi = lo;
         for (int i = 0; i < n; i += 16) {
-            lo = _mm256_fmadd_ps(LOADH8(x + i), LOADH8(y + i), lo);
-            hi = _mm256_fmadd_ps(LOADH8(x + i + 8), LOADH8(y + i + 8), hi);
+            lo = _mm256_fmadd_ps(LOADH8(x + i), _mm256_loadu_ps(y + i), lo);
+            hi = _mm256_fmadd_ps(LOADH8(x + i + 8), _mm256_loadu_ps(y + i + 8), hi);
         }
         return reduce16_avx2(lo, hi);
     }
     const int np = n & ~63;
     __m256 a[8];
     for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
-    for (int i = 0; i < np; i += 64) {
-        a[0] = _mm256_fmadd_ps(LOADH8(x + i), LOADH8(y + i), a[0]);
-        a[1] = _mm256_fmadd_ps(LOADH8(x + i + 8), LOADH8(y + i + 8), a[1]);
-        a[2] = _mm256_fmadd_ps(LOADH8(x + i + 16), LOADH8(y + i + 16), a[2]);
-        a[3] = _mm256_fmadd_ps(LOADH8(x + i + 24), LOADH8(y + i + 24), a[3]);
-        a[4] = _mm256_fmadd_ps(LOADH8(x + i + 32), LOADH8(y + i + 32), a[4]);
-        a[5] = _mm256_fmadd_ps(LOADH8(x + i + 40), LOADH8(y + i + 40), a[5]);
-        a[6] = _mm256_fmadd_ps(LOADH8(x + i + 48), LOADH8(y + i + 48), a[6]);
-        a[7] = _mm256_fmadd_ps(LOADH8(x + i + 56), LOADH8(y + i + 56), a[7]);
-    }
+    for (int i = 0; i < np; i += 64)
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(LOADH8(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), a[k]);
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
     double sum = reduce16_avx2(lo, hi);
-    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * cst_f16_to_f32(y[i]));
+    for (int i = np; i < n; i++) sum += (double)(cst_f16_to_f32(x[i]) * y[i]);
     return (float)sum;
 }
 
@@ -377,28 +391,82 @@ AVX2 static void softmax_p16_avx2(const cst_attn_head *a, float mx) {
     for (; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
 }
 
+/* The query and the probabilities are rounded to f16 as in the twin, then
+ * widened back to f32 once (exact) instead of once per key / per V row. */
+#define QF_MAX 512
 AVX2 static void attn_head_avx2(const cst_attn_head *a) {
     const int32_t p0 = a->p0, p1 = a->p1;
     float *s = a->scores;
     cst_fp32_to_fp16_row(a->q, a->q16, a->hd);
+    float qf[QF_MAX];
+    if (a->hd <= QF_MAX) cst_fp16_to_fp32_row(a->q16, qf, a->hd);
     const bool klanes = a->batch && a->hd % 16 == 0;
     float mx = -INFINITY;
     for (int32_t p = p0; p <= p1; p++) {
-        s[p] = dot_f16_avx2(a->k + (size_t)p * a->k_stride, a->q16, a->hd, klanes) * a->scale;
+        const cst_f16 *k = a->k + (size_t)p * a->k_stride;
+        s[p] = (a->hd <= QF_MAX ? dot_f16_f32_avx2(k, qf, a->hd, klanes) : dot_f16_ref(k, a->q16, a->hd, klanes)) *
+               a->scale;
         if (s[p] > mx) mx = s[p];
     }
     softmax_p16_avx2(a, mx);
+    /* the scores are not needed any more: they hold the widened probabilities */
+    const float *pf = s;
+    {
+        int32_t p = p0;
+        for (; p <= p1 && (p & 7); p++) s[p] = cst_f16_to_f32(a->p16[p]);
+        for (; p + 7 <= p1; p += 8) _mm256_storeu_ps(s + p, LOADH8(a->p16 + p));
+        for (; p <= p1; p++) s[p] = cst_f16_to_f32(a->p16[p]);
+    }
     /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
      * batch order); partial groups lane by lane, whole groups 16 at a time */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
     const int32_t gf = (p0 + 15) >> 4, gl = (p1 + 1) >> 4; /* whole groups gf..gl-1 */
+    const int32_t pe = gf < gl ? gf * 16 - 1 : p1;          /* no whole group: all lane by lane */
+    if (vlanes) {
+        /* one accumulator per dim (a serial FMA chain over the groups): four
+         * dims at a time, so that four chains run side by side and the
+         * probabilities are loaded once for the four */
+        for (int32_t d = 0; d < a->hdv; d += 4) {
+            const cst_f16 *v[4];
+            float acc[4][16] = {{0}};
+            for (int k = 0; k < 4; k++) {
+                v[k] = a->v + (size_t)(d + k) * a->v_stride;
+                for (int32_t p = p0; p <= pe; p++) acc[k][p & 15] = fmaf(cst_f16_to_f32(v[k][p]), pf[p], acc[k][p & 15]);
+            }
+            if (gf < gl) {
+                __m256 r0 = _mm256_loadu_ps(acc[0]), r1 = _mm256_loadu_ps(acc[0] + 8);
+                __m256 r2 = _mm256_loadu_ps(acc[1]), r3 = _mm256_loadu_ps(acc[1] + 8);
+                __m256 r4 = _mm256_loadu_ps(acc[2]), r5 = _mm256_loadu_ps(acc[2] + 8);
+                __m256 r6 = _mm256_loadu_ps(acc[3]), r7 = _mm256_loadu_ps(acc[3] + 8);
+                for (int32_t g = gf; g < gl; g++) {
+                    const __m256 pl = _mm256_loadu_ps(pf + g * 16), ph = _mm256_loadu_ps(pf + g * 16 + 8);
+                    r0 = _mm256_fmadd_ps(LOADH8(v[0] + g * 16), pl, r0);
+                    r1 = _mm256_fmadd_ps(LOADH8(v[0] + g * 16 + 8), ph, r1);
+                    r2 = _mm256_fmadd_ps(LOADH8(v[1] + g * 16), pl, r2);
+                    r3 = _mm256_fmadd_ps(LOADH8(v[1] + g * 16 + 8), ph, r3);
+                    r4 = _mm256_fmadd_ps(LOADH8(v[2] + g * 16), pl, r4);
+                    r5 = _mm256_fmadd_ps(LOADH8(v[2] + g * 16 + 8), ph, r5);
+                    r6 = _mm256_fmadd_ps(LOADH8(v[3] + g * 16), pl, r6);
+                    r7 = _mm256_fmadd_ps(LOADH8(v[3] + g * 16 + 8), ph, r7);
+                }
+                _mm256_storeu_ps(acc[0], r0), _mm256_storeu_ps(acc[0] + 8, r1);
+                _mm256_storeu_ps(acc[1], r2), _mm256_storeu_ps(acc[1] + 8, r3);
+                _mm256_storeu_ps(acc[2], r4), _mm256_storeu_ps(acc[2] + 8, r5);
+                _mm256_storeu_ps(acc[3], r6), _mm256_storeu_ps(acc[3] + 8, r7);
+                for (int k = 0; k < 4; k++)
+                    for (int32_t p = CST_MAX(p0, gl * 16); p <= p1; p++)
+                        acc[k][p & 15] = fmaf(cst_f16_to_f32(v[k][p]), pf[p], acc[k][p & 15]);
+            }
+            for (int k = 0; k < 4; k++) a->out[d + k] = reduce16(acc[k]);
+        }
+        return;
+    }
     for (int32_t d = 0; d < a->hdv; d++) {
         const cst_f16 *v = a->v + (size_t)d * a->v_stride;
         float acc[4][16] = {{0}};
-        const int32_t pe = gf < gl ? gf * 16 - 1 : p1; /* no whole group: all lane by lane */
         for (int32_t p = p0; p <= pe; p++) {
-            float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
-            *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+            float *c = &acc[(p >> 4) & 3][p & 15];
+            *c = fmaf(cst_f16_to_f32(v[p]), pf[p], *c);
         }
         if (gf < gl) {
             __m256 r[8];
@@ -407,10 +475,9 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
                 r[2 * k + 1] = _mm256_loadu_ps(acc[k] + 8);
             }
             for (int32_t g = gf; g < gl; g++) {
-                const int k = vlanes ? 0 : (g & 3);
                 const __m256 vl = LOADH8(v + g * 16), vh = LOADH8(v + g * 16 + 8);
-                const __m256 pl = LOADH8(a->p16 + g * 16), ph = LOADH8(a->p16 + g * 16 + 8);
-                switch (k) { /* named registers, never indexed at run time */
+                const __m256 pl = _mm256_loadu_ps(pf + g * 16), ph = _mm256_loadu_ps(pf + g * 16 + 8);
+                switch (g & 3) { /* named registers, never indexed at run time */
                 case 0: r[0] = _mm256_fmadd_ps(vl, pl, r[0]), r[1] = _mm256_fmadd_ps(vh, ph, r[1]); break;
                 case 1: r[2] = _mm256_fmadd_ps(vl, pl, r[2]), r[3] = _mm256_fmadd_ps(vh, ph, r[3]); break;
                 case 2: r[4] = _mm256_fmadd_ps(vl, pl, r[4]), r[5] = _mm256_fmadd_ps(vh, ph, r[5]); break;
@@ -422,12 +489,11 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
                 _mm256_storeu_ps(acc[k] + 8, r[2 * k + 1]);
             }
             for (int32_t p = CST_MAX(p0, gl * 16); p <= p1; p++) {
-                float *c = vlanes ? &acc[0][p & 15] : &acc[(p >> 4) & 3][p & 15];
-                *c = fmaf(cst_f16_to_f32(v[p]), cst_f16_to_f32(a->p16[p]), *c);
+                float *c = &acc[(p >> 4) & 3][p & 15];
+                *c = fmaf(cst_f16_to_f32(v[p]), pf[p], *c);
             }
         }
-        if (!vlanes)
-            for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        for (int l = 0; l < 16; l++) acc[0][l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
         a->out[d] = reduce16(acc[0]);
     }
 }
