@@ -6,21 +6,14 @@
 #define _GNU_SOURCE /* memmem */
 #include "tools.h"
 #include "schema.h"
+#include "core/core.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static bool bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool bad(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return false;
-}
-#define BAD(...) bad(err, errlen, __VA_ARGS__)
+/* an error message in err, and false */
+#define BAD(...) cst_fail(err, errlen, __VA_ARGS__)
 
 static const char *server_tools[] = {"code_execution", "computer_use", "file_search", "google_maps", "google_search",
                                      "mcp_server",     "retrieval",    "url_context"};

@@ -9,18 +9,10 @@
 #include "tools.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
-static bool bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool bad(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return false;
-}
-#define BAD(...) bad(err, errlen, __VA_ARGS__)
+/* an error message in err, and false */
+#define BAD(...) cst_fail(err, errlen, __VA_ARGS__)
 
 static const char *type_name(const json_t *v) {
     switch (json_typeof(v)) {

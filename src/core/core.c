@@ -31,6 +31,16 @@ void cst_errf(char *buf, size_t len, const char *fmt, ...) {
     va_end(ap);
 }
 
+bool cst_fail(char *buf, size_t len, const char *fmt, ...) {
+    if (buf && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
 static int log_level = -1;
 
 void cst_log(int level, const char *fmt, ...) {

@@ -28,6 +28,8 @@ _Noreturn void cst_panic(const char *file, int line, const char *what);
 #define CST_ERRMSG_LEN 256
 void cst_errf(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* cst_errf, then false: for validators that stop at their first error */
+bool cst_fail(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Logging to stderr. Level from CST_LOG=debug|info|warn|error (default info). */
 enum { CST_LOG_DEBUG, CST_LOG_INFO, CST_LOG_WARN, CST_LOG_ERROR };
