@@ -19,25 +19,14 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 VOCAB="$CST_SHARED/models/vocab-qwen3.gguf"
 [ -f "$VOCAB" ] || { echo "missing fixture $VOCAB"; exit 1; }
 command -v node >/dev/null || { echo "node is required"; exit 1; }
-(
-  flock 9
-  for d in @google/genai openai @google/gemini-cli puppeteer-core; do
-    if [ ! -d "$HERE/node_modules/$d" ]; then
-      (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-      break
-    fi
-  done
-) 9>"$HERE/.npm.lock"
+source "$HERE/lib.bash"
+e2e_npm
 GEMINI="$HERE/node_modules/.bin/gemini"
 
 TMP="$(mktemp -d)"
 SERVER_PID=""
 stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
+  e2e_stop "$SERVER_PID"
   SERVER_PID=""
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT

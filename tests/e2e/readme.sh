@@ -13,12 +13,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 export CASTOR_STORIES="$CST_SHARED/models/stories260K.gguf"
 [ -f "$CASTOR_STORIES" ] || { echo "missing fixture $CASTOR_STORIES"; exit 1; }
 command -v node >/dev/null || { echo "node is required for the docs test"; exit 1; }
-(
-  flock 9
-  if [ ! -d "$HERE/node_modules/@google/genai" ] || [ ! -d "$HERE/node_modules/@google/gemini-cli" ]; then
-    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-) 9>"$HERE/.npm.lock"
+source "$HERE/lib.bash"
+e2e_npm
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 cmake --install "$CST_BUILD" --prefix "$TMP/prefix" >/dev/null

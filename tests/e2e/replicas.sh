@@ -18,9 +18,8 @@ if [ -z "${CST_TEST_PG:-}" ]; then
 fi
 command -v haproxy >/dev/null || { echo "haproxy is required (apt-get install haproxy)"; exit 1; }
 command -v node >/dev/null || { echo "node is required"; exit 1; }
-if [ ! -d "$HERE/node_modules/@google/genai" ]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source "$HERE/lib.bash"
+e2e_npm
 STORIES="$CST_SHARED/models/stories260K.gguf"
 [ -f "$STORIES" ] || { echo "missing fixture $STORIES"; exit 1; }
 

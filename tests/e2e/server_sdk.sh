@@ -22,22 +22,13 @@ for f in "$STORIES" "$VOCAB"; do
 done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
 command -v curl >/dev/null || { echo "curl is required"; exit 1; }
-(
-  flock 9 # readme.sh and gemini_cli.sh install the same packages (ctest -j2)
-  if [ ! -d "$HERE/node_modules/@google/genai" ] || [ ! -d "$HERE/node_modules/openai" ] ||
-     [ ! -d "$HERE/node_modules/puppeteer-core" ] || [ ! -d "$HERE/node_modules/ajv" ]; then
-    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-) 9>"$HERE/.npm.lock"
+source "$HERE/lib.bash"
+e2e_npm
 
 TMP="$(mktemp -d)"
 SERVER_PID=""
 cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
+  e2e_stop "$SERVER_PID"
   rm -rf "$TMP"
 }
 trap cleanup EXIT

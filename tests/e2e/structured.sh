@@ -18,18 +18,13 @@ for v in vocab-qwen3 vocab-llama3; do
   [ -f "$CST_SHARED/models/$v.gguf" ] || { echo "missing fixture $CST_SHARED/models/$v.gguf"; exit 1; }
 done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
-if [ ! -d "$HERE/node_modules/ajv-formats" ] || [ ! -d "$HERE/node_modules/@google/genai" ]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source "$HERE/lib.bash"
+e2e_npm
 
 TMP="$(mktemp -d)"
 SERVER_PID=""
 cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
+  e2e_stop "$SERVER_PID"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
