@@ -769,7 +769,8 @@ static void *pump(void *arg) {
     cst_server *s = r->srv;
     for (;;) {
         cst_sched_event ev;
-        double wait = r->live ? 0.1 : 1.0; /* a live run's events are stored every 100 ms */
+        /* a live run's events are stored every 100 ms; a gated job looks as often for its first output */
+        double wait = r->live || (r->gate && !r->out_stored) ? 0.1 : 1.0;
         if (r->live) live_flush(r);
         else if (r->gate) output_flag(r);
         if (r->deadline > 0) wait = CST_MAX(0.001, CST_MIN(wait, r->deadline - cst_time_now()));
@@ -785,6 +786,9 @@ static void *pump(void *arg) {
             }
             continue;
         }
+        /* the engine's sink appends the token events itself: a short job may
+         * end before the pump saw its output, which shows once it is final */
+        if (ev.type == CST_SCHED_EV_DONE && r->gate && !r->live) output_flag(r);
         pthread_mutex_lock(&r->mu);
         if (ev.type != CST_SCHED_EV_DONE) {
             handle_locked(r, &ev);
