@@ -410,6 +410,18 @@ void cst_queue_free(cst_server *s) {
 
 /* ---- one process: resuming after a restart ------------------------------------ */
 
+/* The job was deleted (or ended) while it waited here: not run (its final
+ * record would bring a deleted one back). */
+static bool gone(cst_server *s, const cst_job *j) {
+    cst_irec cur;
+    const cst_status st = cst_store_get(s->store, j->rec.owner, j->rec.id, &cur);
+    const bool g = st == CST_ERR_NOT_FOUND ||
+                   (st == CST_OK && strcmp(cur.status, "queued") != 0 && strcmp(cur.status, "in_progress") != 0);
+    if (st == CST_OK) cst_irec_clear(&cur);
+    if (g) cst_info("interaction %s: deleted or ended while it waited to run again; not run", j->rec.id);
+    return g;
+}
+
 /* Runs the jobs the last stop left unfinished, in order, each when its
  * model has a free slot (as a replica claims them), waiting for a run to end
  * otherwise. A drain stops it: the jobs not started stay queued in the store
@@ -418,7 +430,8 @@ static void *resume_main(void *arg) {
     cst_queue *q = arg;
     cst_server *s = q->s;
     for (size_t i = 0; i < q->n_jobs && !atomic_load(&q->stop);) {
-        if (!atomic_load(&s->draining) && take(q, &q->jobs[i])) {
+        const cst_job *j = &q->jobs[i];
+        if (!atomic_load(&s->draining) && (gone(s, j) || take(q, j))) {
             i++;
             continue;
         }

@@ -798,8 +798,9 @@ out:
 static cst_status sq_jobs_unfinished(cst_store *bs, cst_job **out, size_t *n) {
     sq_store *s = (sq_store *)bs;
     static const char *sql = "SELECT " REC_COLS ", body, (SELECT COALESCE(MAX(seq), 0) FROM events"
-                             " WHERE interaction_id = interactions.id) FROM interactions WHERE status IN ('queued', 'in_progress')"
-                             " AND body IS NOT NULL AND NOT has_output ORDER BY created, rowid";
+                             " WHERE interaction_id = interactions.id) FROM interactions"
+                             " WHERE status IN ('queued', 'in_progress') AND body IS NOT NULL AND NOT has_output"
+                             " ORDER BY created, rowid";
     *out = NULL;
     *n = 0;
     sq_lock(s);

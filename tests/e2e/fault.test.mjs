@@ -225,6 +225,7 @@ test("kill -9 during bursts of creates: every acknowledged id is retrievable and
 // Synchronised on states only: job A has shown output (so the store says
 // it has output) and B, C, D wait behind it in the one slot when the kill
 // comes; A's slow decode (100 ms a token, 400 tokens) cannot end first.
+// After the restart (one slot again) C, deleted while B runs, is not run.
 test("kill -9 with background jobs queued: they run again after the restart; one that showed output fails", async () => {
   const dir = mkdtempSync(join(tmpdir(), "castor-resume-"));
   const data = join(dir, "data");
@@ -251,13 +252,21 @@ test("kill -9 with background jobs queued: they run again after the restart; one
     for (const id of [b, c, d]) assert.equal((await getJson(s, id)).json.status, "queued", id);
     s.proc.kill("SIGKILL");
     await s.exited;
-    s = await startServer(data); // no alias: "other" is not served any more
+    // no alias: "other" is not served any more; one slot: C waits while B runs again
+    s = await startServer(data, ["-np", "1"], { CST_FAULT: "decode_sleep_ms:100" });
+    const del = await fetch(`${s.url}/v1beta/interactions/${c}`, { method: "DELETE" });
+    assert.equal(del.status, 200, "a job waiting to run again can be deleted");
     await getTerminal(s, d); // the server has read its start-up lines by now
     assert.match(s.log(), /3 background interactions were queued or had shown no output/);
     const ga = await getTerminal(s, a);
     assert.equal(ga.json.status, "failed");
     assert.match(ga.json.errors[0].message, SHOWN_OUTPUT);
-    for (const [id, input] of [[b, "The little dog"], [c, "Lily had a red ball"]]) {
+    while (!s.log().includes(`interaction ${c}: deleted or ended while it waited`)) {
+      assert.equal((await getJson(s, c)).status, 404, "a deleted job ran again");
+      await sleep(20);
+    }
+    assert.equal((await getJson(s, c)).status, 404, "a deleted job is not brought back by running it");
+    for (const [id, input] of [[b, "The little dog"]]) {
       const g = await getTerminal(s, id);
       assert.ok(["completed", "incomplete"].includes(g.json.status), `${id}: ${JSON.stringify(g.json)}`);
       assertConsistent(g.json, id);

@@ -197,8 +197,8 @@ TEST(store_sqlite_jobs_unfinished) {
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
                            "CREATE TABLE interactions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT,"
-                           " status TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL, previous_id TEXT,"
-                           " request TEXT, input TEXT, history TEXT, turn TEXT, outputs TEXT, usage TEXT, errors TEXT);"
+                           " status TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+                           " previous_id TEXT, request TEXT, input TEXT, history TEXT, turn TEXT, outputs TEXT, usage TEXT, errors TEXT);"
                            "INSERT INTO interactions(id, owner, status, created, updated)"
                            " VALUES ('v1_old', 'o', 'queued', 1, 1);",
                            NULL, NULL, NULL),
