@@ -1,5 +1,7 @@
 /* queue.c: replicas sharing live runs through the store (PostgreSQL; see
- * store.h's live ops and docs/deploy.md). One thread per replica:
+ * store.h's live ops and docs/deploy.md), and, in one process (SQLite),
+ * the background jobs the last stop left with no output, run again at
+ * start-up through the same take (cst_queue_resume). One thread per replica:
  * - renews the leases of the live runs this replica holds (every third of
  *   the lease) and stops a run whose cancel was asked on another replica or
  *   whose lease another replica took;
