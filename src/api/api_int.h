@@ -119,6 +119,7 @@ struct cst_server {
     uint8_t sig_key[32];   /* thought signatures (signature.c) */
     struct cst_files *files; /* Files API state (files.c) */
     struct cst_queue *queue; /* live runs shared with other replicas (queue.c); NULL: one process */
+    struct cst_queue *resume; /* one process: background jobs run again after a restart (queue.c); or NULL */
     /* parked connections and the ticker that wakes them (server.c) */
     pthread_mutex_t park_mu;
     pthread_cond_t park_cv; /* the ticker's sleep: signalled by a park due before park_next */

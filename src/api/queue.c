@@ -1,5 +1,7 @@
 /* queue.c: replicas sharing live runs through the store (PostgreSQL; see
- * store.h's live ops and docs/deploy.md). One thread per replica:
+ * store.h's live ops and docs/deploy.md), and, in one process (SQLite),
+ * the background jobs the last stop left with no output, run again at
+ * start-up through the same take (cst_queue_resume). One thread per replica:
  * - renews the leases of the live runs this replica holds (every third of
  *   the lease) and stops a run whose cancel was asked on another replica or
  *   whose lease another replica took;
@@ -30,6 +32,8 @@ typedef struct cst_queue {
     cst_park *watchers;  /* followers parked until the next notification (mu) */
     atomic_uint_fast64_t claimed, renewals, rerun, failed, cancelled;
     double quiet_until; /* no takeovers before (queue thread only): see store_failed */
+    cst_job *jobs;      /* one process (s->resume): the jobs to run again, in order */
+    size_t n_jobs;
 } cst_queue;
 
 const char *cst_queue_node(cst_server *s) { return s->queue ? s->queue->node : NULL; }
@@ -139,9 +143,10 @@ static void renew(cst_queue *q) {
 
 /* End a claimed run without running it: status "failed" (code, msg) or
  * "cancelled". Followers get an error event (failed) and
- * interaction.completed after whatever was stored. */
-static void finish(cst_queue *q, const cst_job *j, const char *status, const char *code, const char *msg) {
-    cst_server *s = q->s;
+ * interaction.completed after whatever was stored. node: the lease it is
+ * claimed under (replicas), NULL: one process (a plain put). */
+static void finish(cst_server *s, const char *node, const cst_job *j, const char *status, const char *code,
+                   const char *msg) {
     const int64_t now = (int64_t)time(NULL);
     char created[32], updated[32];
     cst_time_rfc3339(j->rec.created, created);
@@ -175,9 +180,12 @@ static void finish(cst_queue *q, const cst_job *j, const char *status, const cha
     rec.usage = (char *)usage;
     if (errs_s) rec.errors = errs_s;
     bool ok = !(code && !errs_s) && (n_ev == 0 || ev[n_ev - 1]) && (n_ev < 2 || ev[0]);
-    cst_status st = ok ? s->store->ops->live_finish(s->store, &rec, q->node, j->n_events + 1, (const char *const *)ev,
-                                                    n_ev)
-                       : CST_ERR_NOMEM;
+    cst_status st = !ok ? CST_ERR_NOMEM
+                    : node ? s->store->ops->live_finish(s->store, &rec, node, j->n_events + 1,
+                                                        (const char *const *)ev, n_ev)
+                           : cst_store_put(s->store, &rec); /* one process: nothing else writes it */
+    if (st == CST_OK && !node && n_ev > 0)
+        st = cst_store_put_events(s->store, j->rec.id, j->n_events + 1, (const char *const *)ev, n_ev);
     if (st) cst_warn("interaction %s: cannot mark it %s: %s", j->rec.id, status, s->store->err);
     else cst_info("interaction %s: marked %s (%s)", j->rec.id, status, msg ? msg : "cancel requested");
     for (size_t i = 0; i < n_ev; i++) free(ev[i]);
@@ -185,10 +193,12 @@ static void finish(cst_queue *q, const cst_job *j, const char *status, const cha
     json_decref(errs);
 }
 
+typedef enum { JOB_STARTED, JOB_FAILED, JOB_LATER } job_start;
+
 /* Run a claimed job here, from its create body, as its accepting replica
- * would have. false: err says why it cannot run (it is marked failed). */
-static bool start_job(cst_queue *q, const cst_job *j, ekind *k, char *err, size_t errlen) {
-    cst_server *s = q->s;
+ * would have. JOB_FAILED: err says why it cannot run; JOB_LATER: no room
+ * here now (the image decode memory or the scheduler's queue is full). */
+static job_start start_job(cst_server *s, const cst_job *j, ekind *k, char *err, size_t errlen) {
     json_error_t je;
     json_t *body = json_loads(j->body, 0, &je);
     create_req cr;
@@ -196,64 +206,87 @@ static bool start_job(cst_queue *q, const cst_job *j, ekind *k, char *err, size_
         if (!body) cst_errf(err, errlen, "the stored request cannot be read: %s", je.text);
         json_decref(body);
         *k = E_INTERNAL;
-        return false;
+        return JOB_FAILED;
     }
     create_prep pp = {0};
     run *r = NULL;
     bool ok = cst_create_prepare(s, NULL, &cr, j->rec.owner, &pp, k, err, errlen);
-    bool release = !ok && pp.media_full; /* the image decode memory is full here now */
+    bool later = !ok && pp.media_full; /* the image decode memory is full here now */
     if (ok && !cst_create_limits(s, &cr, &pp, err, errlen)) {
         *k = E_INVALID;
         ok = false;
     }
     if (ok) {
         cst_status st = cst_run_start_job(s, pp.sm, &cr, j, &pp.cp, pp.history, body, &r, err, errlen);
-        release = st == CST_ERR_BUSY; /* the slot went meanwhile */
-        if (st && !release) {
+        later = st == CST_ERR_BUSY; /* the slot went meanwhile */
+        if (st && !later) {
             *k = cst_api_status_kind(st);
             ok = false;
         }
-    }
-    if (release) { /* back to the queue, for this replica later or another one */
-        (void)s->store->ops->job_release(s->store, j->rec.id, q->node);
-        ok = true;
     }
     cst_run_unref(r); /* its pump holds its own reference */
     create_prep_clear(&pp);
     create_req_clear(&cr);
     json_decref(body);
-    return ok;
+    return later ? JOB_LATER : ok ? JOB_STARTED : JOB_FAILED;
 }
 
-static void take(cst_queue *q, const cst_job *j) {
+/* One function for both back-ends: a job claimed from the shared queue
+ * (q is s->queue: replicas), or one left unfinished by the last stop of
+ * this process (q is s->resume: SQLite, at start-up) is run here from its
+ * create body, or ended. false: not now (q->s->resume: try again when a run
+ * ends; replicas: it went back to the queue). */
+static bool take(cst_queue *q, const cst_job *j) {
     cst_server *s = q->s;
-    atomic_fetch_add(&q->claimed, 1);
+    const bool shared = q == s->queue;
+    const char *node = shared ? q->node : NULL;
+    if (shared) atomic_fetch_add(&q->claimed, 1);
     if (j->cancel) {
         atomic_fetch_add(&q->cancelled, 1);
-        finish(q, j, "cancelled", NULL, NULL);
-        return;
+        finish(s, node, j, "cancelled", NULL, NULL);
+        return true;
     }
     if (!j->is_job || j->output) {
         atomic_fetch_add(&q->failed, 1);
-        finish(q, j, "failed", "internal",
+        finish(s, node, j, "failed", "internal",
                !j->is_job ? "the replica running this interaction stopped before it finished"
                           : "the replica running this background interaction stopped after it had stored output "
                             "that a client may have seen; it is not run again, so that one id never shows two "
                             "different answers");
-        return;
+        return true;
     }
     smodel *sm = j->rec.model ? cst_api_find_model(s, j->rec.model) : NULL;
-    if (!sm || !has_slot(s, sm) || atomic_load(&s->draining)) { /* another replica's, or later */
-        (void)s->store->ops->job_release(s->store, j->rec.id, q->node);
-        return;
+    if (!sm && !shared) { /* nobody else will serve it */
+        char m[512];
+        snprintf(m, sizeof m,
+                 "the server restarted without the model '%s' this background interaction was accepted for; "
+                 "it cannot run (serve that model and create it again)",
+                 j->rec.model ? j->rec.model : "");
+        atomic_fetch_add(&q->failed, 1);
+        finish(s, node, j, "failed", "not_found", m);
+        return true;
     }
-    if (j->takeover) {
-        atomic_fetch_add(&q->rerun, 1);
-        cst_info("interaction %s: its replica stopped before any output; running it again here", j->rec.id);
+    if (!sm || !has_slot(s, sm) || atomic_load(&s->draining)) { /* another replica's, or later */
+        if (shared) (void)s->store->ops->job_release(s->store, j->rec.id, node);
+        return false;
     }
     char err[1024];
     ekind k = E_INTERNAL;
-    if (!start_job(q, j, &k, err, sizeof err)) finish(q, j, "failed", cst_api_ekind_code(k), err);
+    job_start js = start_job(s, j, &k, err, sizeof err);
+    if (js == JOB_LATER) {
+        if (shared) (void)s->store->ops->job_release(s->store, j->rec.id, node);
+        return shared; /* one process: tried again when a run ends */
+    }
+    if (js == JOB_FAILED) {
+        finish(s, node, j, "failed", cst_api_ekind_code(k), err);
+        return true;
+    }
+    if (j->takeover || !shared) {
+        atomic_fetch_add(&q->rerun, 1);
+        cst_info("interaction %s: %s before any output; running it again here", j->rec.id,
+                 shared ? "its replica stopped" : "the server stopped");
+    }
+    return true;
 }
 
 /* Claim while there is work this replica can take. */
@@ -269,7 +302,7 @@ static void claim(cst_queue *q) {
         cst_status st = s->store->ops->job_claim(s->store, q->node, models, k, takeover, q->lease_ms, &j);
         if (st == CST_ERR_STORE) store_failed(q);
         if (st) break;
-        take(q, &j);
+        (void)take(q, &j);
         cst_job_clear(&j);
     }
 }
@@ -349,18 +382,106 @@ cst_status cst_queue_start(cst_server *s, char *err, size_t errlen) {
 }
 
 void cst_queue_stop(cst_server *s) {
+    cst_queue *r = s->resume;
+    if (r && !atomic_exchange(&r->stop, true)) {
+        pthread_mutex_lock(&s->runs_mu);
+        pthread_cond_broadcast(&s->runs_cv);
+        pthread_mutex_unlock(&s->runs_mu);
+        pthread_join(r->th, NULL);
+    }
     cst_queue *q = s->queue;
     if (!q || atomic_exchange(&q->stop, true)) return;
     pthread_join(q->th, NULL);
 }
 
 void cst_queue_free(cst_server *s) {
+    cst_queue_stop(s);
+    cst_queue *r = s->resume;
+    if (r) {
+        s->resume = NULL;
+        for (size_t i = 0; i < r->n_jobs; i++) cst_job_clear(&r->jobs[i]);
+        free(r->jobs);
+        free(r);
+    }
     cst_queue *q = s->queue;
     if (!q) return;
-    cst_queue_stop(s);
     s->queue = NULL;
     pthread_mutex_destroy(&q->mu);
     free(q);
+}
+
+/* ---- one process: resuming after a restart ------------------------------------ */
+
+/* The job was deleted (or ended) while it waited here: not run (its final
+ * record would bring a deleted one back). */
+static bool gone(cst_server *s, const cst_job *j) {
+    cst_irec cur;
+    const cst_status st = cst_store_get(s->store, j->rec.owner, j->rec.id, &cur);
+    const bool g = st == CST_ERR_NOT_FOUND ||
+                   (st == CST_OK && strcmp(cur.status, "queued") != 0 && strcmp(cur.status, "in_progress") != 0);
+    if (st == CST_OK) cst_irec_clear(&cur);
+    if (g) cst_info("interaction %s: deleted or ended while it waited to run again; not run", j->rec.id);
+    return g;
+}
+
+/* Runs the jobs the last stop left unfinished, in order, each when its
+ * model has a free slot (as a replica claims them), waiting for a run to end
+ * otherwise. A drain stops it: the jobs not started stay queued in the store
+ * for the next start. */
+static void *resume_main(void *arg) {
+    cst_queue *q = arg;
+    cst_server *s = q->s;
+    for (size_t i = 0; i < q->n_jobs && !atomic_load(&q->stop);) {
+        const cst_job *j = &q->jobs[i];
+        if (!atomic_load(&s->draining) && (gone(s, j) || take(q, j))) {
+            i++;
+            continue;
+        }
+        pthread_mutex_lock(&s->runs_mu);
+        if (!atomic_load(&q->stop)) { /* runs_cv: a run ended, or cst_queue_stop */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&s->runs_cv, &s->runs_mu, &dl);
+        }
+        pthread_mutex_unlock(&s->runs_mu);
+    }
+    if (q->rerun || q->failed)
+        cst_info("store: %llu background interactions run again after the restart, %llu failed",
+                 (unsigned long long)atomic_load(&q->rerun), (unsigned long long)atomic_load(&q->failed));
+    return NULL;
+}
+
+cst_status cst_queue_resume(cst_server *s, char *err, size_t errlen) {
+    if (cst_store_live(s->store) || !s->store->ops->jobs_unfinished) return CST_OK;
+    cst_job *jobs = NULL;
+    size_t n = 0;
+    cst_status st = s->store->ops->jobs_unfinished(s->store, &jobs, &n);
+    if (st) {
+        cst_errf(err, errlen, "store: listing the background interactions to run again: %s",
+                 st == CST_ERR_NOMEM ? "out of memory" : s->store->err);
+        return st;
+    }
+    if (n == 0) return CST_OK;
+    cst_queue *q = calloc(1, sizeof *q);
+    if (q) {
+        q->s = s;
+        q->jobs = jobs;
+        q->n_jobs = n;
+        s->resume = q;
+    }
+    if (!q || pthread_create(&q->th, NULL, resume_main, q) != 0) {
+        s->resume = NULL;
+        free(q);
+        for (size_t i = 0; i < n; i++) cst_job_clear(&jobs[i]);
+        free(jobs);
+        cst_errf(err, errlen, "cannot start the thread that runs interrupted background interactions again");
+        return CST_ERR_NOMEM;
+    }
+    cst_info("store: %zu background interactions were queued or had shown no output at the last stop; running "
+             "them again",
+             n);
+    return CST_OK;
 }
 
 /* ---- cancel across replicas --------------------------------------------------- */

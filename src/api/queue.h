@@ -30,9 +30,13 @@ void create_prep_clear(create_prep *p);
 
 /* ---- replicas: live runs through the store, the background queue (queue.c) ---
  * Only with a store that shares live runs (cst_store_live); else s->queue is
- * NULL and every function below does nothing. */
+ * NULL and every function below but cst_queue_resume does nothing. */
 cst_status cst_queue_start(cst_server *s, char *err, size_t errlen);
-void cst_queue_stop(cst_server *s);  /* stops its thread; runs still finish and store (the node stays) */
+/* One process (a store with jobs_unfinished: SQLite), once the server
+ * serves: the background jobs the last stop left with no output run again,
+ * through the same take as a replica's claim (a thread, s->resume). */
+cst_status cst_queue_resume(cst_server *s, char *err, size_t errlen);
+void cst_queue_stop(cst_server *s);  /* stops its thread(s); runs still finish and store (the node stays) */
 void cst_queue_free(cst_server *s);  /* after the last run */
 const char *cst_queue_node(cst_server *s);  /* this replica's lease name */
 int64_t cst_queue_lease_ms(cst_server *s);

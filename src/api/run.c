@@ -262,6 +262,24 @@ static void live_flush(run *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* One process (SQLite): a background job's first output is shown once the
+ * store records that it has output (job_output), so that a restart fails
+ * it rather than running it again to a different answer. A store failure
+ * keeps it hidden (tried again at the next event); the final record shows
+ * it anyway. */
+static void output_flag(run *r) {
+    cst_server *s = r->srv;
+    pthread_mutex_lock(&r->mu);
+    const bool due = !r->out_stored && cst_run_visible_locked(r) < r->n_ev;
+    pthread_mutex_unlock(&r->mu);
+    if (!due || s->store->ops->job_output(s->store, r->id) != CST_OK) return;
+    pthread_mutex_lock(&r->mu);
+    r->out_stored = true;
+    pthread_cond_broadcast(&r->ev_cv); /* the gate opened */
+    wake_watchers_locked(r);
+    pthread_mutex_unlock(&r->mu);
+}
+
 json_t *cst_run_accepted_json(run *r) {
     json_t *j = cst_run_json(r, false, false);
     json_object_set_new(j, "status", json_string(r->accepted_status ? r->accepted_status : "queued"));
@@ -469,7 +487,7 @@ static cst_status put_record(run *r, bool final) {
                     .created = r->created, .updated = final ? r->updated : r->created,
                     .previous_id = r->previous_id, .request = r->request_echo, .input = r->input_json,
                     .history = r->history_json, .turn = r->turn_json, .outputs = outs_s, .usage = usage_s,
-                    .errors = errs_s};
+                    .errors = errs_s, .body = final ? NULL : r->job_body};
     cst_status st = outs_s && (!final || usage_s) ? CST_OK : CST_ERR_NOMEM;
     if (st == CST_OK) st = r->live ? live_write(r, &rec, final) : cst_store_put(s->store, &rec);
     free(outs_s);
@@ -751,8 +769,10 @@ static void *pump(void *arg) {
     cst_server *s = r->srv;
     for (;;) {
         cst_sched_event ev;
-        double wait = r->live ? 0.1 : 1.0; /* a live run's events are stored every 100 ms */
+        /* a live run's events are stored every 100 ms; a gated job looks as often for its first output */
+        double wait = r->live || (r->gate && !r->out_stored) ? 0.1 : 1.0;
         if (r->live) live_flush(r);
+        else if (r->gate) output_flag(r);
         if (r->deadline > 0) wait = CST_MAX(0.001, CST_MIN(wait, r->deadline - cst_time_now()));
         if (!cst_sched_req_next(r->req, &ev, wait)) {
             if (r->deadline > 0 && cst_time_now() >= r->deadline) {
@@ -766,6 +786,9 @@ static void *pump(void *arg) {
             }
             continue;
         }
+        /* the engine's sink appends the token events itself: a short job may
+         * end before the pump saw its output, which shows once it is final */
+        if (ev.type == CST_SCHED_EV_DONE && r->gate && !r->live) output_flag(r);
         pthread_mutex_lock(&r->mu);
         if (ev.type != CST_SCHED_EV_DONE) {
             handle_locked(r, &ev);
@@ -835,11 +858,14 @@ static void *pump(void *arg) {
 
 /* A stored run on a store shared by replicas is live: its record carries
  * this replica's lease; a background one also its create body, so that
- * another replica can run it again (queue.c). */
+ * another replica can run it again (queue.c), or this process after a
+ * restart (one process: SQLite). */
 static void live_setup(run *r, smodel *sm, json_t *body) {
-    if (!r->store || !r->srv->queue) return;
-    r->live = true;
-    if (!r->background) return;
+    if (!r->store) return;
+    r->live = r->srv->queue != NULL;
+    /* one process (SQLite) keeps a background job's body too: it runs again
+     * after a restart if it showed no output (output_flag) */
+    if (!r->background || (!r->live && !r->srv->store->ops->job_output)) return;
     r->gate = true;
     r->job_body = json_dumps(body, JSON_COMPACT);
     r->job_model = sm->stem;
@@ -993,7 +1019,7 @@ static cst_status run_start(cst_server *s, smodel *sm, const create_req *cr, con
     r->t_submit = cst_time_now();
     r->limit_s = (cr->stream || cr->background) ? s->p.stream_timeout_s : s->p.request_timeout_s;
     if (r->limit_s > 0) r->deadline = r->t_submit + r->limit_s;
-    if (!r->model || !r->request_echo || !r->turn_json || (r->background && r->live && !r->job_body)) {
+    if (!r->model || !r->request_echo || !r->turn_json || (r->gate && !r->job_body)) {
         run_free(r);
         cst_grammar_unref(grammar);
         return CST_ERR_NOMEM;

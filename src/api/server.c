@@ -539,16 +539,20 @@ static void log_mhd(void *cls, const char *fmt, va_list ap) {
 }
 
 /* Interactions recorded as queued or in_progress when the server stopped
- * (kill -9, power loss, a crash) can no longer finish: they become failed,
- * saying why, so that a GET of an id the server returned never 404s nor
- * shows a run that will never end. */
+ * (kill -9, power loss, a crash) become failed, saying why, so that a GET
+ * of an id the server returned never 404s nor shows a run that will never
+ * end: a foreground run (its client is gone) and a background one that had
+ * shown output (a client may have seen part of an answer that a second run
+ * would contradict). A background job with no output is left queued: it
+ * runs again once the server serves (cst_queue_resume, SQLite). */
 static cst_status recover_unfinished(cst_server *s, char *err, size_t errlen) {
     char now_s[32];
     const int64_t now = (int64_t)time(NULL);
     cst_time_rfc3339(now, now_s);
     json_t *e = json_pack("[{s:s,s:s+}]", "code", "internal", "message",
-                          "the server stopped before this interaction finished; it was marked failed when the server "
-                          "restarted at ",
+                          "the server stopped before this interaction finished (a foreground run's client was gone; a "
+                          "background run had shown output that a client may have seen, so it is not run again); it "
+                          "was marked failed when the server restarted at ",
                           now_s);
     json_t *u = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "total_input_tokens", 0, "total_cached_tokens", 0,
                           "total_output_tokens", 0, "total_thought_tokens", 0, "total_tool_use_tokens", 0,
@@ -711,6 +715,8 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : pp->port;
+    st = cst_queue_resume(s, err, errlen); /* one process: background jobs the last stop left run again */
+    if (st) goto fail;
     *out = s;
     return CST_OK;
 badhost:

@@ -30,6 +30,8 @@ typedef struct cst_irec {
     char *outputs;     /* JSON array: output steps */
     char *usage;       /* JSON object or NULL */
     char *errors;      /* JSON array or NULL */
+    char *body;        /* written by put only (get leaves it NULL): a background job's create body while it has
+                        * not finished (SQLite keeps it to run the job again after a restart); NULL otherwise */
 } cst_irec;
 
 void cst_irec_clear(cst_irec *r); /* frees the strings, zeroes the struct */
@@ -134,7 +136,8 @@ struct cst_store_ops {
      * ('queued', 'in_progress'). The PostgreSQL back-end leaves it NULL:
      * replicas share the table, and a replica starting up cannot tell its own
      * interrupted runs from another replica's live ones (that needs the
-     * leases of a background-job queue, not built yet). */
+     * leases of a background-job queue, not built yet). A back-end with
+     * jobs_unfinished (below) leaves the jobs it lists alone: they run again. */
     cst_status (*fail_unfinished)(cst_store *s, int64_t now, const char *errors, const char *usage, int64_t *n);
 
     /* ---- blobs: file contents, content-addressed by SHA-256 and owned by the
@@ -217,6 +220,19 @@ struct cst_store_ops {
      * it (NUL-terminated, cut to n). CST_ERR_NOT_FOUND: none came. One
      * caller at a time. */
     cst_status (*notify_wait)(cst_store *s, double timeout_s, char *payload, size_t n);
+
+    /* ---- background jobs of one process (appended; SQLite: a job's create
+     * body is kept in its record (put's r->body) until it ends; NULL in the
+     * PostgreSQL back-end, whose live ops above do the same for replicas) ---- */
+    /* The background job id is about to show its first output: record that
+     * it has output (durable on return). After a restart such a job is
+     * failed (fail_unfinished), never run again from the start. */
+    cst_status (*job_output)(cst_store *s, const char *id);
+    /* Start-up, after fail_unfinished: the background jobs still "queued" or
+     * "in_progress" that have their create body and no output, oldest first,
+     * as claimed jobs (is_job set, output false, n_events stored). *out is
+     * malloc'd (clear each with cst_job_clear, then free the array). */
+    cst_status (*jobs_unfinished)(cst_store *s, cst_job **out, size_t *n);
 };
 
 struct cst_store {

@@ -66,10 +66,21 @@ static const char *SCHEMA =
     "CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);"
     "CREATE INDEX IF NOT EXISTS files_expires ON files(expires);";
 
+/* Schema migrations after SCHEMA, in order: migration i (0-based) takes
+ * PRAGMA user_version from i to i + 1, in one transaction with the version
+ * bump. Append only; never edit one that has shipped. */
+static const char *const MIGRATIONS[] = {
+    /* 1: a background job keeps its create body until it ends, and has_output
+     * once its first output is about to be shown: at start-up one with a body
+     * and no output runs again (jobs_unfinished) */
+    "ALTER TABLE interactions ADD COLUMN body TEXT;"
+    "ALTER TABLE interactions ADD COLUMN has_output INTEGER NOT NULL DEFAULT 0;",
+};
+
 void cst_irec_clear(cst_irec *r) {
     if (!r) return;
     char **f[] = {&r->id, &r->owner, &r->model, &r->status, &r->previous_id, &r->request,
-                  &r->input, &r->history, &r->turn, &r->outputs, &r->usage, &r->errors};
+                  &r->input, &r->history, &r->turn, &r->outputs, &r->usage, &r->errors, &r->body};
     for (size_t i = 0; i < CST_ARRAY_LEN(f); i++) free(*f[i]);
     memset(r, 0, sizeof *r);
 }
@@ -120,7 +131,7 @@ static cst_status sq_put(cst_store *bs, const cst_irec *r) {
     sq_store *s = (sq_store *)bs;
     static const char *sql =
         "INSERT OR REPLACE INTO interactions(id, owner, model, status, created, updated, previous_id,"
-        " request, input, history, turn, outputs, usage, errors) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        " request, input, history, turn, outputs, usage, errors, body) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     sq_lock(s);
     sqlite3_stmt *st = NULL;
     cst_status rc = CST_OK;
@@ -142,6 +153,7 @@ static cst_status sq_put(cst_store *bs, const cst_irec *r) {
     bind_text(st, 12, r->outputs);
     bind_text(st, 13, r->usage);
     bind_text(st, 14, r->errors);
+    bind_text(st, 15, r->body);
     if (sqlite3_step(st) != SQLITE_DONE) rc = fail(s, "insert");
 out:
     sqlite3_finalize(st);
@@ -154,11 +166,32 @@ static char *col_dup(sqlite3_stmt *st, int i) {
     return t ? strdup((const char *)t) : NULL;
 }
 
+/* The columns of REC_COLS at the start of a row into *out (cleared on failure). */
+#define REC_COLS                                                                                                 \
+    "id, owner, model, status, created, updated, previous_id, request, input, history, turn, outputs, usage, errors"
+static cst_status fill_rec(sqlite3_stmt *st, cst_irec *out) {
+    out->id = col_dup(st, 0);
+    out->owner = col_dup(st, 1);
+    out->model = col_dup(st, 2);
+    out->status = col_dup(st, 3);
+    out->created = sqlite3_column_int64(st, 4);
+    out->updated = sqlite3_column_int64(st, 5);
+    out->previous_id = col_dup(st, 6);
+    out->request = col_dup(st, 7);
+    out->input = col_dup(st, 8);
+    out->history = col_dup(st, 9);
+    out->turn = col_dup(st, 10);
+    out->outputs = col_dup(st, 11);
+    out->usage = col_dup(st, 12);
+    out->errors = col_dup(st, 13);
+    if (out->id && out->status) return CST_OK;
+    cst_irec_clear(out);
+    return CST_ERR_NOMEM;
+}
+
 static cst_status sq_get(cst_store *bs, const char *owner, const char *id, cst_irec *out) {
     sq_store *s = (sq_store *)bs;
-    static const char *sql =
-        "SELECT id, owner, model, status, created, updated, previous_id, request, input, history, turn,"
-        " outputs, usage, errors FROM interactions WHERE id = ? AND owner = ?";
+    static const char *sql = "SELECT " REC_COLS " FROM interactions WHERE id = ? AND owner = ?";
     memset(out, 0, sizeof *out);
     sq_lock(s);
     sqlite3_stmt *st = NULL;
@@ -178,24 +211,7 @@ static cst_status sq_get(cst_store *bs, const char *owner, const char *id, cst_i
         rc = fail(s, "select");
         goto out;
     }
-    out->id = col_dup(st, 0);
-    out->owner = col_dup(st, 1);
-    out->model = col_dup(st, 2);
-    out->status = col_dup(st, 3);
-    out->created = sqlite3_column_int64(st, 4);
-    out->updated = sqlite3_column_int64(st, 5);
-    out->previous_id = col_dup(st, 6);
-    out->request = col_dup(st, 7);
-    out->input = col_dup(st, 8);
-    out->history = col_dup(st, 9);
-    out->turn = col_dup(st, 10);
-    out->outputs = col_dup(st, 11);
-    out->usage = col_dup(st, 12);
-    out->errors = col_dup(st, 13);
-    if (!out->id || !out->status) {
-        cst_irec_clear(out);
-        rc = CST_ERR_NOMEM;
-    }
+    rc = fill_rec(st, out);
 out:
     sqlite3_finalize(st);
     sq_unlock(s);
@@ -741,7 +757,8 @@ static cst_status sq_fail_unfinished(cst_store *bs, int64_t now, const char *err
                                      int64_t *n) {
     sq_store *s = (sq_store *)bs;
     static const char *sql = "UPDATE interactions SET status = 'failed', updated = ?, errors = ?,"
-                             " usage = COALESCE(usage, ?) WHERE status IN ('queued', 'in_progress')";
+                             " usage = COALESCE(usage, ?) WHERE status IN ('queued', 'in_progress')"
+                             " AND (body IS NULL OR has_output)"; /* the others run again (jobs_unfinished) */
     *n = 0;
     sq_lock(s);
     sqlite3_stmt *st = NULL;
@@ -758,6 +775,76 @@ static cst_status sq_fail_unfinished(cst_store *bs, int64_t now, const char *err
 out:
     sqlite3_finalize(st);
     sq_unlock(s);
+    return rc;
+}
+
+static cst_status sq_job_output(cst_store *bs, const char *id) {
+    sq_store *s = (sq_store *)bs;
+    sq_lock(s);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    if (sqlite3_prepare_v2(s->db, "UPDATE interactions SET has_output = 1 WHERE id = ?", -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    bind_text(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = fail(s, "update has_output");
+out:
+    sqlite3_finalize(st);
+    sq_unlock(s);
+    return rc;
+}
+
+static cst_status sq_jobs_unfinished(cst_store *bs, cst_job **out, size_t *n) {
+    sq_store *s = (sq_store *)bs;
+    static const char *sql = "SELECT " REC_COLS ", body, (SELECT COALESCE(MAX(seq), 0) FROM events"
+                             " WHERE interaction_id = interactions.id) FROM interactions"
+                             " WHERE status IN ('queued', 'in_progress') AND body IS NOT NULL AND NOT has_output"
+                             " ORDER BY created, rowid";
+    *out = NULL;
+    *n = 0;
+    sq_lock(s);
+    sqlite3_stmt *st = NULL;
+    cst_status rc = CST_OK;
+    size_t cap = 0;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = fail(s, "prepare");
+        goto out;
+    }
+    int x;
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            cst_job *nj = realloc(*out, cap * sizeof *nj);
+            if (!nj) {
+                rc = CST_ERR_NOMEM;
+                goto out;
+            }
+            *out = nj;
+        }
+        cst_job *j = &(*out)[*n];
+        memset(j, 0, sizeof *j);
+        rc = fill_rec(st, &j->rec);
+        j->body = col_dup(st, 14);
+        j->is_job = true;
+        j->n_events = sqlite3_column_int64(st, 15);
+        if (rc || !j->body) {
+            cst_job_clear(j);
+            rc = CST_ERR_NOMEM;
+            goto out;
+        }
+        (*n)++;
+    }
+    if (x != SQLITE_DONE) rc = fail(s, "select unfinished jobs");
+out:
+    sqlite3_finalize(st);
+    sq_unlock(s);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++) cst_job_clear(&(*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -783,7 +870,31 @@ static const struct cst_store_ops sq_ops = {
     .blob_gc = sq_blob_gc,
     .ping = sq_ping,
     .stats = sq_stats,
+    .job_output = sq_job_output,
+    .jobs_unfinished = sq_jobs_unfinished,
 };
+
+/* Apply the migrations a database lacks (PRAGMA user_version counts those
+ * applied), each in its own transaction. */
+static cst_status migrate(sq_store *s) {
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (v < 0) return fail(s, "read user_version");
+    for (; v < (int)CST_ARRAY_LEN(MIGRATIONS); v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d;", v + 1);
+        if (exec_locked(s, "BEGIN IMMEDIATE")) return CST_ERR_STORE;
+        if (exec_locked(s, MIGRATIONS[v]) || exec_locked(s, bump) || exec_locked(s, "COMMIT")) {
+            (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return CST_ERR_STORE;
+        }
+        cst_debug("store: schema migration %d applied", v + 1);
+    }
+    return CST_OK;
+}
 
 /* PRAGMA quick_check: "ok", or the first problems it lists (into msg). */
 static bool check_ok(sq_store *s, char *msg, size_t msglen) {
@@ -867,6 +978,12 @@ cst_status cst_store_open_sqlite(const char *path, cst_store **out, char *err, s
     else snprintf(s->blobs, sizeof s->blobs, "%.*s/files/blobs", (int)(slash - path), path);
     if (exec_locked(s, SCHEMA)) {
         cst_errf(err, errlen, "store %s: %s", path, s->base.err);
+        s->running[0] = 0;
+        sq_close(&s->base);
+        return CST_ERR_STORE;
+    }
+    if (migrate(s)) {
+        cst_errf(err, errlen, "store %s: migrating the schema: %s", path, s->base.err);
         s->running[0] = 0;
         sq_close(&s->base);
         return CST_ERR_STORE;

@@ -1,7 +1,8 @@
 // fault.test.mjs: what the server acknowledged, it keeps. Spawns its own
 // servers on stories260K (plain fetch and node:net, no SDK) and breaks them:
 // kill -9 during bursts of stored, background and streamed creates, then a
-// restart on the same data dir; a full disk; descriptor exhaustion; a damaged
+// restart on the same data dir (background jobs that showed no output run
+// again); a full disk; descriptor exhaustion; a damaged
 // database. Assertions are about outcomes, never about speed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -59,6 +60,32 @@ async function getJson(s, id) {
   return { status: r.status, json: await r.json() };
 }
 
+// GET id until its status is terminal (a background job run again after a
+// restart is queued or in progress at first); resolves the last GET.
+async function getTerminal(s, id) {
+  for (;;) {
+    const g = await getJson(s, id);
+    if (g.status !== 200 || TERMINAL.has(g.json.status)) return g;
+    await sleep(20);
+  }
+}
+
+// The model's answer to body (temperature 0): a unary create of the same body.
+const reference = new Map();
+async function modelAnswer(s, body) {
+  const key = JSON.stringify(body);
+  if (!reference.has(key)) {
+    const r = await post(s, body);
+    assert.equal(r.status, 200);
+    reference.set(key, outputText(await r.json()));
+  }
+  return reference.get(key);
+}
+
+// The errors of a background interaction that had shown output when the
+// server was killed (docs/sdk.md, durability).
+const SHOWN_OUTPUT = /server stopped before this interaction finished \(.*background run had shown output/;
+
 function outputText(j) {
   const st = (j.steps || []).filter((x) => x.type === "model_output");
   return st.length ? st.at(-1).content.map((c) => c.text || "").join("") : "";
@@ -100,14 +127,15 @@ test("kill -9 during bursts of creates: every acknowledged id is retrievable and
   const dir = mkdtempSync(join(tmpdir(), "castor-fault-"));
   const data = join(dir, "data");
   const acked = new Map(); // id -> {kind, status?, text?}
-  let terminalPolls = 0;
+  let terminalPolls = 0, logs = "";
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // slowed decode: runs are still queued or in flight when the kill comes
       const s = await startServer(data, ["-np", "2", "--max-queue", "256"], { CST_FAULT: "decode_sleep_ms:4" });
-      // what an earlier round acknowledged survived this restart too
+      // what an earlier round acknowledged survived this restart too (a
+      // background job with no output runs again: polled to its end)
       for (const [id, a] of acked) {
-        const g = await getJson(s, id);
+        const g = await getTerminal(s, id);
         assert.equal(g.status, 200, `round ${round}: ${a.kind} ${id} lost (${JSON.stringify(g.json)})`);
         assertConsistent(g.json, `${a.kind} ${id}`);
       }
@@ -117,19 +145,25 @@ test("kill -9 during bursts of creates: every acknowledged id is retrievable and
         const kind = ["background", "unary", "stream"][i % 3];
         const body = { model: MODEL, input: `Once upon a time ${round}.${i}`, generation_config: { max_output_tokens: 8 + (i % 5) * 12 } };
         if (kind === "background") {
-          jobs.push(post(s, { ...body, background: true }).then(async (r) => {
+          // temperature 0: a job run again after a restart gives the model's one answer
+          const bg = { ...body, generation_config: { ...body.generation_config, temperature: 0 } };
+          jobs.push(post(s, { ...bg, background: true }).then(async (r) => {
             if (r.status !== 200) return;
             const j = await r.json();
-            acked.set(j.id, { kind });
-            // poll until the kill: a terminal status always comes with usage
+            const a = { kind, body: bg, shown: false, ended: false };
+            acked.set(j.id, a);
+            // poll until the kill: a terminal status always comes with usage;
+            // output shown while running means it is never run again
             while (!killed) {
               const g = await getJson(s, j.id).catch(() => null);
-              if (!g || g.status !== 200) break;
+              if (!g || g.status !== 200 || killed) break;
               if (TERMINAL.has(g.json.status)) {
                 terminalPolls++;
+                a.ended = true;
                 assert.ok(g.json.usage, `GET showed ${g.json.status} without usage`);
                 break;
               }
+              if (outputText(g.json)) a.shown = true;
               await sleep(5);
             }
           }).catch((e) => { if (!killed) throw e; }));
@@ -148,18 +182,29 @@ test("kill -9 during bursts of creates: every acknowledged id is retrievable and
       s.proc.kill("SIGKILL");
       await s.exited;
       await Promise.allSettled(jobs);
+      logs += s.log();
     }
     // the last restart: every acknowledged id, consistent with its reply
     const s = await startServer(data);
-    let lost = 0, interrupted = 0;
+    let lost = 0, interrupted = 0, rerun = 0;
     for (const [id, a] of acked) {
-      const g = await getJson(s, id);
+      const g = await getTerminal(s, id);
       if (g.status !== 200) {
         lost++;
         continue;
       }
       assertConsistent(g.json, `${a.kind} ${id}`);
       if (g.json.status === "failed" && /server stopped/.test(g.json.errors[0].message)) interrupted++;
+      if (a.kind === "background") { // it ran to its end (maybe again after a restart), or showed output and failed
+        if (g.json.status === "failed") {
+          assert.match(g.json.errors[0].message, SHOWN_OUTPUT, `background ${id}`);
+        } else {
+          assert.equal(outputText(g.json), await modelAnswer(s, a.body), `background ${id}: the model's answer`);
+          const again = (logs + s.log()).includes(`interaction ${id}: the server stopped before any output; running it again`);
+          assert.ok(!(a.shown && again), `background ${id} showed output before a kill, yet ran again`);
+          if (again) rerun++;
+        }
+      }
       if (a.kind === "unary") { // a unary 200 came after its record was stored: GET shows the same
         assert.equal(g.json.status, a.status, `unary ${id}`);
         assert.equal(outputText(g.json), a.text, `unary ${id}`);
@@ -168,10 +213,80 @@ test("kill -9 during bursts of creates: every acknowledged id is retrievable and
     }
     await stop(s);
     console.log(`kill -9 loop: ${ROUNDS} rounds, ${acked.size} acknowledged ids, ${lost} lost, ` +
-      `${interrupted} marked failed as interrupted, ${terminalPolls} terminal polls with usage`);
+      `${interrupted} marked failed as interrupted, ${rerun} background ones run again after a restart, ` +
+      `${terminalPolls} terminal polls with usage`);
     assert.equal(lost, 0, `${lost} of ${acked.size} acknowledged ids were lost`);
     assert.ok(acked.size > ROUNDS, "the bursts were acknowledged at all");
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Synchronised on states only: job A has shown output (so the store says
+// it has output) and B, C, D wait behind it in the one slot when the kill
+// comes; A's slow decode (100 ms a token, 400 tokens) cannot end first.
+// After the restart (one slot again) C, deleted while B runs, is not run.
+test("kill -9 with background jobs queued: they run again after the restart; one that showed output fails", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "castor-resume-"));
+  const data = join(dir, "data");
+  let s = null;
+  const job = (input, model = MODEL, max = 24) =>
+    ({ model, input, generation_config: { max_output_tokens: max, temperature: 0 } });
+  try {
+    s = await startServer(data, ["-np", "1", "--alias", "other=stories260K"], { CST_FAULT: "decode_sleep_ms:100" });
+    const create = async (body) => {
+      const r = await post(s, { ...body, background: true });
+      assert.equal(r.status, 200);
+      return (await r.json()).id;
+    };
+    const a = await create(job("Once upon a time", MODEL, 400));
+    for (;;) { // A holds the slot and has shown output
+      const g = await getJson(s, a);
+      assert.equal(g.json.status, "in_progress");
+      if (outputText(g.json)) break;
+      await sleep(20);
+    }
+    const b = await create(job("The little dog"));
+    const c = await create(job("Lily had a red ball"));
+    const d = await create(job("Tom went to the park", "other")); // a model the next start does not serve
+    for (const id of [b, c, d]) assert.equal((await getJson(s, id)).json.status, "queued", id);
+    s.proc.kill("SIGKILL");
+    await s.exited;
+    // no alias: "other" is not served any more; one slot: C waits while B runs again
+    s = await startServer(data, ["-np", "1"], { CST_FAULT: "decode_sleep_ms:100" });
+    const del = await fetch(`${s.url}/v1beta/interactions/${c}`, { method: "DELETE" });
+    assert.equal(del.status, 200, "a job waiting to run again can be deleted");
+    await getTerminal(s, d); // the server has read its start-up lines by now
+    assert.match(s.log(), /3 background interactions were queued or had shown no output/);
+    const ga = await getTerminal(s, a);
+    assert.equal(ga.json.status, "failed");
+    assert.match(ga.json.errors[0].message, SHOWN_OUTPUT);
+    while (!s.log().includes(`interaction ${c}: deleted or ended while it waited`)) {
+      assert.equal((await getJson(s, c)).status, 404, "a deleted job ran again");
+      await sleep(20);
+    }
+    assert.equal((await getJson(s, c)).status, 404, "a deleted job is not brought back by running it");
+    for (const [id, input] of [[b, "The little dog"]]) {
+      const g = await getTerminal(s, id);
+      assert.ok(["completed", "incomplete"].includes(g.json.status), `${id}: ${JSON.stringify(g.json)}`);
+      assertConsistent(g.json, id);
+      const text = outputText(g.json);
+      assert.ok(text.length > 0, `${id} has output: ${JSON.stringify(g.json)}`);
+      assert.equal(text, await modelAnswer(s, job(input)), `${id}: the model's answer`);
+    }
+    const gd = await getTerminal(s, d);
+    assert.equal(gd.json.status, "failed");
+    assert.equal(gd.json.errors[0].code, "not_found");
+    assert.match(gd.json.errors[0].message, /without the model 'other'/);
+    assertConsistent(gd.json, d);
+    assert.equal(await stop(s), 0);
+    s = await startServer(data); // ended jobs are not run a second time
+    const gb = await getJson(s, b);
+    assert.equal(outputText(gb.json), await modelAnswer(s, job("The little dog")), "b kept its answer");
+    assert.equal(await stop(s), 0);
+    assert.doesNotMatch(s.log(), /running them again/);
+  } finally {
+    if (s && s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -257,7 +372,7 @@ test("disk full: a create is stored or refused with 503, never acknowledged and 
     await stop(s2);
     const s3 = await startServer(data);
     for (const id of acked) {
-      const g = await getJson(s3, id);
+      const g = await getTerminal(s3, id);
       assert.equal(g.status, 200, `acknowledged ${id} lost after the disk was full`);
       assertConsistent(g.json, id);
     }

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,75 @@ TEST(store_fail_unfinished) {
     cst_irec_clear(&g);
     ASSERT_OK(cst_store_fail_unfinished(s, 101, "[]", "{}", &n));
     ASSERT_EQ(n, 0);
+    cst_store_close(s);
+}
+
+/* One process (SQLite): a database of schema version 0 is migrated in
+ * place; at start-up a background job with its body and no output is listed
+ * to run again and left alone by fail_unfinished; one that recorded output,
+ * or a foreground run, is failed. */
+TEST(store_sqlite_jobs_unfinished) {
+    if (pg_url()) { /* replicas: the live ops do this (store_live_leases_and_queue) */
+        cst_store *s = open_tmp("j.db");
+        ASSERT(s->ops->jobs_unfinished == NULL && s->ops->job_output == NULL);
+        cst_store_close(s);
+        return;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/v0.db", cst_test_tmpdir());
+    sqlite3 *db = NULL;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE interactions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT,"
+                           " status TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+                           " previous_id TEXT, request TEXT, input TEXT, history TEXT, turn TEXT, outputs TEXT, usage TEXT, errors TEXT);"
+                           "INSERT INTO interactions(id, owner, status, created, updated)"
+                           " VALUES ('v1_old', 'o', 'queued', 1, 1);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    cst_store *s = NULL;
+    char err[256];
+    ASSERT_OK(cst_store_open(path, &s, err, sizeof err));
+    cst_irec j1 = {.id = "v1_j1", .owner = "o", .model = "m", .status = "queued", .created = 5, .updated = 5,
+                   .turn = "[]", .body = "{\"model\":\"m\",\"input\":\"hi\",\"background\":true}"};
+    cst_irec j2 = {.id = "v1_j2", .owner = "o", .model = "m", .status = "queued", .created = 6, .updated = 6,
+                   .body = "{}"};
+    cst_irec fg = {.id = "v1_fg", .owner = "o", .model = "m", .status = "in_progress", .created = 7, .updated = 7};
+    ASSERT_OK(cst_store_put(s, &j1));
+    ASSERT_OK(cst_store_put(s, &j2));
+    ASSERT_OK(cst_store_put(s, &fg));
+    ASSERT_OK(s->ops->job_output(s, "v1_j2"));
+    int64_t n = -1;
+    ASSERT_OK(cst_store_fail_unfinished(s, 100, "[]", "{}", &n));
+    ASSERT_EQ(n, 3); /* v1_old (no body), v1_j2 (output), v1_fg (foreground) */
+    cst_job *jobs = NULL;
+    size_t nj = 0;
+    ASSERT_OK(s->ops->jobs_unfinished(s, &jobs, &nj));
+    ASSERT_EQ(nj, 1);
+    ASSERT_STREQ(jobs[0].rec.id, "v1_j1");
+    ASSERT_STREQ(jobs[0].rec.owner, "o");
+    ASSERT_STREQ(jobs[0].rec.model, "m");
+    ASSERT_STREQ(jobs[0].rec.status, "queued");
+    ASSERT_STREQ(jobs[0].body, j1.body);
+    ASSERT(jobs[0].is_job && !jobs[0].output && !jobs[0].cancel);
+    ASSERT_EQ(jobs[0].n_events, 0);
+    cst_job_clear(&jobs[0]);
+    free(jobs);
+    cst_irec g;
+    ASSERT_OK(cst_store_get(s, "o", "v1_j2", &g));
+    ASSERT_STREQ(g.status, "failed");
+    cst_irec_clear(&g);
+    /* its final record ends it: nothing left to run */
+    cst_irec done = j1;
+    done.status = "completed";
+    done.body = NULL;
+    ASSERT_OK(cst_store_put(s, &done));
+    cst_store_close(s);
+    ASSERT_OK(cst_store_open(path, &s, err, sizeof err)); /* reopened: migrated once, still version 1 */
+    ASSERT_OK(s->ops->jobs_unfinished(s, &jobs, &nj));
+    ASSERT_EQ(nj, 0);
+    free(jobs);
     cst_store_close(s);
 }
 
