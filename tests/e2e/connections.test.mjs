@@ -15,6 +15,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
 import { join } from "node:path";
+import { startStoriesServer as startServer } from "./common.mjs";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;
@@ -50,25 +51,6 @@ function procStatus(pid, key) {
   return m ? Number(m[1]) : NaN;
 }
 
-async function startServer(dataDir, args = [], env = {}) {
-  const portFile = join(dataDir, `..`, `port-${process.pid}-${Date.now()}`);
-  const proc = spawn(CASTOR, ["serve", "-m", STORIES, "--no-auth", "--host", "127.0.0.1", "--port", "0", "--port-file",
-    portFile, "--data-dir", dataDir, "-c", "512", "-t", "1", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  proc.stderr.on("data", (d) => (log += d));
-  const exited = new Promise((res) => proc.on("exit", (code, sig) => res(sig ? sig : code)));
-  for (let i = 0; i < 600 && !existsSync(portFile); i++) {
-    if (proc.exitCode !== null) break;
-    await sleep(25);
-  }
-  if (!existsSync(portFile)) {
-    proc.kill("SIGKILL");
-    throw new Error("server did not start: " + log);
-  }
-  const port = Number(readFileSync(portFile, "utf8").trim());
-  rmSync(portFile, { force: true });
-  return { url: `http://127.0.0.1:${port}`, port, proc, exited, log: () => log };
-}
 
 // Open n sockets from 127.0.0.x (spread over a few addresses), each sending
 // what onConnect writes; resolves once all are connected.

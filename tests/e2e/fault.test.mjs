@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import net from "node:net";
 import http from "node:http";
 import { join } from "node:path";
+import { startStoriesServer as startServer } from "./common.mjs";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;
@@ -21,28 +22,6 @@ const MODEL = "stories260K";
 const TERMINAL = new Set(["completed", "incomplete", "failed", "cancelled"]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// `castor serve` on stories260K with data in dataDir; resolves {url, proc, exited, log()}.
-async function startServer(dataDir, args = [], env = {}, wrap = null) {
-  const portFile = join(dataDir, `..`, `port-${process.pid}-${Date.now()}`);
-  const argv = ["serve", "-m", STORIES, "--no-auth", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile,
-    "--data-dir", dataDir, "-c", "512", "-t", "1", ...args];
-  const proc = wrap ? spawn("bash", ["-c", `${wrap}; exec "$0" "$@"`, CASTOR, ...argv], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] })
-    : spawn(CASTOR, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  proc.stderr.on("data", (d) => (log += d));
-  const exited = new Promise((res) => proc.on("exit", (code, sig) => res(sig ? sig : code)));
-  for (let i = 0; i < 600 && !existsSync(portFile); i++) {
-    if (proc.exitCode !== null) break;
-    await sleep(25);
-  }
-  if (!existsSync(portFile)) {
-    proc.kill("SIGKILL");
-    throw new Error("server did not start: " + log);
-  }
-  const port = Number(readFileSync(portFile, "utf8").trim());
-  rmSync(portFile, { force: true });
-  return { url: `http://127.0.0.1:${port}`, port, proc, exited, log: () => log };
-}
 
 async function stop(s, sig = "SIGTERM") {
   if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill(sig);
