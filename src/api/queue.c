@@ -401,6 +401,7 @@ void cst_queue_free(cst_server *s) {
         s->resume = NULL;
         for (size_t i = 0; i < r->n_jobs; i++) cst_job_clear(&r->jobs[i]);
         free(r->jobs);
+        pthread_mutex_destroy(&r->mu);
         free(r);
     }
     cst_queue *q = s->queue;
@@ -433,7 +434,12 @@ static void *resume_main(void *arg) {
     cst_server *s = q->s;
     for (size_t i = 0; i < q->n_jobs && !atomic_load(&q->stop);) {
         const cst_job *j = &q->jobs[i];
-        if (!atomic_load(&s->draining) && (gone(s, j) || take(q, j))) {
+        /* under mu: a cancel (cst_queue_cancel_waiting) either ends the job
+         * before it is taken or finds its run after */
+        pthread_mutex_lock(&q->mu);
+        const bool done = !atomic_load(&s->draining) && (j->cancel || gone(s, j) || take(q, j));
+        pthread_mutex_unlock(&q->mu);
+        if (done) {
             i++;
             continue;
         }
@@ -465,6 +471,7 @@ cst_status cst_queue_resume(cst_server *s, char *err, size_t errlen) {
     if (n == 0) return CST_OK;
     cst_queue *q = calloc(1, sizeof *q);
     if (q) {
+        pthread_mutex_init(&q->mu, NULL);
         q->s = s;
         q->jobs = jobs;
         q->n_jobs = n;
@@ -472,6 +479,7 @@ cst_status cst_queue_resume(cst_server *s, char *err, size_t errlen) {
     }
     if (!q || pthread_create(&q->th, NULL, resume_main, q) != 0) {
         s->resume = NULL;
+        if (q) pthread_mutex_destroy(&q->mu);
         free(q);
         for (size_t i = 0; i < n; i++) cst_job_clear(&jobs[i]);
         free(jobs);
@@ -482,6 +490,29 @@ cst_status cst_queue_resume(cst_server *s, char *err, size_t errlen) {
              "them again",
              n);
     return CST_OK;
+}
+
+bool cst_queue_cancel_waiting(cst_server *s, const char *owner, const char *id) {
+    cst_queue *q = s->resume;
+    if (!q) return false;
+    bool hit = false;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; i < q->n_jobs && !hit; i++) {
+        cst_job *j = &q->jobs[i];
+        if (j->cancel || strcmp(j->rec.id, id) || !j->rec.owner || strcmp(j->rec.owner, owner)) continue;
+        run *r = cst_run_find(s, owner, id);
+        if (r) { /* taken: a run now, which the caller cancels */
+            cst_run_unref(r);
+            break;
+        }
+        if (gone(s, j)) break; /* deleted or ended meanwhile */
+        j->cancel = true;
+        finish(s, NULL, j, "cancelled", NULL, NULL);
+        atomic_fetch_add(&q->cancelled, 1);
+        hit = true;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return hit;
 }
 
 /* ---- cancel across replicas --------------------------------------------------- */

@@ -52,5 +52,9 @@ void cst_queue_unwatch(cst_server *s, cst_park *p); /* p's connection ends */
  * cancel_request: a job nobody holds is cancelled at once). CST_ERR_CONFLICT:
  * terminal already; CST_ERR_NOT_FOUND; CST_ERR_STORE. */
 cst_status cst_queue_cancel(cst_server *s, const char *owner, const char *id);
+/* One process: cancel (owner, id) if it is a background job still waiting
+ * to run again after a restart (cst_queue_resume); its record then says
+ * cancelled. false: not one of them (or taken meanwhile: a run now). */
+bool cst_queue_cancel_waiting(cst_server *s, const char *owner, const char *id);
 
 #endif

@@ -829,6 +829,15 @@ enum MHD_Result cst_route_delete(cst_server *s, struct MHD_Connection *c, conn *
 enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *cs, const char *owner,
                                  const char *id) {
     run *r = cst_run_find(s, owner, id);
+    cst_irec rec;
+    if (!r && cst_queue_cancel_waiting(s, owner, id)) { /* waiting to run again after a restart */
+        cst_status st = cst_store_get(s->store, owner, id, &rec);
+        if (st) return cst_api_error(c, st == CST_ERR_STORE ? E_UNAVAILABLE : E_INTERNAL, "store: %s", s->store->err);
+        enum MHD_Result ret = cst_api_json(c, 200, cst_irec_json(&rec, false));
+        cst_irec_clear(&rec);
+        return ret;
+    }
+    if (!r) r = cst_run_find(s, owner, id); /* taken meanwhile */
     if (r) {
         /* terminal once final (a GET already shows it), even while its
          * record is being stored */
@@ -846,7 +855,6 @@ enum MHD_Result cst_route_cancel(cst_server *s, struct MHD_Connection *c, conn *
         cst_run_unref(r);
         return cst_api_error(c, E_PRECOND, "interaction '%s' is already %s and cannot be cancelled", id, status);
     }
-    cst_irec rec;
     if (cst_store_live(s->store)) { /* live on another replica? */
         bool was_terminal;
         enum MHD_Result ret;

@@ -228,15 +228,19 @@ test("kill -9 with background jobs queued: they run again after the restart; one
     const b = await create(job("The little dog"));
     const c = await create(job("Lily had a red ball"));
     const d = await create(job("Tom went to the park", "other")); // a model the next start does not serve
-    for (const id of [b, c, d]) assert.equal((await getJson(s, id)).json.status, "queued", id);
+    const e = await create(job("Ben saw a big cat"));
+    for (const id of [b, c, d, e]) assert.equal((await getJson(s, id)).json.status, "queued", id);
     s.proc.kill("SIGKILL");
     await s.exited;
     // no alias: "other" is not served any more; one slot: C waits while B runs again
     s = await startServer(data, ["-np", "1"], { CST_FAULT: "decode_sleep_ms:100" });
     const del = await fetch(`${s.url}/v1beta/interactions/${c}`, { method: "DELETE" });
     assert.equal(del.status, 200, "a job waiting to run again can be deleted");
+    const can = await fetch(`${s.url}/v1beta/interactions/${e}/cancel`, { method: "POST" });
+    assert.equal(can.status, 200, "a job waiting to run again can be cancelled");
+    assert.equal((await can.json()).status, "cancelled");
     await getTerminal(s, d); // the server has read its start-up lines by now
-    assert.match(s.log(), /3 background interactions were queued or had shown no output/);
+    assert.match(s.log(), /4 background interactions were queued or had shown no output/);
     const ga = await getTerminal(s, a);
     assert.equal(ga.json.status, "failed");
     assert.match(ga.json.errors[0].message, SHOWN_OUTPUT);
@@ -253,6 +257,9 @@ test("kill -9 with background jobs queued: they run again after the restart; one
       assert.ok(text.length > 0, `${id} has output: ${JSON.stringify(g.json)}`);
       assert.equal(text, await modelAnswer(s, job(input)), `${id}: the model's answer`);
     }
+    const ge = await getJson(s, e); // cancelled while it waited: never run
+    assert.equal(ge.json.status, "cancelled");
+    assert.equal(outputText(ge.json), "");
     const gd = await getTerminal(s, d);
     assert.equal(gd.json.status, "failed");
     assert.equal(gd.json.errors[0].code, "not_found");
