@@ -614,6 +614,43 @@ TEST(x8_order_matches_ref) {
     ASSERT(!cst_kernel_x8(CST_TYPE_Q8_0, CST_ISA_REF, &d, &tl));
 }
 
+/* One token (decode): 8 rows at once give each row's x8 dot bit for bit,
+ * on every ISA that has the 8-row kernel (x86: all, the ref twin included). */
+TEST(x8_dot8_matches_ref) {
+    static const int sizes[] = {32, 96, 256, 800, 2048, 8192};
+    const cst_type wt = CST_TYPE_Q4_0;
+    for (size_t si = 0; si < CST_ARRAY_LEN(sizes); si++) {
+        const int n = sizes[si];
+        const size_t wrow = cst_row_size(wt, n), arow = cst_row_size(CST_TYPE_Q8_0, n);
+        char *W = xalloc(wrow * 8), *A = xalloc(arow);
+        float *f = xalloc(n * 4);
+        for (int r = 0; r < 8; r++) {
+            fill_normal(f, n, r == 5 ? 3.0f : 0.05f);
+            ASSERT(cst_quantize_row_ref(wt, f, W + r * wrow, n));
+        }
+        fill_normal(f, n, 1.0f);
+        cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(f, A, n);
+        float e[8];
+        for (int r = 0; r < 8; r++) cst_vec_dot_q4_0_q8_0_x8_ref(n, &e[r], W + r * wrow, A);
+        int kernels = 0;
+        for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
+            if (!cst_isa_available((cst_isa)isa)) continue;
+            const cst_vec_dot8_fn dot8 = cst_kernel_x8_dot8(wt, (cst_isa)isa);
+            ASSERT(dot8 || (isa != CST_ISA_REF && isa != CST_ISA_AVX2 && isa != CST_ISA_AVX512));
+            if (!dot8) continue;
+            kernels++;
+            float g[8];
+            dot8(n, g, W, wrow, A);
+            for (int r = 0; r < 8; r++)
+                ASSERT_MSG(same_bits(g[r], e[r]), "%s q4_0 x8 dot8 n=%d row %d: %.9g vs %.9g",
+                           cst_isa_name((cst_isa)isa), n, r, g[r], e[r]);
+        }
+        ASSERT(kernels >= 1);
+        cst_free_aligned(W), cst_free_aligned(A), cst_free_aligned(f);
+    }
+    ASSERT(!cst_kernel_x8_dot8(CST_TYPE_Q4_K, CST_ISA_REF));
+}
+
 /* Q8_0 repacked for 8 rows (cst_pack, used under AVX2): the packed matmul
  * of every ISA (AVX2 kernel, scalar twin elsewhere) equals the x8 ref dot on
  * the file's rows bit for bit, for 1-3 threads, token counts with and

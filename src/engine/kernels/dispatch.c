@@ -189,6 +189,16 @@ cst_tile4x4_fn cst_kernel_tile4x4_isa(cst_type t, cst_isa isa) {
     return tiles[isa][t];
 }
 
+cst_vec_dot8_fn cst_kernel_x8_dot8(cst_type t, cst_isa isa) {
+    cst_kernels_init();
+    if (t != CST_TYPE_Q4_0 || (int)isa < 0 || (int)isa >= N_ISA || !isa_ok[isa]) return NULL;
+    if (isa == CST_ISA_REF) return cst_vec_dot8_q4_0_q8_0_x8_ref;
+#ifdef CST_X86
+    if (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) return cst_vec_dot8_q4_0_q8_0_x8_avx2;
+#endif
+    return NULL;
+}
+
 bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile) {
     cst_kernels_init();
     if (t != CST_TYPE_Q4_0 && t != CST_TYPE_Q4_K) return false;

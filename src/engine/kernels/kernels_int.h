@@ -108,6 +108,14 @@ void cst_fp16_to_fp32_row_avx2(const cst_f16 *x, float *y, int64_t n);
  * order for type t (Q4_0 or Q4_K) and an ISA; false for other types. */
 bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn *tile);
 void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *x, const void *y);
+/* Decode (one activation row): 8 consecutive weight rows, bx bytes apart, of
+ * an x8-order matrix; s[r] equals the x8 dot of row r bit for bit (8 rows
+ * side by side hide the dot's serial fma chain). The x8 dot8 of type t for
+ * an ISA (the scalar twin for ref), or NULL: one dot per row then. */
+typedef void (*cst_vec_dot8_fn)(int n, float *s, const void *x, size_t bx, const void *y);
+cst_vec_dot8_fn cst_kernel_x8_dot8(cst_type t, cst_isa isa);
+void cst_vec_dot8_q4_0_q8_0_x8_ref(int n, float *s, const void *x, size_t bx, const void *y);
+void cst_vec_dot8_q4_0_q8_0_x8_avx2(int n, float *s, const void *x, size_t bx, const void *y);
 void cst_vec_dot_q4_K_q8_K_x8_avx2(int n, float *s, const void *x, const void *y);
 cst_tile4x4_fn cst_tile_q4_0_x8_avx512(void);
 cst_tile4x4_fn cst_tile_q4_K_x8_avx512(void);

@@ -32,6 +32,7 @@ typedef struct {
     cst_gemm_packed_fn packed;    /* W is packed (cst_pack): its 8-row kernel */
     cst_tile4x4_fn tile;          /* 4 rows x 4 tokens micro-kernel, or NULL */
     cst_vec_dot_fn dot;           /* per-output dot (the traits' vec_dot but for Q4_0 x8) */
+    cst_vec_dot8_fn dot8;         /* one token: 8 rows at once (x8 orders), or NULL */
     const cst_kernel_traits *vtr; /* traits of the activation type */
     const char *W;
     size_t w_row; /* bytes per weight row */
@@ -83,7 +84,10 @@ static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
     const cst_vec_dot_fn dot = c->dot;
     const int n = (int)c->n_in;
     if (c->n_tok == 1) {
-        for (int64_t o = r0; o < r1; o++) dot(n, &c->y[o], c->W + o * c->w_row, c->act);
+        int64_t o = r0;
+        if (c->dot8)
+            for (; o + 8 <= r1; o += 8) c->dot8(n, &c->y[o], c->W + o * c->w_row, c->w_row, c->act);
+        for (; o < r1; o++) dot(n, &c->y[o], c->W + o * c->w_row, c->act);
         return;
     }
     for (int64_t t0 = 0; t0 < c->n_tok; t0 += TOK_TILE) {
@@ -207,6 +211,7 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
     if (n_out % 8 == 0 && cst_kernel_x8(wt, cst_kernels_isa(), &c.dot, &t8)) {
         /* llama.cpp repacks these (q4_0_8x8, q4_K_8x8): its order, on the file's blocks */
         c.tile = n_tok >= 2 ? t8 : NULL;
+        c.dot8 = n_tok == 1 ? cst_kernel_x8_dot8(wt, cst_kernels_isa()) : NULL;
     } else if ((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0) && n_tok < Q0_TILE_MIN_TOK) {
         c.tile = NULL;
     }

@@ -116,6 +116,11 @@ void cst_vec_dot_q4_0_q8_0_x8_ref(int n, float *s, const void *vx, const void *v
     *s = acc;
 }
 
+/* the scalar twin of the 8-row decode kernels: 8 x8 dots */
+void cst_vec_dot8_q4_0_q8_0_x8_ref(int n, float *s, const void *vx, size_t bx, const void *vy) {
+    for (int r = 0; r < 8; r++) cst_vec_dot_q4_0_q8_0_x8_ref(n, &s[r], (const char *)vx + (size_t)r * bx, vy);
+}
+
 /* Q8_0 in the x8 order (the repacked Q8_0 of cst_pack under AVX2): per
  * output one float accumulator, acc = fma((float)(exact int sum of the
  * block), dw * da, acc), no lanes (as cst_vec_dot_q4_0_q8_0_x8_ref). */

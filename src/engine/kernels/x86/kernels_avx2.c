@@ -205,6 +205,32 @@ void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, const void *
     *s = acc;
 }
 
+/* 8 rows of cst_vec_dot_q4_0_q8_0_x8_avx2 at once, the same bits: per block
+ * the 8 exact int sums in one vector (hadd tree), the 8 scales dw * da as
+ * float products, one vector fma: each lane is its row's fma chain */
+void cst_vec_dot8_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, size_t bx, const void *vy) {
+    const block_q8_0 *y = vy;
+    const block_q4_0 *x[8];
+    for (int r = 0; r < 8; r++) x[r] = (const block_q4_0 *)((const char *)vx + (size_t)r * bx);
+    const int nb = n / QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256i p[8];
+        for (int r = 0; r < 8; r++) p[r] = dot_i8(q4_0_unpack(x[r][i].qs), a);
+        /* hadd: [r0 lo-half, r1, r2, r3 | r0 hi-half, r1, r2, r3] and the same for r4..r7 */
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                             _mm256_permute2x128_si256(h0, h1, 0x31));
+        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d,
+                                                         (short)x[3][i].d, (short)x[4][i].d, (short)x[5][i].d,
+                                                         (short)x[6][i].d, (short)x[7][i].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(f16(y[i].d))), acc);
+    }
+    _mm256_storeu_ps(s, acc);
+}
+
 /* ------------------------------------------------------------ Q8_K */
 
 /* bit-identical to cst_from_float_q8_K_ref */
