@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
 import { join } from "node:path";
-import { startStoriesServer as startServer } from "./common.mjs";
+import { startStoriesServer as startServer } from "./stories_server.mjs";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import net from "node:net";
 import http from "node:http";
 import { join } from "node:path";
-import { startStoriesServer as startServer } from "./common.mjs";
+import { startStoriesServer as startServer } from "./stories_server.mjs";
 
 const CASTOR = process.env.CASTOR;
 const STORIES = process.env.CASTOR_STORIES;
