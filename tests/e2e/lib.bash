@@ -25,3 +25,16 @@ e2e_stop() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
+
+# e2e_tiny_models DIR: random-weight tiny models with the real Qwen3 and
+# Llama 3 vocabularies (and templates): DIR/qwen3-tiny.gguf, DIR/llama3-tiny.gguf
+e2e_tiny_models() {
+  local v
+  for v in vocab-qwen3 vocab-llama3; do
+    [ -f "$CST_SHARED/models/$v.gguf" ] || { echo "missing fixture $CST_SHARED/models/$v.gguf"; return 1; }
+  done
+  "$CASTOR" mkmodel --arch qwen3 --vocab-from "$CST_SHARED/models/vocab-qwen3.gguf" --preset tiny --type Q8_0 \
+    -o "$1/qwen3-tiny.gguf" >/dev/null
+  "$CASTOR" mkmodel --arch llama --vocab-from "$CST_SHARED/models/vocab-llama3.gguf" --preset tiny --type Q8_0 \
+    -o "$1/llama3-tiny.gguf" >/dev/null
+}

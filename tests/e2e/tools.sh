@@ -18,9 +18,6 @@ set -euo pipefail
 : "${CST_SHARED:?set CST_SHARED to the shared fixtures dir}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 case "$CASTOR" in *asan*) export CST_TOOLS_SEEDS="${CST_TOOLS_SEEDS:-2}" ;; esac
-for v in vocab-qwen3 vocab-llama3; do
-  [ -f "$CST_SHARED/models/$v.gguf" ] || { echo "missing fixture $CST_SHARED/models/$v.gguf"; exit 1; }
-done
 command -v node >/dev/null || { echo "node is required for the SDK suite"; exit 1; }
 source "$HERE/lib.bash"
 e2e_npm
@@ -33,10 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$CASTOR" mkmodel --arch qwen3 --vocab-from "$CST_SHARED/models/vocab-qwen3.gguf" --preset tiny --type Q8_0 \
-  -o "$TMP/qwen3-tiny.gguf" >/dev/null
-"$CASTOR" mkmodel --arch llama --vocab-from "$CST_SHARED/models/vocab-llama3.gguf" --preset tiny --type Q8_0 \
-  -o "$TMP/llama3-tiny.gguf" >/dev/null
+e2e_tiny_models "$TMP"
 ln "$TMP/llama3-tiny.gguf" "$TMP/llama31-tiny.gguf" 2>/dev/null || cp "$TMP/llama3-tiny.gguf" "$TMP/llama31-tiny.gguf"
 
 "$CASTOR" serve -m "$TMP/qwen3-tiny.gguf" --thinking-budgets 8,12,16,20 --thinking-level minimal \
