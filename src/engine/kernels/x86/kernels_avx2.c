@@ -213,10 +213,18 @@ void cst_vec_dot8_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, size_t bx, 
     const block_q4_0 *x[8];
     for (int r = 0; r < 8; r++) x[r] = (const block_q4_0 *)((const char *)vx + (size_t)r * bx);
     const int nb = n / QK8_0;
+    /* the 8 rows are 8 short streams the hardware prefetcher barely ramps up
+     * on: fetch the next 8 rows (the next call's, contiguous after these) as
+     * one sequential stream, 8 * 18 bytes per block */
+    const char *next = (const char *)vx + 16 * bx;
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        _mm_prefetch(next + (size_t)i * 144, _MM_HINT_T0);
+        _mm_prefetch(next + (size_t)i * 144 + 64, _MM_HINT_T0);
+        _mm_prefetch(next + (size_t)i * 144 + 128, _MM_HINT_T0);
         __m256i p[8];
+#pragma GCC unroll 8
         for (int r = 0; r < 8; r++) p[r] = dot_i8(q4_0_unpack(x[r][i].qs), a);
         /* hadd: [r0 lo-half, r1, r2, r3 | r0 hi-half, r1, r2, r3] and the same for r4..r7 */
         const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
