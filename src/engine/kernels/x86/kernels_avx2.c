@@ -205,36 +205,47 @@ void cst_vec_dot_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, const void *
     *s = acc;
 }
 
+/* the 8 int32 sums of p[0..7] as one vector (lane r = the sum of p[r]):
+ * exact, so in any order */
+static inline __m256i hsum8x8_i32(const __m256i p[8]) {
+    /* hadd: [r0 lo-half, r1, r2, r3 | r0 hi-half, r1, r2, r3] and the same for r4..r7 */
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+/* The 8 rows of a dot8 call are 8 short streams (a row is a few KiB) that the
+ * hardware prefetcher barely ramps up on before they end: each block step
+ * fetches the same span of the rows two calls ahead (contiguous after these:
+ * the matrix's rows are consecutive), so the whole matrix is one sequential
+ * stream in software. Prefetches past the matrix's end do not fault. */
+static inline void prefetch_ahead(const void *vx, size_t bx, size_t step, int i) {
+    const char *p = (const char *)vx + 16 * bx + (size_t)i * step;
+    for (size_t k = 0; k < step; k += 64) _mm_prefetch(p + k, _MM_HINT_T0);
+}
+
+/* the 8 f16 scales at offset off of the blocks x[0..7][i] as floats */
+#define F16X8(x, i, f)                                                                                         \
+    _mm256_cvtph_ps(_mm_setr_epi16((short)x[0][i].f, (short)x[1][i].f, (short)x[2][i].f, (short)x[3][i].f, \
+                                   (short)x[4][i].f, (short)x[5][i].f, (short)x[6][i].f, (short)x[7][i].f))
+
 /* 8 rows of cst_vec_dot_q4_0_q8_0_x8_avx2 at once, the same bits: per block
- * the 8 exact int sums in one vector (hadd tree), the 8 scales dw * da as
- * float products, one vector fma: each lane is its row's fma chain */
+ * the 8 exact int sums in one vector, the 8 scales dw * da as float
+ * products, one vector fma: each lane is its row's fma chain */
 void cst_vec_dot8_q4_0_q8_0_x8_avx2(int n, float *s, const void *vx, size_t bx, const void *vy) {
     const block_q8_0 *y = vy;
     const block_q4_0 *x[8];
     for (int r = 0; r < 8; r++) x[r] = (const block_q4_0 *)((const char *)vx + (size_t)r * bx);
     const int nb = n / QK8_0;
-    /* the 8 rows are 8 short streams the hardware prefetcher barely ramps up
-     * on: fetch the next 8 rows (the next call's, contiguous after these) as
-     * one sequential stream, 8 * 18 bytes per block */
-    const char *next = (const char *)vx + 16 * bx;
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        prefetch_ahead(vx, bx, 8 * sizeof(block_q4_0), i);
         const __m256i a = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        _mm_prefetch(next + (size_t)i * 144, _MM_HINT_T0);
-        _mm_prefetch(next + (size_t)i * 144 + 64, _MM_HINT_T0);
-        _mm_prefetch(next + (size_t)i * 144 + 128, _MM_HINT_T0);
         __m256i p[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) p[r] = dot_i8(q4_0_unpack(x[r][i].qs), a);
-        /* hadd: [r0 lo-half, r1, r2, r3 | r0 hi-half, r1, r2, r3] and the same for r4..r7 */
-        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
-        const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
-                                             _mm256_permute2x128_si256(h0, h1, 0x31));
-        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d,
-                                                         (short)x[3][i].d, (short)x[4][i].d, (short)x[5][i].d,
-                                                         (short)x[6][i].d, (short)x[7][i].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(f16(y[i].d))), acc);
+        const __m256 dw = F16X8(x, i, d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum8x8_i32(p)), _mm256_mul_ps(dw, _mm256_set1_ps(f16(y[i].d))), acc);
     }
     _mm256_storeu_ps(s, acc);
 }
