@@ -10,12 +10,9 @@
 // same way. The servers run one at a time.
 // usage: node bench/grammar_bench.mjs --llama-server PATH [--castor build/castor]
 //          [--threads 2] [--runs 3] [--tokens 128] MODEL.gguf [MODEL.gguf...]
-import { spawn } from "node:child_process";
-import { mkdtempSync, existsSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, dirname, basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import net from "node:net";
+import { start, stop, streamOnce } from "./servers.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -43,93 +40,23 @@ const SCHEMA = {
   required: ["name", "age", "role"],
 };
 const PROMPT = "Describe a person as JSON.";
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () => new Promise((res) => {
-  const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); });
-});
-
-async function start(kind, model) {
-  const port = await freePort(), dir = mkdtempSync(join(tmpdir(), "castor-gbench-"));
-  const a = kind === "castor"
-    ? [CASTOR, ["serve", "-m", model, "--no-auth", "--port", String(port), "--data-dir", dir, "-c", "1024", "-np", "1",
-      "-t", THREADS, "--max-output", "0", "--thinking-level", "minimal"]]
-    : [LLAMA, ["-m", model, "--port", String(port), "-c", "1024", "-np", "1", "-t", THREADS, "-tb", THREADS,
-      "--no-webui", "--log-disable"]];
-  const proc = spawn(a[0], a[1], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  proc.stderr.on("data", (d) => (log += d));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 1200; i++) {
-    try { if ((await fetch(`${url}/health`)).ok) return { proc, url, dir }; } catch { /* not yet */ }
-    if (proc.exitCode !== null) break;
-    await sleep(100);
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`${kind} did not start: ${log.slice(-2000)}`);
-}
-async function stop(s) {
-  s.proc.kill("SIGTERM");
-  await new Promise((r) => (s.proc.exitCode !== null ? r() : s.proc.on("exit", r)));
-  rmSync(s.dir, { recursive: true, force: true });
-}
-
 // one streamed request: [decode tok/s, tokens, valid JSON?]
-async function once(kind, url, model, schema, seed) {
-  let body, path;
-  if (kind === "castor") {
-    path = "/v1beta/interactions";
-    body = { model: basename(model, ".gguf"), input: PROMPT, stream: true, store: false,
-      generation_config: { temperature: 1, max_output_tokens: TOKENS, seed } };
-    if (schema) body.response_format = { type: "text", mime_type: "application/json", schema };
-  } else {
-    path = "/completion";
-    body = { prompt: PROMPT, n_predict: TOKENS, temperature: 1, seed, stream: true, cache_prompt: false };
-    if (schema) body.json_schema = schema;
-  }
-  const res = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify(body) });
-  if (!res.ok) throw new Error(`${kind} ${res.status}: ${await res.text()}`);
-  const dec = new TextDecoder();
-  let buf = "", text = "", first = 0, last = 0, n = 0;
-  for await (const chunk of res.body) {
-    buf += dec.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const ev = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const data = ev.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("");
-      if (!data || data === "[DONE]") continue;
-      const j = JSON.parse(data);
-      const now = performance.now();
-      if (kind === "castor") {
-        if (j.event_type === "step.delta" && j.delta?.type === "text") {
-          text += j.delta.text;
-          if (!first) first = now;
-          last = now;
-        }
-        if (j.event_type === "interaction.completed") n = j.interaction.usage?.total_output_tokens ?? 0;
-      } else if (!j.stop) {
-        text += j.content ?? "";
-        if (!first) first = now;
-        last = now;
-        n++;
-      }
-    }
-  }
+async function once(s, schema, seed) {
+  const r = await streamOnce(s, { prompt: PROMPT, tokens: TOKENS, temperature: 1, seed, schema });
   let valid = !schema;
-  if (schema) try { JSON.parse(text); valid = true; } catch { valid = false; }
-  return [n > 1 && last > first ? ((n - 1) * 1000) / (last - first) : 0, n, valid];
+  if (schema) try { JSON.parse(r.text); valid = true; } catch { valid = false; }
+  return [r.tps, r.n, valid];
 }
 
 const rows = [];
 for (const model of models) {
   for (const kind of ["castor", "llama.cpp"]) {
-    const s = await start(kind, model);
+    const s = await start(kind, kind === "castor" ? CASTOR : LLAMA, model, { threads: THREADS, slots: 1, ctx: 1024 });
     try {
-      await once(kind, s.url, model, null, 1); // warm-up
+      await once(s, null, 1); // warm-up
       for (const [label, schema] of [["none", null], ["schema", SCHEMA]]) {
         const r = [];
-        for (let k = 0; k < RUNS; k++) r.push(await once(kind, s.url, model, schema, 100 + k));
+        for (let k = 0; k < RUNS; k++) r.push(await once(s, schema, 100 + k));
         const tps = r.map((x) => x[0]).sort((a, b) => a - b);
         rows.push({ model: basename(model), kind, label, median: tps[Math.floor(tps.length / 2)],
           tokens: r.map((x) => x[1]).join("/"), valid: r.filter((x) => x[2]).length + "/" + r.length });
