@@ -651,69 +651,86 @@ TEST(x8_dot8_matches_ref) {
     ASSERT(!cst_kernel_x8_dot8(CST_TYPE_Q4_K, CST_ISA_REF));
 }
 
-/* Q8_0 repacked for 8 rows (cst_pack, used under AVX2): the packed matmul
- * of every ISA (AVX2 kernel, scalar twin elsewhere) equals the x8 ref dot on
- * the file's rows bit for bit, for 1-3 threads, token counts with and
- * without 4-token tails, a single token (decode) and large/zero inputs; so a
- * token's outputs also do not depend on the batch around it. */
-TEST(packed_q8_0_matches_x8_ref) {
+/* Q8_0 and Q4_0 repacked for 8 rows (cst_pack): the packed matmul of every
+ * ISA (AVX2 kernel, scalar twin elsewhere) equals the x8 ref dot on the
+ * file's rows bit for bit, for 1-3 threads, token counts with and without
+ * 4-token tails, a single token (decode) and large/zero inputs; so a token's
+ * outputs also do not depend on the batch around it. Q8_0 is packed only
+ * with CST_REPACK=1, Q4_0 by default under AVX2 / AVX-512 (not with
+ * CST_REPACK=0, not under the scalar path). */
+TEST(packed_matches_x8_ref) {
     static const int64_t n_ins[] = {32, 96, 576, 1536};
     static const int64_t n_outs[] = {8, 16, 40};
     static const int64_t toks[] = {1, 2, 3, 4, 5, 7, 16, 17, 33};
+    static const cst_type types[] = {CST_TYPE_Q8_0, CST_TYPE_Q4_0};
     const int64_t n_max = 33;
     const cst_isa prev = cst_kernels_isa();
     ASSERT(setenv("CST_REPACK", "1", 1) == 0);
     ASSERT(cst_pack_wanted(CST_TYPE_Q8_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q8_0, 64, 12));
-    ASSERT(!cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q8_0, 48, 16));
+    ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 48, 16) && !cst_pack_wanted(CST_TYPE_Q4_K, 256, 16));
     ASSERT(unsetenv("CST_REPACK") == 0);
     ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 64, 16)); /* opt-in */
+    for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        const bool fast = isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
+        ASSERT(cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) == fast && !cst_pack_wanted(CST_TYPE_Q4_0, 64, 12));
+        ASSERT(setenv("CST_REPACK", "0", 1) == 0);
+        ASSERT(!cst_pack_wanted(CST_TYPE_Q4_0, 64, 16));
+        ASSERT(unsetenv("CST_REPACK") == 0);
+    }
+    ASSERT(cst_kernels_set_isa(prev));
     int n_cmp = 0;
-    for (size_t a = 0; a < CST_ARRAY_LEN(n_ins); a++)
-        for (size_t b = 0; b < CST_ARRAY_LEN(n_outs); b++) {
-            const int64_t n_in = n_ins[a], n_out = n_outs[b];
-            char *W = random_weights(CST_TYPE_Q8_0, n_in, n_out);
-            const size_t wrow = cst_row_size(CST_TYPE_Q8_0, n_in), arow = cst_row_size(CST_TYPE_Q8_0, n_in);
-            ASSERT_EQ(cst_pack_size(CST_TYPE_Q8_0, n_in, n_out), wrow * n_out);
-            char *P = xalloc(wrow * n_out);
-            cst_pack(CST_TYPE_Q8_0, n_in, n_out, W, P);
-            float *x = xalloc(n_in * n_max * 4);
-            fill_normal(x, n_in * n_max, 1.0f);
-            for (int64_t i = 0; i < n_in; i++) x[5 * n_in + i] = 0.0f; /* an all-zero token */
-            for (int64_t i = 0; i < n_in; i++) x[6 * n_in + i] *= 1e4f;
-            char *qa = xalloc(arow * n_max);
-            cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(x, qa, n_in * n_max);
-            float *e = xalloc(n_out * n_max * 4);
-            for (int64_t t = 0; t < n_max; t++)
-                for (int64_t o = 0; o < n_out; o++)
-                    cst_vec_dot_q8_0_q8_0_x8_ref((int)n_in, &e[t * n_out + o], W + o * wrow, qa + t * arow);
-            void *wdata = xalloc(cst_matmul_wsize(CST_TYPE_Q8_0, n_in, n_max));
-            const int64_t ldy = n_out + 3;
-            float *y = xalloc(ldy * n_max * 4);
-            for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
-                if (!cst_kernels_set_isa((cst_isa)isa)) continue;
-                for (int nth = 1; nth <= 3; nth++) {
-                    cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
-                    for (size_t k = 0; k < CST_ARRAY_LEN(toks); k++) {
-                        const int64_t nt = toks[k];
-                        for (int64_t i = 0; i < ldy * nt; i++) y[i] = -999.0f;
-                        cst_matmul_packed(pool, P, CST_TYPE_Q8_0, n_in, n_out, x, nt, y, ldy, wdata);
-                        for (int64_t t = 0; t < nt; t++) {
-                            for (int64_t o = 0; o < n_out; o++)
-                                ASSERT_MSG(same_bits(y[t * ldy + o], e[t * n_out + o]),
-                                           "%s n_in %lld n_out %lld n_tok %lld threads %d: y[%lld][%lld] = %.9g, x8 ref %.9g",
-                                           cst_isa_name((cst_isa)isa), (long long)n_in, (long long)n_out, (long long)nt,
-                                           nth, (long long)t, (long long)o, y[t * ldy + o], e[t * n_out + o]);
-                            for (int64_t o = n_out; o < ldy; o++) ASSERT(y[t * ldy + o] == -999.0f);
+    for (size_t ti = 0; ti < CST_ARRAY_LEN(types); ti++)
+        for (size_t a = 0; a < CST_ARRAY_LEN(n_ins); a++)
+            for (size_t b = 0; b < CST_ARRAY_LEN(n_outs); b++) {
+                const cst_type wt = types[ti];
+                const int64_t n_in = n_ins[a], n_out = n_outs[b];
+                char *W = random_weights(wt, n_in, n_out);
+                const size_t wrow = cst_row_size(wt, n_in), arow = cst_row_size(CST_TYPE_Q8_0, n_in);
+                ASSERT_EQ(cst_pack_size(wt, n_in, n_out), wrow * n_out);
+                char *P = xalloc(wrow * n_out);
+                cst_pack(wt, n_in, n_out, W, P);
+                float *x = xalloc(n_in * n_max * 4);
+                fill_normal(x, n_in * n_max, 1.0f);
+                for (int64_t i = 0; i < n_in; i++) x[5 * n_in + i] = 0.0f; /* an all-zero token */
+                for (int64_t i = 0; i < n_in; i++) x[6 * n_in + i] *= 1e4f;
+                char *qa = xalloc(arow * n_max);
+                cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(x, qa, n_in * n_max);
+                float *e = xalloc(n_out * n_max * 4);
+                for (int64_t t = 0; t < n_max; t++)
+                    for (int64_t o = 0; o < n_out; o++)
+                        (wt == CST_TYPE_Q4_0 ? cst_vec_dot_q4_0_q8_0_x8_ref : cst_vec_dot_q8_0_q8_0_x8_ref)(
+                            (int)n_in, &e[t * n_out + o], W + o * wrow, qa + t * arow);
+                void *wdata = xalloc(cst_matmul_wsize(wt, n_in, n_max));
+                const int64_t ldy = n_out + 3;
+                float *y = xalloc(ldy * n_max * 4);
+                for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
+                    if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+                    for (int nth = 1; nth <= 3; nth++) {
+                        cst_pool *pool = nth == 1 ? NULL : cst_pool_new(nth);
+                        for (size_t k = 0; k < CST_ARRAY_LEN(toks); k++) {
+                            const int64_t nt = toks[k];
+                            for (int64_t i = 0; i < ldy * nt; i++) y[i] = -999.0f;
+                            cst_matmul_packed(pool, P, wt, n_in, n_out, x, nt, y, ldy, wdata);
+                            for (int64_t t = 0; t < nt; t++) {
+                                for (int64_t o = 0; o < n_out; o++)
+                                    ASSERT_MSG(same_bits(y[t * ldy + o], e[t * n_out + o]),
+                                               "%s %s n_in %lld n_out %lld n_tok %lld threads %d: y[%lld][%lld] = %.9g, "
+                                               "x8 ref %.9g",
+                                               cst_type_name(wt), cst_isa_name((cst_isa)isa), (long long)n_in,
+                                               (long long)n_out, (long long)nt, nth, (long long)t, (long long)o,
+                                               y[t * ldy + o], e[t * n_out + o]);
+                                for (int64_t o = n_out; o < ldy; o++) ASSERT(y[t * ldy + o] == -999.0f);
+                            }
+                            n_cmp++;
                         }
-                        n_cmp++;
+                        cst_pool_free(pool);
                     }
-                    cst_pool_free(pool);
                 }
+                ASSERT(cst_kernels_set_isa(prev));
+                cst_free_aligned(W), cst_free_aligned(P), cst_free_aligned(x), cst_free_aligned(qa);
+                cst_free_aligned(e), cst_free_aligned(wdata), cst_free_aligned(y);
             }
-            ASSERT(cst_kernels_set_isa(prev));
-            cst_free_aligned(W), cst_free_aligned(P), cst_free_aligned(x), cst_free_aligned(qa);
-            cst_free_aligned(e), cst_free_aligned(wdata), cst_free_aligned(y);
-        }
     printf("    %d packed products compared\n", n_cmp);
 }
 

@@ -136,6 +136,17 @@ void cst_vec_dot_q8_0_q8_0_x8_ref(int n, float *s, const void *x, const void *y)
 typedef void (*cst_gemm_packed_fn)(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q8_0x8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q8_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+/* Q4_0 repacked for 8 rows (cst_pack): block b of rows 8g..8g+7 is d[r] =
+ * row r's scale, qs[32 * j + 4 * r + e] = row r's byte qs[4 * j + e] (its
+ * elements 4j+e in the low nibble and 16+4j+e in the high one), j < 4. The
+ * kernels compute the x8 order (cst_vec_dot_q4_0_q8_0_x8_ref) bit for bit. */
+typedef struct {
+    cst_f16 d[8];
+    uint8_t qs[8 * QK4_0 / 2];
+} block_q4_0x8;
+static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8 size");
+void cst_gemm_q4_0x8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 /* the packed kernel of type t under an ISA (NULL: t has no packed layout) */
 cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa);
 

@@ -220,23 +220,35 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
 
 /* ---- repacked weights (kernels.h) ---- */
 bool cst_pack_wanted(cst_type wt, int64_t n_in, int64_t n_out) {
+    if (n_out <= 0 || n_out % 8 || n_in <= 0 || n_in > INT32_MAX) return false;
     const char *env = getenv("CST_REPACK");
-    if (!env || strcmp(env, "1") != 0) return false;
-    return wt == CST_TYPE_Q8_0 && n_out > 0 && n_out % 8 == 0 && n_in > 0 && n_in % QK8_0 == 0 && n_in <= INT32_MAX;
+    if (wt == CST_TYPE_Q8_0) return env && !strcmp(env, "1") && n_in % QK8_0 == 0;
+    if (wt != CST_TYPE_Q4_0 || n_in % QK4_0 || (env && !strcmp(env, "0"))) return false;
+    /* Q4_0 computes the x8 order packed or not: packed by default where the
+     * ISA has the packed kernel (the scalar twin is no faster than the dot) */
+    const cst_isa isa = cst_kernels_isa();
+    return isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
 }
 
 size_t cst_pack_size(cst_type wt, int64_t n_in, int64_t n_out) { return cst_row_size(wt, n_in) * (size_t)n_out; }
 
 void cst_pack(cst_type wt, int64_t n_in, int64_t n_out, const void *W, void *P) {
-    CST_ASSERT(wt == CST_TYPE_Q8_0 && n_out % 8 == 0 && n_in % QK8_0 == 0);
-    const int64_t nb = n_in / QK8_0;
-    const block_q8_0 *x = W;
-    block_q8_0x8 *p = P;
+    CST_ASSERT((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0) && n_out % 8 == 0 && n_in % 32 == 0);
+    const int64_t nb = n_in / 32;
     for (int64_t g = 0; g < n_out / 8; g++)
         for (int64_t i = 0; i < nb; i++) {
-            block_q8_0x8 *o = &p[g * nb + i];
+            if (wt == CST_TYPE_Q4_0) {
+                block_q4_0x8 *o = &((block_q4_0x8 *)P)[g * nb + i];
+                for (int r = 0; r < 8; r++) {
+                    const block_q4_0 *b = &((const block_q4_0 *)W)[(g * 8 + r) * nb + i];
+                    o->d[r] = b->d;
+                    for (int j = 0; j < QK4_0 / 8; j++) memcpy(o->qs + 32 * j + 4 * r, b->qs + 4 * j, 4);
+                }
+                continue;
+            }
+            block_q8_0x8 *o = &((block_q8_0x8 *)P)[g * nb + i];
             for (int r = 0; r < 8; r++) {
-                const block_q8_0 *b = &x[(g * 8 + r) * nb + i];
+                const block_q8_0 *b = &((const block_q8_0 *)W)[(g * 8 + r) * nb + i];
                 o->d[r] = b->d;
                 for (int j = 0; j < QK8_0 / 4; j++) memcpy(o->qs + 32 * j + 4 * r, b->qs + 4 * j, 4);
             }

@@ -155,6 +155,27 @@ void cst_gemm_q8_0x8_ref(int n, const void *P, const void *const *vy, int nt, fl
     }
 }
 
+/* the x8 order of Q4_0 on the packed layout (block_q4_0x8) */
+void cst_gemm_q4_0x8_ref(int n, const void *P, const void *const *vy, int nt, float *s, int64_t lds) {
+    const block_q4_0x8 *x = P;
+    const int nb = n / QK4_0;
+    for (int t = 0; t < nt; t++) {
+        const block_q8_0 *y = vy[t];
+        for (int r = 0; r < 8; r++) {
+            float acc = 0.0f;
+            for (int i = 0; i < nb; i++) {
+                int sumi = 0;
+                for (int j = 0; j < QK4_0 / 2; j++) {
+                    const uint8_t q = x[i].qs[32 * (j >> 2) + 4 * r + (j & 3)];
+                    sumi += ((q & 0x0F) - 8) * y[i].qs[j] + ((q >> 4) - 8) * y[i].qs[j + QK4_0 / 2];
+                }
+                acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d[r]) * cst_f16_to_f32(y[i].d), acc);
+            }
+            s[t * lds + r] = acc;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- Q8_K */
 
 void cst_to_float_q8_K_ref(const void *vx, float *y, int64_t n) {
