@@ -1,4 +1,4 @@
-/* repack_avx2.c: AVX2 kernel for Q8_0 repacked for 8 rows (block_q8_0x8,
+/* repack_avx2.c: AVX2 kernels for Q8_0 and Q4_0 repacked for 8 rows (block_q8_0x8, block_q4_0x8,
  * cst_pack). Per block and 4-element step j, one vector holds elements
  * 4j..4j+3 of the 8 rows; the token's 4 activation bytes are broadcast and
  * the signed products summed with maddubs(|w|, sign(a, w)) + madd, so lane r
