@@ -651,31 +651,32 @@ TEST(x8_dot8_matches_ref) {
     ASSERT(!cst_kernel_x8_dot8(CST_TYPE_Q4_K, CST_ISA_REF));
 }
 
-/* Q8_0 and Q4_0 repacked for 8 rows (cst_pack): the packed matmul of every
+/* Q8_0, Q4_0 and Q4_K repacked for 8 rows (cst_pack): the packed matmul of every
  * ISA (AVX2 kernel, scalar twin elsewhere) equals the x8 ref dot on the
  * file's rows bit for bit, for 1-3 threads, token counts with and without
  * 4-token tails, a single token (decode) and large/zero inputs; so a token's
  * outputs also do not depend on the batch around it. Q8_0 is packed only
- * with CST_REPACK=1, Q4_0 by default under AVX2 / AVX-512 (not with
+ * with CST_REPACK=1, Q4_0 and Q4_K by default under AVX2 / AVX-512 (not with
  * CST_REPACK=0, not under the scalar path). */
 TEST(packed_matches_x8_ref) {
-    static const int64_t n_ins[] = {32, 96, 576, 1536};
+    static const int64_t n_ins[] = {32, 96, 256, 576, 1536};
     static const int64_t n_outs[] = {8, 16, 40};
     static const int64_t toks[] = {1, 2, 3, 4, 5, 7, 16, 17, 33};
-    static const cst_type types[] = {CST_TYPE_Q8_0, CST_TYPE_Q4_0};
+    static const cst_type types[] = {CST_TYPE_Q8_0, CST_TYPE_Q4_0, CST_TYPE_Q4_K};
     const int64_t n_max = 33;
     const cst_isa prev = cst_kernels_isa();
     ASSERT(setenv("CST_REPACK", "1", 1) == 0);
     ASSERT(cst_pack_wanted(CST_TYPE_Q8_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q8_0, 64, 12));
-    ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 48, 16) && !cst_pack_wanted(CST_TYPE_Q4_K, 256, 16));
+    ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 48, 16) && !cst_pack_wanted(CST_TYPE_Q5_K, 256, 16));
     ASSERT(unsetenv("CST_REPACK") == 0);
     ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 64, 16)); /* opt-in */
     for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         const bool fast = isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
         ASSERT(cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) == fast && !cst_pack_wanted(CST_TYPE_Q4_0, 64, 12));
+        ASSERT(cst_pack_wanted(CST_TYPE_Q4_K, 512, 16) == fast && !cst_pack_wanted(CST_TYPE_Q4_K, 512, 12));
         ASSERT(setenv("CST_REPACK", "0", 1) == 0);
-        ASSERT(!cst_pack_wanted(CST_TYPE_Q4_0, 64, 16));
+        ASSERT(!cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q4_K, 512, 16));
         ASSERT(unsetenv("CST_REPACK") == 0);
     }
     ASSERT(cst_kernels_set_isa(prev));
@@ -683,24 +684,28 @@ TEST(packed_matches_x8_ref) {
     for (size_t ti = 0; ti < CST_ARRAY_LEN(types); ti++)
         for (size_t a = 0; a < CST_ARRAY_LEN(n_ins); a++)
             for (size_t b = 0; b < CST_ARRAY_LEN(n_outs); b++) {
-                const cst_type wt = types[ti];
+                const cst_type wt = types[ti], at = wt == CST_TYPE_Q4_K ? CST_TYPE_Q8_K : CST_TYPE_Q8_0;
                 const int64_t n_in = n_ins[a], n_out = n_outs[b];
+                if (n_in % cst_type_get_info((int)wt)->blck_size) continue;
                 char *W = random_weights(wt, n_in, n_out);
-                const size_t wrow = cst_row_size(wt, n_in), arow = cst_row_size(CST_TYPE_Q8_0, n_in);
-                ASSERT_EQ(cst_pack_size(wt, n_in, n_out), wrow * n_out);
-                char *P = xalloc(wrow * n_out);
+                const size_t wrow = cst_row_size(wt, n_in), arow = cst_row_size(at, n_in);
+                const size_t psize = cst_pack_size(wt, n_in, n_out);
+                /* Q4_K keeps its scales unpacked: 32 bytes more per 8 blocks */
+                ASSERT_EQ(psize, wrow * n_out + (wt == CST_TYPE_Q4_K ? 32 * (size_t)(n_out / 8) * (size_t)(n_in / 256) : 0));
+                char *P = xalloc(psize);
                 cst_pack(wt, n_in, n_out, W, P);
                 float *x = xalloc(n_in * n_max * 4);
                 fill_normal(x, n_in * n_max, 1.0f);
                 for (int64_t i = 0; i < n_in; i++) x[5 * n_in + i] = 0.0f; /* an all-zero token */
                 for (int64_t i = 0; i < n_in; i++) x[6 * n_in + i] *= 1e4f;
                 char *qa = xalloc(arow * n_max);
-                cst_kernel_traits_isa(CST_TYPE_Q8_0, CST_ISA_REF)->from_float(x, qa, n_in * n_max);
+                cst_kernel_traits_isa(at, CST_ISA_REF)->from_float(x, qa, n_in * n_max);
                 float *e = xalloc(n_out * n_max * 4);
+                const cst_vec_dot_fn x8 = wt == CST_TYPE_Q4_K   ? cst_vec_dot_q4_K_q8_K_x8_ref
+                                          : wt == CST_TYPE_Q4_0 ? cst_vec_dot_q4_0_q8_0_x8_ref
+                                                                : cst_vec_dot_q8_0_q8_0_x8_ref;
                 for (int64_t t = 0; t < n_max; t++)
-                    for (int64_t o = 0; o < n_out; o++)
-                        (wt == CST_TYPE_Q4_0 ? cst_vec_dot_q4_0_q8_0_x8_ref : cst_vec_dot_q8_0_q8_0_x8_ref)(
-                            (int)n_in, &e[t * n_out + o], W + o * wrow, qa + t * arow);
+                    for (int64_t o = 0; o < n_out; o++) x8((int)n_in, &e[t * n_out + o], W + o * wrow, qa + t * arow);
                 void *wdata = xalloc(cst_matmul_wsize(wt, n_in, n_max));
                 const int64_t ldy = n_out + 3;
                 float *y = xalloc(ldy * n_max * 4);

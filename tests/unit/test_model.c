@@ -599,12 +599,12 @@ TEST(generate_greedy_stop_reuse_cancel) {
 }
 
 /* ---- repacked weights stay within the resident-size budget ---------------
- * The loader copies Q4_0 matrices (by default under AVX2 / AVX-512) and Q8_0
+ * The loader copies Q4_0 and Q4_K matrices (by default under AVX2 / AVX-512) and Q8_0
  * ones (with CST_REPACK=1) into the packed layout and drops the file's pages
  * of each packed tensor; the peak resident size of loading such a model and
  * decoding with it must stay within the model file + KV cache + 64 MiB
  * (without the dropping it is about twice the file). The model (6 layers,
- * n_embd 1024, n_ff 4096, Q8_0 ~107 MiB or Q4_0 ~57 MiB, random weights,
+ * n_embd 1024, n_ff 4096, Q8_0 ~107 MiB or Q4_0 / Q4_K ~57 MiB, random weights,
  * tiny-llama's vocabulary) is written here. */
 typedef struct {
     cst_type type;
@@ -617,6 +617,19 @@ static bool fill_random(void *vctx, int64_t row0, int64_t n_rows, void *dst) {
     (void)row0;
     if (f->type == CST_TYPE_F32) {
         for (int64_t i = 0; i < n_rows * f->n_in; i++) ((float *)dst)[i] = 1.0f;
+        return true;
+    }
+    if (f->type == CST_TYPE_Q4_K) {
+        block_q4_K *b = dst;
+        for (int64_t i = 0; i < n_rows * f->n_in / QK_K; i++) {
+            b[i].d = cst_f32_to_f16(0.002f);
+            b[i].dmin = cst_f32_to_f16(0.001f);
+            uint8_t *q = b[i].scales; /* scales[12] and qs[128] are contiguous */
+            for (size_t j = 0; j < sizeof b[i].scales + sizeof b[i].qs; j++) {
+                f->st = f->st * 6364136223846793005ull + 1442695040888963407ull;
+                q[j] = (uint8_t)(f->st >> 56);
+            }
+        }
         return true;
     }
     if (f->type == CST_TYPE_Q4_0) {
@@ -741,6 +754,7 @@ static void check_repack_rss(cst_type wt, const char *repack) {
 TEST(repacked_weights_rss_bound) {
     check_repack_rss(CST_TYPE_Q8_0, "1");
     check_repack_rss(CST_TYPE_Q4_0, NULL);
+    check_repack_rss(CST_TYPE_Q4_K, NULL); /* its packed copy is larger than the file's bytes */
 }
 
 TEST(model_metadata) {

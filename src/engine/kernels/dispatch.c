@@ -224,13 +224,20 @@ bool cst_kernel_x8(cst_type t, cst_isa isa, cst_vec_dot_fn *dot, cst_tile4x4_fn 
 
 cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa) {
     cst_kernels_init();
-    if (t != CST_TYPE_Q8_0 && t != CST_TYPE_Q4_0) return NULL;
-    const bool q4 = t == CST_TYPE_Q4_0;
+    const bool simd = (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) && isa_ok[isa];
+    (void)simd;
+    switch (t) {
 #ifdef CST_X86
-    if ((isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) && isa_ok[isa]) return q4 ? cst_gemm_q4_0x8_avx2 : cst_gemm_q8_0x8_avx2;
+    case CST_TYPE_Q8_0: return simd ? cst_gemm_q8_0x8_avx2 : cst_gemm_q8_0x8_ref;
+    case CST_TYPE_Q4_0: return simd ? cst_gemm_q4_0x8_avx2 : cst_gemm_q4_0x8_ref;
+    case CST_TYPE_Q4_K: return simd ? cst_gemm_q4_Kx8_avx2 : cst_gemm_q4_Kx8_ref;
+#else
+    case CST_TYPE_Q8_0: return cst_gemm_q8_0x8_ref;
+    case CST_TYPE_Q4_0: return cst_gemm_q4_0x8_ref;
+    case CST_TYPE_Q4_K: return cst_gemm_q4_Kx8_ref;
 #endif
-    (void)isa;
-    return q4 ? cst_gemm_q4_0x8_ref : cst_gemm_q8_0x8_ref;
+    default: return NULL;
+    }
 }
 
 cst_tile4x4_fn cst_kernel_tile4x4(cst_type t) { return cst_kernel_tile4x4_isa(t, cst_kernels_isa()); }

@@ -83,10 +83,10 @@ size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok);
 void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
                 const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata);
 
-/* ---- weights repacked at load (Q4_0 by default on x86, Q8_0 opt-in) ----
- * Q4_0 (block_q4_0x8, the same interleaving) computes the x8 order it
- * computes unpacked, so it is packed by default where the ISA has the
- * packed kernel (AVX2, AVX-512; CST_REPACK=0 turns it off).
+/* ---- weights repacked at load (Q4_0, Q4_K by default on x86; Q8_0 opt-in)
+ * Q4_0 and Q4_K (block_q4_0x8, block_q4_Kx8: the same interleaving) compute
+ * the x8 order they compute unpacked, so they are packed by default where
+ * the ISA has the packed kernel (AVX2, AVX-512; CST_REPACK=0 turns it off).
  * Q8_0 matrices with n_out % 8 == 0 can be copied at load into blocks that
  * interleave 8 rows in 4-byte groups (block_q8_0x8, the same size as the 8
  * rows): one vector then holds 4 elements of 8 rows, the integer dot of a
@@ -98,7 +98,8 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
  * 0.015 margin flips (tiny-qwen2-Q8_0): hence opt-in, not the default. It
  * does not depend on the batch (decode runs the same kernel).
  * cst_pack_wanted: (wt, shape) has a packed layout, and for Q8_0
- * CST_REPACK=1, for Q4_0 an x86 SIMD ISA and not CST_REPACK=0.
+ * CST_REPACK=1, for Q4_0 / Q4_K an x86 SIMD ISA and not CST_REPACK=0.
+ * cst_pack_size: bytes of the packed copy (Q4_K: 32 more per 8 blocks).
  * cst_pack: write the packed copy (cst_pack_size bytes) of W into P.
  * cst_matmul_packed: cst_matmul on a packed copy under any active ISA (the
  * AVX2 kernel on x86 with AVX2 or AVX-512, the scalar twin elsewhere), the

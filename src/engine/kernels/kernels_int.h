@@ -146,6 +146,21 @@ typedef struct {
 } block_q4_0x8;
 static_assert(sizeof(block_q4_0x8) == 8 * sizeof(block_q4_0), "block_q4_0x8 size");
 void cst_gemm_q4_0x8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+/* Q4_K repacked for 8 rows (cst_pack): per super-block the 8 rows' d and
+ * dmin, their 6-bit sub-block scales and mins unpacked, sc[j][r] / m[j][r]
+ * for sub-block j of row r, and qs[32 * k + 4 * r + e] = row r's byte
+ * qs[4 * k + e], k < 32 (byte 4k+e holds elements 64c + (4k+e) % 32 in its
+ * low nibble and 64c + 32 + (4k+e) % 32 in its high one, c = k / 8). 32
+ * bytes more than the 8 blocks. The kernels compute the x8 order
+ * (cst_vec_dot_q4_K_q8_K_x8_ref) bit for bit. */
+typedef struct {
+    cst_f16 d[8], dmin[8];
+    uint8_t sc[QK_K / 32][8], m[QK_K / 32][8];
+    uint8_t qs[8 * QK_K / 2];
+} block_q4_Kx8;
+static_assert(sizeof(block_q4_Kx8) == 8 * sizeof(block_q4_K) + 32, "block_q4_Kx8 size");
+void cst_gemm_q4_Kx8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q4_Kx8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 /* the packed kernel of type t under an ISA (NULL: t has no packed layout) */
 cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa);

@@ -28,6 +28,7 @@
 #define Q0_TILE_MIN_TOK 8
 
 typedef struct {
+    cst_type wt;
     const cst_kernel_traits *tr;
     cst_gemm_packed_fn packed;    /* W is packed (cst_pack): its 8-row kernel */
     cst_tile4x4_fn tile;          /* 4 rows x 4 tokens micro-kernel, or NULL */
@@ -109,9 +110,11 @@ static void mm_rows(mm_ctx *c, int64_t r0, int64_t r1) {
     }
 }
 
+static size_t pack_group_size(cst_type wt, int64_t n_in);
+
 /* packed rows: groups g0..g1-1 of 8 rows, up to 4 tokens per kernel call */
 static void mm_groups_packed(const mm_ctx *c, int64_t g0, int64_t g1) {
-    const size_t g_bytes = 8 * c->w_row; /* a packed group has the size of its 8 rows */
+    const size_t g_bytes = pack_group_size(c->wt, c->n_in);
     for (int64_t t0 = 0; t0 < c->n_tok; t0 += TOK_TILE) {
         const int64_t t1 = CST_MIN(t0 + TOK_TILE, c->n_tok);
         for (int64_t g = g0; g < g1; g++)
@@ -187,6 +190,7 @@ static mm_ctx mm_make(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, 
     const cst_kernel_traits *tr = cst_kernel_traits_for(wt);
     CST_ASSERT(tr && tr->vec_dot);
     return (mm_ctx){
+        .wt = wt,
         .tr = tr,
         .vtr = cst_kernel_traits_for(tr->vec_dot_type),
         .W = W,
@@ -223,17 +227,44 @@ bool cst_pack_wanted(cst_type wt, int64_t n_in, int64_t n_out) {
     if (n_out <= 0 || n_out % 8 || n_in <= 0 || n_in > INT32_MAX) return false;
     const char *env = getenv("CST_REPACK");
     if (wt == CST_TYPE_Q8_0) return env && !strcmp(env, "1") && n_in % QK8_0 == 0;
-    if (wt != CST_TYPE_Q4_0 || n_in % QK4_0 || (env && !strcmp(env, "0"))) return false;
-    /* Q4_0 computes the x8 order packed or not: packed by default where the
-     * ISA has the packed kernel (the scalar twin is no faster than the dot) */
+    if (wt == CST_TYPE_Q4_0 ? n_in % QK4_0 : wt == CST_TYPE_Q4_K ? n_in % QK_K : 1) return false;
+    if (env && !strcmp(env, "0")) return false;
+    /* Q4_0 and Q4_K compute the x8 order packed or not: packed by default
+     * where the ISA has the packed kernel (the scalar twin is no faster) */
     const cst_isa isa = cst_kernels_isa();
     return isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
 }
 
-size_t cst_pack_size(cst_type wt, int64_t n_in, int64_t n_out) { return cst_row_size(wt, n_in) * (size_t)n_out; }
+/* bytes of one packed group of 8 rows */
+static size_t pack_group_size(cst_type wt, int64_t n_in) {
+    const size_t rows = 8 * cst_row_size(wt, n_in);
+    return wt == CST_TYPE_Q4_K ? rows / sizeof(block_q4_K) / 8 * sizeof(block_q4_Kx8) : rows;
+}
+
+size_t cst_pack_size(cst_type wt, int64_t n_in, int64_t n_out) { return pack_group_size(wt, n_in) * (size_t)(n_out / 8); }
+
+/* 8 rows of n_in elements at W (row stride bx) into packed group P */
+static void pack_q4_K(int64_t n_in, const char *W, size_t bx, block_q4_Kx8 *P) {
+    for (int64_t i = 0; i < n_in / QK_K; i++) {
+        block_q4_Kx8 *o = &P[i];
+        for (int r = 0; r < 8; r++) {
+            const block_q4_K *b = &((const block_q4_K *)(W + (size_t)r * bx))[i];
+            o->d[r] = b->d;
+            o->dmin[r] = b->dmin;
+            for (int j = 0; j < QK_K / 32; j++) cst_get_scale_min_k4(j, b->scales, &o->sc[j][r], &o->m[j][r]);
+            for (int k = 0; k < QK_K / 8; k++) memcpy(o->qs + 32 * k + 4 * r, b->qs + 4 * k, 4);
+        }
+    }
+}
 
 void cst_pack(cst_type wt, int64_t n_in, int64_t n_out, const void *W, void *P) {
-    CST_ASSERT((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0) && n_out % 8 == 0 && n_in % 32 == 0);
+    CST_ASSERT((wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0 || wt == CST_TYPE_Q4_K) && n_out % 8 == 0 && n_in % 32 == 0);
+    if (wt == CST_TYPE_Q4_K) {
+        const size_t bx = cst_row_size(wt, n_in), gs = pack_group_size(wt, n_in);
+        for (int64_t g = 0; g < n_out / 8; g++)
+            pack_q4_K(n_in, (const char *)W + (size_t)g * 8 * bx, bx, (block_q4_Kx8 *)((char *)P + (size_t)g * gs));
+        return;
+    }
     const int64_t nb = n_in / 32;
     for (int64_t g = 0; g < n_out / 8; g++)
         for (int64_t i = 0; i < nb; i++) {

@@ -287,7 +287,9 @@ static cst_status pack_weights(cst_model *m) {
         const size_t sz = cst_pack_size(w->type, w->n_in, w->n_out);
         cst_pack(w->type, w->n_in, w->n_out, w->data, p);
         w->packed = p;
-        drop_pages(w->data, sz);
+        /* the file's bytes of the tensor (a packed copy can be larger: never
+         * drop past the tensor, which may be the mapping's end) */
+        drop_pages(w->data, cst_row_size(w->type, w->n_in) * (size_t)w->n_out);
         p += sz;
     }
     free(ws);

@@ -302,6 +302,34 @@ void cst_vec_dot_q4_K_q8_K_x8_ref(int n, float *s, const void *vx, const void *v
     *s = acc - accm;
 }
 
+/* the x8 order of Q4_K on the packed layout (block_q4_Kx8) */
+void cst_gemm_q4_Kx8_ref(int n, const void *P, const void *const *vy, int nt, float *s, int64_t lds) {
+    const block_q4_Kx8 *x = P;
+    const int nb = n / QK_K;
+    for (int t = 0; t < nt; t++) {
+        const block_q8_K *y = vy[t];
+        for (int r = 0; r < 8; r++) {
+            float acc = 0.0f, accm = 0.0f;
+            for (int i = 0; i < nb; i++) {
+                int sumi = 0, summ = 0;
+                for (int j = 0; j < QK_K / 32; j++) {
+                    const int c = j / 2, hi = j & 1;
+                    int sj = 0;
+                    for (int l = 0; l < 32; l++) {
+                        const uint8_t q = x[i].qs[32 * (8 * c + l / 4) + 4 * r + l % 4];
+                        sj += (hi ? q >> 4 : q & 0xF) * y[i].qs[32 * j + l];
+                    }
+                    sumi += x[i].sc[j][r] * sj;
+                    summ += x[i].m[j][r] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+                }
+                acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d[r]) * y[i].d, acc);
+                accm = fmaf((float)summ, cst_f16_to_f32(x[i].dmin[r]) * y[i].d, accm);
+            }
+            s[t * lds + r] = acc - accm;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- Q5_K */
 
 /* As Q4_K plus a fifth bit: element 64c+l takes bit 2c of qh[l], element

@@ -104,6 +104,89 @@ void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, fl
     }
 }
 
+/* Q4_K (block_q4_Kx8): per 4-byte step k of chunk c one vector holds bytes
+ * 4k..4k+3 of the 8 rows; its low nibbles (0..15, unsigned: maddubs takes
+ * them as they are) belong to sub-block 2c, its high ones to 2c+1, each
+ * against the token's broadcast 4 activation bytes. A sub-block's 8 steps
+ * add exactly in int16 (|sum| <= 8 * 2 * 15 * 127 = 30480), then one madd
+ * with the rows' scales (lane r: row r's scale twice) gives lane r row r's
+ * scaled int32 sum; the mins the same way against the token's sub-block
+ * sums (bsums pairs). Then the x8 order's two FMAs per 8 outputs. */
+static inline __m256i k8_scales(const uint8_t *v) { /* lane r: v[r] as two int16 */
+    const __m128i b = _mm_loadl_epi64((const __m128i *)v);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
+}
+
+static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block_q4_Kx8 *x, const void *const *vy,
+                                                              const int nt, float *s, int64_t lds) {
+    const int nb = n / QK_K;
+    const block_q8_K *y[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) y[t] = vy[t];
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc[4], accm[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        __m256i is[4], im[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) is[t] = im[t] = _mm256_setzero_si256();
+        for (int c = 0; c < QK_K / 64; c++) {
+            __m256i sl[4], sh[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) sl[t] = sh[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * (8 * c + j)));
+                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < nt; t++) {
+                    int32_t a0, a1;
+                    memcpy(&a0, y[t][i].qs + 64 * c + 4 * j, 4);
+                    memcpy(&a1, y[t][i].qs + 64 * c + 32 + 4 * j, 4);
+                    sl[t] = _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a0)));
+                    sh[t] = _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a1)));
+                }
+            }
+            const __m256i scl = k8_scales(x[i].sc[2 * c]), sch = k8_scales(x[i].sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++)
+                is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(_mm256_madd_epi16(sl[t], scl), _mm256_madd_epi16(sh[t], sch)));
+        }
+        /* mins: lane r of pair p = (m[2p][r], m[2p+1][r]) against (bs[2p], bs[2p+1]) */
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            const __m256i mp = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)x[i].m[2 * p]),
+                                                                      _mm_loadl_epi64((const __m128i *)x[i].m[2 * p + 1])));
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+                const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[t][i].bsums),
+                                                  _mm_loadu_si128((const __m128i *)(y[t][i].bsums + 8)));
+                im[t] = _mm256_add_epi32(im[t], _mm256_madd_epi16(mp, _mm256_set1_epi32(_mm_extract_epi32(bs, p))));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].d));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].dmin));
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) {
+            const __m256 yd = _mm256_set1_ps(y[t][i].d);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_mul_ps(dw, yd), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(im[t]), _mm256_mul_ps(dm, yd), accm[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, _mm256_sub_ps(acc[t], accm[t]));
+}
+
+void cst_gemm_q4_Kx8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {
+    switch (nt) {
+    case 1: gemm_q4_Kx8(n, P, y, 1, s, lds); break;
+    case 2: gemm_q4_Kx8(n, P, y, 2, s, lds); break;
+    case 3: gemm_q4_Kx8(n, P, y, 3, s, lds); break;
+    default: gemm_q4_Kx8(n, P, y, 4, s, lds); break;
+    }
+}
+
 void cst_gemm_q8_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {
     switch (nt) { /* one specialised body per token count */
     case 1: gemm_q8_0x8(n, P, y, 1, s, lds); break;
