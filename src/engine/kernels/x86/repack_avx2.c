@@ -153,17 +153,19 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
             for (int t = 0; t < nt; t++)
                 is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(_mm256_madd_epi16(sl[t], scl), _mm256_madd_epi16(sh[t], sch)));
         }
-        /* mins: lane r of pair p = (m[2p][r], m[2p+1][r]) against (bs[2p], bs[2p+1]) */
+        /* mins: lane r of pair p = (m[2p][r], m[2p+1][r]) against the token's
+         * sub-block sums (bs[2p], bs[2p+1]) as one int32 to broadcast */
+        int32_t bs[4][4];
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+            _mm_storeu_si128((__m128i *)bs[t], _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[t][i].bsums),
+                                                              _mm_loadu_si128((const __m128i *)(y[t][i].bsums + 8))));
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             const __m256i mp = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)x[i].m[2 * p]),
                                                                       _mm_loadl_epi64((const __m128i *)x[i].m[2 * p + 1])));
 #pragma GCC unroll 4
-            for (int t = 0; t < nt; t++) {
-                const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[t][i].bsums),
-                                                  _mm_loadu_si128((const __m128i *)(y[t][i].bsums + 8)));
-                im[t] = _mm256_add_epi32(im[t], _mm256_madd_epi16(mp, _mm256_set1_epi32(_mm_extract_epi32(bs, p))));
-            }
+            for (int t = 0; t < nt; t++) im[t] = _mm256_add_epi32(im[t], _mm256_madd_epi16(mp, _mm256_set1_epi32(bs[t][p])));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].d));
         const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].dmin));
