@@ -76,6 +76,7 @@ enum {
     G_QUERY_MANY,
     G_HEAD_BIG,
     G_FIELDS_MANY,
+    G_COOKIE_BIG,
     G_LAST
 };
 
@@ -107,6 +108,7 @@ static const struct {
     [G_HEAD_BIG] = {E_HEADERS_TOO_LARGE, "the request headers are %zu bytes, over the server's limit of 32768"},
     [G_FIELDS_MANY] = {E_HEADERS_TOO_LARGE,
                        "the request has more than 128 header fields (query parameters and cookies included)"},
+    [G_COOKIE_BIG] = {E_HEADERS_TOO_LARGE, "the request's Cookie headers are over 8192 bytes (this server uses no cookies)"},
 };
 
 /* ---- the parser ---------------------------------------------------------- */
@@ -154,10 +156,11 @@ typedef struct guard {
     uint8_t st, err, hdr, nb; /* state, G_*, H_*, bytes in b (or digits read) */
     uint16_t flags, fields;   /* F_*, header fields + query parameters + cookies */
     uint32_t n;               /* bytes of the target or of the head so far */
-    uint32_t line;            /* bytes of the method / chunk size line / counted line */
+    uint32_t line;            /* bytes of the method / of Cookie values (head) / chunk size line / counted line */
     char b[18];               /* the version, a header name or a Transfer-Encoding value (lower case) */
     uint64_t cl, v, left;     /* Content-Length, the number being read, body or chunk bytes left */
 } guard;
+_Static_assert(sizeof(guard) <= 64, "a guard is what an idle connection costs: keep it small");
 
 static bool is_tchar(unsigned char c) {
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
@@ -191,7 +194,7 @@ static int end_request_line(guard *g) {
     if (b[5] > '1') return G_VERSION_NEW;
     if (b[7] >= '1') g->flags |= F_HTTP11; /* 1.1 (MHD takes 1.2 to 1.9 for 1.1 too) */
     g->st = S_FIELD0;
-    g->n = 0;
+    g->n = g->line = 0;
     return G_NONE;
 }
 
@@ -242,10 +245,11 @@ static int end_head(guard *g) {
 
 /* A chunk size line ended. */
 static int end_chunk_size(guard *g) {
-    if (g->v == 0) { /* the last chunk: trailer fields follow, up to an empty line */
+    if (g->v == 0) { /* the last chunk: trailer fields follow, up to an empty line;
+                      * MHD keeps the head while it reads them: they count
+                      * with it towards CST_MAX_HEADERS and CST_MAX_FIELDS */
         g->flags |= F_TRAILER;
         g->st = S_FIELD0;
-        g->n = 0;
     } else {
         g->st = S_CDATA;
         g->left = g->v;
@@ -360,7 +364,12 @@ static int step(guard *g, unsigned char c) {
         } else if (g->hdr == H_TE) {
             if (g->nb < 7) g->b[g->nb++] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
             else g->flags |= F_VBAD;
-        } else if (g->hdr == H_COOKIE && c == ';') g->fields++;
+        } else if (g->hdr == H_COOKIE) {
+            /* MHD copies the Cookie header and splits it into records, in
+             * the same connection memory as the head */
+            if (++g->line > CST_MAX_COOKIE) return G_COOKIE_BIG;
+            if (c == ';') g->fields++;
+        }
         break;
     case S_CSIZE0: {
         const int h = hexval(c);

@@ -17,6 +17,8 @@
 /* Header fields plus query parameters plus cookies of one request: each
  * costs MHD a record in the connection memory. */
 #define CST_MAX_FIELDS 128
+/* Bytes of Cookie values: MHD copies them once more (castor reads none). */
+#define CST_MAX_COOKIE 8192
 
 /* Make the descriptor table (once per process; later calls do nothing).
  * False when out of memory: connections are then not guarded. */

@@ -146,6 +146,13 @@ const CASES = [
     /request headers are \d+ bytes, over the server's limit of 32768/],
   ["a target over the connection memory", `GET /health?p=${"a".repeat(70000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414, "invalid_request",
     /request target is \d+ bytes, over the server's limit of 8192/],
+  ["Cookie headers over 8 KiB (MHD copies them into the connection memory)", "GET /health HTTP/1.1\r\nHost: x\r\nCookie: " +
+    Array.from({ length: 100 }, (_, i) => `c${i}=${"z".repeat(300)}`).join("; ") + "\r\n\r\n", 431, "invalid_request",
+    /Cookie headers are over 8192 bytes/],
+  ["trailers that, with the head, do not fit the connection memory", POST("Transfer-Encoding: chunked\r\n" +
+    Array.from({ length: 4 }, (_, i) => `X-P${i}: ${"a".repeat(7500)}\r\n`).join("")) + "2\r\n{}\r\n0\r\n" +
+    Array.from({ length: 4 }, (_, i) => `X-T${i}: ${"b".repeat(7500)}\r\n`).join("") + "\r\n", 431, "invalid_request",
+    /request headers are \d+ bytes, over the server's limit of 32768/],
   ["200 header fields", "GET /health HTTP/1.1\r\nHost: x\r\n" + Array.from({ length: 200 }, (_, i) => `X-H${i}: v\r\n`).join("") + "\r\n",
     431, "invalid_request", /more than 128 header fields/],
 ];
