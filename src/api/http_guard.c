@@ -148,7 +148,8 @@ enum {
     F_VLEAD = 1 << 8,   /* in a value's leading whitespace */
     F_VBAD = 1 << 9,    /* the value is not what its header takes */
     F_VBIG = 1 << 10,   /* a number overflowed */
-    F_ATLEAST = 1 << 11 /* a 414 / 431 size is a lower bound (the client stalled) */
+    F_ATLEAST = 1 << 11, /* a 414 / 431 size is a lower bound (the client stalled) */
+    F_SHUT = 1 << 12     /* the guard shut the read side (to wake MHD), not the client */
 };
 
 typedef struct guard {
@@ -464,7 +465,7 @@ static size_t feed(guard *g, const unsigned char *p, size_t len) {
 /* ---- the descriptor table --------------------------------------------- */
 
 static _Atomic(guard *) *tab;
-static size_t tab_n;
+static _Atomic size_t tab_n; /* set once, after tab: 0 until then (every recv is the system call) */
 static pthread_once_t tab_once = PTHREAD_ONCE_INIT;
 
 static void tab_make(void) {
@@ -475,7 +476,7 @@ static void tab_make(void) {
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) n = (size_t)rl.rlim_max;
     n = CST_MIN(CST_MAX(n, (size_t)1024), (size_t)1 << 20);
     tab = calloc(n, sizeof *tab);
-    tab_n = tab ? n : 0;
+    atomic_store(&tab_n, tab ? n : 0);
 }
 
 bool cst_http_guard_init(void) {
@@ -503,6 +504,13 @@ void cst_http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_co
         free(g);
         *socket_context = NULL;
     }
+}
+
+bool cst_http_guard_read_shut(int fd) {
+    /* called by the ticker for parked (suspended) connections only: their
+     * worker does not touch the guard meanwhile, nor frees it */
+    guard *g = fd >= 0 && (size_t)fd < tab_n ? atomic_load_explicit(&tab[fd], memory_order_acquire) : NULL;
+    return g && (__atomic_load_n(&g->flags, __ATOMIC_ACQUIRE) & F_SHUT);
 }
 
 /* ---- the reads ------------------------------------------------------------ */
@@ -573,6 +581,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags) {
     }
     if (ok == (size_t)n) return n;
     if (ok > 0) { /* MHD answers what came before first; wake it to ask again */
+        __atomic_or_fetch(&g->flags, (uint16_t)F_SHUT, __ATOMIC_RELEASE);
         (void)shutdown(fd, SHUT_RD);
         return (ssize_t)ok;
     }

@@ -28,4 +28,9 @@ bool cst_http_guard_init(void);
 void cst_http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                            enum MHD_ConnectionNotificationCode toe);
 
+/* True when the guard itself shut fd's read side: a bad request waits
+ * behind the ones MHD is answering, and POLLRDHUP / EOF on fd do not mean
+ * that the client hung up. */
+bool cst_http_guard_read_shut(int fd);
+
 #endif

@@ -179,6 +179,17 @@ test("a bad chunk after the handler has part of the body: one reply, the JSON er
   assert.equal(list.length, 1);
 });
 
+test("a bad request pipelined behind a create that waits for its run: the create is answered, then the error", async () => {
+  // the create parks while the model runs; the guard shut the read side to
+  // be asked again later, which must not read as the client hanging up
+  const body = JSON.stringify({ model: "stories260K", input: "Once upon a time", generation_config: { max_output_tokens: 24 } });
+  const r = await exchange(s.port, [POST(`Content-Length: ${body.length}\r\n`) + body + "GET /health HTTP/1.1\r\n\r\n"], { waitMs: 30000 });
+  const { list } = assertJsonError(r, 400, /needs a Host header/, "behind a create");
+  assert.deepEqual(list.map((x) => x.status), [200, 400]);
+  const j = JSON.parse(list[0].body);
+  assert.ok(["completed", "incomplete"].includes(j.status), list[0].body.slice(0, 200)); // not cancelled
+});
+
 test("a target over the limit still arriving: a 414 saying how much came", async () => {
   // the target arrives in two writes 200 ms apart: the reply counts what came
   const r = await exchange(s.port, [`GET /x?p=${"a".repeat(9000)}`, { sleep: 200 }, "a".repeat(100) + " HTTP/1.1\r\nHost: x\r\n\r\n"]);
