@@ -507,8 +507,9 @@ void cst_http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_co
 }
 
 bool cst_http_guard_read_shut(int fd) {
-    /* called by the ticker for parked (suspended) connections only: their
-     * worker does not touch the guard meanwhile, nor frees it */
+    /* called by the connection's own worker, or by the ticker while the
+     * connection is parked (suspended): its worker then neither changes
+     * the guard nor frees it */
     guard *g = fd >= 0 && (size_t)fd < tab_n ? atomic_load_explicit(&tab[fd], memory_order_acquire) : NULL;
     return g && (__atomic_load_n(&g->flags, __ATOMIC_ACQUIRE) & F_SHUT);
 }
