@@ -41,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A 414 / 431 reports the size of the whole target / head: the parser keeps
@@ -541,13 +542,16 @@ static void send_error(guard *g) {
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (body) {
-        char out[1024];
+        char out[1024], date[64] = "";
         const int status = cst_api_ekind_http(k);
         const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+        const time_t now = time(NULL);
+        struct tm tm;
+        if (gmtime_r(&now, &tm)) strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         int m = snprintf(out, sizeof out,
-                         "HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json; charset=utf-8\r\n"
                          "Access-Control-Allow-Origin: *\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                         status, reason && *reason ? reason : "Error", strlen(body), body);
+                         status, reason && *reason ? reason : "Error", date, strlen(body), body);
         if (m > 0 && (size_t)m < sizeof out) (void)send(g->fd, out, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT);
         free(body);
     }

@@ -37,6 +37,7 @@ after(async () => {
 function exchange(port, parts, { fin = false, waitMs = 5000, quietMs = 0 } = {}) {
   return new Promise((resolve) => {
     const c = net.connect(port, "127.0.0.1");
+    c.setNoDelay(true);
     const chunks = [];
     let closed = false, done = false, quiet = null;
     const finish = () => {
@@ -188,6 +189,17 @@ test("a bad request pipelined behind a create that waits for its run: the create
   assert.deepEqual(list.map((x) => x.status), [200, 400]);
   const j = JSON.parse(list[0].body);
   assert.ok(["completed", "incomplete"].includes(j.status), list[0].body.slice(0, 200)); // not cancelled
+});
+
+test("one byte per write: the same replies (the parser's state carries across reads)", async () => {
+  const body = '{"model":"no-such-model","input":"hi"}';
+  const stream = CHUNKED + "7;e=1\r\n" + body.slice(0, 7) + "\r\n" + (body.length - 7).toString(16) + "\r\n" + body.slice(7) +
+    "\r\n0\r\nX-T: 1\r\n\r\n" + POST(`Content-Length: ${body.length}\r\n`) + body + OK + POST("Content-Length: 1a\r\n");
+  const parts = [];
+  for (const ch of stream) parts.push(ch, { sleep: 1 });
+  const r = await exchange(s.port, parts, { waitMs: 20000 });
+  const { list } = assertJsonError(r, 400, /Content-Length: expected a number/, "byte by byte");
+  assert.deepEqual(list.map((x) => x.status), [404, 404, 200, 400]);
 });
 
 test("a target over the limit still arriving: a 414 saying how much came", async () => {
