@@ -408,13 +408,17 @@ static int step(guard *g, unsigned char c) {
 
 /* Counting the rest of an oversized target / head; true once it is known. */
 static bool count(guard *g, unsigned char c) {
-    if (g->st == S_COUNT_TARGET) {
-        if (c == ' ' || c == '\r' || c == '\n') return true;
-    } else if (c == '\n') {
-        if (g->line == 0) return true; /* the empty line: the head ended */
-        g->line = 0;
-    } else if (c != '\r') g->line++;
-    if (++g->n >= COUNT_MAX) return true;
+    if (g->st == S_COUNT_TARGET && (c == ' ' || c == '\r' || c == '\n')) return true;
+    if (++g->n >= COUNT_MAX) {
+        g->flags |= F_ATLEAST;
+        return true;
+    }
+    if (g->st == S_COUNT_HEAD) {
+        if (c == '\n') {
+            if (g->line == 0) return true; /* the empty line: the head ended */
+            g->line = 0;
+        } else if (c != '\r') g->line++;
+    }
     return false;
 }
 
