@@ -22,12 +22,15 @@
  *
  * On an error MHD gets only the bytes before the bad one: the requests
  * before it are answered as usual (MHD handles one request at a time), and
- * the bad one never completes. When MHD next asks for bytes (it is then
- * done with everything before), the JSON error reply (errors.c's body,
- * Connection: close) is sent here and the read fails with ECONNRESET, so
- * MHD drops the connection without a reply of its own. MHD's epoll is edge
- * triggered and takes a short read for "drained": when bytes before the bad
- * one were handed over, shutdown(SHUT_RD) wakes it once more to ask.
+ * the bad one never completes. Once every whole request handed over has
+ * completed (counted here, and at MHD_OPTION_NOTIFY_COMPLETED through
+ * cst_http_guard_completed) and MHD asks for bytes, or at that completion,
+ * the JSON error reply (errors.c's body, Connection: close) is sent and the
+ * socket shut down; the read fails with ECONNRESET, so MHD drops the
+ * connection without a reply of its own. (MHD may read before then, e.g.
+ * when it resumes a parked request: that read gets EAGAIN.) MHD's epoll is
+ * edge-triggered and takes a short read for "drained": when bytes before
+ * the bad one were handed over, shutdown(SHUT_RD) wakes it once more.
  */
 #define _GNU_SOURCE 1
 #include "http_guard.h"
@@ -159,7 +162,8 @@ typedef struct guard {
     uint16_t flags, fields;   /* F_*, header fields + query parameters + cookies */
     uint32_t n;               /* bytes of the target or of the head so far */
     uint32_t line;            /* bytes of the method / of Cookie values (head) / chunk size line / counted line */
-    char b[18];               /* the version, a header name or a Transfer-Encoding value (lower case) */
+    char b[17];               /* the version, a header name or a Transfer-Encoding value (lower case) */
+    uint16_t pending;         /* requests handed to MHD whole and not yet completed (NOTIFY_COMPLETED) */
     uint64_t cl, v, left;     /* Content-Length, the number being read, body or chunk bytes left */
 } guard;
 _Static_assert(sizeof(guard) <= 64, "a guard is what an idle connection costs: keep it small");
@@ -179,6 +183,7 @@ static int hexval(unsigned char c) {
 }
 
 static void next_request(guard *g) {
+    if (g->st != S_START && g->pending < UINT16_MAX) g->pending++; /* one more whole request for MHD */
     g->st = S_START;
     g->flags = 0;
     g->fields = 0;
@@ -345,7 +350,7 @@ static int step(guard *g, unsigned char c) {
             g->flags = (uint16_t)((g->flags & ~(F_VBAD | F_VBIG)) | F_VLEAD);
         } else if (!is_tchar(c)) return G_FIELD; /* blanks before the colon included */
         else if (g->nb < sizeof g->b) g->b[g->nb++] = (char)(c | 0x20);
-        else g->nb = sizeof g->b; /* longer than any name we look at */
+        else g->nb = UINT8_MAX; /* longer than any name we look at */
         break;
     case S_VALUE:
         if (c == '\r') {
@@ -559,20 +564,38 @@ static void send_error(guard *g) {
         if (m > 0 && (size_t)m < sizeof out) (void)send(g->fd, out, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT);
         free(body);
     }
-    (void)shutdown(g->fd, SHUT_WR);
     /* unread bytes at close would make the kernel reset the connection,
      * which may lose the reply on the client's side */
     char tmp[4096];
     for (int i = 0; i < 16 && sys_recv(g->fd, tmp, sizeof tmp, MSG_DONTWAIT) > 0; i++) {}
+    /* the FIN after the reply; and an epoll event, so that MHD reads (and
+     * gets ECONNRESET) even when it waits for none */
+    (void)shutdown(g->fd, SHUT_RDWR);
     g->st = S_SENT;
+}
+
+void cst_http_guard_completed(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    guard *g = ci ? ci->socket_context : NULL;
+    if (!g) return;
+    if (g->pending) g->pending--;
+    /* the reply of the last request before the bad one went out */
+    if (g->pending == 0 && g->st == S_FAILED) send_error(g);
 }
 
 ssize_t recv(int fd, void *buf, size_t len, int flags) {
     guard *g = flags == 0 && fd >= 0 && (size_t)fd < tab_n ? atomic_load_explicit(&tab[fd], memory_order_acquire) : NULL;
     if (!g) return sys_recv(fd, buf, len, flags);
-    if (g->st == S_FAILED) send_error(g);
+    if (g->st == S_FAILED && g->pending == 0) send_error(g);
     if (g->st == S_SENT) {
         errno = ECONNRESET;
+        return -1;
+    }
+    if (g->st == S_FAILED) {
+        /* MHD also reads while a request before the bad one is still
+         * being answered (a parked one it resumes, say): nothing for it;
+         * the error goes out once that one completes */
+        errno = EAGAIN;
         return -1;
     }
     const ssize_t n = sys_recv(fd, buf, len, 0);
@@ -593,6 +616,10 @@ ssize_t recv(int fd, void *buf, size_t len, int flags) {
         __atomic_or_fetch(&g->flags, (uint16_t)F_SHUT, __ATOMIC_RELEASE);
         (void)shutdown(fd, SHUT_RD);
         return (ssize_t)ok;
+    }
+    if (g->pending) { /* see above: sent when the last one completes */
+        errno = EAGAIN;
+        return -1;
     }
     send_error(g);
     errno = ECONNRESET;

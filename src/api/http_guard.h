@@ -28,6 +28,10 @@ bool cst_http_guard_init(void);
 void cst_http_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                            enum MHD_ConnectionNotificationCode toe);
 
+/* From MHD_OPTION_NOTIFY_COMPLETED: a request of c completed (its reply
+ * went out, or it ended); the error reply waiting behind it goes out when it
+ * was the last one before the bad request. */
+void cst_http_guard_completed(struct MHD_Connection *c);
 /* True when the guard itself shut fd's read side: a bad request waits
  * behind the ones MHD is answering, and POLLRDHUP / EOF on fd do not mean
  * that the client hung up. */

@@ -370,8 +370,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)c;
     (void)toe;
+    cst_http_guard_completed(c); /* a bad request pipelined behind this one is answered now */
     conn *cs = *con_cls;
     if (cs) {
         cst_route_resume_end(cls, cs);
