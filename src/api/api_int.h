@@ -188,6 +188,8 @@ typedef enum {
     E_TIMEOUT,      /* 504 gateway_timeout */
     E_URI_TOO_LONG, /* 414 invalid_request */
     E_HEADERS_TOO_LARGE, /* 431 invalid_request */
+    E_UNIMPLEMENTED, /* 501 unimplemented (a Transfer-Encoding other than chunked) */
+    E_HTTP_VERSION,  /* 505 invalid_request (HTTP/0.x, HTTP/2+ on the HTTP/1 port) */
     E_KIND_LAST
 } ekind;
 

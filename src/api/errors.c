@@ -18,6 +18,7 @@ static const struct {
     [E_EXHAUSTED] = {429, "resource_exhausted"}, [E_INTERNAL] = {500, "internal"},
     [E_UNAVAILABLE] = {503, "unavailable"},     [E_TIMEOUT] = {504, "gateway_timeout"},
     [E_URI_TOO_LONG] = {414, "invalid_request"}, [E_HEADERS_TOO_LARGE] = {431, "invalid_request"},
+    [E_UNIMPLEMENTED] = {501, "unimplemented"}, [E_HTTP_VERSION] = {505, "invalid_request"},
 };
 
 int cst_api_ekind_http(ekind k) { return kinds[k].http; }
@@ -88,7 +89,8 @@ static const char *rpc_status_of(ekind k) {
         [E_DENIED] = "PERMISSION_DENIED", [E_NOT_FOUND] = "NOT_FOUND",      [E_TOO_LARGE] = "INVALID_ARGUMENT",
         [E_EXHAUSTED] = "RESOURCE_EXHAUSTED", [E_INTERNAL] = "INTERNAL",    [E_UNAVAILABLE] = "UNAVAILABLE",
         [E_TIMEOUT] = "DEADLINE_EXCEEDED", [E_URI_TOO_LONG] = "INVALID_ARGUMENT",
-        [E_HEADERS_TOO_LARGE] = "INVALID_ARGUMENT"};
+        [E_HEADERS_TOO_LARGE] = "INVALID_ARGUMENT", [E_UNIMPLEMENTED] = "UNIMPLEMENTED",
+        [E_HTTP_VERSION] = "INVALID_ARGUMENT"};
     return st[k];
 }
 

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE 1 /* POLLRDHUP */
 #include "api_int.h"
+#include "http_guard.h"
 #include "files.h"
 #include "queue.h"
 
@@ -24,7 +25,11 @@ bool cst_api_client_gone(int fd) {
     if (fd < 0) return false;
     struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return true;
+    /* the framing guard shut the read side, not the client: a bad request
+     * waits behind this one (http_guard.c); a reset still shows as POLLERR */
+    if (cst_http_guard_read_shut(fd)) return false;
+    if (p.revents & POLLRDHUP) return true;
     if (p.revents & POLLIN) {
         char c;
         ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -11,6 +11,7 @@
 #include "core/pool.h"
 #include "engine/vision/vision.h"
 #include "files.h"
+#include "http_guard.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -64,11 +65,10 @@ static char *file_stem(const char *path) {
 
 /* Per-connection memory of MHD (request head, reply buffer): the whole of it
  * is zeroed between the requests of a kept-alive connection, so it is the
- * resident cost of an idle connection. The head limits stay well inside it,
- * so that they are answered here, in the JSON error shape. */
+ * resident cost of an idle connection. The head limits (http_guard.h:
+ * CST_MAX_URI, CST_MAX_HEADERS, CST_MAX_FIELDS) keep a head well inside it,
+ * so that MHD never refuses one itself. */
 #define CST_CONN_MEMORY (64 * 1024)
-#define CST_MAX_URI 8192
-#define CST_MAX_HEADERS (32 * 1024)
 
 /* ---- routing ------------------------------------------------------------ */
 
@@ -288,57 +288,6 @@ static void *ticker(void *arg) {
     return NULL;
 }
 
-/* Request smuggling guards: Content-Length headers that disagree, or one
- * beside Transfer-Encoding, make the body's end ambiguous behind a proxy. */
-typedef struct {
-    const char *first;
-    int n, differ;
-} cl_scan;
-
-static enum MHD_Result cl_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    (void)kind;
-    cl_scan *sc = cls;
-    if (key && !strcasecmp(key, "Content-Length")) {
-        if (sc->n++ == 0) sc->first = value;
-        else if (!value || !sc->first || strcmp(value, sc->first)) sc->differ = 1;
-    }
-    return MHD_YES;
-}
-
-/* Bytes of a request's target (path and query) and of its header block, as
- * sent (near enough: MHD gives them parsed). */
-static enum MHD_Result kv_bytes(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    (void)kind;
-    *(size_t *)cls += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4;
-    return MHD_YES;
-}
-
-/* 414 / 431 in the JSON error shape for a request target over CST_MAX_URI
- * or a header block over CST_MAX_HEADERS; false when within both. (MHD
- * answers larger ones, which do not fit its connection memory, itself.) */
-static bool head_too_large(struct MHD_Connection *c, const char *url, enum MHD_Result *ret) {
-    size_t uri = strlen(url), hdr = 0;
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, kv_bytes, &uri);
-    MHD_get_connection_values(c, MHD_HEADER_KIND, kv_bytes, &hdr);
-    if (uri > CST_MAX_URI)
-        *ret = cst_api_error(c, E_URI_TOO_LONG, "the request target is %zu bytes, over the server's limit of %d", uri,
-                             CST_MAX_URI);
-    else if (hdr > CST_MAX_HEADERS)
-        *ret = cst_api_error(c, E_HEADERS_TOO_LARGE, "the request headers are %zu bytes, over the server's limit of %d",
-                             hdr, CST_MAX_HEADERS);
-    else return false;
-    return true;
-}
-
-static const char *framing_error(struct MHD_Connection *c) {
-    cl_scan sc = {0};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, cl_count, &sc);
-    if (sc.differ) return "the request has Content-Length headers that disagree";
-    if (sc.n > 0 && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
-        return "the request has both Content-Length and Transfer-Encoding";
-    return NULL;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -353,11 +302,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->p.max_body) cs->too_large = true;
         *con_cls = cs;
-        enum MHD_Result hret;
-        if (head_too_large(c, url, &hret)) return hret; /* answered before the body is read */
-        const char *fe = framing_error(c);
-        if (fe) /* answered before the body is read: MHD then closes the connection */
-            return cst_api_error(c, E_INVALID, "%s", fe);
+        /* the head's limits and framing were checked before MHD read it
+         * (http_guard.c): 414, 431, Content-Length / Transfer-Encoding */
         cst_files_conn_begin(s, c, cs, url, method); /* upload chunks stream to disk */
         return MHD_YES;
     }
@@ -424,8 +370,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)c;
     (void)toe;
+    cst_http_guard_completed(c); /* a bad request pipelined behind this one is answered now */
     conn *cs = *con_cls;
     if (cs) {
         cst_route_resume_end(cls, cs);
@@ -699,9 +645,15 @@ cst_status cst_server_start(const cst_server_params *pp, cst_server **out, char 
         goto fail;
     }
     s->ticker_started = true;
+    if (!cst_http_guard_init()) {
+        cst_errf(err, errlen, "out of memory (the connection table)");
+        st = CST_ERR_NOMEM;
+        goto fail;
+    }
     s->mhd = MHD_start_daemon(flags, (uint16_t)pp->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_THREAD_POOL_SIZE, n_workers,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+                              cst_http_guard_notify, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
                               (unsigned)(pp->idle_timeout_s > 0 ? pp->idle_timeout_s : 0),
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CST_CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT, max_conn,
                               MHD_OPTION_PER_IP_CONNECTION_LIMIT,

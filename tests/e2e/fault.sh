@@ -9,7 +9,9 @@
 # descriptor limit is raised to the hard one, up to 20000, for it); and
 # protocol.test.mjs: request framing,
 # query and JSON strictness, /metrics auth, input bounds, defaults. Needs node
-# (no npm packages). Env: CASTOR (the binary), CST_SHARED (fixtures). FAULT_ROUNDS: kill -9 rounds (default 4);
+# (no npm packages); framing.test.mjs: what libmicrohttpd refuses while parsing,
+# answered in the JSON shape by the framing guard, and a bounded fuzz.
+# Env: CASTOR (the binary), CST_SHARED (fixtures). FAULT_ROUNDS: kill -9 rounds (default 4);
 # FAULT_NO_MOUNT=1: the injected disk-full path even where mounting works.
 set -euo pipefail
 : "${CASTOR:?set CASTOR to the castor binary}"
@@ -22,4 +24,5 @@ export CASTOR
 hard=$(ulimit -Hn)
 if [ "$hard" = unlimited ] || [ "$hard" -gt 20000 ]; then hard=20000; fi
 ulimit -n "$hard" 2>/dev/null || true
-exec node --test --test-concurrency=1 "$HERE/fault.test.mjs" "$HERE/connections.test.mjs" "$HERE/protocol.test.mjs"
+exec node --test --test-concurrency=1 "$HERE/fault.test.mjs" "$HERE/connections.test.mjs" "$HERE/protocol.test.mjs" \
+    "$HERE/framing.test.mjs"

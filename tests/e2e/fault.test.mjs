@@ -386,10 +386,13 @@ function getFrom(port, path, localAddress) {
 
 test("descriptor exhaustion: one address's idle sockets do not starve another; the server survives", async () => {
   const dir = mkdtempSync(join(tmpdir(), "castor-fds-"));
+  let s;
   try {
     // 96 descriptors: the server connects at most 32 (the rest of the limit
     // stays for the store and models), 16 per address
-    const s = await startServer(join(dir, "data"), ["-np", "1", "--max-connections-per-ip", "16"], {}, "ulimit -n 96");
+    s = await startServer(join(dir, "data"), ["-np", "1", "--max-connections-per-ip", "16"], {}, "ulimit -n 96");
+    // (the port file can come before node has read the server's stderr)
+    for (let i = 0; i < 250 && !/descriptor limit/.test(s.log()); i++) await sleep(20);
     assert.match(s.log(), /descriptor limit \(96\) holds 32 connections, not 16384/);
     const socks = [];
     for (let i = 0; i < 160; i++) {
@@ -429,6 +432,7 @@ test("descriptor exhaustion: one address's idle sockets do not starve another; t
     for (const x of [id, acked].filter(Boolean)) assert.equal((await getJson(s, x)).status, 200);
     assert.equal(await stop(s), 0);
   } finally {
+    if (s) await stop(s, "SIGKILL"); // a failed assertion must not leave it running (the suite would hang)
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -96,10 +96,13 @@ test("a request target over 8 KiB: 414, headers over 32 KiB: 431, both in the JS
   const bj = JSON.parse(big.out.slice(big.out.indexOf("\r\n\r\n") + 4));
   assert.equal(bj.error.code, "invalid_request");
   assert.match(bj.error.message, /request headers are \d+ bytes, over the server's limit of 32768/);
-  // Content-Length: -1 is refused by libmicrohttpd itself before any handler
-  // runs (its own body; docs/internals/api.md): a 400, the connection closed
+  // Content-Length: -1 is refused before libmicrohttpd parses it (the
+  // framing guard, docs/internals/api.md): a 400 in the JSON shape, one
+  // status line, the connection closed (framing.test.mjs has the others)
   const neg = await raw(open.port, `POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n`);
   assert.match(neg.out, /^HTTP\/1\.1 400 /);
+  assert.equal((neg.out.match(/HTTP\/1\.1 /g) || []).length, 1, neg.out);
+  assert.match(JSON.parse(neg.out.slice(neg.out.indexOf("\r\n\r\n") + 4)).error.message, /Content-Length/);
   assert.ok(neg.closed);
   assert.equal((await fetch(`${open.url}/health`)).status, 200);
 });
