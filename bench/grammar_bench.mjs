@@ -10,24 +10,12 @@
 // same way. The servers run one at a time.
 // usage: node bench/grammar_bench.mjs --llama-server PATH [--castor build/castor]
 //          [--threads 2] [--runs 3] [--tokens 128] MODEL.gguf [MODEL.gguf...]
-import { join, dirname, basename } from "node:path";
-import { fileURLToPath } from "node:url";
-import { start, stop, streamOnce } from "./servers.mjs";
+import { basename } from "node:path";
+import { benchArgs, start, stop, streamOnce } from "./servers.mjs";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const argv = process.argv.slice(2);
-const opt = {}, models = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i].startsWith("--")) opt[argv[i].slice(2)] = argv[++i];
-  else models.push(argv[i]);
-}
-const CASTOR = opt.castor ?? join(HERE, "..", "build", "castor");
-const LLAMA = opt["llama-server"];
+const { opt, models, castor: CASTOR, llama: LLAMA } = benchArgs(
+  "grammar_bench.mjs --llama-server PATH [--castor PATH] [--threads N] [--runs R] [--tokens N] MODEL...");
 const THREADS = String(opt.threads ?? 2), RUNS = Number(opt.runs ?? 3), TOKENS = Number(opt.tokens ?? 128);
-if (!models.length || !LLAMA) {
-  console.error("usage: grammar_bench.mjs --llama-server PATH [--castor PATH] [--threads N] [--runs R] [--tokens N] MODEL...");
-  process.exit(2);
-}
 const SCHEMA = {
   type: "object",
   properties: {

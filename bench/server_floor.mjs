@@ -10,25 +10,13 @@
 // Interactions API), llama-server's /completion takes it raw.
 // usage: node bench/server_floor.mjs --llama-server PATH [--castor build/castor]
 //          [--threads 2] [--reps 3] [--tokens 128] [--ctx 1024] MODEL.gguf [MODEL.gguf...]
-import { join, dirname, basename } from "node:path";
-import { fileURLToPath } from "node:url";
-import { start, stop, streamOnce } from "./servers.mjs";
+import { basename } from "node:path";
+import { benchArgs, start, stop, streamOnce } from "./servers.mjs";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const argv = process.argv.slice(2);
-const opt = {}, models = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i].startsWith("--")) opt[argv[i].slice(2)] = argv[++i];
-  else models.push(argv[i]);
-}
-const CASTOR = opt.castor ?? join(HERE, "..", "build", "castor");
-const LLAMA = opt["llama-server"];
+const { opt, models, castor: CASTOR, llama: LLAMA } = benchArgs(
+  "server_floor.mjs --llama-server PATH [--castor PATH] [--threads N] [--reps R] [--tokens N] [--ctx N] MODEL...");
 const THREADS = Number(opt.threads ?? 2), REPS = Number(opt.reps ?? 3), TOKENS = Number(opt.tokens ?? 128);
 const CTX = Number(opt.ctx ?? 1024);
-if (!models.length || !LLAMA) {
-  console.error("usage: server_floor.mjs --llama-server PATH [--castor PATH] [--threads N] [--reps R] [--tokens N] MODEL...");
-  process.exit(2);
-}
 const PROMPT = "Write a long story about a small robot who learns to paint, with many details about colours and light.";
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 

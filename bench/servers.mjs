@@ -5,8 +5,27 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, basename } from "node:path";
+import { join, dirname, basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import net from "node:net";
+
+// The command line of a bench that runs both servers: `--name value`
+// options, then model paths. Returns {opt, models, castor, llama}; prints
+// usage and exits when no model or no --llama-server is given.
+export function benchArgs(usage) {
+  const argv = process.argv.slice(2);
+  const opt = {}, models = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith("--")) opt[argv[i].slice(2)] = argv[++i];
+    else models.push(argv[i]);
+  }
+  if (!models.length || !opt["llama-server"]) {
+    console.error(`usage: ${usage}`);
+    process.exit(2);
+  }
+  const here = dirname(fileURLToPath(import.meta.url));
+  return { opt, models, castor: opt.castor ?? join(here, "..", "build", "castor"), llama: opt["llama-server"] };
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const freePort = () => new Promise((res) => {

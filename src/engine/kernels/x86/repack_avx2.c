@@ -11,6 +11,27 @@
 
 #include <immintrin.h>
 
+/* the x8 order's step for a Q8_0-activation block i: acc[t] = fma(lane
+ * sums is[t], dw * da, acc[t]), lane r for row r (d: the 8 rows' scales) */
+static inline __attribute__((always_inline)) void fma_block(__m256 *acc, const __m256i *is, const cst_f16 *d,
+                                                            const block_q8_0 *const *y, int i, int nt) {
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_mul_ps(dw, _mm256_set1_ps(_cvtsh_ss(y[t][i].d))), acc[t]);
+}
+
+/* the exported kernel: one specialised body per token count */
+#define PACKED_KERNEL(NAME, BODY)                                                                 \
+    void NAME(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {        \
+        switch (nt) {                                                                              \
+        case 1: BODY(n, P, y, 1, s, lds); break;                                                   \
+        case 2: BODY(n, P, y, 2, s, lds); break;                                                   \
+        case 3: BODY(n, P, y, 3, s, lds); break;                                                   \
+        default: BODY(n, P, y, 4, s, lds); break;                                                  \
+        }                                                                                          \
+    }
+
 static inline __attribute__((always_inline)) void gemm_q8_0x8(int n, const block_q8_0x8 *x, const void *const *vy,
                                                               const int nt, float *s, int64_t lds) {
     const int nb = n / QK8_0;
@@ -37,12 +58,7 @@ static inline __attribute__((always_inline)) void gemm_q8_0x8(int n, const block
                 is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p, ones));
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].d));
-#pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) {
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(_cvtsh_ss(y[t][i].d)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), d, acc[t]);
-        }
+        fma_block(acc, is, x[i].d, y, i, nt);
     }
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, acc[t]);
@@ -84,25 +100,13 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
                 is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p, ones));
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[i].d));
-#pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) {
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(_cvtsh_ss(y[t][i].d)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), d, acc[t]);
-        }
+        fma_block(acc, is, x[i].d, y, i, nt);
     }
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, acc[t]);
 }
 
-void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {
-    switch (nt) {
-    case 1: gemm_q4_0x8(n, P, y, 1, s, lds); break;
-    case 2: gemm_q4_0x8(n, P, y, 2, s, lds); break;
-    case 3: gemm_q4_0x8(n, P, y, 3, s, lds); break;
-    default: gemm_q4_0x8(n, P, y, 4, s, lds); break;
-    }
-}
+PACKED_KERNEL(cst_gemm_q4_0x8_avx2, gemm_q4_0x8)
 
 /* Q4_K (block_q4_Kx8): per 4-byte step k of chunk c one vector holds bytes
  * 4k..4k+3 of the 8 rows; its low nibbles (0..15, unsigned: maddubs takes
@@ -180,20 +184,6 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, _mm256_sub_ps(acc[t], accm[t]));
 }
 
-void cst_gemm_q4_Kx8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {
-    switch (nt) {
-    case 1: gemm_q4_Kx8(n, P, y, 1, s, lds); break;
-    case 2: gemm_q4_Kx8(n, P, y, 2, s, lds); break;
-    case 3: gemm_q4_Kx8(n, P, y, 3, s, lds); break;
-    default: gemm_q4_Kx8(n, P, y, 4, s, lds); break;
-    }
-}
+PACKED_KERNEL(cst_gemm_q4_Kx8_avx2, gemm_q4_Kx8)
 
-void cst_gemm_q8_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds) {
-    switch (nt) { /* one specialised body per token count */
-    case 1: gemm_q8_0x8(n, P, y, 1, s, lds); break;
-    case 2: gemm_q8_0x8(n, P, y, 2, s, lds); break;
-    case 3: gemm_q8_0x8(n, P, y, 3, s, lds); break;
-    default: gemm_q8_0x8(n, P, y, 4, s, lds); break;
-    }
-}
+PACKED_KERNEL(cst_gemm_q8_0x8_avx2, gemm_q8_0x8)
