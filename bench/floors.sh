@@ -5,6 +5,8 @@
 # bench/out/floors.md): pp512 and tg128 for smollm2-135m Q8_0 and
 # llama3.2-1b-shaped Q4_K, Q4_0, Q8_0 and a Q4_K_M mix, and decode at depth
 # 2048 (smollm2: castor's tg after a 2048-token prompt, llama-bench -d 2048).
+# The tg128 rows run at depth 0 on both sides (llama-bench's tg test starts
+# from an empty cache; castor decodes after a 1-token prompt).
 # Models: castor mkmodel (random weights, seed 1), cached in bench/out/models;
 # the Q4_K_M mix is bench/mkmix.c over the Q4_K and Q6_K files.
 # usage: bench/floors.sh [-t 2] [-r 1] [-p 512] [-n 128] [-d 2048] [MODEL_SPEC...]
@@ -76,7 +78,9 @@ print(f"| {n} | {v(cp)} | {v(lp)} | {f(cp, lp)} | {v(ct)} | {v(lt)} | {f(ct, lt)
 for spec in "${specs[@]}"; do
   preset=${spec%%:*}; type=${spec#*:}
   if [ "$type" = Q4_K_M ]; then m=$(mix "$preset"); else m=$(model "$preset" "$type"); fi
-  read -r cp ct < <(castor_run "$m" $P $N)
+  # llama-bench's tg runs on an empty cache: castor's too (a 1-token prompt), pp on its own
+  read -r cp _ < <(castor_run "$m" $P 1)
+  read -r _ ct < <(castor_run "$m" 1 $N)
   read -r lp lt < <(llama_run "$m" $P $N 0)
   row "$preset $type" "$cp" "$ct" "$lp" "$lt" "$(load)"
 done

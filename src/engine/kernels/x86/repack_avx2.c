@@ -11,6 +11,19 @@
 
 #include <immintrin.h>
 
+#ifndef PF_BYTES
+#define PF_BYTES 8192
+#endif
+/* Decode reads a packed group once, from memory: the block PF_BYTES ahead of
+ * the stream (past a group's end that is the next group's start: the groups
+ * are consecutive) is fetched while this one computes; prefetches past the
+ * buffer do not fault. */
+#define PREFETCH_AHEAD(x, i)                                                                       \
+    do {                                                                                           \
+        const char *pf_ = (const char *)&(x)[i] + PF_BYTES;                                        \
+        for (size_t k_ = 0; k_ < sizeof *(x); k_ += 64) _mm_prefetch(pf_ + k_, _MM_HINT_T0);       \
+    } while (0)
+
 /* the x8 order's step for a Q8_0-activation block i: acc[t] = fma(lane
  * sums is[t], dw * da, acc[t]), lane r for row r (d: the 8 rows' scales) */
 static inline __attribute__((always_inline)) void fma_block(__m256 *acc, const __m256i *is, const cst_f16 *d,
@@ -43,6 +56,7 @@ static inline __attribute__((always_inline)) void gemm_q8_0x8(int n, const block
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PREFETCH_AHEAD(x, i);
         __m256i is[4];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) is[t] = _mm256_setzero_si256();
@@ -80,6 +94,7 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PREFETCH_AHEAD(x, i);
         __m256i is[4];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) is[t] = _mm256_setzero_si256();
@@ -132,6 +147,7 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) acc[t] = accm[t] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
+        PREFETCH_AHEAD(x, i);
         __m256i is[4], im[4];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) is[t] = im[t] = _mm256_setzero_si256();
