@@ -224,7 +224,7 @@ static inline void prefetch_ahead(const void *vx, size_t bx, size_t step, int i)
     for (size_t k = 0; k < step; k += 64) _mm_prefetch(p + k, _MM_HINT_T0);
 }
 
-/* the 8 f16 scales at offset off of the blocks x[0..7][i] as floats */
+/* the f16 field f of the 8 blocks x[0..7][i] as 8 floats */
 #define F16X8(x, i, f)                                                                                         \
     _mm256_cvtph_ps(_mm_setr_epi16((short)x[0][i].f, (short)x[1][i].f, (short)x[2][i].f, (short)x[3][i].f, \
                                    (short)x[4][i].f, (short)x[5][i].f, (short)x[6][i].f, (short)x[7][i].f))
