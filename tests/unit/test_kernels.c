@@ -652,30 +652,29 @@ TEST(x8_dot8_matches_ref) {
 }
 
 /* Q8_0, Q4_0 and Q4_K repacked for 8 rows (cst_pack): the packed matmul of every
- * ISA (AVX2 kernel, scalar twin elsewhere) equals the x8 ref dot on the
- * file's rows bit for bit, for 1-3 threads, token counts with and without
- * 4-token tails, a single token (decode) and large/zero inputs; so a token's
- * outputs also do not depend on the batch around it. Q8_0 is packed only
- * with CST_REPACK=1, Q4_0 and Q4_K by default under AVX2 / AVX-512 (not with
- * CST_REPACK=0, not under the scalar path). */
-TEST(packed_matches_x8_ref) {
+ * ISA (AVX2 kernel, scalar twin elsewhere) equals the ref dot of the order
+ * the type computes unpacked (Q8_0: llama.cpp's lanes, Q4_0 / Q4_K: the x8
+ * order) on the file's rows bit for bit, for 1-3 threads, token counts with
+ * and without 4-token tails, a single token (decode) and large/zero inputs;
+ * so a token's outputs also do not depend on the batch around it. All three
+ * are packed by default under AVX2 / AVX-512 (not with CST_REPACK=0, not
+ * under the scalar path). */
+TEST(packed_matches_ref_order) {
     static const int64_t n_ins[] = {32, 96, 256, 576, 1536};
     static const int64_t n_outs[] = {8, 16, 40};
     static const int64_t toks[] = {1, 2, 3, 4, 5, 7, 16, 17, 33};
     static const cst_type types[] = {CST_TYPE_Q8_0, CST_TYPE_Q4_0, CST_TYPE_Q4_K};
     const int64_t n_max = 33;
     const cst_isa prev = cst_kernels_isa();
-    ASSERT(setenv("CST_REPACK", "1", 1) == 0);
-    ASSERT(cst_pack_wanted(CST_TYPE_Q8_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q8_0, 64, 12));
-    ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 48, 16) && !cst_pack_wanted(CST_TYPE_Q5_K, 256, 16));
-    ASSERT(unsetenv("CST_REPACK") == 0);
-    ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 64, 16)); /* opt-in */
     for (int isa = CST_ISA_REF; isa <= LAST_ISA; isa++) {
         if (!cst_kernels_set_isa((cst_isa)isa)) continue;
         const bool fast = isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
+        ASSERT(cst_pack_wanted(CST_TYPE_Q8_0, 64, 16) == fast && !cst_pack_wanted(CST_TYPE_Q8_0, 64, 12));
+        ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 48, 16) && !cst_pack_wanted(CST_TYPE_Q5_K, 256, 16));
         ASSERT(cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) == fast && !cst_pack_wanted(CST_TYPE_Q4_0, 64, 12));
         ASSERT(cst_pack_wanted(CST_TYPE_Q4_K, 512, 16) == fast && !cst_pack_wanted(CST_TYPE_Q4_K, 512, 12));
         ASSERT(setenv("CST_REPACK", "0", 1) == 0);
+        ASSERT(!cst_pack_wanted(CST_TYPE_Q8_0, 64, 16));
         ASSERT(!cst_pack_wanted(CST_TYPE_Q4_0, 64, 16) && !cst_pack_wanted(CST_TYPE_Q4_K, 512, 16));
         ASSERT(unsetenv("CST_REPACK") == 0);
     }
@@ -703,7 +702,7 @@ TEST(packed_matches_x8_ref) {
                 float *e = xalloc(n_out * n_max * 4);
                 const cst_vec_dot_fn x8 = wt == CST_TYPE_Q4_K   ? cst_vec_dot_q4_K_q8_K_x8_ref
                                           : wt == CST_TYPE_Q4_0 ? cst_vec_dot_q4_0_q8_0_x8_ref
-                                                                : cst_vec_dot_q8_0_q8_0_x8_ref;
+                                                                : cst_vec_dot_q8_0_q8_0_ref;
                 for (int64_t t = 0; t < n_max; t++)
                     for (int64_t o = 0; o < n_out; o++) x8((int)n_in, &e[t * n_out + o], W + o * wrow, qa + t * arow);
                 void *wdata = xalloc(cst_matmul_wsize(wt, n_in, n_max));
@@ -721,7 +720,7 @@ TEST(packed_matches_x8_ref) {
                                 for (int64_t o = 0; o < n_out; o++)
                                     ASSERT_MSG(same_bits(y[t * ldy + o], e[t * n_out + o]),
                                                "%s %s n_in %lld n_out %lld n_tok %lld threads %d: y[%lld][%lld] = %.9g, "
-                                               "x8 ref %.9g",
+                                               "ref %.9g",
                                                cst_type_name(wt), cst_isa_name((cst_isa)isa), (long long)n_in,
                                                (long long)n_out, (long long)nt, nth, (long long)t, (long long)o,
                                                y[t * ldy + o], e[t * n_out + o]);

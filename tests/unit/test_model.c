@@ -599,8 +599,8 @@ TEST(generate_greedy_stop_reuse_cancel) {
 }
 
 /* ---- repacked weights stay within the resident-size budget ---------------
- * The loader copies Q4_0 and Q4_K matrices (by default under AVX2 / AVX-512) and Q8_0
- * ones (with CST_REPACK=1) into the packed layout and drops the file's pages
+ * The loader copies Q8_0, Q4_0 and Q4_K matrices (by default under AVX2 /
+ * AVX-512) into the packed layout and drops the file's pages
  * of each packed tensor; the peak resident size of loading such a model and
  * decoding with it must stay within the model file + KV cache + 64 MiB
  * (without the dropping it is about twice the file). The model (6 layers,
@@ -667,8 +667,8 @@ static long status_kb(const char *key) {
     return v;
 }
 
-/* repack: the CST_REPACK value to load with (NULL: unset) */
-static void check_repack_rss(cst_type wt, const char *repack) {
+/* loads with CST_REPACK unset (the default) */
+static void check_repack_rss(cst_type wt) {
     enum { E = 1024, NL = 6, FF = 4096, NCTX = 64 };
     char err[256];
     cst_gguf *vg = NULL;
@@ -723,15 +723,14 @@ static void check_repack_rss(cst_type wt, const char *repack) {
     ASSERT(cr != NULL && fputs("5", cr) >= 0);
     ASSERT(fclose(cr) == 0);
     const long rss0 = status_kb("VmRSS");
-    ASSERT(repack ? setenv("CST_REPACK", repack, 1) == 0 : unsetenv("CST_REPACK") == 0);
+    ASSERT(unsetenv("CST_REPACK") == 0);
     const bool packs = cst_pack_wanted(wt, E, E);
     cst_model *m = NULL;
     const cst_status st = cst_model_load(path, NULL, &m, err, sizeof err);
-    ASSERT(unsetenv("CST_REPACK") == 0);
     ASSERT_MSG(st == CST_OK, "load %s: %s", path, err);
-    /* Q4_0 is packed only where the ISA has the packed kernel (x86 SIMD) */
+    /* packed only where the ISA has the packed kernel (x86 SIMD) */
     const cst_isa isa = cst_kernels_isa();
-    ASSERT(packs == (wt == CST_TYPE_Q8_0 || isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512));
+    ASSERT(packs == (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512));
     ASSERT(!!m->layers[0].wq.packed == packs && !!m->layers[NL - 1].down.packed == packs && !!m->output.packed == packs);
     cst_ctx *c = new_ctx(m, NCTX, 1, NCTX);
     cst_batch *b = cst_batch_new(NCTX);
@@ -752,9 +751,9 @@ static void check_repack_rss(cst_type wt, const char *repack) {
 }
 
 TEST(repacked_weights_rss_bound) {
-    check_repack_rss(CST_TYPE_Q8_0, "1");
-    check_repack_rss(CST_TYPE_Q4_0, NULL);
-    check_repack_rss(CST_TYPE_Q4_K, NULL); /* its packed copy is larger than the file's bytes */
+    check_repack_rss(CST_TYPE_Q8_0);
+    check_repack_rss(CST_TYPE_Q4_0);
+    check_repack_rss(CST_TYPE_Q4_K); /* its packed copy is larger than the file's bytes */
 }
 
 TEST(model_metadata) {

@@ -83,23 +83,19 @@ size_t cst_matmul_wsize(cst_type wt, int64_t n_in, int64_t n_tok);
 void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_t n_out,
                 const float *x, int64_t n_tok, float *y, int64_t ldy, void *wdata);
 
-/* ---- weights repacked at load (Q4_0, Q4_K by default on x86; Q8_0 opt-in)
- * Q4_0 and Q4_K (block_q4_0x8, block_q4_Kx8: the same interleaving) compute
- * the x8 order they compute unpacked, so they are packed by default where
- * the ISA has the packed kernel (AVX2, AVX-512; CST_REPACK=0 turns it off).
- * Q8_0 matrices with n_out % 8 == 0 can be copied at load into blocks that
- * interleave 8 rows in 4-byte groups (block_q8_0x8, the same size as the 8
- * rows): one vector then holds 4 elements of 8 rows, the integer dot of a
- * block lands in 8 lanes, one per row, with no horizontal sums (AVX2: about
- * 1.6x the prompt and 1.9x the decode speed of the Q8_0 tile / dot). Its order
- * per output is the x8 order (one float acc = fma(block int sum, dw * da,
- * acc), cst_vec_dot_q8_0_q8_0_x8_ref), not llama.cpp's Q8_0 lanes, so logits
- * move by up to ~0.07 on the tiny golden models and a greedy token with a
- * 0.015 margin flips (tiny-qwen2-Q8_0): hence opt-in, not the default. It
- * does not depend on the batch (decode runs the same kernel).
- * cst_pack_wanted: (wt, shape) has a packed layout, and for Q8_0
- * CST_REPACK=1, for Q4_0 / Q4_K an x86 SIMD ISA and not CST_REPACK=0.
- * cst_pack_size: bytes of the packed copy (Q4_K: 32 more per 8 blocks).
+/* ---- weights repacked at load (Q8_0, Q4_0, Q4_K by default on x86)
+ * Matrices with n_out % 8 == 0 are copied at load into blocks that interleave
+ * 8 rows in 4-byte groups (block_q8_0x8, block_q4_0x8, block_q4_Kx8: the same
+ * size as the 8 rows, Q4_K 32 bytes more per 8 blocks for its unpacked
+ * scales): one vector then holds 4 elements of 8 rows and a block's integer
+ * dot lands in 8 lanes, one per row, with no horizontal sums. Each type keeps
+ * the order it computes unpacked (Q8_0 llama.cpp's 8 lanes per output, Q4_0
+ * and Q4_K the x8 order), so the bits do not change and do not depend on the
+ * batch (decode runs the same kernel). Packed by default where the ISA has
+ * the packed kernel (AVX2, AVX-512); CST_REPACK=0 turns it off.
+ * cst_pack_wanted: (wt, shape) has a packed layout, an x86 SIMD ISA is
+ * active and CST_REPACK is not 0.
+ * cst_pack_size: bytes of the packed copy.
  * cst_pack: write the packed copy (cst_pack_size bytes) of W into P.
  * cst_matmul_packed: cst_matmul on a packed copy under any active ISA (the
  * AVX2 kernel on x86 with AVX2 or AVX-512, the scalar twin elsewhere), the

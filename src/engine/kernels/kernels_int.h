@@ -129,8 +129,6 @@ typedef struct {
     int8_t qs[8 * QK8_0];
 } block_q8_0x8;
 static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8 size");
-/* the x8 order of Q8_0 on the file's rows (the specification of the packed kernels) */
-void cst_vec_dot_q8_0_q8_0_x8_ref(int n, float *s, const void *x, const void *y);
 /* Packed micro-kernel: the 8 rows of packed group P (n elements each) with nt
  * (1..4) activation rows y[t]: s[t * lds + r] for r < 8, t < nt. */
 typedef void (*cst_gemm_packed_fn)(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);

@@ -236,11 +236,11 @@ void cst_matmul(cst_pool *pool, const void *W, cst_type wt, int64_t n_in, int64_
 bool cst_pack_wanted(cst_type wt, int64_t n_in, int64_t n_out) {
     if (n_out <= 0 || n_out % 8 || n_in <= 0 || n_in > INT32_MAX) return false;
     const char *env = getenv("CST_REPACK");
-    if (wt == CST_TYPE_Q8_0) return env && !strcmp(env, "1") && n_in % QK8_0 == 0;
-    if (wt == CST_TYPE_Q4_0 ? n_in % QK4_0 : wt == CST_TYPE_Q4_K ? n_in % QK_K : 1) return false;
+    if (wt == CST_TYPE_Q8_0 || wt == CST_TYPE_Q4_0 ? n_in % 32 : wt == CST_TYPE_Q4_K ? n_in % QK_K : 1) return false;
     if (env && !strcmp(env, "0")) return false;
-    /* Q4_0 and Q4_K compute the x8 order packed or not: packed by default
-     * where the ISA has the packed kernel (the scalar twin is no faster) */
+    /* each type computes the same order packed or not (Q8_0 llama.cpp's
+     * lanes, Q4_0 and Q4_K the x8 order): packed by default where the ISA has
+     * the packed kernel (the scalar twin is no faster) */
     const cst_isa isa = cst_kernels_isa();
     return isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512;
 }

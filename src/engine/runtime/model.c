@@ -2,8 +2,8 @@
  * metadata ("<arch>.*" keys, as llama.cpp names them), lets the architecture
  * hook (arch/ files) set its specifics, then binds every tensor as a view into
  * the read-only mapping after checking its shape and type. Nothing is copied,
- * except (CST_REPACK=1) Q8_0 matrices repacked for the 8-row kernels, whose
- * file pages are then dropped from memory.
+ * except the Q8_0 / Q4_0 / Q4_K matrices repacked for the 8-row kernels on x86
+ * (cst_pack_wanted), whose file pages are then dropped from memory.
  */
 #include "model_int.h"
 
@@ -239,8 +239,8 @@ static cst_status bind_tensors(cst_model *m, char *err, size_t errlen) {
 }
 
 /* ---- repacking -------------------------------------------------------------
- * Weights the active ISA runs faster repacked (cst_pack_wanted: Q8_0 under
- * AVX2) are copied into one buffer in the packed layout. The file's pages of
+ * Weights the active ISA runs faster repacked (cst_pack_wanted: Q8_0, Q4_0
+ * and Q4_K under AVX2 / AVX-512, not with CST_REPACK=0) are copied into one buffer in the packed layout. The file's pages of
  * each packed tensor are then dropped from this process (MADV_DONTNEED on the
  * private read-only mapping: clean pages, so they are only unmapped and are
  * read again from the file if ever touched, e.g. embedding rows of a tied

@@ -121,36 +121,21 @@ void cst_vec_dot8_q4_0_q8_0_x8_ref(int n, float *s, const void *vx, size_t bx, c
     for (int r = 0; r < 8; r++) cst_vec_dot_q4_0_q8_0_x8_ref(n, &s[r], (const char *)vx + (size_t)r * bx, vy);
 }
 
-/* Q8_0 in the x8 order (the repacked Q8_0 of cst_pack under AVX2): per
- * output one float accumulator, acc = fma((float)(exact int sum of the
- * block), dw * da, acc), no lanes (as cst_vec_dot_q4_0_q8_0_x8_ref). */
-void cst_vec_dot_q8_0_q8_0_x8_ref(int n, float *s, const void *vx, const void *vy) {
-    const block_q8_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int nb = n / QK8_0;
-    float acc = 0.0f;
-    for (int i = 0; i < nb; i++) {
-        int sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[i].qs[j] * y[i].qs[j];
-        acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d) * cst_f16_to_f32(y[i].d), acc);
-    }
-    *s = acc;
-}
-
-/* the same order on the packed layout (block_q8_0x8) */
+/* llama.cpp's Q8_0 order (cst_vec_dot_q8_0_q8_0_ref: 8 lanes, hsum8) on the
+ * packed layout (block_q8_0x8) */
 void cst_gemm_q8_0x8_ref(int n, const void *P, const void *const *vy, int nt, float *s, int64_t lds) {
     const block_q8_0x8 *x = P;
     const int nb = n / QK8_0;
     for (int t = 0; t < nt; t++) {
         const block_q8_0 *y = vy[t];
         for (int r = 0; r < 8; r++) {
-            float acc = 0.0f;
+            float acc[8] = {0};
             for (int i = 0; i < nb; i++) {
-                int sumi = 0;
-                for (int j = 0; j < QK8_0; j++) sumi += x[i].qs[32 * (j >> 2) + 4 * r + (j & 3)] * y[i].qs[j];
-                acc = fmaf((float)sumi, cst_f16_to_f32(x[i].d[r]) * cst_f16_to_f32(y[i].d), acc);
+                int8_t w[QK8_0];
+                for (int j = 0; j < QK8_0; j++) w[j] = x[i].qs[32 * (j >> 2) + 4 * r + (j & 3)];
+                acc_block8(acc, w, y[i].qs, cst_f16_to_f32(x[i].d[r]) * cst_f16_to_f32(y[i].d));
             }
-            s[t * lds + r] = acc;
+            s[t * lds + r] = cst_hsum8_ref(acc);
         }
     }
 }
