@@ -818,6 +818,70 @@ TEST(attn_head_isa_bit_identical) {
     printf("    %d head/range/order cases compared\n", n_cmp);
 }
 
+/* A tile of 1-4 queries sharing K and V (cst_attn_heads_run) gives each
+ * query the scalar twin's single-head bits on every ISA: consecutive causal
+ * queries inside and across 16-position groups, sliding windows, the same
+ * range (non-causal), ranges far apart, head sizes the tile path takes and
+ * ones it leaves to the single head, both orders. */
+TEST(attn_tile_matches_single_heads) {
+    enum { NCTX = 300, HD_MAX = 128, NQ = CST_ATTN_TILE };
+    static cst_f16 k[NCTX * HD_MAX], v[HD_MAX * NCTX], p16[NQ][NCTX], q16[NQ][HD_MAX];
+    static float q[NQ][HD_MAX], scores[NQ][NCTX], out_ref[NQ][HD_MAX], out_isa[NQ][HD_MAX];
+    uint64_t st = 777;
+    for (int i = 0; i < NCTX * HD_MAX; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+    }
+    for (int j = 0; j < NQ; j++)
+        for (int i = 0; i < HD_MAX; i++) q[j][i] = (float)sin(0.37 * i + 1.0 + 0.9 * j) * 2.0f;
+    /* per tile: n, then (p0, p1) per query */
+    static const int32_t tiles[][1 + 2 * NQ] = {
+        {4, 0, 0, 0, 1, 0, 2, 0, 3},           {4, 0, 12, 0, 13, 0, 14, 0, 15},
+        {4, 0, 14, 0, 15, 0, 16, 0, 17},       {3, 0, 31, 0, 32, 0, 33},
+        {4, 0, 296, 0, 297, 0, 298, 0, 299},   {2, 0, 100, 0, 101},
+        {4, 5, 36, 6, 37, 7, 38, 8, 39},       {4, 0, 299, 0, 299, 0, 299, 0, 299},
+        {3, 0, 10, 40, 200, 17, 18},           {4, 250, 299, 3, 3, 0, 0, 16, 47},
+        {1, 0, 77},                            {2, 33, 33, 33, 34},
+    };
+    const int hds[] = {8, 64, 80, 128};
+    const cst_isa saved = cst_kernels_isa();
+    int n_cmp = 0;
+    for (int isa = CST_ISA_AVX2; isa <= CST_ISA_I8MM; isa++) {
+        if (!cst_kernels_set_isa((cst_isa)isa)) continue;
+        for (size_t h = 0; h < CST_ARRAY_LEN(hds); h++)
+            for (size_t t = 0; t < CST_ARRAY_LEN(tiles); t++)
+                for (int batch = 0; batch < 4; batch++) {
+                    const int n = tiles[t][0];
+                    cst_attn_head a[NQ];
+                    for (int i = 0; i < n; i++)
+                        a[i] = (cst_attn_head){.q = q[i], .k = k, .v = v, .k_stride = HD_MAX, .v_stride = NCTX,
+                                               .hd = hds[h], .hdv = hds[h], .p0 = tiles[t][1 + 2 * i],
+                                               .p1 = tiles[t][2 + 2 * i], .scale = batch >> 1 ? 40.0f : 0.125f,
+                                               .batch = batch & 1, .scores = scores[i], .p16 = p16[i], .q16 = q16[i]};
+                    ASSERT(cst_kernels_set_isa(CST_ISA_REF));
+                    for (int i = 0; i < n; i++) {
+                        a[i].out = out_ref[i];
+                        cst_attn_head_run(&a[i]);
+                        a[i].out = out_isa[i];
+                    }
+                    ASSERT(cst_kernels_set_isa((cst_isa)isa));
+                    for (int i = 0; i < n; i++)
+                        for (int d = 0; d < HD_MAX; d++) out_isa[i][d] = -999.0f;
+                    cst_attn_heads_run(a, n);
+                    for (int i = 0; i < n; i++)
+                        for (int d = 0; d < hds[h]; d++)
+                            ASSERT_MSG(!memcmp(&out_ref[i][d], &out_isa[i][d], sizeof(float)),
+                                       "isa %d hd %d tile %d query %d (%d..%d) batch %d dim %d: %.9g vs ref %.9g", isa,
+                                       hds[h], (int)t, i, a[i].p0, a[i].p1, batch, d, out_isa[i][d], out_ref[i][d]);
+                    n_cmp++;
+                }
+    }
+    cst_kernels_set_isa(saved);
+    printf("    %d tile/head-size/order cases compared\n", n_cmp);
+}
+
 /* SwiGLU (ggml's vectorised expf) gives the scalar twin's bits on every ISA:
  * ordinary values, results that underflow to subnormals and zero, exps that
  * overflow, infinities, and lengths with a scalar tail. */

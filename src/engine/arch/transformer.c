@@ -20,6 +20,14 @@ typedef struct att_job {
     int il;
 } att_job;
 
+/* Tokens t0 and t attend as one tile: the same sequence, positions close
+ * (their visible ranges nearly coincide, so the tile computes few scores
+ * that one of them does not need). */
+#define TILE_SPAN 16
+static bool same_tile(const cst_batch *b, int32_t t0, int32_t t) {
+    return b->seq[t] == b->seq[t0] && b->pos[t] >= b->pos[t0] && b->pos[t] - b->pos[t0] < TILE_SPAN;
+}
+
 static void att_worker(void *arg, int ith, int nth) {
     const att_job *j = arg;
     cst_ctx *c = j->ctx;
@@ -30,13 +38,16 @@ static void att_worker(void *arg, int ith, int nth) {
     const size_t kdim = (size_t)hp->n_head_kv * hd, vdim = (size_t)hp->n_head_kv * hdv;
     const size_t qdim = (size_t)n_head * hd, odim = (size_t)n_head * hdv;
     const float scale = hp->scale_q ? 1.0f : hp->attn_scale;
-    float *s = c->att_scores + (size_t)ith * nctx;
-    cst_f16 *p16 = c->att_p16 + (size_t)ith * nctx;
-    cst_f16 *q16 = c->att_q16 + (size_t)ith * hd;
+    float *s = c->att_scores + (size_t)ith * CST_ATTN_TILE * nctx;
+    cst_f16 *p16 = c->att_p16 + (size_t)ith * CST_ATTN_TILE * nctx;
+    cst_f16 *q16 = c->att_q16 + (size_t)ith * CST_ATTN_TILE * hd;
     const cst_f16 *kl = c->k[j->il], *vl = c->v[j->il];
 
-    const int64_t n_task = (int64_t)j->b->n * n_head;
-    /* strided over (token, head): causal rows grow with the token, so contiguous
+    /* tasks: (chunk of CST_ATTN_TILE consecutive tokens, head); a chunk's
+     * tokens run as tiles of the ones that attend together (same_tile) */
+    const int32_t n_chunk = (j->b->n + CST_ATTN_TILE - 1) / CST_ATTN_TILE;
+    const int64_t n_task = (int64_t)n_chunk * n_head;
+    /* strided over (chunk, head): causal rows grow with the token, so contiguous
      * halves would give the last thread most of the work. One token: contiguous
      * runs of heads, so that the heads sharing a K/V head (GQA) run on one
      * thread back to back and read that K/V from cache, not memory. */
@@ -44,33 +55,40 @@ static void att_worker(void *arg, int ith, int nth) {
     const int64_t t_lo = one ? n_task * ith / nth : ith, t_hi = one ? n_task * (ith + 1) / nth : n_task;
     const int64_t t_step = one ? 1 : nth;
     for (int64_t task = t_lo; task < t_hi; task += t_step) {
-        const int32_t t = (int32_t)(task / n_head), h = (int32_t)(task % n_head);
-        const int32_t seq = j->b->seq[t], pos = j->b->pos[t];
+        const int32_t chunk = (int32_t)(task / n_head), h = (int32_t)(task % n_head);
         const int32_t kvh = h / gqa;
-        int32_t p0 = 0;
-        if (j->L->swa && pos - hp->n_swa + 1 > 0) p0 = pos - hp->n_swa + 1;
-        /* non-causal: up to the last position the batch writes to seq
-         * (tmp_len: the lengths after this batch, set by check_batch) */
-        const int32_t p1 = j->b->non_causal ? c->tmp_len[seq] - 1 : pos;
-
-        const cst_attn_head a = {
-            .out = c->att + (size_t)t * odim + (size_t)h * hdv,
-            .q = c->q + (size_t)t * qdim + (size_t)h * hd,
-            .k = kl + (size_t)seq * nctx * kdim + (size_t)kvh * hd,
-            .v = vl + ((size_t)seq * vdim + (size_t)kvh * hdv) * nctx,
-            .k_stride = kdim,
-            .v_stride = nctx,
-            .hd = hd,
-            .hdv = hdv,
-            .p0 = p0,
-            .p1 = p1,
-            .scale = scale,
-            .batch = j->b->n >= 2,
-            .scores = s,
-            .p16 = p16,
-            .q16 = q16,
-        };
-        cst_attn_head_run(&a);
+        const int32_t c_end = CST_MIN(j->b->n, (chunk + 1) * CST_ATTN_TILE);
+        for (int32_t t0 = chunk * CST_ATTN_TILE; t0 < c_end;) {
+            cst_attn_head a[CST_ATTN_TILE];
+            int nq = 0;
+            for (int32_t t = t0; t < c_end && same_tile(j->b, t0, t); t++, nq++) {
+                const int32_t seq = j->b->seq[t], pos = j->b->pos[t];
+                int32_t p0 = 0;
+                if (j->L->swa && pos - hp->n_swa + 1 > 0) p0 = pos - hp->n_swa + 1;
+                /* non-causal: up to the last position the batch writes to seq
+                 * (tmp_len: the lengths after this batch, set by check_batch) */
+                const int32_t p1 = j->b->non_causal ? c->tmp_len[seq] - 1 : pos;
+                a[nq] = (cst_attn_head){
+                    .out = c->att + (size_t)t * odim + (size_t)h * hdv,
+                    .q = c->q + (size_t)t * qdim + (size_t)h * hd,
+                    .k = kl + (size_t)seq * nctx * kdim + (size_t)kvh * hd,
+                    .v = vl + ((size_t)seq * vdim + (size_t)kvh * hdv) * nctx,
+                    .k_stride = kdim,
+                    .v_stride = nctx,
+                    .hd = hd,
+                    .hdv = hdv,
+                    .p0 = p0,
+                    .p1 = p1,
+                    .scale = scale,
+                    .batch = j->b->n >= 2,
+                    .scores = s + (size_t)nq * nctx,
+                    .p16 = p16 + (size_t)nq * nctx,
+                    .q16 = q16 + (size_t)nq * hd,
+                };
+            }
+            cst_attn_heads_run(a, nq);
+            t0 += nq;
+        }
     }
 }
 

@@ -85,9 +85,11 @@ cst_status cst_ctx_new(cst_model *m, const cst_ctx_params *pp, cst_ctx **out, ch
     c->wdata = xalloc(ws, &total);
 
     const size_t nth = (size_t)p.n_threads;
-    c->att_scores = xalloc(nth * nctx * sizeof(float), &total);
-    c->att_p16 = xalloc(nth * nctx * sizeof(cst_f16), &total);
-    c->att_q16 = xalloc(nth * (size_t)hp->head_dim * sizeof(cst_f16), &total);
+    /* per thread, one attention tile of CST_ATTN_TILE queries */
+    const size_t nq = nth * CST_ATTN_TILE;
+    c->att_scores = xalloc(nq * nctx * sizeof(float), &total);
+    c->att_p16 = xalloc(nq * nctx * sizeof(cst_f16), &total);
+    c->att_q16 = xalloc(nq * (size_t)hp->head_dim * sizeof(cst_f16), &total);
     c->out_idx = xalloc(nb * sizeof(int32_t), &total);
     c->out_rows = xalloc((size_t)p.n_outputs * sizeof(int32_t), &total);
     c->n_outputs = p.n_outputs;

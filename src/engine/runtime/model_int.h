@@ -171,6 +171,13 @@ typedef struct cst_attn_head {
     cst_f16 *p16, *q16;
 } cst_attn_head;
 void cst_attn_head_run(const cst_attn_head *a);
+/* Up to CST_ATTN_TILE queries that share K and V (k, v, strides, hd, hdv,
+ * scale and batch equal; own out, q, p0, p1, scores, p16, q16): each a[i]
+ * gets exactly the bits cst_attn_head_run(&a[i]) gives it. Batches (AVX2)
+ * compute them together, so that each K row and V value is converted once
+ * for the tile, not once per query. */
+#define CST_ATTN_TILE 4
+void cst_attn_heads_run(const cst_attn_head *a, int n);
 void cst_ops_init(void); /* builds the GELU table (idempotent, thread-safe) */
 
 #endif

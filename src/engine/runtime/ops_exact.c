@@ -497,6 +497,175 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
         a->out[d] = reduce16(acc[0]);
     }
 }
+/* ---- AVX2 tile: up to CST_ATTN_TILE queries sharing K and V (batch order) ----
+ * Each query's scores, softmax and P*V are the single-query head's, lane for
+ * lane and FMA for FMA; only the loop nest differs: every K row and V group
+ * is widened from f16 once and used by all the tile's queries, and the 16-lane
+ * sums (reduce16) of 8 keys or 8 dims are done together by transposing adds
+ * that pair the same lanes as reduce16. */
+
+/* reduce16 of 8 (lo + hi) vectors t[0..7] (the tree's first add done):
+ * [reduce16 of t[0], ..., of t[7]]. Each add pairs what reduce16 pairs:
+ * (i, i+4), then (0+2, 1+3) of those, then their two halves. */
+AVX2 static inline __m256 reduce16_x8_avx2(const __m256 *t) {
+    __m256 f[4];
+    for (int k = 0; k < 4; k++) /* [t[2k] i + (i+4) | t[2k+1] i + (i+4)], i < 4 */
+        f[k] = _mm256_add_ps(_mm256_permute2f128_ps(t[2 * k], t[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(t[2 * k], t[2 * k + 1], 0x31));
+    /* [u 0+2, u 1+3, w 0+2, w 1+3 | ...] for u, w = t[0], t[2] (t[1], t[3] above) */
+    const __m256 g0 = _mm256_add_ps(_mm256_shuffle_ps(f[0], f[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(f[0], f[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 g1 = _mm256_add_ps(_mm256_shuffle_ps(f[2], f[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(f[2], f[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* [r0, r2, r4, r6 | r1, r3, r5, r7] */
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(g0, g1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(g0, g1, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* QK^T of the tile's queries (lanes order, hd % 16 == 0) for keys P0..P1,
+ * scaled; mx[i]: the maximum over query i's own range (as the head's loop:
+ * NaN scores never taken). Scores outside a query's range are written but
+ * never read. */
+#define AVX2_INLINE AVX2 static inline __attribute__((always_inline))
+AVX2_INLINE void tile_scores_avx2(const cst_attn_head *a, const int n, const float (*qf)[QF_MAX], int32_t P0, int32_t P1,
+                                  float *mx) {
+    const int hd = a[0].hd;
+    const __m256 vscale = _mm256_set1_ps(a[0].scale);
+    __m256 vmx[CST_ATTN_TILE];
+    __m256 t8[CST_ATTN_TILE][8];
+    for (int i = 0; i < n; i++) vmx[i] = _mm256_set1_ps(-INFINITY);
+    for (int32_t pb = P0; pb <= P1; pb += 8) {
+        const int nk = CST_MIN(8, P1 - pb + 1);
+        for (int kk = 0; kk < nk; kk++) {
+            const cst_f16 *k = a[0].k + (size_t)(pb + kk) * a[0].k_stride;
+            __m256 lo[CST_ATTN_TILE], hi[CST_ATTN_TILE];
+#pragma GCC unroll 4
+            for (int i = 0; i < CST_ATTN_TILE; i++) lo[i] = hi[i] = _mm256_setzero_ps();
+            for (int e = 0; e < hd; e += 16) {
+                const __m256 kl = LOADH8(k + e), kh = LOADH8(k + e + 8);
+#pragma GCC unroll 4
+                for (int i = 0; i < n; i++) {
+                    lo[i] = _mm256_fmadd_ps(kl, _mm256_loadu_ps(qf[i] + e), lo[i]);
+                    hi[i] = _mm256_fmadd_ps(kh, _mm256_loadu_ps(qf[i] + e + 8), hi[i]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < n; i++) t8[i][kk] = _mm256_add_ps(lo[i], hi[i]);
+        }
+        for (int i = 0; i < n; i++) {
+            for (int kk = nk; kk < 8; kk++) t8[i][kk] = _mm256_setzero_ps();
+            const __m256 sc = _mm256_mul_ps(reduce16_x8_avx2(t8[i]), vscale);
+            float *si = a[i].scores + pb;
+            const __m256i m = lane_mask8(pb, a[i].p0, a[i].p1);
+            if (nk == 8) _mm256_storeu_ps(si, sc);
+            else _mm256_maskstore_ps(si, lane_mask8(pb, pb, P1), sc);
+            /* max_ps(x, m) is m where x is NaN; lanes outside the range are -inf */
+            vmx[i] = _mm256_max_ps(_mm256_blendv_ps(_mm256_set1_ps(-INFINITY), sc, _mm256_castsi256_ps(m)), vmx[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        float l[8];
+        _mm256_storeu_ps(l, vmx[i]);
+        float v = -INFINITY;
+        for (int k = 0; k < 8; k++) v = l[k] > v ? l[k] : v;
+        mx[i] = v;
+    }
+}
+
+/* lanes of V group g of dim row v for the tile: straight from the row when
+ * the group lies inside it (v_stride positions), else the positions up to
+ * pmax copied into a zeroed group */
+AVX2 static inline void v_group(const cst_f16 *v, int32_t g, int32_t pmax, size_t v_stride, __m256 *lo, __m256 *hi) {
+    if ((size_t)g * 16 + 16 <= v_stride) {
+        *lo = LOADH8(v + g * 16), *hi = LOADH8(v + g * 16 + 8);
+        return;
+    }
+    cst_f16 tmp[16] = {0};
+    for (int32_t p = g * 16; p <= pmax && p < g * 16 + 16; p++) tmp[p - g * 16] = v[p];
+    *lo = LOADH8(tmp), *hi = LOADH8(tmp + 8);
+}
+
+/* n: a constant in each caller (attn_tile_avx2), so that the per-query
+ * accumulators are named registers */
+AVX2_INLINE void attn_tile_n_avx2(const cst_attn_head *a, const int n) {
+    float qf[CST_ATTN_TILE][QF_MAX];
+    int32_t P0 = a[0].p0, P1 = a[0].p1;
+    for (int i = 0; i < n; i++) {
+        cst_fp32_to_fp16_row(a[i].q, a[i].q16, a[i].hd);
+        cst_fp16_to_fp32_row(a[i].q16, qf[i], a[i].hd);
+        P0 = CST_MIN(P0, a[i].p0), P1 = CST_MAX(P1, a[i].p1);
+    }
+    float mx[CST_ATTN_TILE];
+    tile_scores_avx2(a, n, (const float(*)[QF_MAX])qf, P0, P1, mx);
+    /* softmax per query; then its scores hold the widened probabilities */
+    for (int i = 0; i < n; i++) {
+        softmax_p16_avx2(&a[i], mx[i]);
+        float *s = a[i].scores;
+        int32_t p = a[i].p0;
+        for (; p <= a[i].p1 && (p & 7); p++) s[p] = cst_f16_to_f32(a[i].p16[p]);
+        for (; p + 7 <= a[i].p1; p += 8) _mm256_storeu_ps(s + p, LOADH8(a[i].p16 + p));
+        for (; p <= a[i].p1; p++) s[p] = cst_f16_to_f32(a[i].p16[p]);
+    }
+    /* P*V, one accumulator per (query, dim) (the batch order): lane p & 15,
+     * the groups in order. Groups G0..G1-1 lie inside every query's range;
+     * the others go through lane masks (a lane outside a query's range keeps
+     * its value, as if the FMA had not run). */
+    int32_t G0 = 0, G1 = INT32_MAX;
+    for (int i = 0; i < n; i++) G0 = CST_MAX(G0, (a[i].p0 + 15) >> 4), G1 = CST_MIN(G1, (a[i].p1 + 1) >> 4);
+    const int32_t g_lo = P0 >> 4, g_hi = P1 >> 4, G1e = CST_MAX(G0, G1);
+    __m256 t8[CST_ATTN_TILE][8];
+    for (int32_t d = 0; d < a[0].hdv; d++) {
+        const cst_f16 *v = a[0].v + (size_t)d * a[0].v_stride;
+        __m256 lo[CST_ATTN_TILE], hi[CST_ATTN_TILE];
+#pragma GCC unroll 4
+        for (int i = 0; i < CST_ATTN_TILE; i++) lo[i] = hi[i] = _mm256_setzero_ps();
+#define PV_MASKED(g)                                                                                   \
+    do {                                                                                               \
+        __m256 vl_, vh_;                                                                               \
+        v_group(v, (g), P1, a[0].v_stride, &vl_, &vh_);                                                \
+        for (int i = 0; i < n; i++) {                                                                  \
+            const __m256i ml_ = lane_mask8((g) * 16, a[i].p0, a[i].p1),                                \
+                          mh_ = lane_mask8((g) * 16 + 8, a[i].p0, a[i].p1);                            \
+            const float *pf_ = a[i].scores + (g) * 16;                                                 \
+            lo[i] = _mm256_blendv_ps(lo[i], _mm256_fmadd_ps(vl_, _mm256_maskload_ps(pf_, ml_), lo[i]),   \
+                                     _mm256_castsi256_ps(ml_));                                        \
+            hi[i] = _mm256_blendv_ps(hi[i], _mm256_fmadd_ps(vh_, _mm256_maskload_ps(pf_ + 8, mh_), hi[i]), \
+                                     _mm256_castsi256_ps(mh_));                                        \
+        }                                                                                              \
+    } while (0)
+        for (int32_t g = g_lo; g < G0 && g <= g_hi; g++) PV_MASKED(g);
+        for (int32_t g = G0; g < G1; g++) {
+            const __m256 vl = LOADH8(v + g * 16), vh = LOADH8(v + g * 16 + 8);
+#pragma GCC unroll 4
+            for (int i = 0; i < n; i++) {
+                lo[i] = _mm256_fmadd_ps(vl, _mm256_loadu_ps(a[i].scores + g * 16), lo[i]);
+                hi[i] = _mm256_fmadd_ps(vh, _mm256_loadu_ps(a[i].scores + g * 16 + 8), hi[i]);
+            }
+        }
+        for (int32_t g = CST_MAX(G1e, g_lo); g <= g_hi; g++) PV_MASKED(g);
+#undef PV_MASKED
+#pragma GCC unroll 4
+        for (int i = 0; i < n; i++) t8[i][d & 7] = _mm256_add_ps(lo[i], hi[i]);
+        if ((d & 7) == 7)
+            for (int i = 0; i < n; i++) _mm256_storeu_ps(a[i].out + d - 7, reduce16_x8_avx2(t8[i]));
+    }
+}
+
+AVX2 static void attn_tile_avx2(const cst_attn_head *a, int n) {
+    _Static_assert(CST_ATTN_TILE == 4, "attn_tile_avx2 has a case per tile size");
+    switch (n) {
+    case 2: attn_tile_n_avx2(a, 2); break;
+    case 3: attn_tile_n_avx2(a, 3); break;
+    default: attn_tile_n_avx2(a, CST_ATTN_TILE); break;
+    }
+}
+#undef AVX2_INLINE
+
+/* the tile path's conditions: the batch order with whole 16-lane QK steps, 8-dim groups */
+static bool tile_ok(const cst_attn_head *a) {
+    return a->batch && a->hd % 16 == 0 && a->hd <= QF_MAX && a->hdv % 8 == 0;
+}
 #undef LOADH8
 
 /* The AVX-512 path is taken when the kernels run AVX-512 (CPUID checked there). */
@@ -612,6 +781,16 @@ void cst_swiglu(float *y, const float *g, const float *u, int64_t n) {
     }
 #endif
     swiglu_ref(y, g, u, n);
+}
+
+void cst_attn_heads_run(const cst_attn_head *a, int n) {
+#ifdef CST_X86
+    if (n > 1 && !have_avx512() && cst_kernels_isa() == CST_ISA_AVX2 && tile_ok(a)) {
+        attn_tile_avx2(a, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) cst_attn_head_run(&a[i]);
 }
 
 void cst_attn_head_run(const cst_attn_head *a) {
