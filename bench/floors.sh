@@ -9,19 +9,23 @@
 # from an empty cache; castor decodes after a 1-token prompt).
 # Models: castor mkmodel (random weights, seed 1), cached in bench/out/models;
 # the Q4_K_M mix is bench/mkmix.c over the Q4_K and Q6_K files.
-# usage: bench/floors.sh [-t 2] [-r 1] [-p 512] [-n 128] [-d 2048] [MODEL_SPEC...]
-#   MODEL_SPEC = preset:type (default: the five above); -d 0 skips the depth row
+# usage: bench/floors.sh [-t 2] [-r 1] [-k 1] [-p 512] [-n 128] [-d 2048] [MODEL_SPEC...]
+#   MODEL_SPEC = preset:type (default: the five above); -d 0 skips the depth row;
+#   -k K: K rounds per row, castor and llama.cpp alternating, each column the
+#   median of its K values (this machine's memory bandwidth drifts by 20-40 %
+#   over minutes: alternating keeps both sides under the same drift)
 # env: CASTOR (default build/castor), LLAMA_BENCH (default
 #      bench/out/llama-avx2/bin/llama-bench, built by build-llamacpp.sh avx2),
 #      CASTOR_ENV (extra environment for castor, e.g. CST_REPACK=1)
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$(pwd); root=$(cd .. && pwd)
-T=2; R=1; P=512; N=128; D=2048; specs=()
+T=2; R=1; K=1; P=512; N=128; D=2048; specs=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -t) T=$2; shift 2;; -r) R=$2; shift 2;; -p) P=$2; shift 2;; -n) N=$2; shift 2;; -d) D=$2; shift 2;;
-    -*) echo "usage: bench/floors.sh [-t 2] [-r 1] [-p 512] [-n 128] [-d 2048] [preset:type...]"; exit 2;;
+    -t) T=$2; shift 2;; -r) R=$2; shift 2;; -k) K=$2; shift 2;; -p) P=$2; shift 2;; -n) N=$2; shift 2;;
+    -d) D=$2; shift 2;;
+    -*) echo "usage: bench/floors.sh [-t 2] [-r 1] [-k 1] [-p 512] [-n 128] [-d 2048] [preset:type...]"; exit 2;;
     *) specs+=("$1"); shift;;
   esac
 done
@@ -75,27 +79,37 @@ v = lambda x: f"{x:.1f}" if x > 0 else "-"
 print(f"| {n} | {v(cp)} | {v(lp)} | {f(cp, lp)} | {v(ct)} | {v(lt)} | {f(ct, lt)} | {ld} |")' "$@")")
   echo "${rows[-1]}" >&2
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 for spec in "${specs[@]}"; do
   preset=${spec%%:*}; type=${spec#*:}
   if [ "$type" = Q4_K_M ]; then m=$(mix "$preset"); else m=$(model "$preset" "$type"); fi
-  # llama-bench's tg runs on an empty cache: castor's too (a 1-token prompt), pp on its own
-  read -r cp _ < <(castor_run "$m" $P 1)
-  read -r _ ct < <(castor_run "$m" 1 $N)
-  read -r lp lt < <(llama_run "$m" $P $N 0)
-  row "$preset $type" "$cp" "$ct" "$lp" "$lt" "$(load)"
+  cps=(); cts=(); lps=(); lts=()
+  for _ in $(seq "$K"); do
+    # llama-bench's tg runs on an empty cache: castor's too (a 1-token prompt), pp on its own
+    read -r cp _ < <(castor_run "$m" $P 1)
+    read -r _ ct < <(castor_run "$m" 1 $N)
+    read -r lp lt < <(llama_run "$m" $P $N 0)
+    cps+=("$cp"); cts+=("$ct"); lps+=("$lp"); lts+=("$lt")
+  done
+  row "$preset $type" "$(median "${cps[@]}")" "$(median "${cts[@]}")" "$(median "${lps[@]}")" "$(median "${lts[@]}")" "$(load)"
 done
 # decode at depth D: castor's tg after a D-token prompt (its pp column is pp$D), llama-bench -d D
 if [ "$D" -gt 0 ]; then
   m=$(model smollm2-135m Q8_0)
-  read -r cp ct < <(castor_run "$m" $D 32)
-  read -r lp _ < <(llama_run "$m" $D 0 0)
-  read -r _ lt < <(llama_run "$m" 0 32 $D)
-  row "smollm2-135m Q8_0, pp$D / tg32 at depth $D" "$cp" "$ct" "$lp" "$lt" "$(load)"
+  cps=(); cts=(); lps=(); lts=()
+  for _ in $(seq "$K"); do
+    read -r cp ct < <(castor_run "$m" $D 32)
+    read -r lp _ < <(llama_run "$m" $D 0 0)
+    read -r _ lt < <(llama_run "$m" 0 32 $D)
+    cps+=("$cp"); cts+=("$ct"); lps+=("$lp"); lts+=("$lt")
+  done
+  row "smollm2-135m Q8_0, pp$D / tg32 at depth $D" "$(median "${cps[@]}")" "$(median "${cts[@]}")" \
+      "$(median "${lps[@]}")" "$(median "${lts[@]}")" "$(load)"
 fi
 {
   echo "# castor (CST_ISA=avx2${CASTOR_ENV:+, $CASTOR_ENV}) vs llama.cpp AVX2 build, $(date -u '+%Y-%m-%d %H:%M') UTC"
   echo
-  echo "$(nproc) cores, $T threads, pp$P / tg$N, $R run(s) after a warm-up; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //');"
+  echo "$(nproc) cores, $T threads, pp$P / tg$N, $R run(s) after a warm-up, median of $K alternating round(s); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //');"
   echo "load average (1 min) $l0 at the start; the last column is the load after each row; $(( $(date +%s) - t0 )) s in all."
   echo
   echo "| model | castor pp t/s | llama.cpp pp t/s | pp ratio | castor tg t/s | llama.cpp tg t/s | tg ratio | load |"
