@@ -769,6 +769,16 @@ TEST(model_metadata) {
     cst_model_free(m);
 }
 
+/* n K and n V values, uniform in [-1, 1), rounded to f16 */
+static void fill_kv(cst_f16 *k, cst_f16 *v, int n, uint64_t st) {
+    for (int i = 0; i < n; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
+    }
+}
+
 /* One attention head (ops_exact.c) gives the scalar twin's bits on every ISA
  * this CPU runs: decode (ggml_vec_dot_f16 order) and batch (tinyBLAS order),
  * head sizes with and without 64-multiples, windows starting and ending
@@ -777,13 +787,7 @@ TEST(attn_head_isa_bit_identical) {
     enum { NCTX = 300, HD_MAX = 128 };
     static cst_f16 k[NCTX * HD_MAX], v[HD_MAX * NCTX], p16[NCTX], q16[HD_MAX];
     static float q[HD_MAX], scores[NCTX], out_ref[HD_MAX], out_isa[HD_MAX];
-    uint64_t st = 12345;
-    for (int i = 0; i < NCTX * HD_MAX; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        k[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        v[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
-    }
+    fill_kv(k, v, NCTX * HD_MAX, 12345);
     for (int i = 0; i < HD_MAX; i++) q[i] = (float)sin(0.37 * i + 1.0) * 2.0f;
     const cst_isa saved = cst_kernels_isa();
     const int hds[] = {8, 32, 64, 80, 128};
@@ -827,13 +831,7 @@ TEST(attn_tile_matches_single_heads) {
     enum { NCTX = 300, HD_MAX = 128, NQ = CST_ATTN_TILE };
     static cst_f16 k[NCTX * HD_MAX], v[HD_MAX * NCTX], p16[NQ][NCTX], q16[NQ][HD_MAX];
     static float q[NQ][HD_MAX], scores[NQ][NCTX], out_ref[NQ][HD_MAX], out_isa[NQ][HD_MAX];
-    uint64_t st = 777;
-    for (int i = 0; i < NCTX * HD_MAX; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        k[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        v[i] = cst_f32_to_f16((float)((int64_t)(st >> 40) - (1 << 23)) / (1 << 23));
-    }
+    fill_kv(k, v, NCTX * HD_MAX, 777);
     for (int j = 0; j < NQ; j++)
         for (int i = 0; i < HD_MAX; i++) q[j][i] = (float)sin(0.37 * i + 1.0 + 0.9 * j) * 2.0f;
     /* per tile: n, then (p0, p1) per query */
