@@ -240,11 +240,12 @@ static cst_status bind_tensors(cst_model *m, char *err, size_t errlen) {
 
 /* ---- repacking -------------------------------------------------------------
  * Weights the active ISA runs faster repacked (cst_pack_wanted: Q8_0, Q4_0
- * and Q4_K under AVX2 / AVX-512, not with CST_REPACK=0) are copied into one buffer in the packed layout. The file's pages of
- * each packed tensor are then dropped from this process (MADV_DONTNEED on the
- * private read-only mapping: clean pages, so they are only unmapped and are
- * read again from the file if ever touched, e.g. embedding rows of a tied
- * output), so that the copy does not double the resident size. */
+ * and Q4_K under AVX2 / AVX-512, not with CST_REPACK=0) are copied into one
+ * buffer in the packed layout. The file's pages of each packed tensor are
+ * then dropped from this process (MADV_DONTNEED on the private read-only
+ * mapping: clean pages, so they are only unmapped and are read again from
+ * the file if ever touched, e.g. embedding rows of a tied output), so that
+ * the copy does not double the resident size. */
 static void drop_pages(const void *p, size_t n) {
     const long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) return;

@@ -172,8 +172,9 @@ typedef struct cst_attn_head {
 } cst_attn_head;
 void cst_attn_head_run(const cst_attn_head *a);
 /* Up to CST_ATTN_TILE queries that share K and V (k, v, strides, hd, hdv,
- * scale and batch equal; own out, q, p0, p1, scores, p16, q16): each a[i]
- * gets exactly the bits cst_attn_head_run(&a[i]) gives it. Batches (AVX2)
+ * scale and batch equal; own out, q, p0, p1, scores, p16, q16; each scores
+ * and p16 with entries up to the tile's largest p1): each a[i] gets exactly
+ * the bits cst_attn_head_run(&a[i]) gives it. Batches (AVX2)
  * compute them together, so that each K row and V value is converted once
  * for the tile, not once per query. */
 #define CST_ATTN_TILE 4

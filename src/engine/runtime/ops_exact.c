@@ -497,6 +497,7 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
         a->out[d] = reduce16(acc[0]);
     }
 }
+
 /* ---- AVX2 tile: up to CST_ATTN_TILE queries sharing K and V (batch order) ----
  * Each query's scores, softmax and P*V are the single-query head's, lane for
  * lane and FMA for FMA; only the loop nest differs: every K row and V group
