@@ -16,7 +16,10 @@
 #   over minutes: alternating keeps both sides under the same drift)
 # env: CASTOR (default build/castor), LLAMA_BENCH (default
 #      bench/out/llama-avx2/bin/llama-bench, built by build-llamacpp.sh avx2),
-#      CASTOR_ENV (extra environment for castor, e.g. CST_REPACK=1)
+#      CASTOR_ISA (castor's CST_ISA, default avx2; with an AVX-512 CPU,
+#      CASTOR_ISA=avx512 and LLAMA_BENCH=bench/out/llama-native/bin/llama-bench
+#      compare both engines at their best),
+#      CASTOR_ENV (extra environment for castor, e.g. CST_REPACK=0)
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$(pwd); root=$(cd .. && pwd)
@@ -57,7 +60,9 @@ mix() { # preset -> Q4_K_M-style mix
 load() { cut -d' ' -f1 /proc/loadavg; }
 
 # castor bench --json -> "pp tg"; llama-bench -o json -> "pp tg" (avg_ts of the pp and tg records)
-castor_run() { env CST_ISA=avx2 ${CASTOR_ENV:-} "$castor" bench -m "$1" -p "$2" -n "$3" -t $T -r $R --json | tail -1 |
+isa=${CASTOR_ISA:-avx2}
+lname=$(basename "$(dirname "$(dirname "$lbench")")")
+castor_run() { env CST_ISA=$isa ${CASTOR_ENV:-} "$castor" bench -m "$1" -p "$2" -n "$3" -t $T -r $R --json | tail -1 |
   python3 -c 'import json,sys; c=json.loads(sys.stdin.read()); print(c["pp_tps"], c["tg_tps"])'; }
 llama_run() { "$lbench" -m "$1" -p "$2" -n "$3" -d "$4" -t $T -r $R -o json 2>/dev/null |
   python3 -c '
@@ -107,7 +112,7 @@ if [ "$D" -gt 0 ]; then
       "$(median "${lps[@]}")" "$(median "${lts[@]}")" "$(load)"
 fi
 {
-  echo "# castor (CST_ISA=avx2${CASTOR_ENV:+, $CASTOR_ENV}) vs llama.cpp AVX2 build, $(date -u '+%Y-%m-%d %H:%M') UTC"
+  echo "# castor (CST_ISA=$isa${CASTOR_ENV:+, $CASTOR_ENV}) vs llama.cpp ($lname), $(date -u '+%Y-%m-%d %H:%M') UTC"
   echo
   echo "$(nproc) cores, $T threads, pp$P / tg$N, $R run(s) after a warm-up, median of $K alternating round(s); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //');"
   echo "load average (1 min) $l0 at the start; the last column is the load after each row; $(( $(date +%s) - t0 )) s in all."
