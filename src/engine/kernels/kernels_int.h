@@ -134,6 +134,7 @@ static_assert(sizeof(block_q8_0x8) == 8 * sizeof(block_q8_0), "block_q8_0x8 size
 typedef void (*cst_gemm_packed_fn)(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q8_0x8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q8_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q8_0x8_avx512(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 /* Q4_0 repacked for 8 rows (cst_pack): block b of rows 8g..8g+7 is d[r] =
  * row r's scale, qs[32 * j + 4 * r + e] = row r's byte qs[4 * j + e] (its
  * elements 4j+e in the low nibble and 16+4j+e in the high one), j < 4. The
@@ -160,6 +161,7 @@ static_assert(sizeof(block_q4_Kx8) == 8 * sizeof(block_q4_K) + 32, "block_q4_Kx8
 void cst_gemm_q4_Kx8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_Kx8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q4_0x8_avx512(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 /* the packed kernel of type t under an ISA (NULL: t has no packed layout) */
 cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa);
 

@@ -12,6 +12,23 @@
 
 #include <immintrin.h>
 
+/* repack_avx512.c compiles this file again with AVX512-VNNI (REPACK_VNNI 1):
+ * the same kernels, named _avx512, with vpdpbusd for maddubs + madd (the
+ * same exact int32 sums: the int16 pair sums never saturate here). */
+#ifndef REPACK_VNNI
+#define REPACK_VNNI 0
+#define KNAME(name) name##_avx2
+#endif
+
+/* acc + exact int32 sums of 4 products u (unsigned bytes) x s (signed bytes) per lane */
+static inline __m256i dot4_add(__m256i acc, __m256i u, __m256i s) {
+#if REPACK_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
 #ifndef PF_BYTES
 #define PF_BYTES 8192
 #endif
@@ -65,7 +82,6 @@ static inline __attribute__((always_inline)) void gemm_q8_0x8(int n, const block
     const block_q8_0 *y[4];
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++) y[t] = vy[t];
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4][8];
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++)
@@ -84,8 +100,8 @@ static inline __attribute__((always_inline)) void gemm_q8_0x8(int n, const block
             for (int t = 0; t < nt; t++) {
                 int32_t a4;
                 memcpy(&a4, y[t][i].qs + 4 * j, 4);
-                const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(a4), w));
-                acc[t][j] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc[t][j]);
+                const __m256i p = dot4_add(_mm256_setzero_si256(), aw, _mm256_sign_epi8(_mm256_set1_epi32(a4), w));
+                acc[t][j] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(p), acc[t][j]);
             }
         }
     }
@@ -109,7 +125,10 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
     const block_q8_0 *y[4];
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++) y[t] = vy[t];
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0xF), b8 = _mm256_set1_epi8(8);
+    const __m256i m4 = _mm256_set1_epi8(0xF), b8 = _mm256_set1_epi8(8);
+#if !REPACK_VNNI
+    const __m256i ones = _mm256_set1_epi16(1);
+#endif
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
@@ -129,10 +148,15 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
                 int32_t a0, a1;
                 memcpy(&a0, y[t][i].qs + 4 * j, 4);
                 memcpy(&a1, y[t][i].qs + QK4_0 / 2 + 4 * j, 4);
+                const __m256i s0 = _mm256_sign_epi8(_mm256_set1_epi32(a0), lo);
+                const __m256i s1 = _mm256_sign_epi8(_mm256_set1_epi32(a1), hi);
+#if REPACK_VNNI
+                is[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(is[t], alo, s0), ahi, s1);
+#else
                 /* |pair sums| <= 2 * 8 * 128 each, so the two halves add exactly in int16 */
-                const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(_mm256_set1_epi32(a0), lo)),
-                                                   _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(_mm256_set1_epi32(a1), hi)));
+                const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(alo, s0), _mm256_maddubs_epi16(ahi, s1));
                 is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p, ones));
+#endif
             }
         }
         fma_block(acc, is, x[i].d, y, i, nt);
@@ -141,8 +165,9 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, acc[t]);
 }
 
-PACKED_KERNEL(cst_gemm_q4_0x8_avx2, gemm_q4_0x8)
+PACKED_KERNEL(KNAME(cst_gemm_q4_0x8), gemm_q4_0x8)
 
+#if !REPACK_VNNI /* Q4_K: its sums stay in int16 (maddubs); no VNNI variant */
 /* Q4_K (block_q4_Kx8): per 4-byte step k of chunk c one vector holds bytes
  * 4k..4k+3 of the 8 rows; its low nibbles (0..15, unsigned: maddubs takes
  * them as they are) belong to sub-block 2c, its high ones to 2c+1, each
@@ -221,5 +246,6 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
 }
 
 PACKED_KERNEL(cst_gemm_q4_Kx8_avx2, gemm_q4_Kx8)
+#endif
 
-PACKED_KERNEL(cst_gemm_q8_0x8_avx2, gemm_q8_0x8)
+PACKED_KERNEL(KNAME(cst_gemm_q8_0x8), gemm_q8_0x8)
