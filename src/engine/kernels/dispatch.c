@@ -226,14 +226,14 @@ cst_gemm_packed_fn cst_kernel_packed(cst_type t, cst_isa isa) {
     cst_kernels_init();
     const bool simd = (isa == CST_ISA_AVX2 || isa == CST_ISA_AVX512) && isa_ok[isa];
     (void)simd;
-    /* AVX-512 (with VNNI): the same kernels with vpdpbusd (Q4_K has none) */
+    /* AVX-512 (with VNNI): the same kernels with vpdpbusd */
     const bool vnni = simd && isa == CST_ISA_AVX512;
     (void)vnni;
     switch (t) {
 #ifdef CST_X86
     case CST_TYPE_Q8_0: return vnni ? cst_gemm_q8_0x8_avx512 : simd ? cst_gemm_q8_0x8_avx2 : cst_gemm_q8_0x8_ref;
     case CST_TYPE_Q4_0: return vnni ? cst_gemm_q4_0x8_avx512 : simd ? cst_gemm_q4_0x8_avx2 : cst_gemm_q4_0x8_ref;
-    case CST_TYPE_Q4_K: return simd ? cst_gemm_q4_Kx8_avx2 : cst_gemm_q4_Kx8_ref;
+    case CST_TYPE_Q4_K: return vnni ? cst_gemm_q4_Kx8_avx512 : simd ? cst_gemm_q4_Kx8_avx2 : cst_gemm_q4_Kx8_ref;
 #else
     case CST_TYPE_Q8_0: return cst_gemm_q8_0x8_ref;
     case CST_TYPE_Q4_0: return cst_gemm_q4_0x8_ref;

@@ -160,6 +160,7 @@ typedef struct {
 static_assert(sizeof(block_q4_Kx8) == 8 * sizeof(block_q4_K) + 32, "block_q4_Kx8 size");
 void cst_gemm_q4_Kx8_ref(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_Kx8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
+void cst_gemm_q4_Kx8_avx512(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_0x8_avx2(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 void cst_gemm_q4_0x8_avx512(int n, const void *P, const void *const *y, int nt, float *s, int64_t lds);
 /* the packed kernel of type t under an ISA (NULL: t has no packed layout) */

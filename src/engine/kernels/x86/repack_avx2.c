@@ -167,7 +167,6 @@ static inline __attribute__((always_inline)) void gemm_q4_0x8(int n, const block
 
 PACKED_KERNEL(KNAME(cst_gemm_q4_0x8), gemm_q4_0x8)
 
-#if !REPACK_VNNI /* Q4_K: its sums stay in int16 (maddubs); no VNNI variant */
 /* Q4_K (block_q4_Kx8): per 4-byte step k of chunk c one vector holds bytes
  * 4k..4k+3 of the 8 rows; its low nibbles (0..15, unsigned: maddubs takes
  * them as they are) belong to sub-block 2c, its high ones to 2c+1, each
@@ -175,11 +174,23 @@ PACKED_KERNEL(KNAME(cst_gemm_q4_0x8), gemm_q4_0x8)
  * add exactly in int16 (|sum| <= 8 * 2 * 15 * 127 = 30480), then one madd
  * with the rows' scales (lane r: row r's scale twice) gives lane r row r's
  * scaled int32 sum; the mins the same way against the token's sub-block
- * sums (bsums pairs). Then the x8 order's two FMAs per 8 outputs. */
+ * sums (bsums pairs). Then the x8 order's two FMAs per 8 outputs.
+ * VNNI: a step is one vpdpbusd into int32 lanes (a sub-block's sum can pass
+ * int16 there), scaled by one 32-bit multiply per sub-block. */
+#if REPACK_VNNI
+static inline __m256i k8_scales(const uint8_t *v) { /* lane r: v[r] as int32 */
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)v));
+}
+#define K8_STEP(acc, q, a) _mm256_dpbusd_epi32((acc), (q), (a))
+#define K8_SCALE(sum, sc) _mm256_mullo_epi32((sum), (sc))
+#else
 static inline __m256i k8_scales(const uint8_t *v) { /* lane r: v[r] as two int16 */
     const __m128i b = _mm_loadl_epi64((const __m128i *)v);
     return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
 }
+#define K8_STEP(acc, q, a) _mm256_add_epi16((acc), _mm256_maddubs_epi16((q), (a)))
+#define K8_SCALE(sum, sc) _mm256_madd_epi16((sum), (sc))
+#endif
 
 static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block_q4_Kx8 *x, const void *const *vy,
                                                               const int nt, float *s, int64_t lds) {
@@ -209,14 +220,14 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
                     int32_t a0, a1;
                     memcpy(&a0, y[t][i].qs + 64 * c + 4 * j, 4);
                     memcpy(&a1, y[t][i].qs + 64 * c + 32 + 4 * j, 4);
-                    sl[t] = _mm256_add_epi16(sl[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a0)));
-                    sh[t] = _mm256_add_epi16(sh[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a1)));
+                    sl[t] = K8_STEP(sl[t], lo, _mm256_set1_epi32(a0));
+                    sh[t] = K8_STEP(sh[t], hi, _mm256_set1_epi32(a1));
                 }
             }
             const __m256i scl = k8_scales(x[i].sc[2 * c]), sch = k8_scales(x[i].sc[2 * c + 1]);
 #pragma GCC unroll 4
             for (int t = 0; t < nt; t++)
-                is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(_mm256_madd_epi16(sl[t], scl), _mm256_madd_epi16(sh[t], sch)));
+                is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(K8_SCALE(sl[t], scl), K8_SCALE(sh[t], sch)));
         }
         /* mins: lane r of pair p = (m[2p][r], m[2p+1][r]) against the token's
          * sub-block sums (bs[2p], bs[2p+1]) as one int32 to broadcast */
@@ -245,7 +256,6 @@ static inline __attribute__((always_inline)) void gemm_q4_Kx8(int n, const block
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(s + t * lds, _mm256_sub_ps(acc[t], accm[t]));
 }
 
-PACKED_KERNEL(cst_gemm_q4_Kx8_avx2, gemm_q4_Kx8)
-#endif
+PACKED_KERNEL(KNAME(cst_gemm_q4_Kx8), gemm_q4_Kx8)
 
 PACKED_KERNEL(KNAME(cst_gemm_q8_0x8), gemm_q8_0x8)
