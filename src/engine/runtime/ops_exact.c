@@ -391,6 +391,16 @@ AVX2 static void softmax_p16_avx2(const cst_attn_head *a, float mx) {
     for (; p <= p1; p++) a->p16[p] = cst_f32_to_f16(s[p] * inv);
 }
 
+/* The scores are not needed after the softmax: they take the f16
+ * probabilities widened back to f32 (exact), for P*V to read */
+AVX2 static void widen_p16_avx2(const cst_attn_head *a) {
+    float *s = a->scores;
+    int32_t p = a->p0;
+    for (; p <= a->p1 && (p & 7); p++) s[p] = cst_f16_to_f32(a->p16[p]);
+    for (; p + 7 <= a->p1; p += 8) _mm256_storeu_ps(s + p, LOADH8(a->p16 + p));
+    for (; p <= a->p1; p++) s[p] = cst_f16_to_f32(a->p16[p]);
+}
+
 /* The query and the probabilities are rounded to f16 as in the twin, then
  * widened back to f32 once (exact) instead of once per key / per V row. */
 #define QF_MAX 512
@@ -409,14 +419,8 @@ AVX2 static void attn_head_avx2(const cst_attn_head *a) {
         if (s[p] > mx) mx = s[p];
     }
     softmax_p16_avx2(a, mx);
-    /* the scores are not needed any more: they hold the widened probabilities */
+    widen_p16_avx2(a);
     const float *pf = s;
-    {
-        int32_t p = p0;
-        for (; p <= p1 && (p & 7); p++) s[p] = cst_f16_to_f32(a->p16[p]);
-        for (; p + 7 <= p1; p += 8) _mm256_storeu_ps(s + p, LOADH8(a->p16 + p));
-        for (; p <= p1; p++) s[p] = cst_f16_to_f32(a->p16[p]);
-    }
     /* P*V: lane p & 15 of accumulator (p >> 4) & 3 (one accumulator in the
      * batch order); partial groups lane by lane, whole groups 16 at a time */
     const bool vlanes = a->batch && a->hdv % 4 == 0;
@@ -599,14 +603,9 @@ AVX2_INLINE void attn_tile_n_avx2(const cst_attn_head *a, const int n) {
     }
     float mx[CST_ATTN_TILE];
     tile_scores_avx2(a, n, (const float(*)[QF_MAX])qf, P0, P1, mx);
-    /* softmax per query; then its scores hold the widened probabilities */
     for (int i = 0; i < n; i++) {
         softmax_p16_avx2(&a[i], mx[i]);
-        float *s = a[i].scores;
-        int32_t p = a[i].p0;
-        for (; p <= a[i].p1 && (p & 7); p++) s[p] = cst_f16_to_f32(a[i].p16[p]);
-        for (; p + 7 <= a[i].p1; p += 8) _mm256_storeu_ps(s + p, LOADH8(a[i].p16 + p));
-        for (; p <= a[i].p1; p++) s[p] = cst_f16_to_f32(a[i].p16[p]);
+        widen_p16_avx2(&a[i]);
     }
     /* P*V, one accumulator per (query, dim) (the batch order): lane p & 15,
      * the groups in order. Groups G0..G1-1 lie inside every query's range;
