@@ -187,6 +187,12 @@ cst_status cst_pdf_extract(const void *bytes, size_t len, const cst_doc_limits *
                 fz_matrix ctm = fz_scale(zoom, zoom);
                 fz_irect ir = fz_round_rect(fz_transform_rect(r, ctm));
                 uint64_t pw = (uint64_t)(ir.x1 - ir.x0), ph = (uint64_t)(ir.y1 - ir.y0);
+                if (ir.x1 <= ir.x0 || ir.y1 <= ir.y0) { /* a side thinner than a pixel at this size */
+                    snprintf(err, errlen, "page %zu of the PDF has an unusable size (%gx%g points)", (size_t)at,
+                             (double)w, (double)h);
+                    st = CST_ERR_BAD_FORMAT;
+                    fz_throw(ctx, FZ_ERROR_GENERIC, "page size");
+                }
                 pixels += pw * ph;
                 if (lim->max_pixels && pixels > lim->max_pixels) {
                     snprintf(err, errlen,
@@ -200,7 +206,12 @@ cst_status cst_pdf_extract(const void *bytes, size_t len, const cst_doc_limits *
                 png = fz_new_buffer_from_pixmap_as_png(ctx, pix, fz_default_color_params);
                 unsigned char *pd = NULL;
                 size_t pl = fz_buffer_storage(ctx, png, &pd);
-                pg->png = malloc(pl ? pl : 1);
+                if (!pl || !pd) {
+                    snprintf(err, errlen, "page %zu of the PDF did not render to an image", (size_t)at);
+                    st = CST_ERR_BAD_FORMAT;
+                    fz_throw(ctx, FZ_ERROR_GENERIC, "empty image");
+                }
+                pg->png = malloc(pl);
                 if (!pg->png) {
                     st = CST_ERR_NOMEM;
                     fz_throw(ctx, FZ_ERROR_GENERIC, "out of memory");

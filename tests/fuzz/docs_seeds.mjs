@@ -4,6 +4,7 @@
 // and adversarial PDFs (a 1000x flate bomb, a 150-level page tree, a page tree
 // cycle, /Count 2e9, a 100000x100000 image, giant and negative page boxes),
 // invalid UTF-8 (bad bytes, overlong, surrogate, truncated), NULs, a BOM, HTML.
+// The folder also keeps the fuzzer's reproducers (crash-*), not written here.
 //   cd tests/fuzz/seeds/docs_fuzz && node ../../docs_seeds.mjs
 import { writeFileSync } from "node:fs";
 import { deflateSync } from "node:zlib";
