@@ -177,22 +177,18 @@ cst_status cst_pdf_extract(const void *bytes, size_t len, const cst_doc_limits *
             if (lim->render_side > 0) {
                 fz_rect r = fz_bound_page(ctx, page);
                 float w = r.x1 - r.x0, h = r.y1 - r.y0;
-                if (!(w > 0.5f && h > 0.5f) || w > 1e5f || h > 1e5f) {
-                    snprintf(err, errlen, "page %zu of the PDF has an unusable size (%gx%g points)", (size_t)at,
-                             (double)w, (double)h);
-                    st = CST_ERR_BAD_FORMAT;
-                    fz_throw(ctx, FZ_ERROR_GENERIC, "page size");
-                }
-                float zoom = (float)lim->render_side / (w > h ? w : h);
+                /* usable: sides of 0.5 to 1e5 points, neither thinner than a pixel at the render size */
+                const bool sane = w > 0.5f && h > 0.5f && w <= 1e5f && h <= 1e5f;
+                float zoom = sane ? (float)lim->render_side / (w > h ? w : h) : 0.0f;
                 fz_matrix ctm = fz_scale(zoom, zoom);
                 fz_irect ir = fz_round_rect(fz_transform_rect(r, ctm));
-                uint64_t pw = (uint64_t)(ir.x1 - ir.x0), ph = (uint64_t)(ir.y1 - ir.y0);
-                if (ir.x1 <= ir.x0 || ir.y1 <= ir.y0) { /* a side thinner than a pixel at this size */
+                if (!sane || ir.x1 <= ir.x0 || ir.y1 <= ir.y0) {
                     snprintf(err, errlen, "page %zu of the PDF has an unusable size (%gx%g points)", (size_t)at,
                              (double)w, (double)h);
                     st = CST_ERR_BAD_FORMAT;
                     fz_throw(ctx, FZ_ERROR_GENERIC, "page size");
                 }
+                uint64_t pw = (uint64_t)(ir.x1 - ir.x0), ph = (uint64_t)(ir.y1 - ir.y0);
                 pixels += pw * ph;
                 if (lim->max_pixels && pixels > lim->max_pixels) {
                     snprintf(err, errlen,
